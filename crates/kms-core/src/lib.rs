@@ -1,1 +1,18 @@
-//! placeholder
+//! The kmsd service: one method per KMS operation, the key model and its state rules, the
+//! ciphertext envelope, and the storage trait. It never touches sockets or SQL directly.
+//!
+//! A request reaches [`Service::dispatch`] with an authenticated [`Caller`], the operation name
+//! and the raw JSON body; it returns the JSON answer or a [`KmsError`].
+
+mod context;
+pub mod envelope;
+mod ids;
+pub mod model;
+mod service;
+pub mod store;
+
+pub use context::{Caller, Clock, ManualClock, SystemClock};
+pub use kms_types::{ErrorCode, KmsError};
+pub use service::{AccessKeySecret, AdminCredentials, Service};
+pub use store::{MemStore, Store, StoreError, WriteOp};
+pub use service::dispatch::{is_model_operation, SUPPORTED_OPERATIONS};

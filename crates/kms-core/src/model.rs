@@ -1,0 +1,113 @@
+//! The records kmsd keeps: keys (metadata, policy, tags, sealed material), aliases, principals.
+
+use serde::{Deserialize, Serialize};
+
+/// One version of a key's material, sealed under the root key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MaterialRecord {
+    /// 16-byte id written into every ciphertext made with this material (hex).
+    pub material_id: String,
+    /// The 64-hex `KeyMaterialId` the API reports.
+    pub key_material_id: String,
+    /// When the material was created (ms since epoch).
+    pub created_ms: i64,
+    /// Material sealed by the root key, AAD = `sealing_aad(key_arn, material_id)` (hex).
+    pub sealed_hex: String,
+}
+
+/// A KMS key. Identity is (`region`, `key_id`); key ids are random UUIDs, unique everywhere.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyRecord {
+    /// Owning account (12 digits).
+    pub account: String,
+    /// Region the key lives in.
+    pub region: String,
+    /// Key id (UUID, or `mrk-` + 32 hex for multi-Region keys).
+    pub key_id: String,
+    /// Creation time (ms).
+    pub created_ms: i64,
+    /// Description (0..8192 chars).
+    pub description: String,
+    /// `KeySpec` wire value.
+    pub key_spec: String,
+    /// `KeyUsage` wire value.
+    pub key_usage: String,
+    /// `Origin` wire value.
+    pub origin: String,
+    /// `KeyState` wire value.
+    pub state: String,
+    /// When a PendingDeletion key is deleted (ms).
+    pub deletion_date_ms: Option<i64>,
+    /// The waiting period chosen by ScheduleKeyDeletion.
+    pub pending_window_days: Option<i32>,
+    /// The key policy document, exactly as given (or the default).
+    pub policy: String,
+    /// Tags, kept sorted by key.
+    pub tags: std::collections::BTreeMap<String, String>,
+    /// Material versions; the last one is current (encrypts), all decrypt.
+    pub materials: Vec<MaterialRecord>,
+    /// Multi-Region key.
+    pub multi_region: bool,
+}
+
+impl KeyRecord {
+    /// `arn:aws:kms:<region>:<account>:key/<key-id>`.
+    pub fn arn(&self) -> String {
+        key_arn(&self.region, &self.account, &self.key_id)
+    }
+    /// The material that encrypts.
+    pub fn current_material(&self) -> Option<&MaterialRecord> {
+        self.materials.last()
+    }
+}
+
+/// An alias: a friendly name pointing at a key in the same account and Region.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AliasRecord {
+    /// Owning account.
+    pub account: String,
+    /// Region.
+    pub region: String,
+    /// `alias/...`.
+    pub name: String,
+    /// Key id of the target.
+    pub target_key_id: String,
+    /// Creation time (ms).
+    pub created_ms: i64,
+    /// Last update time (ms).
+    pub updated_ms: i64,
+}
+
+impl AliasRecord {
+    /// `arn:aws:kms:<region>:<account>:alias/<name-without-prefix>`.
+    pub fn arn(&self) -> String {
+        format!("arn:aws:kms:{}:{}:{}", self.region, self.account, self.name)
+    }
+}
+
+/// An access key of a principal: what SigV4 verification looks up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessKeyRecord {
+    /// `AKIA...` id.
+    pub access_key_id: String,
+    /// Account of the principal.
+    pub account: String,
+    /// Principal ARN (`arn:aws:iam::<acct>:user/<name>`).
+    pub principal_arn: String,
+    /// Unique principal id (`AIDA...`).
+    pub user_id: String,
+    /// Secret sealed under the root key, AAD = `access-key|<id>` (hex).
+    pub sealed_secret_hex: String,
+    /// Creation time (ms).
+    pub created_ms: i64,
+}
+
+/// `arn:aws:kms:<region>:<account>:key/<key-id>`.
+pub fn key_arn(region: &str, account: &str, key_id: &str) -> String {
+    format!("arn:aws:kms:{region}:{account}:key/{key_id}")
+}
+
+/// AAD binding sealed material to its key and material version.
+pub fn sealing_aad(key_arn: &str, material_id: &str) -> Vec<u8> {
+    format!("kmsd-key-material|{key_arn}|{material_id}").into_bytes()
+}

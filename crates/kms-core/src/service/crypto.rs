@@ -1,0 +1,306 @@
+//! Data plane: Encrypt, Decrypt, ReEncrypt, GenerateDataKey(WithoutPlaintext), GenerateRandom.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use kms_types::*;
+
+use super::keys::invalid_state;
+use super::{check_grant_tokens, dry_run_succeeded, internal, CachedKey, Service};
+use crate::context::Caller;
+use crate::envelope;
+
+/// Symmetric plaintext limit (PlaintextType max).
+const MAX_PLAINTEXT: usize = 4096;
+
+/// Checks that a key can be used for symmetric encryption now.
+fn check_usable(k: &CachedKey) -> Result<(), KmsError> {
+    let r = &k.record;
+    match r.state.as_str() {
+        "Enabled" => {}
+        "Disabled" => {
+            return Err(KmsError::new(ErrorCode::DisabledException, format!("{} is disabled.", r.arn())));
+        }
+        other => return Err(invalid_state(r, other)),
+    }
+    if r.key_usage != "ENCRYPT_DECRYPT" || r.key_spec != "SYMMETRIC_DEFAULT" {
+        return Err(KmsError::new(
+            ErrorCode::InvalidKeyUsageException,
+            format!("{} key usage is {} and spec is {}: it cannot do symmetric encryption", r.arn(), r.key_usage, r.key_spec),
+        ));
+    }
+    Ok(())
+}
+
+fn check_algorithm(k: &CachedKey, algorithm: Option<&str>) -> Result<(), KmsError> {
+    match algorithm {
+        None | Some("SYMMETRIC_DEFAULT") => Ok(()),
+        Some(other) => Err(KmsError::new(
+            ErrorCode::InvalidKeyUsageException,
+            format!("The encryption algorithm {other} is not supported by {} (it supports SYMMETRIC_DEFAULT)", k.record.arn()),
+        )),
+    }
+}
+
+fn no_recipient(recipient: Option<&RecipientInfo>) -> Result<(), KmsError> {
+    match recipient {
+        Some(_) => Err(KmsError::new(
+            ErrorCode::UnsupportedOperationException,
+            "kmsd does not support Recipient (Nitro Enclaves attestation documents)",
+        )),
+        None => Ok(()),
+    }
+}
+
+fn invalid_ciphertext() -> KmsError {
+    KmsError::new(ErrorCode::InvalidCiphertextException, "The ciphertext is invalid, or its encryption context does not match")
+}
+
+/// What a successful symmetric decryption yields.
+struct Opened {
+    key: Arc<CachedKey>,
+    plaintext: kms_crypto::SecretBytes,
+    key_material_id: Option<String>,
+}
+
+impl Service {
+    /// Encrypts under the key's current material; returns (ciphertext blob, KeyMaterialId).
+    fn seal(&self, k: &CachedKey, context: Option<&BTreeMap<String, String>>, plaintext: &[u8])
+        -> Result<(Vec<u8>, String), KmsError> {
+        let m = k.record.current_material().ok_or_else(|| internal("key without material"))?;
+        let material_id: [u8; 16] = hex::decode(&m.material_id)
+            .ok()
+            .and_then(|v| v.try_into().ok())
+            .ok_or_else(|| internal("bad material id"))?;
+        let key_id = envelope::key_id_bytes(&k.record.key_id).ok_or_else(|| internal("bad key id"))?;
+        let cipher = k.ciphers.get(&material_id).ok_or_else(|| internal("material not loaded"))?;
+        let header = envelope::header(&key_id, &material_id);
+        let aad = envelope::aad(&header, context);
+        let (iv, ct) = cipher.seal(&aad, plaintext).map_err(internal)?;
+        Ok((envelope::assemble(&header, &iv, &ct), m.key_material_id.clone()))
+    }
+
+    /// Opens a symmetric ciphertext blob. `expected_key`: the KeyId the caller named, if any.
+    fn open(
+        &self,
+        caller: &Caller,
+        blob: &[u8],
+        context: Option<&BTreeMap<String, String>>,
+        expected_key: Option<&str>,
+        algorithm: Option<&str>,
+    ) -> Result<Opened, KmsError> {
+        let env = envelope::parse(blob).ok_or_else(invalid_ciphertext)?;
+        let mut key = None;
+        for multi_region in [false, true] {
+            let id = envelope::key_id_string(&env.key_id, multi_region);
+            if let Some(k) = self.cached_key(&caller.region, &id)? {
+                key = Some(k);
+                break;
+            }
+        }
+        let key = key.ok_or_else(invalid_ciphertext)?;
+        if let Some(named) = expected_key {
+            let named_id = self.resolve(caller, named, true)?;
+            if named_id != key.record.key_id {
+                return Err(KmsError::new(
+                    ErrorCode::IncorrectKeyException,
+                    format!("The key ID in the request does not identify the KMS key that encrypted the ciphertext ({named})"),
+                ));
+            }
+        }
+        if key.record.account != caller.account {
+            return Err(super::access_denied(caller, &key.record.arn()));
+        }
+        check_usable(&key)?;
+        check_algorithm(&key, algorithm)?;
+        let cipher = key.ciphers.get(&env.material_id).ok_or_else(invalid_ciphertext)?;
+        let plaintext = cipher
+            .open(env.iv, &envelope::aad(env.header, context), env.ciphertext_and_tag)
+            .map_err(|_| invalid_ciphertext())?;
+        let material_hex = hex::encode(env.material_id);
+        let key_material_id =
+            key.record.materials.iter().find(|m| m.material_id == material_hex).map(|m| m.key_material_id.clone());
+        Ok(Opened { key, plaintext, key_material_id })
+    }
+
+    /// Encrypt.
+    pub async fn encrypt(&self, caller: &Caller, r: EncryptRequest) -> Result<EncryptResponse, KmsError> {
+        check_grant_tokens(r.grant_tokens.as_ref())?;
+        let k = self.resolve_cached(caller, r.key_id.as_deref().unwrap_or_default(), true)?;
+        check_usable(&k)?;
+        check_algorithm(&k, r.encryption_algorithm.as_deref())?;
+        if r.dry_run == Some(true) {
+            return Err(dry_run_succeeded());
+        }
+        let plaintext = r.plaintext.as_ref().map(Blob::as_bytes).unwrap_or_default();
+        let (blob, _) = self.seal(&k, r.encryption_context.as_ref(), plaintext)?;
+        Ok(EncryptResponse {
+            ciphertext_blob: Some(Blob::new(blob)),
+            key_id: Some(k.record.arn()),
+            encryption_algorithm: Some("SYMMETRIC_DEFAULT".into()),
+        })
+    }
+
+    /// Decrypt (KeyId optional for symmetric ciphertexts).
+    pub async fn decrypt(&self, caller: &Caller, r: DecryptRequest) -> Result<DecryptResponse, KmsError> {
+        check_grant_tokens(r.grant_tokens.as_ref())?;
+        no_recipient(r.recipient.as_ref())?;
+        let ignore_ciphertext = r.dry_run == Some(true)
+            && r.dry_run_modifiers.as_ref().is_some_and(|m| m.iter().any(|x| x == "IGNORE_CIPHERTEXT"));
+        let Some(blob) = r.ciphertext_blob.as_ref() else {
+            if ignore_ciphertext {
+                if let Some(id) = r.key_id.as_deref() {
+                    let k = self.resolve_cached(caller, id, true)?;
+                    check_usable(&k)?;
+                }
+                return Err(dry_run_succeeded());
+            }
+            return Err(KmsError::new(
+                ErrorCode::ValidationException,
+                "1 validation error detected: Value null at 'ciphertextBlob' failed to satisfy constraint: Member must not be null",
+            ));
+        };
+        let opened =
+            self.open(caller, blob.as_bytes(), r.encryption_context.as_ref(), r.key_id.as_deref(), r.encryption_algorithm.as_deref())?;
+        if r.dry_run == Some(true) {
+            return Err(dry_run_succeeded());
+        }
+        Ok(DecryptResponse {
+            key_id: Some(opened.key.record.arn()),
+            plaintext: Some(Blob::new(opened.plaintext.to_vec())),
+            encryption_algorithm: Some("SYMMETRIC_DEFAULT".into()),
+            key_material_id: opened.key_material_id,
+            ciphertext_for_recipient: None,
+        })
+    }
+
+    /// ReEncrypt: decrypt under the source key, encrypt under the destination key, inside kmsd.
+    pub async fn re_encrypt(&self, caller: &Caller, r: ReEncryptRequest) -> Result<ReEncryptResponse, KmsError> {
+        check_grant_tokens(r.grant_tokens.as_ref())?;
+        let dest = self.resolve_cached(caller, r.destination_key_id.as_deref().unwrap_or_default(), true)?;
+        check_usable(&dest)?;
+        check_algorithm(&dest, r.destination_encryption_algorithm.as_deref())?;
+        let Some(blob) = r.ciphertext_blob.as_ref() else {
+            return Err(KmsError::new(
+                ErrorCode::ValidationException,
+                "1 validation error detected: Value null at 'ciphertextBlob' failed to satisfy constraint: Member must not be null",
+            ));
+        };
+        let opened = self.open(
+            caller,
+            blob.as_bytes(),
+            r.source_encryption_context.as_ref(),
+            r.source_key_id.as_deref(),
+            r.source_encryption_algorithm.as_deref(),
+        )?;
+        if r.dry_run == Some(true) {
+            return Err(dry_run_succeeded());
+        }
+        let (out, dest_material) = self.seal(&dest, r.destination_encryption_context.as_ref(), &opened.plaintext)?;
+        Ok(ReEncryptResponse {
+            ciphertext_blob: Some(Blob::new(out)),
+            source_key_id: Some(opened.key.record.arn()),
+            key_id: Some(dest.record.arn()),
+            source_encryption_algorithm: Some("SYMMETRIC_DEFAULT".into()),
+            destination_encryption_algorithm: Some("SYMMETRIC_DEFAULT".into()),
+            source_key_material_id: opened.key_material_id,
+            destination_key_material_id: Some(dest_material),
+        })
+    }
+
+    /// Shared part of GenerateDataKey and GenerateDataKeyWithoutPlaintext.
+    fn generate_data_key_inner(
+        &self,
+        caller: &Caller,
+        key_id: Option<&str>,
+        key_spec: Option<&str>,
+        number_of_bytes: Option<i32>,
+        context: Option<&BTreeMap<String, String>>,
+        dry_run: Option<bool>,
+    ) -> Result<(Arc<CachedKey>, kms_crypto::SecretBytes, Vec<u8>, String), KmsError> {
+        let len = match (key_spec, number_of_bytes) {
+            (Some("AES_256"), None) => 32,
+            (Some("AES_128"), None) => 16,
+            (None, Some(n)) => n as usize,
+            (Some(_), Some(_)) | (None, None) => {
+                return Err(KmsError::new(
+                    ErrorCode::ValidationException,
+                    "Please specify either number of bytes or key spec (exactly one of KeySpec and NumberOfBytes).",
+                ));
+            }
+            (Some(other), None) => {
+                return Err(KmsError::new(ErrorCode::ValidationException, format!("Unknown data key spec {other}")));
+            }
+        };
+        let k = self.resolve_cached(caller, key_id.unwrap_or_default(), true)?;
+        check_usable(&k)?;
+        if dry_run == Some(true) {
+            return Err(dry_run_succeeded());
+        }
+        let data_key = kms_crypto::random_bytes(len.min(MAX_PLAINTEXT)).map_err(internal)?;
+        let (blob, material) = self.seal(&k, context, &data_key)?;
+        Ok((k, data_key, blob, material))
+    }
+
+    /// GenerateDataKey.
+    pub async fn generate_data_key(&self, caller: &Caller, r: GenerateDataKeyRequest) -> Result<GenerateDataKeyResponse, KmsError> {
+        check_grant_tokens(r.grant_tokens.as_ref())?;
+        no_recipient(r.recipient.as_ref())?;
+        let (k, data_key, blob, material) = self.generate_data_key_inner(
+            caller,
+            r.key_id.as_deref(),
+            r.key_spec.as_deref(),
+            r.number_of_bytes,
+            r.encryption_context.as_ref(),
+            r.dry_run,
+        )?;
+        Ok(GenerateDataKeyResponse {
+            ciphertext_blob: Some(Blob::new(blob)),
+            plaintext: Some(Blob::new(data_key.to_vec())),
+            key_id: Some(k.record.arn()),
+            key_material_id: Some(material),
+            ciphertext_for_recipient: None,
+        })
+    }
+
+    /// GenerateDataKeyWithoutPlaintext.
+    pub async fn generate_data_key_without_plaintext(
+        &self,
+        caller: &Caller,
+        r: GenerateDataKeyWithoutPlaintextRequest,
+    ) -> Result<GenerateDataKeyWithoutPlaintextResponse, KmsError> {
+        check_grant_tokens(r.grant_tokens.as_ref())?;
+        let (k, _data_key, blob, material) = self.generate_data_key_inner(
+            caller,
+            r.key_id.as_deref(),
+            r.key_spec.as_deref(),
+            r.number_of_bytes,
+            r.encryption_context.as_ref(),
+            r.dry_run,
+        )?;
+        Ok(GenerateDataKeyWithoutPlaintextResponse {
+            ciphertext_blob: Some(Blob::new(blob)),
+            key_id: Some(k.record.arn()),
+            key_material_id: Some(material),
+        })
+    }
+
+    /// GenerateRandom.
+    pub async fn generate_random(&self, _caller: &Caller, r: GenerateRandomRequest) -> Result<GenerateRandomResponse, KmsError> {
+        no_recipient(r.recipient.as_ref())?;
+        if let Some(id) = &r.custom_key_store_id {
+            return Err(KmsError::new(
+                ErrorCode::CustomKeyStoreNotFoundException,
+                format!("Custom key store '{id}' does not exist"),
+            ));
+        }
+        let n = r.number_of_bytes.ok_or_else(|| {
+            KmsError::new(
+                ErrorCode::ValidationException,
+                "1 validation error detected: Value null at 'numberOfBytes' failed to satisfy constraint: Member must not be null",
+            )
+        })?;
+        let bytes = kms_crypto::random_bytes(n as usize).map_err(internal)?;
+        Ok(GenerateRandomResponse { plaintext: Some(Blob::new(bytes.to_vec())), ciphertext_for_recipient: None })
+    }
+}

@@ -1,0 +1,278 @@
+//! Key lifecycle: CreateKey, DescribeKey, ListKeys, Enable/DisableKey, Schedule/CancelKeyDeletion,
+//! UpdateKeyDescription.
+
+use std::collections::BTreeMap;
+
+use kms_types::*;
+
+use super::paging::{decode_marker, encode_marker, page_limit};
+use super::policy::{check_policy_document, default_key_policy};
+use super::tags::check_new_tags;
+use super::{internal, ts, Service};
+use crate::context::Caller;
+use crate::model::{key_arn, sealing_aad, KeyRecord, MaterialRecord};
+use crate::store::WriteOp;
+
+const DAY_MS: i64 = 86_400_000;
+
+/// Builds `KeyMetadata` as AWS fills it for this key.
+pub(super) fn key_metadata(k: &KeyRecord) -> KeyMetadata {
+    let symmetric = k.key_spec == "SYMMETRIC_DEFAULT";
+    KeyMetadata {
+        aws_account_id: Some(k.account.clone()),
+        key_id: Some(k.key_id.clone()),
+        arn: Some(k.arn()),
+        creation_date: Some(ts(k.created_ms)),
+        enabled: Some(k.state == "Enabled"),
+        description: Some(k.description.clone()),
+        key_usage: Some(k.key_usage.clone()),
+        key_state: Some(k.state.clone()),
+        deletion_date: if k.state == "PendingDeletion" { k.deletion_date_ms.map(ts) } else { None },
+        origin: Some(k.origin.clone()),
+        key_manager: Some("CUSTOMER".into()),
+        customer_master_key_spec: CustomerMasterKeySpec::parse(&k.key_spec).map(|s| s.as_str().to_owned()),
+        key_spec: Some(k.key_spec.clone()),
+        encryption_algorithms: symmetric.then(|| vec!["SYMMETRIC_DEFAULT".to_owned()]),
+        multi_region: Some(k.multi_region),
+        current_key_material_id: if symmetric { k.current_material().map(|m| m.key_material_id.clone()) } else { None },
+        ..Default::default()
+    }
+}
+
+/// The `KeyMaterialId` for a material id: a digest of public values only.
+fn key_material_id(key_id: &str, material_id: &str) -> String {
+    hex::encode(kms_crypto::sha256(format!("kmsd-key-material-id|{key_id}|{material_id}").as_bytes()))
+}
+
+impl Service {
+    /// CreateKey (symmetric keys of origin AWS_KMS in the default key store).
+    pub async fn create_key(&self, caller: &Caller, r: CreateKeyRequest) -> Result<CreateKeyResponse, KmsError> {
+        if r.key_spec.is_some() && r.customer_master_key_spec.is_some() {
+            return Err(KmsError::new(
+                ErrorCode::ValidationException,
+                "You cannot specify KeySpec and CustomerMasterKeySpec in the same request. CustomerMasterKeySpec is deprecated; use KeySpec.",
+            ));
+        }
+        let spec = r.key_spec.or(r.customer_master_key_spec).unwrap_or_else(|| "SYMMETRIC_DEFAULT".into());
+        let usage = r.key_usage.unwrap_or_else(|| "ENCRYPT_DECRYPT".into());
+        let origin = r.origin.unwrap_or_else(|| "AWS_KMS".into());
+        if spec != "SYMMETRIC_DEFAULT" {
+            return Err(KmsError::new(
+                ErrorCode::UnsupportedOperationException,
+                format!("kmsd does not support KeySpec {spec} yet; only SYMMETRIC_DEFAULT keys can be created"),
+            ));
+        }
+        if usage != "ENCRYPT_DECRYPT" {
+            return Err(KmsError::new(
+                ErrorCode::ValidationException,
+                format!("KeyUsage {usage} is not compatible with KeySpec {spec}"),
+            ));
+        }
+        if r.xks_key_id.is_some() && origin != "EXTERNAL_KEY_STORE" {
+            return Err(KmsError::new(
+                ErrorCode::ValidationException,
+                "XksKeyId is valid only when Origin is EXTERNAL_KEY_STORE",
+            ));
+        }
+        if let Some(id) = &r.custom_key_store_id {
+            return Err(KmsError::new(
+                ErrorCode::CustomKeyStoreNotFoundException,
+                format!("Custom key store '{id}' does not exist"),
+            ));
+        }
+        if origin != "AWS_KMS" {
+            return Err(KmsError::new(
+                ErrorCode::UnsupportedOperationException,
+                format!("kmsd does not support Origin {origin} yet; only AWS_KMS keys can be created"),
+            ));
+        }
+        if r.multi_region == Some(true) {
+            return Err(KmsError::new(
+                ErrorCode::UnsupportedOperationException,
+                "kmsd does not support multi-Region keys yet",
+            ));
+        }
+        let policy = match r.policy {
+            Some(p) => {
+                check_policy_document(&p)?;
+                p
+            }
+            None => default_key_policy(&caller.account),
+        };
+        let tags = check_new_tags(&BTreeMap::new(), r.tags.as_deref().unwrap_or_default(), ErrorCode::TagException)?;
+
+        let key_id = uuid::Uuid::new_v4().to_string();
+        let arn = key_arn(&caller.region, &caller.account, &key_id);
+        let material_id = hex::encode(kms_crypto::random_array::<16>().map_err(internal)?);
+        let material = kms_crypto::random_bytes(32).map_err(internal)?;
+        let sealed = self.root.seal(&sealing_aad(&arn, &material_id), &material).map_err(internal)?;
+        let now = self.now_ms();
+        let record = KeyRecord {
+            account: caller.account.clone(),
+            region: caller.region.clone(),
+            key_id: key_id.clone(),
+            created_ms: now,
+            description: r.description.unwrap_or_default(),
+            key_spec: spec,
+            key_usage: usage,
+            origin,
+            state: "Enabled".into(),
+            deletion_date_ms: None,
+            pending_window_days: None,
+            policy,
+            tags,
+            materials: vec![MaterialRecord {
+                key_material_id: key_material_id(&key_id, &material_id),
+                material_id,
+                created_ms: now,
+                sealed_hex: hex::encode(sealed),
+            }],
+            multi_region: false,
+        };
+        self.commit(vec![WriteOp::PutKey(record.clone())]).await?;
+        Ok(CreateKeyResponse { key_metadata: Some(key_metadata(&record)) })
+    }
+
+    /// DescribeKey: any identifier, any state.
+    pub async fn describe_key(&self, caller: &Caller, r: DescribeKeyRequest) -> Result<DescribeKeyResponse, KmsError> {
+        super::check_grant_tokens(r.grant_tokens.as_ref())?;
+        let k = self.resolve_cached(caller, r.key_id.as_deref().unwrap_or_default(), true)?;
+        Ok(DescribeKeyResponse { key_metadata: Some(key_metadata(&k.record)) })
+    }
+
+    /// ListKeys of the caller's account and Region, ordered by key id.
+    pub async fn list_keys(&self, caller: &Caller, r: ListKeysRequest) -> Result<ListKeysResponse, KmsError> {
+        let limit = page_limit(r.limit, 1000, 100)?;
+        let after = decode_marker(r.marker.as_deref())?;
+        let mut keys = self
+            .store
+            .list_keys(&caller.account, &caller.region, after.as_deref(), limit + 1)
+            .map_err(internal)?;
+        let truncated = keys.len() > limit;
+        keys.truncate(limit);
+        Ok(ListKeysResponse {
+            next_marker: truncated.then(|| keys.last().map(|k| encode_marker(&k.key_id))).flatten(),
+            truncated: Some(truncated),
+            keys: Some(
+                keys.iter()
+                    .map(|k| KeyListEntry { key_id: Some(k.key_id.clone()), key_arn: Some(k.arn()) })
+                    .collect(),
+            ),
+        })
+    }
+
+    /// EnableKey.
+    pub async fn enable_key(&self, caller: &Caller, r: EnableKeyRequest) -> Result<(), KmsError> {
+        self.set_enabled(caller, r.key_id.as_deref().unwrap_or_default(), true).await
+    }
+
+    /// DisableKey.
+    pub async fn disable_key(&self, caller: &Caller, r: DisableKeyRequest) -> Result<(), KmsError> {
+        self.set_enabled(caller, r.key_id.as_deref().unwrap_or_default(), false).await
+    }
+
+    async fn set_enabled(&self, caller: &Caller, key_id: &str, enable: bool) -> Result<(), KmsError> {
+        self.update_key(caller, key_id, |k| {
+            match k.state.as_str() {
+                "Enabled" | "Disabled" => {}
+                other => return Err(invalid_state(k, other)),
+            }
+            k.state = if enable { "Enabled" } else { "Disabled" }.into();
+            Ok(vec![])
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// ScheduleKeyDeletion: 7..30 days (default 30).
+    pub async fn schedule_key_deletion(
+        &self,
+        caller: &Caller,
+        r: ScheduleKeyDeletionRequest,
+    ) -> Result<ScheduleKeyDeletionResponse, KmsError> {
+        let days = r.pending_window_in_days.unwrap_or(30);
+        if !(7..=30).contains(&days) {
+            return Err(KmsError::new(
+                ErrorCode::ValidationException,
+                format!("1 validation error detected: Value '{days}' at 'pendingWindowInDays' failed to satisfy constraint: Member must have value between 7 and 30 (inclusive)"),
+            ));
+        }
+        let now = self.now_ms();
+        let k = self
+            .update_key(caller, r.key_id.as_deref().unwrap_or_default(), |k| {
+                if k.state == "PendingDeletion" {
+                    return Err(KmsError::new(
+                        ErrorCode::KMSInvalidStateException,
+                        format!("{} is pending deletion.", k.arn()),
+                    ));
+                }
+                k.state = "PendingDeletion".into();
+                k.deletion_date_ms = Some(now + i64::from(days) * DAY_MS);
+                k.pending_window_days = Some(days);
+                Ok(vec![])
+            })
+            .await?;
+        Ok(ScheduleKeyDeletionResponse {
+            key_id: Some(k.arn()),
+            deletion_date: k.deletion_date_ms.map(ts),
+            key_state: Some(k.state),
+            pending_window_in_days: Some(days),
+        })
+    }
+
+    /// CancelKeyDeletion: PendingDeletion -> Disabled.
+    pub async fn cancel_key_deletion(
+        &self,
+        caller: &Caller,
+        r: CancelKeyDeletionRequest,
+    ) -> Result<CancelKeyDeletionResponse, KmsError> {
+        let k = self
+            .update_key(caller, r.key_id.as_deref().unwrap_or_default(), |k| {
+                if k.state != "PendingDeletion" {
+                    return Err(KmsError::new(
+                        ErrorCode::KMSInvalidStateException,
+                        format!("{} is not pending deletion (its state is {}).", k.arn(), k.state),
+                    ));
+                }
+                k.state = "Disabled".into();
+                k.deletion_date_ms = None;
+                k.pending_window_days = None;
+                Ok(vec![])
+            })
+            .await?;
+        Ok(CancelKeyDeletionResponse { key_id: Some(k.arn()) })
+    }
+
+    /// UpdateKeyDescription.
+    pub async fn update_key_description(&self, caller: &Caller, r: UpdateKeyDescriptionRequest) -> Result<(), KmsError> {
+        let description = r.description.unwrap_or_default();
+        self.update_key(caller, r.key_id.as_deref().unwrap_or_default(), |k| {
+            reject_pending_deletion(k)?;
+            k.description = description;
+            Ok(vec![])
+        })
+        .await
+        .map(|_| ())
+    }
+}
+
+/// `KMSInvalidStateException` for a key whose state forbids the operation.
+pub(super) fn invalid_state(k: &KeyRecord, state: &str) -> KmsError {
+    let what = match state {
+        "PendingDeletion" => "is pending deletion",
+        "PendingImport" => "is pending import",
+        "Unavailable" => "is unavailable",
+        "Creating" => "is being created",
+        "Updating" => "is being updated",
+        _ => "is not in a valid state for this operation",
+    };
+    KmsError::new(ErrorCode::KMSInvalidStateException, format!("{} {what}.", k.arn()))
+}
+
+/// Management operations that AWS refuses on keys pending deletion.
+pub(super) fn reject_pending_deletion(k: &KeyRecord) -> Result<(), KmsError> {
+    if k.state == "PendingDeletion" {
+        return Err(invalid_state(k, "PendingDeletion"));
+    }
+    Ok(())
+}

@@ -1,0 +1,256 @@
+//! The service: shared state, key resolution, the key cache and the dispatch table.
+
+mod aliases;
+mod crypto;
+pub(crate) mod dispatch;
+mod keys;
+mod paging;
+mod policy;
+mod principals;
+mod sweeper;
+mod tags;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use kms_crypto::{AesGcmKey, RootKey};
+use kms_types::{ErrorCode, KmsError};
+
+use crate::context::{Caller, Clock};
+use crate::ids::{parse_key_ref, KeyRef};
+use crate::model::{sealing_aad, KeyRecord};
+use crate::store::{Store, WriteOp};
+
+pub use principals::{AccessKeySecret, AdminCredentials};
+
+/// A key as the data plane needs it: its record and its unsealed, prepared material.
+struct CachedKey {
+    record: KeyRecord,
+    /// Prepared AES keys by 16-byte material id.
+    ciphers: HashMap<[u8; 16], Arc<AesGcmKey>>,
+}
+
+/// The KMS service. Cheap to share behind an `Arc`; every method takes `&self`.
+pub struct Service {
+    store: Arc<dyn Store>,
+    root: Arc<RootKey>,
+    clock: Arc<dyn Clock>,
+    /// Keys by (region, key id). Single-writer cache: every write goes through this service and
+    /// invalidates its entry, so it is exact for one kmsd process per data dir.
+    key_cache: RwLock<HashMap<(String, String), Arc<CachedKey>>>,
+    /// Alias targets by (account, region, alias name), same rule.
+    alias_cache: RwLock<HashMap<(String, String, String), Option<String>>>,
+    /// Unsealed access-key secrets by access key id.
+    secret_cache: RwLock<HashMap<String, Arc<principals::AccessKeySecret>>>,
+    /// Serialises read-modify-write operations.
+    write_lock: tokio::sync::Mutex<()>,
+}
+
+fn internal<E: std::fmt::Display>(e: E) -> KmsError {
+    tracing::error!(error = %e, "internal error");
+    KmsError::internal("kmsd hit an internal error; the request was not carried out")
+}
+
+impl Service {
+    /// A service over a store, a root key and a clock.
+    pub fn new(store: Arc<dyn Store>, root: Arc<RootKey>, clock: Arc<dyn Clock>) -> Self {
+        Service {
+            store,
+            root,
+            clock,
+            key_cache: RwLock::new(HashMap::new()),
+            alias_cache: RwLock::new(HashMap::new()),
+            secret_cache: RwLock::new(HashMap::new()),
+            write_lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The store (for the binary's admin paths).
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The root key.
+    pub fn root_key(&self) -> &RootKey {
+        &self.root
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    /// Commits writes durably off the async workers, then drops cached entries they touch.
+    async fn commit(&self, ops: Vec<WriteOp>) -> Result<(), KmsError> {
+        let mut keys = Vec::new();
+        let mut aliases = Vec::new();
+        for op in &ops {
+            match op {
+                WriteOp::PutKey(k) => keys.push((k.region.clone(), k.key_id.clone())),
+                WriteOp::DeleteKey { region, key_id } => keys.push((region.clone(), key_id.clone())),
+                WriteOp::PutAlias(a) => aliases.push((a.account.clone(), a.region.clone(), a.name.clone())),
+                WriteOp::DeleteAlias { account, region, name } => {
+                    aliases.push((account.clone(), region.clone(), name.clone()))
+                }
+                WriteOp::PutAccessKey(_) | WriteOp::PutMeta { .. } => {}
+            }
+        }
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.apply(ops)).await.map_err(internal)?.map_err(internal)?;
+        if let Ok(mut c) = self.key_cache.write() {
+            for k in keys {
+                c.remove(&k);
+            }
+        }
+        if let Ok(mut c) = self.alias_cache.write() {
+            for a in aliases {
+                c.remove(&a);
+            }
+        }
+        Ok(())
+    }
+
+    /// Loads a key record fresh from the store (for read-modify-write paths).
+    fn load_key(&self, region: &str, key_id: &str) -> Result<Option<KeyRecord>, KmsError> {
+        self.store.get_key(region, key_id).map_err(internal)
+    }
+
+    /// A key with its unsealed material, from the cache or the store.
+    fn cached_key(&self, region: &str, key_id: &str) -> Result<Option<Arc<CachedKey>>, KmsError> {
+        let k = (region.to_owned(), key_id.to_owned());
+        if let Some(hit) = self.key_cache.read().ok().and_then(|c| c.get(&k).cloned()) {
+            return Ok(Some(hit));
+        }
+        let Some(record) = self.load_key(region, key_id)? else { return Ok(None) };
+        let arn = record.arn();
+        let mut ciphers = HashMap::new();
+        for m in &record.materials {
+            let id: [u8; 16] = hex::decode(&m.material_id)
+                .ok()
+                .and_then(|v| v.try_into().ok())
+                .ok_or_else(|| internal("bad material id in store"))?;
+            let sealed = hex::decode(&m.sealed_hex).map_err(internal)?;
+            let material = self.root.open(&sealing_aad(&arn, &m.material_id), &sealed).map_err(internal)?;
+            ciphers.insert(id, Arc::new(AesGcmKey::new(&material).map_err(internal)?));
+        }
+        let entry = Arc::new(CachedKey { record, ciphers });
+        if let Ok(mut c) = self.key_cache.write() {
+            c.insert(k, entry.clone());
+        }
+        Ok(Some(entry))
+    }
+
+    /// The target key id of an alias in the caller's account (cached).
+    fn alias_target(&self, account: &str, region: &str, name: &str) -> Result<Option<String>, KmsError> {
+        let k = (account.to_owned(), region.to_owned(), name.to_owned());
+        if let Some(hit) = self.alias_cache.read().ok().and_then(|c| c.get(&k).cloned()) {
+            return Ok(hit);
+        }
+        let target = self.store.get_alias(account, region, name).map_err(internal)?.map(|a| a.target_key_id);
+        if let Ok(mut c) = self.alias_cache.write() {
+            c.insert(k, target.clone());
+        }
+        Ok(target)
+    }
+
+    /// Resolves a `KeyId` member to (region, key id) in the caller's Region, checking that the
+    /// key belongs to the caller's account. Keys of other accounts are refused as their default
+    /// key policy refuses them.
+    fn resolve(&self, caller: &Caller, key_id: &str, allow_alias: bool) -> Result<String, KmsError> {
+        let r = parse_key_ref(key_id, allow_alias)?;
+        let not_found = || KmsError::new(ErrorCode::NotFoundException, format!("Key '{key_id}' does not exist"));
+        let (account, id) = match r {
+            KeyRef::Id(id) => (caller.account.clone(), id),
+            KeyRef::KeyArn { region, account, key_id: id } => {
+                if region != caller.region {
+                    return Err(not_found());
+                }
+                (account, id)
+            }
+            KeyRef::AliasName(name) => {
+                let id = self.alias_target(&caller.account, &caller.region, &name)?.ok_or_else(|| {
+                    KmsError::new(
+                        ErrorCode::NotFoundException,
+                        format!("Alias arn:aws:kms:{}:{}:{name} is not found.", caller.region, caller.account),
+                    )
+                })?;
+                (caller.account.clone(), id)
+            }
+            KeyRef::AliasArn { region, account, name } => {
+                let missing = || KmsError::new(ErrorCode::NotFoundException, format!("Alias {key_id} is not found."));
+                if region != caller.region {
+                    return Err(missing());
+                }
+                let id = self.alias_target(&account, &region, &name)?.ok_or_else(missing)?;
+                (account, id)
+            }
+        };
+        let entry = self.cached_key(&caller.region, &id)?.ok_or_else(not_found)?;
+        if entry.record.account != account {
+            return Err(not_found());
+        }
+        if account != caller.account {
+            return Err(access_denied(caller, &entry.record.arn()));
+        }
+        Ok(id)
+    }
+
+    /// Resolves and returns the cached key.
+    fn resolve_cached(&self, caller: &Caller, key_id: &str, allow_alias: bool) -> Result<Arc<CachedKey>, KmsError> {
+        let id = self.resolve(caller, key_id, allow_alias)?;
+        self.cached_key(&caller.region, &id)?
+            .ok_or_else(|| KmsError::new(ErrorCode::NotFoundException, format!("Key '{key_id}' does not exist")))
+    }
+
+    /// Read-modify-write of one key under the write lock. `f` returns extra writes to commit
+    /// in the same transaction.
+    async fn update_key<F>(&self, caller: &Caller, key_id: &str, f: F) -> Result<KeyRecord, KmsError>
+    where
+        F: FnOnce(&mut KeyRecord) -> Result<Vec<WriteOp>, KmsError>,
+    {
+        let _guard = self.write_lock.lock().await;
+        let id = self.resolve(caller, key_id, false)?;
+        let mut record = self
+            .load_key(&caller.region, &id)?
+            .ok_or_else(|| KmsError::new(ErrorCode::NotFoundException, format!("Key '{key_id}' does not exist")))?;
+        let mut ops = f(&mut record)?;
+        ops.insert(0, WriteOp::PutKey(record.clone()));
+        self.commit(ops).await?;
+        Ok(record)
+    }
+}
+
+/// AWS's AccessDenied wording for a key the default key policy does not open to the caller.
+fn access_denied(caller: &Caller, resource: &str) -> KmsError {
+    KmsError::new(
+        ErrorCode::AccessDeniedException,
+        format!(
+            "User: {} is not authorized to perform this operation on resource: {} because no resource-based policy allows it",
+            caller.principal_arn, resource
+        ),
+    )
+}
+
+/// Grant tokens can only come from CreateGrant, which kmsd does not offer yet, so any token
+/// given is one kmsd never issued.
+fn check_grant_tokens(tokens: Option<&Vec<String>>) -> Result<(), KmsError> {
+    match tokens {
+        Some(t) if !t.is_empty() => Err(KmsError::new(
+            ErrorCode::InvalidGrantTokenException,
+            "The grant token is not valid: kmsd has issued no grants (grants are not supported yet)",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The success signal of a `DryRun` request.
+fn dry_run_succeeded() -> KmsError {
+    KmsError::new(ErrorCode::DryRunOperationException, "The request would have succeeded, but the DryRun option is set.")
+}
+
+/// Millisecond timestamp to the wire type.
+fn ts(ms: i64) -> kms_types::Timestamp {
+    kms_types::Timestamp::from_millis(ms)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,188 @@
+//! The storage trait kms-core sees, and an in-memory implementation for tests.
+//!
+//! Every mutating operation hands the store a list of [`WriteOp`]s that must commit together
+//! (one transaction, durable before `apply` returns) or not at all. No transaction handle crosses
+//! the trait.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use crate::model::{AccessKeyRecord, AliasRecord, KeyRecord};
+
+/// A storage failure. Surfaces to clients as `KMSInternalException` (never with SQL details).
+#[derive(Debug, thiserror::Error)]
+#[error("storage error: {0}")]
+pub struct StoreError(pub String);
+
+/// One write in an atomic batch.
+#[derive(Debug, Clone)]
+pub enum WriteOp {
+    /// Insert or replace a key.
+    PutKey(KeyRecord),
+    /// Delete a key (by region and id).
+    DeleteKey {
+        /// Region.
+        region: String,
+        /// Key id.
+        key_id: String,
+    },
+    /// Insert or replace an alias.
+    PutAlias(AliasRecord),
+    /// Delete an alias.
+    DeleteAlias {
+        /// Account.
+        account: String,
+        /// Region.
+        region: String,
+        /// `alias/...`
+        name: String,
+    },
+    /// Insert an access key.
+    PutAccessKey(AccessKeyRecord),
+    /// Set a metadata value.
+    PutMeta {
+        /// Name.
+        name: String,
+        /// Value.
+        value: String,
+    },
+}
+
+/// Transactional storage of kmsd's records.
+pub trait Store: Send + Sync {
+    /// A key by Region and key id.
+    fn get_key(&self, region: &str, key_id: &str) -> Result<Option<KeyRecord>, StoreError>;
+    /// Keys of an account in a Region with id > `after`, ordered by id, at most `limit`.
+    fn list_keys(&self, account: &str, region: &str, after: Option<&str>, limit: usize)
+        -> Result<Vec<KeyRecord>, StoreError>;
+    /// Keys (any account, any Region) in PendingDeletion whose deletion date is <= `now_ms`.
+    fn keys_due_for_deletion(&self, now_ms: i64) -> Result<Vec<KeyRecord>, StoreError>;
+    /// An alias by account, Region and name.
+    fn get_alias(&self, account: &str, region: &str, name: &str) -> Result<Option<AliasRecord>, StoreError>;
+    /// Aliases of an account in a Region with name > `after`, ordered by name, optionally only
+    /// those pointing at `target`, at most `limit`.
+    fn list_aliases(
+        &self,
+        account: &str,
+        region: &str,
+        target: Option<&str>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AliasRecord>, StoreError>;
+    /// An access key by id.
+    fn get_access_key(&self, access_key_id: &str) -> Result<Option<AccessKeyRecord>, StoreError>;
+    /// A metadata value.
+    fn get_meta(&self, name: &str) -> Result<Option<String>, StoreError>;
+    /// Commits all writes atomically and durably.
+    fn apply(&self, ops: Vec<WriteOp>) -> Result<(), StoreError>;
+}
+
+/// In-memory store for tests of the domain: same semantics, no durability.
+#[derive(Default)]
+pub struct MemStore {
+    inner: Mutex<MemInner>,
+}
+
+#[derive(Default, Clone)]
+struct MemInner {
+    keys: BTreeMap<(String, String), KeyRecord>,
+    aliases: BTreeMap<(String, String, String), AliasRecord>,
+    access_keys: BTreeMap<String, AccessKeyRecord>,
+    meta: BTreeMap<String, String>,
+}
+
+impl MemStore {
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, MemInner>, StoreError> {
+        self.inner.lock().map_err(|_| StoreError("memory store lock poisoned".into()))
+    }
+}
+
+impl Store for MemStore {
+    fn get_key(&self, region: &str, key_id: &str) -> Result<Option<KeyRecord>, StoreError> {
+        Ok(self.lock()?.keys.get(&(region.to_owned(), key_id.to_owned())).cloned())
+    }
+
+    fn list_keys(&self, account: &str, region: &str, after: Option<&str>, limit: usize)
+        -> Result<Vec<KeyRecord>, StoreError> {
+        Ok(self
+            .lock()?
+            .keys
+            .values()
+            .filter(|k| k.account == account && k.region == region)
+            .filter(|k| after.is_none_or(|a| k.key_id.as_str() > a))
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    fn keys_due_for_deletion(&self, now_ms: i64) -> Result<Vec<KeyRecord>, StoreError> {
+        Ok(self
+            .lock()?
+            .keys
+            .values()
+            .filter(|k| k.state == "PendingDeletion" && k.deletion_date_ms.is_some_and(|d| d <= now_ms))
+            .cloned()
+            .collect())
+    }
+
+    fn get_alias(&self, account: &str, region: &str, name: &str) -> Result<Option<AliasRecord>, StoreError> {
+        Ok(self.lock()?.aliases.get(&(account.to_owned(), region.to_owned(), name.to_owned())).cloned())
+    }
+
+    fn list_aliases(
+        &self,
+        account: &str,
+        region: &str,
+        target: Option<&str>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AliasRecord>, StoreError> {
+        Ok(self
+            .lock()?
+            .aliases
+            .values()
+            .filter(|a| a.account == account && a.region == region)
+            .filter(|a| target.is_none_or(|t| a.target_key_id == t))
+            .filter(|a| after.is_none_or(|x| a.name.as_str() > x))
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    fn get_access_key(&self, access_key_id: &str) -> Result<Option<AccessKeyRecord>, StoreError> {
+        Ok(self.lock()?.access_keys.get(access_key_id).cloned())
+    }
+
+    fn get_meta(&self, name: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.lock()?.meta.get(name).cloned())
+    }
+
+    fn apply(&self, ops: Vec<WriteOp>) -> Result<(), StoreError> {
+        let mut guard = self.lock()?;
+        let mut next = guard.clone();
+        for op in ops {
+            match op {
+                WriteOp::PutKey(k) => {
+                    next.keys.insert((k.region.clone(), k.key_id.clone()), k);
+                }
+                WriteOp::DeleteKey { region, key_id } => {
+                    next.keys.remove(&(region, key_id));
+                }
+                WriteOp::PutAlias(a) => {
+                    next.aliases.insert((a.account.clone(), a.region.clone(), a.name.clone()), a);
+                }
+                WriteOp::DeleteAlias { account, region, name } => {
+                    next.aliases.remove(&(account, region, name));
+                }
+                WriteOp::PutAccessKey(a) => {
+                    next.access_keys.insert(a.access_key_id.clone(), a);
+                }
+                WriteOp::PutMeta { name, value } => {
+                    next.meta.insert(name, value);
+                }
+            }
+        }
+        *guard = next;
+        Ok(())
+    }
+}
