@@ -1,1 +1,5 @@
-//! placeholder
+//! Storage backends for kmsd. Today: [`SqliteStore`], the embedded default.
+
+mod sqlite;
+
+pub use sqlite::SqliteStore;

@@ -1,1 +1,19 @@
-fn main() {}
+//! The `kmsd` binary.
+
+use clap::Parser;
+use kmsd::cli::{serve, Cli, Command};
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve(args).await,
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kmsd: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

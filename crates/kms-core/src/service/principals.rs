@@ -40,8 +40,13 @@ fn secret_aad(access_key_id: &str) -> Vec<u8> {
 
 impl Service {
     /// On first start for `account`: creates the admin user `arn:aws:iam::<account>:user/admin`
-    /// with one access key and returns it. Returns `None` if the account already has its admin.
-    pub async fn bootstrap_admin(&self, account: &str) -> Result<Option<AdminCredentials>, KmsError> {
+    /// with one access key, hands it to `persist` (which writes it for the operator) and only
+    /// then commits it, so a crash in between leaves no key nobody knows. Returns the principal
+    /// ARN, or `None` if the account already has its admin.
+    pub async fn bootstrap_admin<F>(&self, account: &str, persist: F) -> Result<Option<String>, KmsError>
+    where
+        F: FnOnce(&AdminCredentials) -> std::io::Result<()>,
+    {
         let marker = format!("admin-created:{account}");
         if self.store.get_meta(&marker).map_err(internal)?.is_some() {
             return Ok(None);
@@ -59,12 +64,14 @@ impl Service {
             sealed_secret_hex: hex::encode(sealed),
             created_ms: self.now_ms(),
         };
+        let creds = AdminCredentials { access_key_id, secret_access_key: secret, principal_arn: principal_arn.clone() };
+        persist(&creds).map_err(|e| internal(format!("writing the admin credentials: {e}")))?;
         self.commit(vec![
             WriteOp::PutAccessKey(record),
             WriteOp::PutMeta { name: marker, value: principal_arn.clone() },
         ])
         .await?;
-        Ok(Some(AdminCredentials { access_key_id, secret_access_key: secret, principal_arn }))
+        Ok(Some(principal_arn))
     }
 
     /// The record and secret of an access key, or `None` if kmsd does not know it.

@@ -1,0 +1,271 @@
+//! The embedded default store: one SQLite file in the data dir, WAL journal,
+//! `synchronous=FULL` so every commit is on disk before `apply` returns.
+//!
+//! Records are stored as JSON documents keyed by their identity; sealed key material inside
+//! them is already encrypted under the root key, so the database never holds it in clear.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use kms_core::model::{AccessKeyRecord, AliasRecord, KeyRecord};
+use kms_core::{Store, StoreError, WriteOp};
+use rusqlite::{params, Connection, OptionalExtension};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS keys (
+    region TEXT NOT NULL,
+    key_id TEXT NOT NULL,
+    account TEXT NOT NULL,
+    state TEXT NOT NULL,
+    deletion_ms INTEGER,
+    body TEXT NOT NULL,
+    PRIMARY KEY (region, key_id)
+);
+CREATE INDEX IF NOT EXISTS keys_by_account ON keys (account, region, key_id);
+CREATE INDEX IF NOT EXISTS keys_by_deletion ON keys (state, deletion_ms);
+CREATE TABLE IF NOT EXISTS aliases (
+    account TEXT NOT NULL,
+    region TEXT NOT NULL,
+    name TEXT NOT NULL,
+    target_key_id TEXT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (account, region, name)
+);
+CREATE INDEX IF NOT EXISTS aliases_by_target ON aliases (account, region, target_key_id, name);
+CREATE TABLE IF NOT EXISTS access_keys (
+    access_key_id TEXT PRIMARY KEY,
+    body TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+";
+
+/// SQLite-backed [`Store`]. One writer connection and one reader connection (WAL lets readers
+/// run while a write commits).
+pub struct SqliteStore {
+    writer: Mutex<Connection>,
+    reader: Mutex<Connection>,
+}
+
+fn err<E: std::fmt::Display>(e: E) -> StoreError {
+    StoreError(e.to_string())
+}
+
+fn open(path: &Path) -> Result<Connection, StoreError> {
+    let c = Connection::open(path).map_err(err)?;
+    c.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
+    c.pragma_update(None, "synchronous", "FULL").map_err(err)?;
+    c.pragma_update(None, "foreign_keys", "ON").map_err(err)?;
+    c.busy_timeout(std::time::Duration::from_secs(10)).map_err(err)?;
+    Ok(c)
+}
+
+fn decode<T: serde::de::DeserializeOwned>(body: String) -> Result<T, StoreError> {
+    serde_json::from_str(&body).map_err(err)
+}
+
+fn encode<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(err)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) `kmsd.sqlite3` in `dir`.
+    pub fn open_in(dir: &Path) -> Result<Self, StoreError> {
+        let path = dir.join("kmsd.sqlite3");
+        let writer = open(&path)?;
+        writer.execute_batch(SCHEMA).map_err(err)?;
+        let reader = open(&path)?;
+        Ok(SqliteStore { writer: Mutex::new(writer), reader: Mutex::new(reader) })
+    }
+
+    fn reader(&self) -> Result<std::sync::MutexGuard<'_, Connection>, StoreError> {
+        self.reader.lock().map_err(|_| StoreError("reader lock poisoned".into()))
+    }
+
+    fn bodies<T: serde::de::DeserializeOwned>(&self, sql: &str, p: &[&dyn rusqlite::ToSql]) -> Result<Vec<T>, StoreError> {
+        let c = self.reader()?;
+        let mut stmt = c.prepare_cached(sql).map_err(err)?;
+        let rows = stmt.query_map(p, |r| r.get::<_, String>(0)).map_err(err)?;
+        let mut out = Vec::new();
+        for r in rows {
+            out.push(decode(r.map_err(err)?)?);
+        }
+        Ok(out)
+    }
+
+    fn one<T: serde::de::DeserializeOwned>(&self, sql: &str, p: &[&dyn rusqlite::ToSql]) -> Result<Option<T>, StoreError> {
+        let c = self.reader()?;
+        let mut stmt = c.prepare_cached(sql).map_err(err)?;
+        let body: Option<String> = stmt.query_row(p, |r| r.get(0)).optional().map_err(err)?;
+        body.map(decode).transpose()
+    }
+}
+
+impl Store for SqliteStore {
+    fn get_key(&self, region: &str, key_id: &str) -> Result<Option<KeyRecord>, StoreError> {
+        self.one("SELECT body FROM keys WHERE region = ?1 AND key_id = ?2", params![region, key_id])
+    }
+
+    fn list_keys(&self, account: &str, region: &str, after: Option<&str>, limit: usize) -> Result<Vec<KeyRecord>, StoreError> {
+        self.bodies(
+            "SELECT body FROM keys WHERE account = ?1 AND region = ?2 AND key_id > ?3 ORDER BY key_id LIMIT ?4",
+            params![account, region, after.unwrap_or(""), limit.min(i64::MAX as usize) as i64],
+        )
+    }
+
+    fn keys_due_for_deletion(&self, now_ms: i64) -> Result<Vec<KeyRecord>, StoreError> {
+        self.bodies(
+            "SELECT body FROM keys WHERE state = 'PendingDeletion' AND deletion_ms <= ?1 ORDER BY deletion_ms",
+            params![now_ms],
+        )
+    }
+
+    fn get_alias(&self, account: &str, region: &str, name: &str) -> Result<Option<AliasRecord>, StoreError> {
+        self.one("SELECT body FROM aliases WHERE account = ?1 AND region = ?2 AND name = ?3", params![account, region, name])
+    }
+
+    fn list_aliases(
+        &self,
+        account: &str,
+        region: &str,
+        target: Option<&str>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AliasRecord>, StoreError> {
+        let limit = limit.min(i64::MAX as usize) as i64;
+        let after = after.unwrap_or("");
+        match target {
+            Some(t) => self.bodies(
+                "SELECT body FROM aliases WHERE account = ?1 AND region = ?2 AND target_key_id = ?3 AND name > ?4 ORDER BY name LIMIT ?5",
+                params![account, region, t, after, limit],
+            ),
+            None => self.bodies(
+                "SELECT body FROM aliases WHERE account = ?1 AND region = ?2 AND name > ?3 ORDER BY name LIMIT ?4",
+                params![account, region, after, limit],
+            ),
+        }
+    }
+
+    fn get_access_key(&self, access_key_id: &str) -> Result<Option<AccessKeyRecord>, StoreError> {
+        self.one("SELECT body FROM access_keys WHERE access_key_id = ?1", params![access_key_id])
+    }
+
+    fn get_meta(&self, name: &str) -> Result<Option<String>, StoreError> {
+        let c = self.reader()?;
+        c.query_row("SELECT value FROM meta WHERE name = ?1", params![name], |r| r.get(0)).optional().map_err(err)
+    }
+
+    fn apply(&self, ops: Vec<WriteOp>) -> Result<(), StoreError> {
+        let mut c = self.writer.lock().map_err(|_| StoreError("writer lock poisoned".into()))?;
+        let tx = c.transaction().map_err(err)?;
+        for op in &ops {
+            match op {
+                WriteOp::PutKey(k) => {
+                    tx.execute(
+                        "INSERT OR REPLACE INTO keys (region, key_id, account, state, deletion_ms, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                        params![k.region, k.key_id, k.account, k.state, k.deletion_date_ms, encode(k)?],
+                    )
+                    .map_err(err)?;
+                }
+                WriteOp::DeleteKey { region, key_id } => {
+                    tx.execute("DELETE FROM keys WHERE region = ?1 AND key_id = ?2", params![region, key_id]).map_err(err)?;
+                }
+                WriteOp::PutAlias(a) => {
+                    tx.execute(
+                        "INSERT OR REPLACE INTO aliases (account, region, name, target_key_id, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+                        params![a.account, a.region, a.name, a.target_key_id, encode(a)?],
+                    )
+                    .map_err(err)?;
+                }
+                WriteOp::DeleteAlias { account, region, name } => {
+                    tx.execute(
+                        "DELETE FROM aliases WHERE account = ?1 AND region = ?2 AND name = ?3",
+                        params![account, region, name],
+                    )
+                    .map_err(err)?;
+                }
+                WriteOp::PutAccessKey(a) => {
+                    tx.execute(
+                        "INSERT INTO access_keys (access_key_id, body) VALUES (?1, ?2)",
+                        params![a.access_key_id, encode(a)?],
+                    )
+                    .map_err(err)?;
+                }
+                WriteOp::PutMeta { name, value } => {
+                    tx.execute("INSERT OR REPLACE INTO meta (name, value) VALUES (?1, ?2)", params![name, value])
+                        .map_err(err)?;
+                }
+            }
+        }
+        tx.commit().map_err(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn key(id: &str, state: &str, deletion: Option<i64>) -> KeyRecord {
+        KeyRecord {
+            account: "111122223333".into(),
+            region: "us-east-1".into(),
+            key_id: id.into(),
+            created_ms: 1,
+            description: String::new(),
+            key_spec: "SYMMETRIC_DEFAULT".into(),
+            key_usage: "ENCRYPT_DECRYPT".into(),
+            origin: "AWS_KMS".into(),
+            state: state.into(),
+            deletion_date_ms: deletion,
+            pending_window_days: None,
+            policy: "{}".into(),
+            tags: BTreeMap::new(),
+            materials: vec![],
+            multi_region: false,
+        }
+    }
+
+    #[test]
+    fn writes_commit_together_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = SqliteStore::open_in(dir.path()).unwrap();
+            s.apply(vec![
+                WriteOp::PutKey(key("a", "Enabled", None)),
+                WriteOp::PutKey(key("b", "PendingDeletion", Some(100))),
+                WriteOp::PutAlias(AliasRecord {
+                    account: "111122223333".into(),
+                    region: "us-east-1".into(),
+                    name: "alias/x".into(),
+                    target_key_id: "a".into(),
+                    created_ms: 1,
+                    updated_ms: 1,
+                }),
+            ])
+            .unwrap();
+            // A batch with a failing op (duplicate access key) leaves nothing behind.
+            let ak = AccessKeyRecord {
+                access_key_id: "AKIA1".into(),
+                account: "111122223333".into(),
+                principal_arn: "arn".into(),
+                user_id: "u".into(),
+                sealed_secret_hex: "00".into(),
+                created_ms: 1,
+            };
+            s.apply(vec![WriteOp::PutAccessKey(ak.clone())]).unwrap();
+            let r = s.apply(vec![WriteOp::PutKey(key("c", "Enabled", None)), WriteOp::PutAccessKey(ak)]);
+            assert!(r.is_err());
+            assert!(s.get_key("us-east-1", "c").unwrap().is_none());
+        }
+        let s = SqliteStore::open_in(dir.path()).unwrap();
+        assert_eq!(s.get_key("us-east-1", "a").unwrap().unwrap().key_id, "a");
+        assert_eq!(s.list_keys("111122223333", "us-east-1", Some("a"), 10).unwrap().len(), 1);
+        assert_eq!(s.keys_due_for_deletion(99).unwrap().len(), 0);
+        assert_eq!(s.keys_due_for_deletion(100).unwrap().len(), 1);
+        assert_eq!(s.list_aliases("111122223333", "us-east-1", Some("a"), None, 10).unwrap().len(), 1);
+        assert!(s.get_access_key("AKIA1").unwrap().is_some());
+    }
+}

@@ -1,0 +1,76 @@
+//! Authentication: turns a signed request into a [`Caller`], or the AWS error for why not.
+
+use std::net::IpAddr;
+
+use kms_core::{Caller, Service};
+use kms_types::{ErrorCode, KmsError};
+
+use crate::sigv4::{self, RequestParts};
+
+/// How signatures are checked.
+#[derive(Debug, Clone)]
+pub enum AuthMode {
+    /// Access keys are looked up and signatures verified.
+    Verify,
+    /// `--dev`: any access key is accepted and acts as the admin of this account; the
+    /// Authorization header's format and the date are still checked, the signature value is not.
+    Dev {
+        /// The account every caller acts in.
+        account: String,
+    },
+}
+
+/// Authenticates a request for SigV4 service `service` (`kms` or `sts`).
+pub fn authenticate(
+    svc: &Service,
+    mode: &AuthMode,
+    parts: &RequestParts<'_>,
+    service: &str,
+    now_secs: i64,
+    source_ip: Option<IpAddr>,
+    request_id: &str,
+) -> Result<Caller, KmsError> {
+    let header = parts
+        .headers
+        .iter()
+        .find(|(n, _)| n == "authorization")
+        .map(|(_, v)| v.as_str())
+        .ok_or_else(|| KmsError::new(ErrorCode::MissingAuthenticationTokenException, "Missing Authentication Token"))?;
+    let auth = sigv4::parse_authorization(header)?;
+    if auth.service != service {
+        return Err(KmsError::new(
+            ErrorCode::InvalidSignatureException,
+            format!("Credential should be scoped to correct service: '{service}'."),
+        ));
+    }
+    let amz_date = sigv4::check_date(parts, &auth, now_secs)?;
+    let caller = |account: String, arn: String, user_id: String| Caller {
+        account,
+        region: auth.region.clone(),
+        principal_arn: arn,
+        user_id,
+        access_key_id: auth.access_key_id.clone(),
+        source_ip,
+        request_id: request_id.to_owned(),
+    };
+    match mode {
+        AuthMode::Dev { account } => Ok(caller(
+            account.clone(),
+            format!("arn:aws:iam::{account}:user/admin"),
+            format!("AIDADEV{}", auth.access_key_id.chars().filter(char::is_ascii_alphanumeric).take(16).collect::<String>().to_ascii_uppercase()),
+        )),
+        AuthMode::Verify => {
+            if parts.headers.iter().any(|(n, _)| n == "x-amz-security-token") {
+                return Err(KmsError::new(
+                    ErrorCode::UnrecognizedClientException,
+                    "The security token included in the request is invalid (kmsd has issued no temporary credentials).",
+                ));
+            }
+            let key = svc
+                .access_key_secret(&auth.access_key_id)?
+                .ok_or_else(|| KmsError::new(ErrorCode::UnrecognizedClientException, "The security token included in the request is invalid."))?;
+            sigv4::verify(parts, &auth, &amz_date, &key.secret)?;
+            Ok(caller(key.record.account.clone(), key.record.principal_arn.clone(), key.record.user_id.clone()))
+        }
+    }
+}

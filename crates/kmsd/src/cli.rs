@@ -1,0 +1,178 @@
+//! Command line: `kmsd serve`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use kms_core::{AdminCredentials, ManualClock, Service};
+
+use crate::auth::AuthMode;
+use crate::server::{router, AppState};
+
+/// kmsd: a self-hosted key management service that speaks the AWS KMS API.
+#[derive(Parser, Debug)]
+#[command(name = "kmsd", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+}
+
+/// `kmsd serve` flags.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Address to listen on (host:port). Port 0 picks a free port; the chosen address is printed.
+    #[arg(long, default_value = "127.0.0.1:4599", env = "KMSD_LISTEN")]
+    pub listen: SocketAddr,
+    /// Data directory for the embedded storage, the root key and admin-credentials (created if missing).
+    #[arg(long, default_value = "./kmsd-data", env = "KMSD_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// Account created on first start (12 digits); in --dev mode, the account every caller acts in.
+    #[arg(long, default_value = "111122223333", env = "KMSD_ACCOUNT_ID", value_parser = parse_account)]
+    pub account_id: String,
+    /// Local-development mode: loopback only; any access key id/secret is accepted (signature
+    /// format and date checked, value not verified) and acts as the account's admin.
+    #[arg(long)]
+    pub dev: bool,
+    /// Allow plain HTTP on a non-loopback address (logs a warning). TLS support is not built yet.
+    #[arg(long)]
+    pub insecure_http: bool,
+    /// How often the sweeper deletes keys whose waiting period has ended, in seconds.
+    #[arg(long, default_value_t = 60, env = "KMSD_SWEEP_INTERVAL_SECS")]
+    pub sweep_interval_secs: u64,
+    /// Log format: `human` or `json`. Level from `KMSD_LOG` (e.g. `debug`, default `info`).
+    #[arg(long, default_value = "human", value_parser = ["human", "json"])]
+    pub log_format: String,
+}
+
+fn parse_account(s: &str) -> Result<String, String> {
+    if s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(s.to_owned())
+    } else {
+        Err("an account id is 12 digits".into())
+    }
+}
+
+/// Writes the admin's access key as an AWS shared-credentials file (mode 0600), replacing any
+/// earlier one atomically.
+fn write_credentials_file(dir: &Path, c: &AdminCredentials) -> std::io::Result<()> {
+    let text = zeroize::Zeroizing::new(format!(
+        "# kmsd admin ({})\n[default]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+        c.principal_arn,
+        c.access_key_id,
+        c.secret_access_key.as_str()
+    ));
+    let tmp = dir.join("admin-credentials.tmp");
+    let _ = std::fs::remove_file(&tmp);
+    kms_crypto::write_private_file(&tmp, text.as_bytes())?;
+    std::fs::rename(&tmp, dir.join("admin-credentials"))
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KMSD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown signal received: finishing in-flight requests");
+}
+
+/// Runs `kmsd serve` until SIGTERM/SIGINT.
+pub async fn serve(args: ServeArgs) -> Result<(), String> {
+    init_logging(&args.log_format);
+    let loopback = args.listen.ip().is_loopback();
+    if args.dev && !loopback {
+        return Err(format!("--dev serves only loopback addresses; {} is not one", args.listen));
+    }
+    if !loopback && !args.insecure_http {
+        return Err(format!(
+            "refusing plain HTTP on non-loopback address {}: kmsd has no TLS yet; pass --insecure-http to accept the risk",
+            args.listen
+        ));
+    }
+    if args.insecure_http && !loopback {
+        tracing::warn!(listen = %args.listen, "serving plain HTTP on a non-loopback address (--insecure-http): requests and keys travel unencrypted");
+    }
+    std::fs::create_dir_all(&args.data_dir).map_err(|e| format!("creating {}: {e}", args.data_dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&args.data_dir, std::fs::Permissions::from_mode(0o700));
+    }
+    let root = kms_crypto::RootKey::load_or_create(&args.data_dir.join("root.key")).map_err(|e| e.to_string())?;
+    let store = kms_store::SqliteStore::open_in(&args.data_dir).map_err(|e| e.to_string())?;
+    let clock = Arc::new(ManualClock::default());
+    let service = Arc::new(Service::new(Arc::new(store), Arc::new(root), clock.clone()));
+
+    let dir = args.data_dir.clone();
+    let created = service
+        .bootstrap_admin(&args.account_id, |c| write_credentials_file(&dir, c))
+        .await
+        .map_err(|e| e.to_string())?;
+    if let Some(arn) = created {
+        tracing::info!(principal = %arn, file = %args.data_dir.join("admin-credentials").display(), "created the account admin and its access key");
+    }
+
+    let auth = if args.dev {
+        tracing::warn!(account = %args.account_id, "--dev mode: ANY access key is accepted and acts as this account's admin; never use this outside local development");
+        AuthMode::Dev { account: args.account_id.clone() }
+    } else {
+        AuthMode::Verify
+    };
+    let state = Arc::new(AppState { service: service.clone(), auth, clock });
+    let listener = tokio::net::TcpListener::bind(args.listen).await.map_err(|e| format!("binding {}: {e}", args.listen))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+
+    let sweeper = {
+        let service = service.clone();
+        let every = std::time::Duration::from_secs(args.sweep_interval_secs.max(1));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                if let Err(e) = service.sweep_due_deletions().await {
+                    tracing::error!(error = %e, "deletion sweep failed");
+                }
+            }
+        })
+    };
+
+    eprintln!("kmsd listening on {local}");
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let result = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await;
+    sweeper.abort();
+    tracing::info!("stopped");
+    result.map_err(|e| e.to_string())
+}

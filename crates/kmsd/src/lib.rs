@@ -1,0 +1,9 @@
+//! kmsd: the HTTP front of the service. A request goes
+//! [`server`] (listener, body, request id) -> [`auth`] (SigV4, caller) -> KMS JSON dispatch in
+//! `kms_core::Service` or STS in [`sts`] -> response with AWS's framing.
+
+pub mod auth;
+pub mod cli;
+pub mod server;
+pub mod sigv4;
+pub mod sts;
