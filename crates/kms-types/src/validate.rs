@@ -282,6 +282,8 @@ mod tests {
         assert!(e.message.contains("'Bogus'"), "{}", e.message);
         let e = parse_request::<EncryptRequest>(br#"{"KeyId":5,"Plaintext":"aGk="}"#).unwrap_err();
         assert_eq!(e.code, ErrorCode::SerializationException);
+        let e = parse_request::<ListKeysRequest>(b"[]").unwrap_err();
+        assert_eq!(e.code, ErrorCode::SerializationException);
         let ok = parse_request::<ListKeysRequest>(b"").unwrap();
         assert_eq!(ok, ListKeysRequest::default());
     }

@@ -94,7 +94,8 @@ async fn handle(State(app): State<Arc<AppState>>, ConnectInfo(peer): ConnectInfo
         headers: header_pairs(&parts.headers, parts.uri.authority().map(|a| a.as_str())),
         body: &body,
     };
-    let now_secs = app.clock.now_ms() / 1000;
+    // Signatures are checked against real time: the dev clock only moves key lifecycles.
+    let now_secs = kms_core::SystemClock.now_ms() / 1000;
     let service = if is_sts { "sts" } else { "kms" };
     let caller = match authenticate(&app.service, &app.auth, &req_parts, service, now_secs, Some(peer.ip()), &request_id) {
         Ok(c) => c,
