@@ -88,7 +88,12 @@ pub fn assemble(header: &[u8], iv: &[u8], ciphertext_and_tag: &[u8]) -> Vec<u8> 
 
 /// The 16 bytes of a key id (`uuid` with dashes, or `mrk-` + 32 hex).
 pub fn key_id_bytes(key_id: &str) -> Option<[u8; 16]> {
-    let hex_part: String = key_id.strip_prefix("mrk-").unwrap_or(key_id).chars().filter(|c| *c != '-').collect();
+    let hex_part: String = key_id
+        .strip_prefix("mrk-")
+        .unwrap_or(key_id)
+        .chars()
+        .filter(|c| *c != '-')
+        .collect();
     let v = hex::decode(hex_part).ok()?;
     v.try_into().ok()
 }
@@ -99,7 +104,14 @@ pub fn key_id_string(bytes: &[u8; 16], multi_region: bool) -> String {
     if multi_region {
         format!("mrk-{h}")
     } else {
-        format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+        format!(
+            "{}-{}-{}-{}-{}",
+            &h[0..8],
+            &h[8..12],
+            &h[12..16],
+            &h[16..20],
+            &h[20..32]
+        )
     }
 }
 
@@ -130,16 +142,34 @@ mod tests {
             let key = AesGcmKey::new(&hex::decode(&v.key_hex).unwrap()).unwrap();
             let blob = hex::decode(&v.envelope_hex).unwrap();
             let env = parse(&blob).expect(&v.description);
-            assert_eq!(env.key_id, key_id_bytes(&v.key_id).unwrap(), "{}", v.description);
+            assert_eq!(
+                env.key_id,
+                key_id_bytes(&v.key_id).unwrap(),
+                "{}",
+                v.description
+            );
             assert_eq!(hex::encode(env.material_id), v.material_id_hex);
             let aad = aad(env.header, Some(&v.context));
-            let pt = key.open(env.iv, &aad, env.ciphertext_and_tag).expect(&v.description);
+            let pt = key
+                .open(env.iv, &aad, env.ciphertext_and_tag)
+                .expect(&v.description);
             assert_eq!(hex::encode(&pt[..]), v.plaintext_hex, "{}", v.description);
             for i in 0..blob.len() {
                 let mut bad = blob.clone();
                 bad[i] ^= 0x01;
-                let ok = parse(&bad).and_then(|e| key.open(e.iv, &super::aad(e.header, Some(&v.context)), e.ciphertext_and_tag).ok());
-                assert!(ok.is_none(), "{}: flipping byte {i} still decrypted", v.description);
+                let ok = parse(&bad).and_then(|e| {
+                    key.open(
+                        e.iv,
+                        &super::aad(e.header, Some(&v.context)),
+                        e.ciphertext_and_tag,
+                    )
+                    .ok()
+                });
+                assert!(
+                    ok.is_none(),
+                    "{}: flipping byte {i} still decrypted",
+                    v.description
+                );
             }
         }
     }
@@ -147,8 +177,10 @@ mod tests {
     #[test]
     fn context_is_order_insensitive_and_exact() {
         let h = header(&[1; 16], &[2; 16]);
-        let a: BTreeMap<String, String> = [("a".into(), "1".into()), ("b".into(), "2".into())].into();
-        let b: BTreeMap<String, String> = [("b".into(), "2".into()), ("a".into(), "1".into())].into();
+        let a: BTreeMap<String, String> =
+            [("a".into(), "1".into()), ("b".into(), "2".into())].into();
+        let b: BTreeMap<String, String> =
+            [("b".into(), "2".into()), ("a".into(), "1".into())].into();
         assert_eq!(aad(&h, Some(&a)), aad(&h, Some(&b)));
         let c: BTreeMap<String, String> = [("a".into(), "12".into())].into();
         let d: BTreeMap<String, String> = [("a1".into(), "2".into())].into();

@@ -52,22 +52,42 @@ pub fn parse_key_ref(s: &str, allow_alias: bool) -> Result<KeyRef, KmsError> {
         // arn:<partition>:kms:<region>:<account>:<resource>
         let parts: Vec<&str> = rest.splitn(5, ':').collect();
         let [partition, service, region, account, resource] = parts[..] else {
-            return Err(KmsError::new(ErrorCode::InvalidArnException, format!("Invalid ARN '{s}'")));
+            return Err(KmsError::new(
+                ErrorCode::InvalidArnException,
+                format!("Invalid ARN '{s}'"),
+            ));
         };
-        if !partition.starts_with("aws") || service != "kms" || region.is_empty() || account.len() != 12
+        if !partition.starts_with("aws")
+            || service != "kms"
+            || region.is_empty()
+            || account.len() != 12
             || !account.bytes().all(|c| c.is_ascii_digit())
         {
-            return Err(KmsError::new(ErrorCode::InvalidArnException, format!("Invalid ARN '{s}'")));
+            return Err(KmsError::new(
+                ErrorCode::InvalidArnException,
+                format!("Invalid ARN '{s}'"),
+            ));
         }
         if let Some(id) = resource.strip_prefix("key/") {
             if !is_key_id(id) {
                 return Err(invalid_key_id(s));
             }
-            KeyRef::KeyArn { region: region.into(), account: account.into(), key_id: id.into() }
+            KeyRef::KeyArn {
+                region: region.into(),
+                account: account.into(),
+                key_id: id.into(),
+            }
         } else if resource.starts_with("alias/") {
-            KeyRef::AliasArn { region: region.into(), account: account.into(), name: resource.into() }
+            KeyRef::AliasArn {
+                region: region.into(),
+                account: account.into(),
+                name: resource.into(),
+            }
         } else {
-            return Err(KmsError::new(ErrorCode::InvalidArnException, format!("Invalid ARN '{s}'")));
+            return Err(KmsError::new(
+                ErrorCode::InvalidArnException,
+                format!("Invalid ARN '{s}'"),
+            ));
         }
     } else if s.starts_with("alias/") {
         KeyRef::AliasName(s.into())
@@ -94,22 +114,51 @@ mod tests {
         let id = "1234abcd-12ab-34cd-56ef-1234567890ab";
         assert_eq!(parse_key_ref(id, false).unwrap(), KeyRef::Id(id.into()));
         assert_eq!(
-            parse_key_ref(&format!("arn:aws:kms:us-east-2:111122223333:key/{id}"), false).unwrap(),
-            KeyRef::KeyArn { region: "us-east-2".into(), account: "111122223333".into(), key_id: id.into() }
+            parse_key_ref(
+                &format!("arn:aws:kms:us-east-2:111122223333:key/{id}"),
+                false
+            )
+            .unwrap(),
+            KeyRef::KeyArn {
+                region: "us-east-2".into(),
+                account: "111122223333".into(),
+                key_id: id.into()
+            }
         );
-        assert_eq!(parse_key_ref("alias/x", true).unwrap(), KeyRef::AliasName("alias/x".into()));
+        assert_eq!(
+            parse_key_ref("alias/x", true).unwrap(),
+            KeyRef::AliasName("alias/x".into())
+        );
         assert_eq!(
             parse_key_ref("arn:aws:kms:us-east-2:111122223333:alias/x", true).unwrap(),
-            KeyRef::AliasArn { region: "us-east-2".into(), account: "111122223333".into(), name: "alias/x".into() }
+            KeyRef::AliasArn {
+                region: "us-east-2".into(),
+                account: "111122223333".into(),
+                name: "alias/x".into()
+            }
         );
         assert!(parse_key_ref("mrk-1234abcd12ab34cd56ef1234567890ab", false).is_ok());
     }
 
     #[test]
     fn rejects_what_aws_rejects() {
-        assert_eq!(parse_key_ref("alias/x", false).unwrap_err().code, ErrorCode::NotFoundException);
-        assert_eq!(parse_key_ref("not-a-key", true).unwrap_err().code, ErrorCode::NotFoundException);
-        assert_eq!(parse_key_ref("arn:aws:kms:us-east-1:12:key/x", true).unwrap_err().code, ErrorCode::InvalidArnException);
-        assert_eq!(parse_key_ref("arn:aws:s3:::bucket", true).unwrap_err().code, ErrorCode::InvalidArnException);
+        assert_eq!(
+            parse_key_ref("alias/x", false).unwrap_err().code,
+            ErrorCode::NotFoundException
+        );
+        assert_eq!(
+            parse_key_ref("not-a-key", true).unwrap_err().code,
+            ErrorCode::NotFoundException
+        );
+        assert_eq!(
+            parse_key_ref("arn:aws:kms:us-east-1:12:key/x", true)
+                .unwrap_err()
+                .code,
+            ErrorCode::InvalidArnException
+        );
+        assert_eq!(
+            parse_key_ref("arn:aws:s3:::bucket", true).unwrap_err().code,
+            ErrorCode::InvalidArnException
+        );
     }
 }

@@ -13,6 +13,6 @@ pub mod store;
 
 pub use context::{Caller, Clock, ManualClock, SystemClock};
 pub use kms_types::{ErrorCode, KmsError};
+pub use service::dispatch::{is_model_operation, SUPPORTED_OPERATIONS};
 pub use service::{AccessKeySecret, AdminCredentials, Service};
 pub use store::{MemStore, Store, StoreError, WriteOp};
-pub use service::dispatch::{is_model_operation, SUPPORTED_OPERATIONS};

@@ -53,12 +53,22 @@ pub trait Store: Send + Sync {
     /// A key by Region and key id.
     fn get_key(&self, region: &str, key_id: &str) -> Result<Option<KeyRecord>, StoreError>;
     /// Keys of an account in a Region with id > `after`, ordered by id, at most `limit`.
-    fn list_keys(&self, account: &str, region: &str, after: Option<&str>, limit: usize)
-        -> Result<Vec<KeyRecord>, StoreError>;
+    fn list_keys(
+        &self,
+        account: &str,
+        region: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<KeyRecord>, StoreError>;
     /// Keys (any account, any Region) in PendingDeletion whose deletion date is <= `now_ms`.
     fn keys_due_for_deletion(&self, now_ms: i64) -> Result<Vec<KeyRecord>, StoreError>;
     /// An alias by account, Region and name.
-    fn get_alias(&self, account: &str, region: &str, name: &str) -> Result<Option<AliasRecord>, StoreError>;
+    fn get_alias(
+        &self,
+        account: &str,
+        region: &str,
+        name: &str,
+    ) -> Result<Option<AliasRecord>, StoreError>;
     /// Aliases of an account in a Region with name > `after`, ordered by name, optionally only
     /// those pointing at `target`, at most `limit`.
     fn list_aliases(
@@ -93,17 +103,28 @@ struct MemInner {
 
 impl MemStore {
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, MemInner>, StoreError> {
-        self.inner.lock().map_err(|_| StoreError("memory store lock poisoned".into()))
+        self.inner
+            .lock()
+            .map_err(|_| StoreError("memory store lock poisoned".into()))
     }
 }
 
 impl Store for MemStore {
     fn get_key(&self, region: &str, key_id: &str) -> Result<Option<KeyRecord>, StoreError> {
-        Ok(self.lock()?.keys.get(&(region.to_owned(), key_id.to_owned())).cloned())
+        Ok(self
+            .lock()?
+            .keys
+            .get(&(region.to_owned(), key_id.to_owned()))
+            .cloned())
     }
 
-    fn list_keys(&self, account: &str, region: &str, after: Option<&str>, limit: usize)
-        -> Result<Vec<KeyRecord>, StoreError> {
+    fn list_keys(
+        &self,
+        account: &str,
+        region: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<KeyRecord>, StoreError> {
         Ok(self
             .lock()?
             .keys
@@ -120,13 +141,24 @@ impl Store for MemStore {
             .lock()?
             .keys
             .values()
-            .filter(|k| k.state == "PendingDeletion" && k.deletion_date_ms.is_some_and(|d| d <= now_ms))
+            .filter(|k| {
+                k.state == "PendingDeletion" && k.deletion_date_ms.is_some_and(|d| d <= now_ms)
+            })
             .cloned()
             .collect())
     }
 
-    fn get_alias(&self, account: &str, region: &str, name: &str) -> Result<Option<AliasRecord>, StoreError> {
-        Ok(self.lock()?.aliases.get(&(account.to_owned(), region.to_owned(), name.to_owned())).cloned())
+    fn get_alias(
+        &self,
+        account: &str,
+        region: &str,
+        name: &str,
+    ) -> Result<Option<AliasRecord>, StoreError> {
+        Ok(self
+            .lock()?
+            .aliases
+            .get(&(account.to_owned(), region.to_owned(), name.to_owned()))
+            .cloned())
     }
 
     fn list_aliases(
@@ -169,9 +201,14 @@ impl Store for MemStore {
                     next.keys.remove(&(region, key_id));
                 }
                 WriteOp::PutAlias(a) => {
-                    next.aliases.insert((a.account.clone(), a.region.clone(), a.name.clone()), a);
+                    next.aliases
+                        .insert((a.account.clone(), a.region.clone(), a.name.clone()), a);
                 }
-                WriteOp::DeleteAlias { account, region, name } => {
+                WriteOp::DeleteAlias {
+                    account,
+                    region,
+                    name,
+                } => {
                     next.aliases.remove(&(account, region, name));
                 }
                 WriteOp::PutAccessKey(a) => {

@@ -27,11 +27,17 @@ impl AesGcmKey {
             return Err(CryptoError::KeyLength);
         }
         let unbound = UnboundKey::new(&AES_256_GCM, key).map_err(|_| CryptoError::KeyLength)?;
-        Ok(AesGcmKey { key: LessSafeKey::new(unbound) })
+        Ok(AesGcmKey {
+            key: LessSafeKey::new(unbound),
+        })
     }
 
     /// Encrypts with a fresh random IV; returns `(iv, ciphertext || tag)`.
-    pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Result<([u8; GCM_IV_LEN], Vec<u8>), CryptoError> {
+    pub fn seal(
+        &self,
+        aad: &[u8],
+        plaintext: &[u8],
+    ) -> Result<([u8; GCM_IV_LEN], Vec<u8>), CryptoError> {
         let iv: [u8; GCM_IV_LEN] = random_array()?;
         let mut buf = Vec::with_capacity(plaintext.len() + GCM_TAG_LEN);
         buf.extend_from_slice(plaintext);
@@ -42,7 +48,12 @@ impl AesGcmKey {
     }
 
     /// Decrypts `ciphertext || tag` with `iv`; fails without detail if anything does not match.
-    pub fn open(&self, iv: &[u8], aad: &[u8], ciphertext_and_tag: &[u8]) -> Result<crate::SecretBytes, CryptoError> {
+    pub fn open(
+        &self,
+        iv: &[u8],
+        aad: &[u8],
+        ciphertext_and_tag: &[u8],
+    ) -> Result<crate::SecretBytes, CryptoError> {
         let iv: [u8; GCM_IV_LEN] = iv.try_into().map_err(|_| CryptoError::Decrypt)?;
         if ciphertext_and_tag.len() < GCM_TAG_LEN {
             return Err(CryptoError::Decrypt);
@@ -59,7 +70,12 @@ impl AesGcmKey {
 
     /// Encrypts with a caller-chosen IV (test vectors only: production always uses `seal`).
     #[cfg(test)]
-    pub(crate) fn seal_with_iv(&self, iv: [u8; GCM_IV_LEN], aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+    pub(crate) fn seal_with_iv(
+        &self,
+        iv: [u8; GCM_IV_LEN],
+        aad: &[u8],
+        plaintext: &[u8],
+    ) -> Vec<u8> {
         let mut buf = plaintext.to_vec();
         self.key
             .seal_in_place_append_tag(Nonce::assume_unique_for_key(iv), Aad::from(aad), &mut buf)
@@ -76,8 +92,12 @@ mod tests {
     /// the McGrew–Viega GCM spec test case 16.
     #[test]
     fn gcm_spec_test_case_16() {
-        let key = hex::decode("feffe9928665731c6d6a8f9467308308feffe9928665731c6d6a8f9467308308").unwrap();
-        let iv: [u8; 12] = hex::decode("cafebabefacedbaddecaf888").unwrap().try_into().unwrap();
+        let key = hex::decode("feffe9928665731c6d6a8f9467308308feffe9928665731c6d6a8f9467308308")
+            .unwrap();
+        let iv: [u8; 12] = hex::decode("cafebabefacedbaddecaf888")
+            .unwrap()
+            .try_into()
+            .unwrap();
         let pt = hex::decode("d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a721c3c0c95956809532fcf0e2449a6b525b16aedf5aa0de657ba637b39").unwrap();
         let aad = hex::decode("feedfacedeadbeeffeedfacedeadbeefabaddad2").unwrap();
         let k = AesGcmKey::new(&key).unwrap();
@@ -96,7 +116,10 @@ mod tests {
         assert_eq!(k.open(&iv, b"aae", &ct).unwrap_err(), CryptoError::Decrypt);
         ct[0] ^= 1;
         assert_eq!(k.open(&iv, b"aad", &ct).unwrap_err(), CryptoError::Decrypt);
-        assert_eq!(k.open(&iv, b"aad", &ct[..3]).unwrap_err(), CryptoError::Decrypt);
+        assert_eq!(
+            k.open(&iv, b"aad", &ct[..3]).unwrap_err(),
+            CryptoError::Decrypt
+        );
         assert!(AesGcmKey::new(&[0u8; 16]).is_err());
     }
 }

@@ -20,7 +20,9 @@ pub struct RootKey {
 impl RootKey {
     /// A root key from raw bytes (32).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, CryptoError> {
-        Ok(RootKey { key: AesGcmKey::new(bytes)? })
+        Ok(RootKey {
+            key: AesGcmKey::new(bytes)?,
+        })
     }
 
     /// Loads the root key file, creating it (mode 0600, fsynced) if it does not exist.
@@ -94,7 +96,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(
+                std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
         }
         let again = RootKey::load_or_create(&path).unwrap();
         assert_eq!(&again.open(b"arn|1", &sealed).unwrap()[..], b"material");

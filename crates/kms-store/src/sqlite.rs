@@ -58,7 +58,8 @@ fn open(path: &Path) -> Result<Connection, StoreError> {
     c.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
     c.pragma_update(None, "synchronous", "FULL").map_err(err)?;
     c.pragma_update(None, "foreign_keys", "ON").map_err(err)?;
-    c.busy_timeout(std::time::Duration::from_secs(10)).map_err(err)?;
+    c.busy_timeout(std::time::Duration::from_secs(10))
+        .map_err(err)?;
     Ok(c)
 }
 
@@ -77,14 +78,23 @@ impl SqliteStore {
         let writer = open(&path)?;
         writer.execute_batch(SCHEMA).map_err(err)?;
         let reader = open(&path)?;
-        Ok(SqliteStore { writer: Mutex::new(writer), reader: Mutex::new(reader) })
+        Ok(SqliteStore {
+            writer: Mutex::new(writer),
+            reader: Mutex::new(reader),
+        })
     }
 
     fn reader(&self) -> Result<std::sync::MutexGuard<'_, Connection>, StoreError> {
-        self.reader.lock().map_err(|_| StoreError("reader lock poisoned".into()))
+        self.reader
+            .lock()
+            .map_err(|_| StoreError("reader lock poisoned".into()))
     }
 
-    fn bodies<T: serde::de::DeserializeOwned>(&self, sql: &str, p: &[&dyn rusqlite::ToSql]) -> Result<Vec<T>, StoreError> {
+    fn bodies<T: serde::de::DeserializeOwned>(
+        &self,
+        sql: &str,
+        p: &[&dyn rusqlite::ToSql],
+    ) -> Result<Vec<T>, StoreError> {
         let c = self.reader()?;
         let mut stmt = c.prepare_cached(sql).map_err(err)?;
         let rows = stmt.query_map(p, |r| r.get::<_, String>(0)).map_err(err)?;
@@ -95,7 +105,11 @@ impl SqliteStore {
         Ok(out)
     }
 
-    fn one<T: serde::de::DeserializeOwned>(&self, sql: &str, p: &[&dyn rusqlite::ToSql]) -> Result<Option<T>, StoreError> {
+    fn one<T: serde::de::DeserializeOwned>(
+        &self,
+        sql: &str,
+        p: &[&dyn rusqlite::ToSql],
+    ) -> Result<Option<T>, StoreError> {
         let c = self.reader()?;
         let mut stmt = c.prepare_cached(sql).map_err(err)?;
         let body: Option<String> = stmt.query_row(p, |r| r.get(0)).optional().map_err(err)?;
@@ -105,10 +119,19 @@ impl SqliteStore {
 
 impl Store for SqliteStore {
     fn get_key(&self, region: &str, key_id: &str) -> Result<Option<KeyRecord>, StoreError> {
-        self.one("SELECT body FROM keys WHERE region = ?1 AND key_id = ?2", params![region, key_id])
+        self.one(
+            "SELECT body FROM keys WHERE region = ?1 AND key_id = ?2",
+            params![region, key_id],
+        )
     }
 
-    fn list_keys(&self, account: &str, region: &str, after: Option<&str>, limit: usize) -> Result<Vec<KeyRecord>, StoreError> {
+    fn list_keys(
+        &self,
+        account: &str,
+        region: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<KeyRecord>, StoreError> {
         self.bodies(
             "SELECT body FROM keys WHERE account = ?1 AND region = ?2 AND key_id > ?3 ORDER BY key_id LIMIT ?4",
             params![account, region, after.unwrap_or(""), limit.min(i64::MAX as usize) as i64],
@@ -122,8 +145,16 @@ impl Store for SqliteStore {
         )
     }
 
-    fn get_alias(&self, account: &str, region: &str, name: &str) -> Result<Option<AliasRecord>, StoreError> {
-        self.one("SELECT body FROM aliases WHERE account = ?1 AND region = ?2 AND name = ?3", params![account, region, name])
+    fn get_alias(
+        &self,
+        account: &str,
+        region: &str,
+        name: &str,
+    ) -> Result<Option<AliasRecord>, StoreError> {
+        self.one(
+            "SELECT body FROM aliases WHERE account = ?1 AND region = ?2 AND name = ?3",
+            params![account, region, name],
+        )
     }
 
     fn list_aliases(
@@ -149,16 +180,28 @@ impl Store for SqliteStore {
     }
 
     fn get_access_key(&self, access_key_id: &str) -> Result<Option<AccessKeyRecord>, StoreError> {
-        self.one("SELECT body FROM access_keys WHERE access_key_id = ?1", params![access_key_id])
+        self.one(
+            "SELECT body FROM access_keys WHERE access_key_id = ?1",
+            params![access_key_id],
+        )
     }
 
     fn get_meta(&self, name: &str) -> Result<Option<String>, StoreError> {
         let c = self.reader()?;
-        c.query_row("SELECT value FROM meta WHERE name = ?1", params![name], |r| r.get(0)).optional().map_err(err)
+        c.query_row(
+            "SELECT value FROM meta WHERE name = ?1",
+            params![name],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(err)
     }
 
     fn apply(&self, ops: Vec<WriteOp>) -> Result<(), StoreError> {
-        let mut c = self.writer.lock().map_err(|_| StoreError("writer lock poisoned".into()))?;
+        let mut c = self
+            .writer
+            .lock()
+            .map_err(|_| StoreError("writer lock poisoned".into()))?;
         let tx = c.transaction().map_err(err)?;
         for op in &ops {
             match op {
@@ -170,7 +213,11 @@ impl Store for SqliteStore {
                     .map_err(err)?;
                 }
                 WriteOp::DeleteKey { region, key_id } => {
-                    tx.execute("DELETE FROM keys WHERE region = ?1 AND key_id = ?2", params![region, key_id]).map_err(err)?;
+                    tx.execute(
+                        "DELETE FROM keys WHERE region = ?1 AND key_id = ?2",
+                        params![region, key_id],
+                    )
+                    .map_err(err)?;
                 }
                 WriteOp::PutAlias(a) => {
                     tx.execute(
@@ -179,7 +226,11 @@ impl Store for SqliteStore {
                     )
                     .map_err(err)?;
                 }
-                WriteOp::DeleteAlias { account, region, name } => {
+                WriteOp::DeleteAlias {
+                    account,
+                    region,
+                    name,
+                } => {
                     tx.execute(
                         "DELETE FROM aliases WHERE account = ?1 AND region = ?2 AND name = ?3",
                         params![account, region, name],
@@ -194,8 +245,11 @@ impl Store for SqliteStore {
                     .map_err(err)?;
                 }
                 WriteOp::PutMeta { name, value } => {
-                    tx.execute("INSERT OR REPLACE INTO meta (name, value) VALUES (?1, ?2)", params![name, value])
-                        .map_err(err)?;
+                    tx.execute(
+                        "INSERT OR REPLACE INTO meta (name, value) VALUES (?1, ?2)",
+                        params![name, value],
+                    )
+                    .map_err(err)?;
                 }
             }
         }
@@ -256,16 +310,29 @@ mod tests {
                 created_ms: 1,
             };
             s.apply(vec![WriteOp::PutAccessKey(ak.clone())]).unwrap();
-            let r = s.apply(vec![WriteOp::PutKey(key("c", "Enabled", None)), WriteOp::PutAccessKey(ak)]);
+            let r = s.apply(vec![
+                WriteOp::PutKey(key("c", "Enabled", None)),
+                WriteOp::PutAccessKey(ak),
+            ]);
             assert!(r.is_err());
             assert!(s.get_key("us-east-1", "c").unwrap().is_none());
         }
         let s = SqliteStore::open_in(dir.path()).unwrap();
         assert_eq!(s.get_key("us-east-1", "a").unwrap().unwrap().key_id, "a");
-        assert_eq!(s.list_keys("111122223333", "us-east-1", Some("a"), 10).unwrap().len(), 1);
+        assert_eq!(
+            s.list_keys("111122223333", "us-east-1", Some("a"), 10)
+                .unwrap()
+                .len(),
+            1
+        );
         assert_eq!(s.keys_due_for_deletion(99).unwrap().len(), 0);
         assert_eq!(s.keys_due_for_deletion(100).unwrap().len(), 1);
-        assert_eq!(s.list_aliases("111122223333", "us-east-1", Some("a"), None, 10).unwrap().len(), 1);
+        assert_eq!(
+            s.list_aliases("111122223333", "us-east-1", Some("a"), None, 10)
+                .unwrap()
+                .len(),
+            1
+        );
         assert!(s.get_access_key("AKIA1").unwrap().is_some());
     }
 }

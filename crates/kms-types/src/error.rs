@@ -74,7 +74,9 @@ impl ErrorCode {
         match self {
             AlreadyExistsException => "AlreadyExistsException",
             CloudHsmClusterInUseException => "CloudHsmClusterInUseException",
-            CloudHsmClusterInvalidConfigurationException => "CloudHsmClusterInvalidConfigurationException",
+            CloudHsmClusterInvalidConfigurationException => {
+                "CloudHsmClusterInvalidConfigurationException"
+            }
             CloudHsmClusterNotActiveException => "CloudHsmClusterNotActiveException",
             CloudHsmClusterNotFoundException => "CloudHsmClusterNotFoundException",
             CloudHsmClusterNotRelatedException => "CloudHsmClusterNotRelatedException",
@@ -111,7 +113,9 @@ impl ErrorCode {
             XksKeyAlreadyInUseException => "XksKeyAlreadyInUseException",
             XksKeyInvalidConfigurationException => "XksKeyInvalidConfigurationException",
             XksKeyNotFoundException => "XksKeyNotFoundException",
-            XksProxyIncorrectAuthenticationCredentialException => "XksProxyIncorrectAuthenticationCredentialException",
+            XksProxyIncorrectAuthenticationCredentialException => {
+                "XksProxyIncorrectAuthenticationCredentialException"
+            }
             XksProxyInvalidConfigurationException => "XksProxyInvalidConfigurationException",
             XksProxyInvalidResponseException => "XksProxyInvalidResponseException",
             XksProxyUriEndpointInUseException => "XksProxyUriEndpointInUseException",
@@ -121,7 +125,9 @@ impl ErrorCode {
             XksProxyVpcEndpointServiceInvalidConfigurationException => {
                 "XksProxyVpcEndpointServiceInvalidConfigurationException"
             }
-            XksProxyVpcEndpointServiceNotFoundException => "XksProxyVpcEndpointServiceNotFoundException",
+            XksProxyVpcEndpointServiceNotFoundException => {
+                "XksProxyVpcEndpointServiceNotFoundException"
+            }
             AccessDeniedException => "AccessDeniedException",
             ValidationException => "ValidationException",
             ThrottlingException => "ThrottlingException",
@@ -140,7 +146,10 @@ impl ErrorCode {
     pub fn status(self) -> u16 {
         use ErrorCode::*;
         match self {
-            AlreadyExistsException | ConflictException | DisabledException | KMSInvalidStateException => 409,
+            AlreadyExistsException
+            | ConflictException
+            | DisabledException
+            | KMSInvalidStateException => 409,
             NotFoundException => 404,
             DryRunOperationException => 412,
             KMSInternalException | KeyUnavailableException | InternalFailure => 500,
@@ -168,7 +177,10 @@ pub struct KmsError {
 impl KmsError {
     /// An error with a message.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        KmsError { code, message: message.into() }
+        KmsError {
+            code,
+            message: message.into(),
+        }
     }
 
     /// `KMSInternalException` with a message.
@@ -208,21 +220,53 @@ mod tests {
     const ALL: &[ErrorCode] = {
         use ErrorCode::*;
         &[
-            AlreadyExistsException, CloudHsmClusterInUseException, CloudHsmClusterInvalidConfigurationException,
-            CloudHsmClusterNotActiveException, CloudHsmClusterNotFoundException, CloudHsmClusterNotRelatedException,
-            ConflictException, CustomKeyStoreHasCMKsException, CustomKeyStoreInvalidStateException,
-            CustomKeyStoreNameInUseException, CustomKeyStoreNotFoundException, DependencyTimeoutException,
-            DisabledException, DryRunOperationException, ExpiredImportTokenException, IncorrectKeyException,
-            IncorrectKeyMaterialException, IncorrectTrustAnchorException, InvalidAliasNameException,
-            InvalidArnException, InvalidCiphertextException, InvalidGrantIdException, InvalidGrantTokenException,
-            InvalidImportTokenException, InvalidKeyUsageException, InvalidMarkerException, KMSInternalException,
-            KMSInvalidMacException, KMSInvalidSignatureException, KMSInvalidStateException, KeyUnavailableException,
-            LimitExceededException, MalformedPolicyDocumentException, NotFoundException, TagException,
-            UnsupportedOperationException, XksKeyAlreadyInUseException, XksKeyInvalidConfigurationException,
-            XksKeyNotFoundException, XksProxyIncorrectAuthenticationCredentialException,
-            XksProxyInvalidConfigurationException, XksProxyInvalidResponseException,
-            XksProxyUriEndpointInUseException, XksProxyUriInUseException, XksProxyUriUnreachableException,
-            XksProxyVpcEndpointServiceInUseException, XksProxyVpcEndpointServiceInvalidConfigurationException,
+            AlreadyExistsException,
+            CloudHsmClusterInUseException,
+            CloudHsmClusterInvalidConfigurationException,
+            CloudHsmClusterNotActiveException,
+            CloudHsmClusterNotFoundException,
+            CloudHsmClusterNotRelatedException,
+            ConflictException,
+            CustomKeyStoreHasCMKsException,
+            CustomKeyStoreInvalidStateException,
+            CustomKeyStoreNameInUseException,
+            CustomKeyStoreNotFoundException,
+            DependencyTimeoutException,
+            DisabledException,
+            DryRunOperationException,
+            ExpiredImportTokenException,
+            IncorrectKeyException,
+            IncorrectKeyMaterialException,
+            IncorrectTrustAnchorException,
+            InvalidAliasNameException,
+            InvalidArnException,
+            InvalidCiphertextException,
+            InvalidGrantIdException,
+            InvalidGrantTokenException,
+            InvalidImportTokenException,
+            InvalidKeyUsageException,
+            InvalidMarkerException,
+            KMSInternalException,
+            KMSInvalidMacException,
+            KMSInvalidSignatureException,
+            KMSInvalidStateException,
+            KeyUnavailableException,
+            LimitExceededException,
+            MalformedPolicyDocumentException,
+            NotFoundException,
+            TagException,
+            UnsupportedOperationException,
+            XksKeyAlreadyInUseException,
+            XksKeyInvalidConfigurationException,
+            XksKeyNotFoundException,
+            XksProxyIncorrectAuthenticationCredentialException,
+            XksProxyInvalidConfigurationException,
+            XksProxyInvalidResponseException,
+            XksProxyUriEndpointInUseException,
+            XksProxyUriInUseException,
+            XksProxyUriUnreachableException,
+            XksProxyVpcEndpointServiceInUseException,
+            XksProxyVpcEndpointServiceInvalidConfigurationException,
             XksProxyVpcEndpointServiceNotFoundException,
         ]
     };

@@ -2,9 +2,9 @@
 //! Wire shapes of the AWS KMS API (JSON 1.1), generated from botocore's model.
 #![allow(clippy::all, missing_docs)]
 
-use serde::{Deserialize, Serialize};
 use crate::validate::{Constraint, Validate, Validator};
 use crate::{Blob, SensitiveString, Timestamp};
+use serde::{Deserialize, Serialize};
 
 /// Values of the model's `AlgorithmSpec` enum.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -24,7 +24,14 @@ pub enum AlgorithmSpec {
 }
 impl AlgorithmSpec {
     /// Every value of the enum, in model order.
-    pub const VALUES: &'static [&'static str] = &["RSAES_PKCS1_V1_5", "RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_256", "RSA_AES_KEY_WRAP_SHA_1", "RSA_AES_KEY_WRAP_SHA_256", "SM2PKE"];
+    pub const VALUES: &'static [&'static str] = &[
+        "RSAES_PKCS1_V1_5",
+        "RSAES_OAEP_SHA_1",
+        "RSAES_OAEP_SHA_256",
+        "RSA_AES_KEY_WRAP_SHA_1",
+        "RSA_AES_KEY_WRAP_SHA_256",
+        "SM2PKE",
+    ];
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -50,7 +57,9 @@ impl AlgorithmSpec {
     }
 }
 impl std::fmt::Display for AlgorithmSpec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str(self.as_str()) }
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Values of the model's `ConnectionErrorCodeType` enum.
@@ -95,7 +104,26 @@ pub enum ConnectionErrorCodeType {
 }
 impl ConnectionErrorCodeType {
     /// Every value of the enum, in model order.
-    pub const VALUES: &'static [&'static str] = &["INVALID_CREDENTIALS", "CLUSTER_NOT_FOUND", "NETWORK_ERRORS", "INTERNAL_ERROR", "INSUFFICIENT_CLOUDHSM_HSMS", "USER_LOCKED_OUT", "USER_NOT_FOUND", "USER_LOGGED_IN", "SUBNET_NOT_FOUND", "INSUFFICIENT_FREE_ADDRESSES_IN_SUBNET", "XKS_PROXY_ACCESS_DENIED", "XKS_PROXY_NOT_REACHABLE", "XKS_VPC_ENDPOINT_SERVICE_NOT_FOUND", "XKS_PROXY_INVALID_RESPONSE", "XKS_PROXY_INVALID_CONFIGURATION", "XKS_VPC_ENDPOINT_SERVICE_INVALID_CONFIGURATION", "XKS_PROXY_TIMED_OUT", "XKS_PROXY_INVALID_TLS_CONFIGURATION"];
+    pub const VALUES: &'static [&'static str] = &[
+        "INVALID_CREDENTIALS",
+        "CLUSTER_NOT_FOUND",
+        "NETWORK_ERRORS",
+        "INTERNAL_ERROR",
+        "INSUFFICIENT_CLOUDHSM_HSMS",
+        "USER_LOCKED_OUT",
+        "USER_NOT_FOUND",
+        "USER_LOGGED_IN",
+        "SUBNET_NOT_FOUND",
+        "INSUFFICIENT_FREE_ADDRESSES_IN_SUBNET",
+        "XKS_PROXY_ACCESS_DENIED",
+        "XKS_PROXY_NOT_REACHABLE",
+        "XKS_VPC_ENDPOINT_SERVICE_NOT_FOUND",
+        "XKS_PROXY_INVALID_RESPONSE",
+        "XKS_PROXY_INVALID_CONFIGURATION",
+        "XKS_VPC_ENDPOINT_SERVICE_INVALID_CONFIGURATION",
+        "XKS_PROXY_TIMED_OUT",
+        "XKS_PROXY_INVALID_TLS_CONFIGURATION",
+    ];
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -114,7 +142,9 @@ impl ConnectionErrorCodeType {
             Self::XksVpcEndpointServiceNotFound => "XKS_VPC_ENDPOINT_SERVICE_NOT_FOUND",
             Self::XksProxyInvalidResponse => "XKS_PROXY_INVALID_RESPONSE",
             Self::XksProxyInvalidConfiguration => "XKS_PROXY_INVALID_CONFIGURATION",
-            Self::XksVpcEndpointServiceInvalidConfiguration => "XKS_VPC_ENDPOINT_SERVICE_INVALID_CONFIGURATION",
+            Self::XksVpcEndpointServiceInvalidConfiguration => {
+                "XKS_VPC_ENDPOINT_SERVICE_INVALID_CONFIGURATION"
+            }
             Self::XksProxyTimedOut => "XKS_PROXY_TIMED_OUT",
             Self::XksProxyInvalidTlsConfiguration => "XKS_PROXY_INVALID_TLS_CONFIGURATION",
         }
@@ -131,13 +161,17 @@ impl ConnectionErrorCodeType {
             "USER_NOT_FOUND" => Some(Self::UserNotFound),
             "USER_LOGGED_IN" => Some(Self::UserLoggedIn),
             "SUBNET_NOT_FOUND" => Some(Self::SubnetNotFound),
-            "INSUFFICIENT_FREE_ADDRESSES_IN_SUBNET" => Some(Self::InsufficientFreeAddressesInSubnet),
+            "INSUFFICIENT_FREE_ADDRESSES_IN_SUBNET" => {
+                Some(Self::InsufficientFreeAddressesInSubnet)
+            }
             "XKS_PROXY_ACCESS_DENIED" => Some(Self::XksProxyAccessDenied),
             "XKS_PROXY_NOT_REACHABLE" => Some(Self::XksProxyNotReachable),
             "XKS_VPC_ENDPOINT_SERVICE_NOT_FOUND" => Some(Self::XksVpcEndpointServiceNotFound),
             "XKS_PROXY_INVALID_RESPONSE" => Some(Self::XksProxyInvalidResponse),
             "XKS_PROXY_INVALID_CONFIGURATION" => Some(Self::XksProxyInvalidConfiguration),
-            "XKS_VPC_ENDPOINT_SERVICE_INVALID_CONFIGURATION" => Some(Self::XksVpcEndpointServiceInvalidConfiguration),
+            "XKS_VPC_ENDPOINT_SERVICE_INVALID_CONFIGURATION" => {
+                Some(Self::XksVpcEndpointServiceInvalidConfiguration)
+            }
             "XKS_PROXY_TIMED_OUT" => Some(Self::XksProxyTimedOut),
             "XKS_PROXY_INVALID_TLS_CONFIGURATION" => Some(Self::XksProxyInvalidTlsConfiguration),
             _ => None,
@@ -145,7 +179,9 @@ impl ConnectionErrorCodeType {
     }
 }
 impl std::fmt::Display for ConnectionErrorCodeType {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str(self.as_str()) }
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Values of the model's `ConnectionStateType` enum.
@@ -164,7 +200,13 @@ pub enum ConnectionStateType {
 }
 impl ConnectionStateType {
     /// Every value of the enum, in model order.
-    pub const VALUES: &'static [&'static str] = &["CONNECTED", "CONNECTING", "FAILED", "DISCONNECTED", "DISCONNECTING"];
+    pub const VALUES: &'static [&'static str] = &[
+        "CONNECTED",
+        "CONNECTING",
+        "FAILED",
+        "DISCONNECTED",
+        "DISCONNECTING",
+    ];
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -188,7 +230,9 @@ impl ConnectionStateType {
     }
 }
 impl std::fmt::Display for ConnectionStateType {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str(self.as_str()) }
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Values of the model's `CustomKeyStoreType` enum.
@@ -219,7 +263,9 @@ impl CustomKeyStoreType {
     }
 }
 impl std::fmt::Display for CustomKeyStoreType {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str(self.as_str()) }
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Values of the model's `CustomerMasterKeySpec` enum.
@@ -254,7 +300,21 @@ pub enum CustomerMasterKeySpec {
 }
 impl CustomerMasterKeySpec {
     /// Every value of the enum, in model order.
-    pub const VALUES: &'static [&'static str] = &["RSA_2048", "RSA_3072", "RSA_4096", "ECC_NIST_P256", "ECC_NIST_P384", "ECC_NIST_P521", "ECC_SECG_P256K1", "SYMMETRIC_DEFAULT", "HMAC_224", "HMAC_256", "HMAC_384", "HMAC_512", "SM2"];
+    pub const VALUES: &'static [&'static str] = &[
+        "RSA_2048",
+        "RSA_3072",
+        "RSA_4096",
+        "ECC_NIST_P256",
+        "ECC_NIST_P384",
+        "ECC_NIST_P521",
+        "ECC_SECG_P256K1",
+        "SYMMETRIC_DEFAULT",
+        "HMAC_224",
+        "HMAC_256",
+        "HMAC_384",
+        "HMAC_512",
+        "SM2",
+    ];
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -294,7 +354,9 @@ impl CustomerMasterKeySpec {
     }
 }
 impl std::fmt::Display for CustomerMasterKeySpec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str(self.as_str()) }
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Values of the model's `DataKeyPairSpec` enum.
@@ -327,7 +389,20 @@ pub enum DataKeyPairSpec {
 }
 impl DataKeyPairSpec {
     /// Every value of the enum, in model order.
-    pub const VALUES: &'static [&'static str] = &["RSA_2048", "RSA_3072", "RSA_4096", "ECC_NIST_P256", "ECC_NIST_P384", "ECC_NIST_P521", "ECC_SECG_P256K1", "SM2", "ECC_NIST_EDWARDS25519", "ML_KEM_512", "ML_KEM_768", "ML_KEM_1024"];
+    pub const VALUES: &'static [&'static str] = &[
+        "RSA_2048",
+        "RSA_3072",
+        "RSA_4096",
+        "ECC_NIST_P256",
+        "ECC_NIST_P384",
+        "ECC_NIST_P521",
+        "ECC_SECG_P256K1",
+        "SM2",
+        "ECC_NIST_EDWARDS25519",
+        "ML_KEM_512",
+        "ML_KEM_768",
+        "ML_KEM_1024",
+    ];
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -365,7 +440,9 @@ impl DataKeyPairSpec {
     }
 }
 impl std::fmt::Display for DataKeyPairSpec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str(self.as_str()) }
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Values of the model's `DataKeySpec` enum.
@@ -396,7 +473,9 @@ impl DataKeySpec {
     }
 }
 impl std::fmt::Display for DataKeySpec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str(self.as_str()) }
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Values of the model's `DryRunModifierType` enum.
@@ -423,7 +502,9 @@ impl DryRunModifierType {
     }
 }
 impl std::fmt::Display for DryRunModifierType {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str(self.as_str()) }
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Values of the model's `EncapsulationAlgorithmSpec` enum.
@@ -450,7 +531,9 @@ impl EncapsulationAlgorithmSpec {
     }
 }
 impl std::fmt::Display for EncapsulationAlgorithmSpec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str(self.as_str()) }
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Values of the model's `EncryptionAlgorithmSpec` enum.
@@ -467,7 +550,12 @@ pub enum EncryptionAlgorithmSpec {
 }
 impl EncryptionAlgorithmSpec {
     /// Every value of the enum, in model order.
-    pub const VALUES: &'static [&'static str] = &["SYMMETRIC_DEFAULT", "RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_256", "SM2PKE"];
+    pub const VALUES: &'static [&'static str] = &[
+        "SYMMETRIC_DEFAULT",
+        "RSAES_OAEP_SHA_1",
+        "RSAES_OAEP_SHA_256",
+        "SM2PKE",
+    ];
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -489,7 +577,9 @@ impl EncryptionAlgorithmSpec {
     }
 }
 impl std::fmt::Display for EncryptionAlgorithmSpec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str(self.as_str()) }
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Values of the model's `ExpirationModelType` enum.
@@ -502,7 +592,8 @@ pub enum ExpirationModelType {
 }
 impl ExpirationModelType {
     /// Every value of the enum, in model order.
-    pub const VALUES: &'static [&'static str] = &["KEY_MATERIAL_EXPIRES", "KEY_MATERIAL_DOES_NOT_EXPIRE"];
+    pub const VALUES: &'static [&'static str] =
+        &["KEY_MATERIAL_EXPIRES", "KEY_MATERIAL_DOES_NOT_EXPIRE"];
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -520,7 +611,9 @@ impl ExpirationModelType {
     }
 }
 impl std::fmt::Display for ExpirationModelType {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str(self.as_str()) }
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Values of the model's `GrantOperation` enum.
@@ -567,7 +660,27 @@ pub enum GrantOperation {
 }
 impl GrantOperation {
     /// Every value of the enum, in model order.
-    pub const VALUES: &'static [&'static str] = &["Decrypt", "Encrypt", "GenerateDataKey", "GenerateDataKeyWithoutPlaintext", "ReEncryptFrom", "ReEncryptTo", "Sign", "Verify", "GetPublicKey", "CreateGrant", "RetireGrant", "DescribeKey", "GenerateDataKeyPair", "GenerateDataKeyPairWithoutPlaintext", "GenerateMac", "VerifyMac", "DeriveSharedSecret", "Encapsulate", "Decapsulate"];
+    pub const VALUES: &'static [&'static str] = &[
+        "Decrypt",
+        "Encrypt",
+        "GenerateDataKey",
+        "GenerateDataKeyWithoutPlaintext",
+        "ReEncryptFrom",
+        "ReEncryptTo",
+        "Sign",
+        "Verify",
+        "GetPublicKey",
+        "CreateGrant",
+        "RetireGrant",
+        "DescribeKey",
+        "GenerateDataKeyPair",
+        "GenerateDataKeyPairWithoutPlaintext",
+        "GenerateMac",
+        "VerifyMac",
+        "DeriveSharedSecret",
+        "Encapsulate",
+        "Decapsulate",
+    ];
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -608,7 +721,9 @@ impl GrantOperation {
             "RetireGrant" => Some(Self::Retiregrant),
             "DescribeKey" => Some(Self::Describekey),
             "GenerateDataKeyPair" => Some(Self::Generatedatakeypair),
-            "GenerateDataKeyPairWithoutPlaintext" => Some(Self::Generatedatakeypairwithoutplaintext),
+            "GenerateDataKeyPairWithoutPlaintext" => {
+                Some(Self::Generatedatakeypairwithoutplaintext)
+            }
             "GenerateMac" => Some(Self::Generatemac),
             "VerifyMac" => Some(Self::Verifymac),
             "DeriveSharedSecret" => Some(Self::Derivesharedsecret),
@@ -619,7 +734,9 @@ impl GrantOperation {
     }
 }
 impl std::fmt::Display for GrantOperation {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str(self.as_str()) }
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Values of the model's `ImportState` enum.
@@ -650,7 +767,9 @@ impl ImportState {
     }
 }
 impl std::fmt::Display for ImportState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str(self.as_str()) }
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Values of the model's `ImportType` enum.
@@ -681,7 +800,9 @@ impl ImportType {
     }
 }
 impl std::fmt::Display for ImportType {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str(self.as_str()) }
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Values of the model's `IncludeKeyMaterial` enum.
@@ -712,7 +833,9 @@ impl IncludeKeyMaterial {
     }
 }
 impl std::fmt::Display for IncludeKeyMaterial {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str(self.as_str()) }
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Values of the model's `KeyAgreementAlgorithmSpec` enum.
@@ -739,7 +862,9 @@ impl KeyAgreementAlgorithmSpec {
     }
 }
 impl std::fmt::Display for KeyAgreementAlgorithmSpec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str(self.as_str()) }
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Values of the model's `KeyEncryptionMechanism` enum.
@@ -766,7 +891,9 @@ impl KeyEncryptionMechanism {
     }
 }
 impl std::fmt::Display for KeyEncryptionMechanism {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str(self.as_str()) }
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Values of the model's `KeyLastUsageTrackingOperation` enum.
@@ -803,7 +930,22 @@ pub enum KeyLastUsageTrackingOperation {
 }
 impl KeyLastUsageTrackingOperation {
     /// Every value of the enum, in model order.
-    pub const VALUES: &'static [&'static str] = &["Decrypt", "DeriveSharedSecret", "Encrypt", "GenerateDataKey", "GenerateDataKeyPair", "GenerateDataKeyPairWithoutPlaintext", "GenerateDataKeyWithoutPlaintext", "GenerateMac", "ReEncrypt", "Sign", "Verify", "VerifyMac", "Encapsulate", "Decapsulate"];
+    pub const VALUES: &'static [&'static str] = &[
+        "Decrypt",
+        "DeriveSharedSecret",
+        "Encrypt",
+        "GenerateDataKey",
+        "GenerateDataKeyPair",
+        "GenerateDataKeyPairWithoutPlaintext",
+        "GenerateDataKeyWithoutPlaintext",
+        "GenerateMac",
+        "ReEncrypt",
+        "Sign",
+        "Verify",
+        "VerifyMac",
+        "Encapsulate",
+        "Decapsulate",
+    ];
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -831,7 +973,9 @@ impl KeyLastUsageTrackingOperation {
             "Encrypt" => Some(Self::Encrypt),
             "GenerateDataKey" => Some(Self::Generatedatakey),
             "GenerateDataKeyPair" => Some(Self::Generatedatakeypair),
-            "GenerateDataKeyPairWithoutPlaintext" => Some(Self::Generatedatakeypairwithoutplaintext),
+            "GenerateDataKeyPairWithoutPlaintext" => {
+                Some(Self::Generatedatakeypairwithoutplaintext)
+            }
             "GenerateDataKeyWithoutPlaintext" => Some(Self::Generatedatakeywithoutplaintext),
             "GenerateMac" => Some(Self::Generatemac),
             "ReEncrypt" => Some(Self::Reencrypt),
@@ -845,7 +989,9 @@ impl KeyLastUsageTrackingOperation {
     }
 }
 impl std::fmt::Display for KeyLastUsageTrackingOperation {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str(self.as_str()) }
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Values of the model's `KeyManagerType` enum.
@@ -876,7 +1022,9 @@ impl KeyManagerType {
     }
 }
 impl std::fmt::Display for KeyManagerType {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str(self.as_str()) }
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Values of the model's `KeyMaterialState` enum.
@@ -893,7 +1041,12 @@ pub enum KeyMaterialState {
 }
 impl KeyMaterialState {
     /// Every value of the enum, in model order.
-    pub const VALUES: &'static [&'static str] = &["NON_CURRENT", "CURRENT", "PENDING_ROTATION", "PENDING_MULTI_REGION_IMPORT_AND_ROTATION"];
+    pub const VALUES: &'static [&'static str] = &[
+        "NON_CURRENT",
+        "CURRENT",
+        "PENDING_ROTATION",
+        "PENDING_MULTI_REGION_IMPORT_AND_ROTATION",
+    ];
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -909,13 +1062,17 @@ impl KeyMaterialState {
             "NON_CURRENT" => Some(Self::NonCurrent),
             "CURRENT" => Some(Self::Current),
             "PENDING_ROTATION" => Some(Self::PendingRotation),
-            "PENDING_MULTI_REGION_IMPORT_AND_ROTATION" => Some(Self::PendingMultiRegionImportAndRotation),
+            "PENDING_MULTI_REGION_IMPORT_AND_ROTATION" => {
+                Some(Self::PendingMultiRegionImportAndRotation)
+            }
             _ => None,
         }
     }
 }
 impl std::fmt::Display for KeyMaterialState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str(self.as_str()) }
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Values of the model's `KeySpec` enum.
@@ -964,7 +1121,28 @@ pub enum KeySpec {
 }
 impl KeySpec {
     /// Every value of the enum, in model order.
-    pub const VALUES: &'static [&'static str] = &["RSA_2048", "RSA_3072", "RSA_4096", "ECC_NIST_P256", "ECC_NIST_P384", "ECC_NIST_P521", "ECC_SECG_P256K1", "SYMMETRIC_DEFAULT", "HMAC_224", "HMAC_256", "HMAC_384", "HMAC_512", "SM2", "ML_DSA_44", "ML_DSA_65", "ML_DSA_87", "ECC_NIST_EDWARDS25519", "ML_KEM_512", "ML_KEM_768", "ML_KEM_1024"];
+    pub const VALUES: &'static [&'static str] = &[
+        "RSA_2048",
+        "RSA_3072",
+        "RSA_4096",
+        "ECC_NIST_P256",
+        "ECC_NIST_P384",
+        "ECC_NIST_P521",
+        "ECC_SECG_P256K1",
+        "SYMMETRIC_DEFAULT",
+        "HMAC_224",
+        "HMAC_256",
+        "HMAC_384",
+        "HMAC_512",
+        "SM2",
+        "ML_DSA_44",
+        "ML_DSA_65",
+        "ML_DSA_87",
+        "ECC_NIST_EDWARDS25519",
+        "ML_KEM_512",
+        "ML_KEM_768",
+        "ML_KEM_1024",
+    ];
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -1018,7 +1196,9 @@ impl KeySpec {
     }
 }
 impl std::fmt::Display for KeySpec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str(self.as_str()) }
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Values of the model's `KeyState` enum.
@@ -1043,7 +1223,16 @@ pub enum KeyState {
 }
 impl KeyState {
     /// Every value of the enum, in model order.
-    pub const VALUES: &'static [&'static str] = &["Creating", "Enabled", "Disabled", "PendingDeletion", "PendingImport", "PendingReplicaDeletion", "Unavailable", "Updating"];
+    pub const VALUES: &'static [&'static str] = &[
+        "Creating",
+        "Enabled",
+        "Disabled",
+        "PendingDeletion",
+        "PendingImport",
+        "PendingReplicaDeletion",
+        "Unavailable",
+        "Updating",
+    ];
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -1073,7 +1262,9 @@ impl KeyState {
     }
 }
 impl std::fmt::Display for KeyState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str(self.as_str()) }
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Values of the model's `KeyUsageType` enum.
@@ -1092,7 +1283,13 @@ pub enum KeyUsageType {
 }
 impl KeyUsageType {
     /// Every value of the enum, in model order.
-    pub const VALUES: &'static [&'static str] = &["SIGN_VERIFY", "ENCRYPT_DECRYPT", "GENERATE_VERIFY_MAC", "KEY_AGREEMENT", "ENCAPSULATE_DECAPSULATE"];
+    pub const VALUES: &'static [&'static str] = &[
+        "SIGN_VERIFY",
+        "ENCRYPT_DECRYPT",
+        "GENERATE_VERIFY_MAC",
+        "KEY_AGREEMENT",
+        "ENCAPSULATE_DECAPSULATE",
+    ];
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -1116,7 +1313,9 @@ impl KeyUsageType {
     }
 }
 impl std::fmt::Display for KeyUsageType {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str(self.as_str()) }
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Values of the model's `MacAlgorithmSpec` enum.
@@ -1133,7 +1332,12 @@ pub enum MacAlgorithmSpec {
 }
 impl MacAlgorithmSpec {
     /// Every value of the enum, in model order.
-    pub const VALUES: &'static [&'static str] = &["HMAC_SHA_224", "HMAC_SHA_256", "HMAC_SHA_384", "HMAC_SHA_512"];
+    pub const VALUES: &'static [&'static str] = &[
+        "HMAC_SHA_224",
+        "HMAC_SHA_256",
+        "HMAC_SHA_384",
+        "HMAC_SHA_512",
+    ];
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -1155,7 +1359,9 @@ impl MacAlgorithmSpec {
     }
 }
 impl std::fmt::Display for MacAlgorithmSpec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str(self.as_str()) }
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Values of the model's `MessageType` enum.
@@ -1190,7 +1396,9 @@ impl MessageType {
     }
 }
 impl std::fmt::Display for MessageType {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str(self.as_str()) }
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Values of the model's `MultiRegionKeyType` enum.
@@ -1221,7 +1429,9 @@ impl MultiRegionKeyType {
     }
 }
 impl std::fmt::Display for MultiRegionKeyType {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str(self.as_str()) }
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Values of the model's `OriginType` enum.
@@ -1238,7 +1448,8 @@ pub enum OriginType {
 }
 impl OriginType {
     /// Every value of the enum, in model order.
-    pub const VALUES: &'static [&'static str] = &["AWS_KMS", "EXTERNAL", "AWS_CLOUDHSM", "EXTERNAL_KEY_STORE"];
+    pub const VALUES: &'static [&'static str] =
+        &["AWS_KMS", "EXTERNAL", "AWS_CLOUDHSM", "EXTERNAL_KEY_STORE"];
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -1260,7 +1471,9 @@ impl OriginType {
     }
 }
 impl std::fmt::Display for OriginType {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str(self.as_str()) }
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Values of the model's `ResourceOwnerType` enum.
@@ -1291,7 +1504,9 @@ impl ResourceOwnerType {
     }
 }
 impl std::fmt::Display for ResourceOwnerType {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str(self.as_str()) }
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Values of the model's `RotationType` enum.
@@ -1322,7 +1537,9 @@ impl RotationType {
     }
 }
 impl std::fmt::Display for RotationType {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str(self.as_str()) }
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Values of the model's `SigningAlgorithmSpec` enum.
@@ -1357,7 +1574,21 @@ pub enum SigningAlgorithmSpec {
 }
 impl SigningAlgorithmSpec {
     /// Every value of the enum, in model order.
-    pub const VALUES: &'static [&'static str] = &["RSASSA_PSS_SHA_256", "RSASSA_PSS_SHA_384", "RSASSA_PSS_SHA_512", "RSASSA_PKCS1_V1_5_SHA_256", "RSASSA_PKCS1_V1_5_SHA_384", "RSASSA_PKCS1_V1_5_SHA_512", "ECDSA_SHA_256", "ECDSA_SHA_384", "ECDSA_SHA_512", "SM2DSA", "ML_DSA_SHAKE_256", "ED25519_SHA_512", "ED25519_PH_SHA_512"];
+    pub const VALUES: &'static [&'static str] = &[
+        "RSASSA_PSS_SHA_256",
+        "RSASSA_PSS_SHA_384",
+        "RSASSA_PSS_SHA_512",
+        "RSASSA_PKCS1_V1_5_SHA_256",
+        "RSASSA_PKCS1_V1_5_SHA_384",
+        "RSASSA_PKCS1_V1_5_SHA_512",
+        "ECDSA_SHA_256",
+        "ECDSA_SHA_384",
+        "ECDSA_SHA_512",
+        "SM2DSA",
+        "ML_DSA_SHAKE_256",
+        "ED25519_SHA_512",
+        "ED25519_PH_SHA_512",
+    ];
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -1397,7 +1628,9 @@ impl SigningAlgorithmSpec {
     }
 }
 impl std::fmt::Display for SigningAlgorithmSpec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str(self.as_str()) }
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Values of the model's `WrappingKeySpec` enum.
@@ -1436,7 +1669,9 @@ impl WrappingKeySpec {
     }
 }
 impl std::fmt::Display for WrappingKeySpec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str(self.as_str()) }
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Values of the model's `XksProxyConnectivityType` enum.
@@ -1467,7 +1702,9 @@ impl XksProxyConnectivityType {
     }
 }
 impl std::fmt::Display for XksProxyConnectivityType {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str(self.as_str()) }
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// The model's `AliasListEntry` structure.
@@ -1481,13 +1718,25 @@ pub struct AliasListEntry {
     #[serde(rename = "AliasName", default, skip_serializing_if = "Option::is_none")]
     pub alias_name: Option<String>,
     /// `CreationDate`
-    #[serde(rename = "CreationDate", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "CreationDate",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub creation_date: Option<Timestamp>,
     /// `LastUpdatedDate`
-    #[serde(rename = "LastUpdatedDate", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "LastUpdatedDate",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub last_updated_date: Option<Timestamp>,
     /// `TargetKeyId`
-    #[serde(rename = "TargetKeyId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "TargetKeyId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub target_key_id: Option<String>,
 }
 impl Validate for AliasListEntry {
@@ -1495,14 +1744,28 @@ impl Validate for AliasListEntry {
         {
             let path = (prefix, "aliasArn");
             if let Some(val) = &self.alias_arn {
-                v.check(path, val, false, &[Constraint::MinLen(20), Constraint::MaxLen(2048)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(20), Constraint::MaxLen(2048)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "aliasName");
             if let Some(val) = &self.alias_name {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(256), Constraint::Pattern(&PATTERN_0)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[
+                        Constraint::MinLen(1),
+                        Constraint::MaxLen(256),
+                        Constraint::Pattern(&PATTERN_0),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
@@ -1521,7 +1784,12 @@ impl Validate for AliasListEntry {
         {
             let path = (prefix, "targetKeyId");
             if let Some(val) = &self.target_key_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(2048)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(2048)],
+                );
                 let _ = (val, path);
             }
         }
@@ -1540,9 +1808,16 @@ impl Validate for CancelKeyDeletionRequest {
     fn validate_into(&self, v: &mut Validator, prefix: &str) {
         {
             let path = (prefix, "keyId");
-            if self.key_id.is_none() { v.missing(path); }
+            if self.key_id.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.key_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(2048)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(2048)],
+                );
                 let _ = (val, path);
             }
         }
@@ -1562,7 +1837,12 @@ impl Validate for CancelKeyDeletionResponse {
         {
             let path = (prefix, "keyId");
             if let Some(val) = &self.key_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(2048)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(2048)],
+                );
                 let _ = (val, path);
             }
         }
@@ -1574,16 +1854,27 @@ impl Validate for CancelKeyDeletionResponse {
 #[serde(deny_unknown_fields)]
 pub struct ConnectCustomKeyStoreRequest {
     /// `CustomKeyStoreId` (required)
-    #[serde(rename = "CustomKeyStoreId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "CustomKeyStoreId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub custom_key_store_id: Option<String>,
 }
 impl Validate for ConnectCustomKeyStoreRequest {
     fn validate_into(&self, v: &mut Validator, prefix: &str) {
         {
             let path = (prefix, "customKeyStoreId");
-            if self.custom_key_store_id.is_none() { v.missing(path); }
+            if self.custom_key_store_id.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.custom_key_store_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(64)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(64)],
+                );
                 let _ = (val, path);
             }
         }
@@ -1593,8 +1884,7 @@ impl Validate for ConnectCustomKeyStoreRequest {
 /// The model's `ConnectCustomKeyStoreResponse` structure.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ConnectCustomKeyStoreResponse {
-}
+pub struct ConnectCustomKeyStoreResponse {}
 impl Validate for ConnectCustomKeyStoreResponse {
     fn validate_into(&self, v: &mut Validator, prefix: &str) {
         let _ = (v, prefix);
@@ -1609,24 +1899,46 @@ pub struct CreateAliasRequest {
     #[serde(rename = "AliasName", default, skip_serializing_if = "Option::is_none")]
     pub alias_name: Option<String>,
     /// `TargetKeyId` (required)
-    #[serde(rename = "TargetKeyId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "TargetKeyId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub target_key_id: Option<String>,
 }
 impl Validate for CreateAliasRequest {
     fn validate_into(&self, v: &mut Validator, prefix: &str) {
         {
             let path = (prefix, "aliasName");
-            if self.alias_name.is_none() { v.missing(path); }
+            if self.alias_name.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.alias_name {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(256), Constraint::Pattern(&PATTERN_0)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[
+                        Constraint::MinLen(1),
+                        Constraint::MaxLen(256),
+                        Constraint::Pattern(&PATTERN_0),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "targetKeyId");
-            if self.target_key_id.is_none() { v.missing(path); }
+            if self.target_key_id.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.target_key_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(2048)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(2048)],
+                );
                 let _ = (val, path);
             }
         }
@@ -1638,37 +1950,81 @@ impl Validate for CreateAliasRequest {
 #[serde(deny_unknown_fields)]
 pub struct CreateCustomKeyStoreRequest {
     /// `CloudHsmClusterId`
-    #[serde(rename = "CloudHsmClusterId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "CloudHsmClusterId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cloud_hsm_cluster_id: Option<String>,
     /// `CustomKeyStoreName` (required)
-    #[serde(rename = "CustomKeyStoreName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "CustomKeyStoreName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub custom_key_store_name: Option<String>,
     /// `CustomKeyStoreType`
-    #[serde(rename = "CustomKeyStoreType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "CustomKeyStoreType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub custom_key_store_type: Option<String>,
     /// `KeyStorePassword`
-    #[serde(rename = "KeyStorePassword", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "KeyStorePassword",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub key_store_password: Option<SensitiveString>,
     /// `TrustAnchorCertificate`
-    #[serde(rename = "TrustAnchorCertificate", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "TrustAnchorCertificate",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub trust_anchor_certificate: Option<String>,
     /// `XksProxyAuthenticationCredential`
-    #[serde(rename = "XksProxyAuthenticationCredential", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "XksProxyAuthenticationCredential",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub xks_proxy_authentication_credential: Option<XksProxyAuthenticationCredentialType>,
     /// `XksProxyConnectivity`
-    #[serde(rename = "XksProxyConnectivity", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "XksProxyConnectivity",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub xks_proxy_connectivity: Option<String>,
     /// `XksProxyUriEndpoint`
-    #[serde(rename = "XksProxyUriEndpoint", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "XksProxyUriEndpoint",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub xks_proxy_uri_endpoint: Option<String>,
     /// `XksProxyUriPath`
-    #[serde(rename = "XksProxyUriPath", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "XksProxyUriPath",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub xks_proxy_uri_path: Option<String>,
     /// `XksProxyVpcEndpointServiceName`
-    #[serde(rename = "XksProxyVpcEndpointServiceName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "XksProxyVpcEndpointServiceName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub xks_proxy_vpc_endpoint_service_name: Option<String>,
     /// `XksProxyVpcEndpointServiceOwner`
-    #[serde(rename = "XksProxyVpcEndpointServiceOwner", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "XksProxyVpcEndpointServiceOwner",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub xks_proxy_vpc_endpoint_service_owner: Option<String>,
 }
 impl Validate for CreateCustomKeyStoreRequest {
@@ -1676,36 +2032,67 @@ impl Validate for CreateCustomKeyStoreRequest {
         {
             let path = (prefix, "cloudHsmClusterId");
             if let Some(val) = &self.cloud_hsm_cluster_id {
-                v.check(path, val, false, &[Constraint::MinLen(19), Constraint::MaxLen(24), Constraint::Pattern(&PATTERN_1)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[
+                        Constraint::MinLen(19),
+                        Constraint::MaxLen(24),
+                        Constraint::Pattern(&PATTERN_1),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "customKeyStoreName");
-            if self.custom_key_store_name.is_none() { v.missing(path); }
+            if self.custom_key_store_name.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.custom_key_store_name {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(256)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(256)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "customKeyStoreType");
             if let Some(val) = &self.custom_key_store_type {
-                v.check(path, val, false, &[Constraint::Enum(CustomKeyStoreType::VALUES)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::Enum(CustomKeyStoreType::VALUES)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "keyStorePassword");
             if let Some(val) = &self.key_store_password {
-                v.check(path, val, true, &[Constraint::MinLen(7), Constraint::MaxLen(32)]);
+                v.check(
+                    path,
+                    val,
+                    true,
+                    &[Constraint::MinLen(7), Constraint::MaxLen(32)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "trustAnchorCertificate");
             if let Some(val) = &self.trust_anchor_certificate {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(5000)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(5000)],
+                );
                 let _ = (val, path);
             }
         }
@@ -1719,35 +2106,76 @@ impl Validate for CreateCustomKeyStoreRequest {
         {
             let path = (prefix, "xksProxyConnectivity");
             if let Some(val) = &self.xks_proxy_connectivity {
-                v.check(path, val, false, &[Constraint::Enum(XksProxyConnectivityType::VALUES)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::Enum(XksProxyConnectivityType::VALUES)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "xksProxyUriEndpoint");
             if let Some(val) = &self.xks_proxy_uri_endpoint {
-                v.check(path, val, false, &[Constraint::MinLen(10), Constraint::MaxLen(128), Constraint::Pattern(&PATTERN_2)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[
+                        Constraint::MinLen(10),
+                        Constraint::MaxLen(128),
+                        Constraint::Pattern(&PATTERN_2),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "xksProxyUriPath");
             if let Some(val) = &self.xks_proxy_uri_path {
-                v.check(path, val, false, &[Constraint::MinLen(10), Constraint::MaxLen(128), Constraint::Pattern(&PATTERN_3)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[
+                        Constraint::MinLen(10),
+                        Constraint::MaxLen(128),
+                        Constraint::Pattern(&PATTERN_3),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "xksProxyVpcEndpointServiceName");
             if let Some(val) = &self.xks_proxy_vpc_endpoint_service_name {
-                v.check(path, val, false, &[Constraint::MinLen(20), Constraint::MaxLen(64), Constraint::Pattern(&PATTERN_4)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[
+                        Constraint::MinLen(20),
+                        Constraint::MaxLen(64),
+                        Constraint::Pattern(&PATTERN_4),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "xksProxyVpcEndpointServiceOwner");
             if let Some(val) = &self.xks_proxy_vpc_endpoint_service_owner {
-                v.check(path, val, false, &[Constraint::MinLen(12), Constraint::MaxLen(12), Constraint::Pattern(&PATTERN_5)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[
+                        Constraint::MinLen(12),
+                        Constraint::MaxLen(12),
+                        Constraint::Pattern(&PATTERN_5),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
@@ -1759,7 +2187,11 @@ impl Validate for CreateCustomKeyStoreRequest {
 #[serde(deny_unknown_fields)]
 pub struct CreateCustomKeyStoreResponse {
     /// `CustomKeyStoreId`
-    #[serde(rename = "CustomKeyStoreId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "CustomKeyStoreId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub custom_key_store_id: Option<String>,
 }
 impl Validate for CreateCustomKeyStoreResponse {
@@ -1767,7 +2199,12 @@ impl Validate for CreateCustomKeyStoreResponse {
         {
             let path = (prefix, "customKeyStoreId");
             if let Some(val) = &self.custom_key_store_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(64)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(64)],
+                );
                 let _ = (val, path);
             }
         }
@@ -1779,19 +2216,35 @@ impl Validate for CreateCustomKeyStoreResponse {
 #[serde(deny_unknown_fields)]
 pub struct CreateGrantRequest {
     /// `Constraints`
-    #[serde(rename = "Constraints", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "Constraints",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub constraints: Option<GrantConstraints>,
     /// `DryRun`
     #[serde(rename = "DryRun", default, skip_serializing_if = "Option::is_none")]
     pub dry_run: Option<bool>,
     /// `GrantTokens`
-    #[serde(rename = "GrantTokens", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "GrantTokens",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub grant_tokens: Option<Vec<String>>,
     /// `GranteePrincipal`
-    #[serde(rename = "GranteePrincipal", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "GranteePrincipal",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub grantee_principal: Option<String>,
     /// `GranteeServicePrincipal`
-    #[serde(rename = "GranteeServicePrincipal", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "GranteeServicePrincipal",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub grantee_service_principal: Option<String>,
     /// `KeyId` (required)
     #[serde(rename = "KeyId", default, skip_serializing_if = "Option::is_none")]
@@ -1800,13 +2253,25 @@ pub struct CreateGrantRequest {
     #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// `Operations` (required)
-    #[serde(rename = "Operations", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "Operations",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub operations: Option<Vec<String>>,
     /// `RetiringPrincipal`
-    #[serde(rename = "RetiringPrincipal", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "RetiringPrincipal",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub retiring_principal: Option<String>,
     /// `RetiringServicePrincipal`
-    #[serde(rename = "RetiringServicePrincipal", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "RetiringServicePrincipal",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub retiring_service_principal: Option<String>,
 }
 impl Validate for CreateGrantRequest {
@@ -1827,10 +2292,20 @@ impl Validate for CreateGrantRequest {
         {
             let path = (prefix, "grantTokens");
             if let Some(val) = &self.grant_tokens {
-                v.check(path, val, false, &[Constraint::MinLen(0), Constraint::MaxLen(10)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(0), Constraint::MaxLen(10)],
+                );
                 for (i, item) in val.iter().enumerate() {
                     let ipath = format!("{prefix}grantTokens.{}.member", i + 1);
-                    v.check((&ipath, ""), item, false, &[Constraint::MinLen(1), Constraint::MaxLen(8192)]);
+                    v.check(
+                        (&ipath, ""),
+                        item,
+                        false,
+                        &[Constraint::MinLen(1), Constraint::MaxLen(8192)],
+                    );
                 }
                 let _ = (val, path);
             }
@@ -1838,39 +2313,80 @@ impl Validate for CreateGrantRequest {
         {
             let path = (prefix, "granteePrincipal");
             if let Some(val) = &self.grantee_principal {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(256), Constraint::Pattern(&PATTERN_6)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[
+                        Constraint::MinLen(1),
+                        Constraint::MaxLen(256),
+                        Constraint::Pattern(&PATTERN_6),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "granteeServicePrincipal");
             if let Some(val) = &self.grantee_service_principal {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(128), Constraint::Pattern(&PATTERN_7)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[
+                        Constraint::MinLen(1),
+                        Constraint::MaxLen(128),
+                        Constraint::Pattern(&PATTERN_7),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "keyId");
-            if self.key_id.is_none() { v.missing(path); }
+            if self.key_id.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.key_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(2048)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(2048)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "name");
             if let Some(val) = &self.name {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(256), Constraint::Pattern(&PATTERN_0)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[
+                        Constraint::MinLen(1),
+                        Constraint::MaxLen(256),
+                        Constraint::Pattern(&PATTERN_0),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "operations");
-            if self.operations.is_none() { v.missing(path); }
+            if self.operations.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.operations {
                 for (i, item) in val.iter().enumerate() {
                     let ipath = format!("{prefix}operations.{}.member", i + 1);
-                    v.check((&ipath, ""), item, false, &[Constraint::Enum(GrantOperation::VALUES)]);
+                    v.check(
+                        (&ipath, ""),
+                        item,
+                        false,
+                        &[Constraint::Enum(GrantOperation::VALUES)],
+                    );
                 }
                 let _ = (val, path);
             }
@@ -1878,14 +2394,32 @@ impl Validate for CreateGrantRequest {
         {
             let path = (prefix, "retiringPrincipal");
             if let Some(val) = &self.retiring_principal {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(256), Constraint::Pattern(&PATTERN_6)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[
+                        Constraint::MinLen(1),
+                        Constraint::MaxLen(256),
+                        Constraint::Pattern(&PATTERN_6),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "retiringServicePrincipal");
             if let Some(val) = &self.retiring_service_principal {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(128), Constraint::Pattern(&PATTERN_7)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[
+                        Constraint::MinLen(1),
+                        Constraint::MaxLen(128),
+                        Constraint::Pattern(&PATTERN_7),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
@@ -1900,7 +2434,11 @@ pub struct CreateGrantResponse {
     #[serde(rename = "GrantId", default, skip_serializing_if = "Option::is_none")]
     pub grant_id: Option<String>,
     /// `GrantToken`
-    #[serde(rename = "GrantToken", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "GrantToken",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub grant_token: Option<String>,
 }
 impl Validate for CreateGrantResponse {
@@ -1908,14 +2446,24 @@ impl Validate for CreateGrantResponse {
         {
             let path = (prefix, "grantId");
             if let Some(val) = &self.grant_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(128)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(128)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "grantToken");
             if let Some(val) = &self.grant_token {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(8192)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(8192)],
+                );
                 let _ = (val, path);
             }
         }
@@ -1927,16 +2475,32 @@ impl Validate for CreateGrantResponse {
 #[serde(deny_unknown_fields)]
 pub struct CreateKeyRequest {
     /// `BypassPolicyLockoutSafetyCheck`
-    #[serde(rename = "BypassPolicyLockoutSafetyCheck", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "BypassPolicyLockoutSafetyCheck",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub bypass_policy_lockout_safety_check: Option<bool>,
     /// `CustomKeyStoreId`
-    #[serde(rename = "CustomKeyStoreId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "CustomKeyStoreId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub custom_key_store_id: Option<String>,
     /// `CustomerMasterKeySpec`
-    #[serde(rename = "CustomerMasterKeySpec", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "CustomerMasterKeySpec",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub customer_master_key_spec: Option<String>,
     /// `Description`
-    #[serde(rename = "Description", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "Description",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub description: Option<String>,
     /// `KeySpec`
     #[serde(rename = "KeySpec", default, skip_serializing_if = "Option::is_none")]
@@ -1945,7 +2509,11 @@ pub struct CreateKeyRequest {
     #[serde(rename = "KeyUsage", default, skip_serializing_if = "Option::is_none")]
     pub key_usage: Option<String>,
     /// `MultiRegion`
-    #[serde(rename = "MultiRegion", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "MultiRegion",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub multi_region: Option<bool>,
     /// `Origin`
     #[serde(rename = "Origin", default, skip_serializing_if = "Option::is_none")]
@@ -1971,21 +2539,36 @@ impl Validate for CreateKeyRequest {
         {
             let path = (prefix, "customKeyStoreId");
             if let Some(val) = &self.custom_key_store_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(64)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(64)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "customerMasterKeySpec");
             if let Some(val) = &self.customer_master_key_spec {
-                v.check(path, val, false, &[Constraint::Enum(CustomerMasterKeySpec::VALUES)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::Enum(CustomerMasterKeySpec::VALUES)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "description");
             if let Some(val) = &self.description {
-                v.check(path, val, false, &[Constraint::MinLen(0), Constraint::MaxLen(8192)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(0), Constraint::MaxLen(8192)],
+                );
                 let _ = (val, path);
             }
         }
@@ -2019,7 +2602,16 @@ impl Validate for CreateKeyRequest {
         {
             let path = (prefix, "policy");
             if let Some(val) = &self.policy {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(131072), Constraint::Pattern(&PATTERN_8)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[
+                        Constraint::MinLen(1),
+                        Constraint::MaxLen(131072),
+                        Constraint::Pattern(&PATTERN_8),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
@@ -2036,7 +2628,16 @@ impl Validate for CreateKeyRequest {
         {
             let path = (prefix, "xksKeyId");
             if let Some(val) = &self.xks_key_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(128), Constraint::Pattern(&PATTERN_9)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[
+                        Constraint::MinLen(1),
+                        Constraint::MaxLen(128),
+                        Constraint::Pattern(&PATTERN_9),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
@@ -2048,7 +2649,11 @@ impl Validate for CreateKeyRequest {
 #[serde(deny_unknown_fields)]
 pub struct CreateKeyResponse {
     /// `KeyMetadata`
-    #[serde(rename = "KeyMetadata", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "KeyMetadata",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub key_metadata: Option<KeyMetadata>,
 }
 impl Validate for CreateKeyResponse {
@@ -2068,31 +2673,67 @@ impl Validate for CreateKeyResponse {
 #[serde(deny_unknown_fields)]
 pub struct CustomKeyStoresListEntry {
     /// `CloudHsmClusterId`
-    #[serde(rename = "CloudHsmClusterId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "CloudHsmClusterId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cloud_hsm_cluster_id: Option<String>,
     /// `ConnectionErrorCode`
-    #[serde(rename = "ConnectionErrorCode", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ConnectionErrorCode",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub connection_error_code: Option<String>,
     /// `ConnectionState`
-    #[serde(rename = "ConnectionState", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ConnectionState",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub connection_state: Option<String>,
     /// `CreationDate`
-    #[serde(rename = "CreationDate", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "CreationDate",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub creation_date: Option<Timestamp>,
     /// `CustomKeyStoreId`
-    #[serde(rename = "CustomKeyStoreId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "CustomKeyStoreId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub custom_key_store_id: Option<String>,
     /// `CustomKeyStoreName`
-    #[serde(rename = "CustomKeyStoreName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "CustomKeyStoreName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub custom_key_store_name: Option<String>,
     /// `CustomKeyStoreType`
-    #[serde(rename = "CustomKeyStoreType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "CustomKeyStoreType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub custom_key_store_type: Option<String>,
     /// `TrustAnchorCertificate`
-    #[serde(rename = "TrustAnchorCertificate", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "TrustAnchorCertificate",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub trust_anchor_certificate: Option<String>,
     /// `XksProxyConfiguration`
-    #[serde(rename = "XksProxyConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "XksProxyConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub xks_proxy_configuration: Option<XksProxyConfigurationType>,
 }
 impl Validate for CustomKeyStoresListEntry {
@@ -2100,21 +2741,40 @@ impl Validate for CustomKeyStoresListEntry {
         {
             let path = (prefix, "cloudHsmClusterId");
             if let Some(val) = &self.cloud_hsm_cluster_id {
-                v.check(path, val, false, &[Constraint::MinLen(19), Constraint::MaxLen(24), Constraint::Pattern(&PATTERN_1)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[
+                        Constraint::MinLen(19),
+                        Constraint::MaxLen(24),
+                        Constraint::Pattern(&PATTERN_1),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "connectionErrorCode");
             if let Some(val) = &self.connection_error_code {
-                v.check(path, val, false, &[Constraint::Enum(ConnectionErrorCodeType::VALUES)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::Enum(ConnectionErrorCodeType::VALUES)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "connectionState");
             if let Some(val) = &self.connection_state {
-                v.check(path, val, false, &[Constraint::Enum(ConnectionStateType::VALUES)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::Enum(ConnectionStateType::VALUES)],
+                );
                 let _ = (val, path);
             }
         }
@@ -2127,28 +2787,48 @@ impl Validate for CustomKeyStoresListEntry {
         {
             let path = (prefix, "customKeyStoreId");
             if let Some(val) = &self.custom_key_store_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(64)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(64)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "customKeyStoreName");
             if let Some(val) = &self.custom_key_store_name {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(256)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(256)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "customKeyStoreType");
             if let Some(val) = &self.custom_key_store_type {
-                v.check(path, val, false, &[Constraint::Enum(CustomKeyStoreType::VALUES)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::Enum(CustomKeyStoreType::VALUES)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "trustAnchorCertificate");
             if let Some(val) = &self.trust_anchor_certificate {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(5000)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(5000)],
+                );
                 let _ = (val, path);
             }
         }
@@ -2170,16 +2850,28 @@ pub struct DecapsulateRequest {
     #[serde(rename = "DryRun", default, skip_serializing_if = "Option::is_none")]
     pub dry_run: Option<bool>,
     /// `EncapsulationAlgorithm` (required)
-    #[serde(rename = "EncapsulationAlgorithm", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "EncapsulationAlgorithm",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub encapsulation_algorithm: Option<String>,
     /// `GrantTokens`
-    #[serde(rename = "GrantTokens", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "GrantTokens",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub grant_tokens: Option<Vec<String>>,
     /// `KeyId` (required)
     #[serde(rename = "KeyId", default, skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
     /// `SharedSecretCiphertextBlob` (required)
-    #[serde(rename = "SharedSecretCiphertextBlob", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "SharedSecretCiphertextBlob",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub shared_secret_ciphertext_blob: Option<Blob>,
 }
 impl Validate for DecapsulateRequest {
@@ -2192,36 +2884,67 @@ impl Validate for DecapsulateRequest {
         }
         {
             let path = (prefix, "encapsulationAlgorithm");
-            if self.encapsulation_algorithm.is_none() { v.missing(path); }
+            if self.encapsulation_algorithm.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.encapsulation_algorithm {
-                v.check(path, val, false, &[Constraint::Enum(EncapsulationAlgorithmSpec::VALUES)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::Enum(EncapsulationAlgorithmSpec::VALUES)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "grantTokens");
             if let Some(val) = &self.grant_tokens {
-                v.check(path, val, false, &[Constraint::MinLen(0), Constraint::MaxLen(10)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(0), Constraint::MaxLen(10)],
+                );
                 for (i, item) in val.iter().enumerate() {
                     let ipath = format!("{prefix}grantTokens.{}.member", i + 1);
-                    v.check((&ipath, ""), item, false, &[Constraint::MinLen(1), Constraint::MaxLen(8192)]);
+                    v.check(
+                        (&ipath, ""),
+                        item,
+                        false,
+                        &[Constraint::MinLen(1), Constraint::MaxLen(8192)],
+                    );
                 }
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "keyId");
-            if self.key_id.is_none() { v.missing(path); }
+            if self.key_id.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.key_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(2048)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(2048)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "sharedSecretCiphertextBlob");
-            if self.shared_secret_ciphertext_blob.is_none() { v.missing(path); }
+            if self.shared_secret_ciphertext_blob.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.shared_secret_ciphertext_blob {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(6144)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(6144)],
+                );
                 let _ = (val, path);
             }
         }
@@ -2233,13 +2956,21 @@ impl Validate for DecapsulateRequest {
 #[serde(deny_unknown_fields)]
 pub struct DecapsulateResponse {
     /// `EncapsulationAlgorithm`
-    #[serde(rename = "EncapsulationAlgorithm", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "EncapsulationAlgorithm",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub encapsulation_algorithm: Option<String>,
     /// `KeyId`
     #[serde(rename = "KeyId", default, skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
     /// `SharedSecret`
-    #[serde(rename = "SharedSecret", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "SharedSecret",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub shared_secret: Option<Blob>,
 }
 impl Validate for DecapsulateResponse {
@@ -2247,21 +2978,36 @@ impl Validate for DecapsulateResponse {
         {
             let path = (prefix, "encapsulationAlgorithm");
             if let Some(val) = &self.encapsulation_algorithm {
-                v.check(path, val, false, &[Constraint::Enum(EncapsulationAlgorithmSpec::VALUES)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::Enum(EncapsulationAlgorithmSpec::VALUES)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "keyId");
             if let Some(val) = &self.key_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(2048)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(2048)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "sharedSecret");
             if let Some(val) = &self.shared_secret {
-                v.check(path, val, true, &[Constraint::MinLen(1), Constraint::MaxLen(4096)]);
+                v.check(
+                    path,
+                    val,
+                    true,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(4096)],
+                );
                 let _ = (val, path);
             }
         }
@@ -2273,22 +3019,42 @@ impl Validate for DecapsulateResponse {
 #[serde(deny_unknown_fields)]
 pub struct DecryptRequest {
     /// `CiphertextBlob`
-    #[serde(rename = "CiphertextBlob", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "CiphertextBlob",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ciphertext_blob: Option<Blob>,
     /// `DryRun`
     #[serde(rename = "DryRun", default, skip_serializing_if = "Option::is_none")]
     pub dry_run: Option<bool>,
     /// `DryRunModifiers`
-    #[serde(rename = "DryRunModifiers", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "DryRunModifiers",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub dry_run_modifiers: Option<Vec<String>>,
     /// `EncryptionAlgorithm`
-    #[serde(rename = "EncryptionAlgorithm", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "EncryptionAlgorithm",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub encryption_algorithm: Option<String>,
     /// `EncryptionContext`
-    #[serde(rename = "EncryptionContext", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "EncryptionContext",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub encryption_context: Option<std::collections::BTreeMap<String, String>>,
     /// `GrantTokens`
-    #[serde(rename = "GrantTokens", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "GrantTokens",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub grant_tokens: Option<Vec<String>>,
     /// `KeyId`
     #[serde(rename = "KeyId", default, skip_serializing_if = "Option::is_none")]
@@ -2302,7 +3068,12 @@ impl Validate for DecryptRequest {
         {
             let path = (prefix, "ciphertextBlob");
             if let Some(val) = &self.ciphertext_blob {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(6144)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(6144)],
+                );
                 let _ = (val, path);
             }
         }
@@ -2317,7 +3088,12 @@ impl Validate for DecryptRequest {
             if let Some(val) = &self.dry_run_modifiers {
                 for (i, item) in val.iter().enumerate() {
                     let ipath = format!("{prefix}dryRunModifiers.{}.member", i + 1);
-                    v.check((&ipath, ""), item, false, &[Constraint::Enum(DryRunModifierType::VALUES)]);
+                    v.check(
+                        (&ipath, ""),
+                        item,
+                        false,
+                        &[Constraint::Enum(DryRunModifierType::VALUES)],
+                    );
                 }
                 let _ = (val, path);
             }
@@ -2325,7 +3101,12 @@ impl Validate for DecryptRequest {
         {
             let path = (prefix, "encryptionAlgorithm");
             if let Some(val) = &self.encryption_algorithm {
-                v.check(path, val, false, &[Constraint::Enum(EncryptionAlgorithmSpec::VALUES)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::Enum(EncryptionAlgorithmSpec::VALUES)],
+                );
                 let _ = (val, path);
             }
         }
@@ -2338,10 +3119,20 @@ impl Validate for DecryptRequest {
         {
             let path = (prefix, "grantTokens");
             if let Some(val) = &self.grant_tokens {
-                v.check(path, val, false, &[Constraint::MinLen(0), Constraint::MaxLen(10)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(0), Constraint::MaxLen(10)],
+                );
                 for (i, item) in val.iter().enumerate() {
                     let ipath = format!("{prefix}grantTokens.{}.member", i + 1);
-                    v.check((&ipath, ""), item, false, &[Constraint::MinLen(1), Constraint::MaxLen(8192)]);
+                    v.check(
+                        (&ipath, ""),
+                        item,
+                        false,
+                        &[Constraint::MinLen(1), Constraint::MaxLen(8192)],
+                    );
                 }
                 let _ = (val, path);
             }
@@ -2349,7 +3140,12 @@ impl Validate for DecryptRequest {
         {
             let path = (prefix, "keyId");
             if let Some(val) = &self.key_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(2048)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(2048)],
+                );
                 let _ = (val, path);
             }
         }
@@ -2368,16 +3164,28 @@ impl Validate for DecryptRequest {
 #[serde(deny_unknown_fields)]
 pub struct DecryptResponse {
     /// `CiphertextForRecipient`
-    #[serde(rename = "CiphertextForRecipient", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "CiphertextForRecipient",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ciphertext_for_recipient: Option<Blob>,
     /// `EncryptionAlgorithm`
-    #[serde(rename = "EncryptionAlgorithm", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "EncryptionAlgorithm",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub encryption_algorithm: Option<String>,
     /// `KeyId`
     #[serde(rename = "KeyId", default, skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
     /// `KeyMaterialId`
-    #[serde(rename = "KeyMaterialId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "KeyMaterialId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub key_material_id: Option<String>,
     /// `Plaintext`
     #[serde(rename = "Plaintext", default, skip_serializing_if = "Option::is_none")]
@@ -2388,35 +3196,64 @@ impl Validate for DecryptResponse {
         {
             let path = (prefix, "ciphertextForRecipient");
             if let Some(val) = &self.ciphertext_for_recipient {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(6144)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(6144)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "encryptionAlgorithm");
             if let Some(val) = &self.encryption_algorithm {
-                v.check(path, val, false, &[Constraint::Enum(EncryptionAlgorithmSpec::VALUES)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::Enum(EncryptionAlgorithmSpec::VALUES)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "keyId");
             if let Some(val) = &self.key_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(2048)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(2048)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "keyMaterialId");
             if let Some(val) = &self.key_material_id {
-                v.check(path, val, false, &[Constraint::MinLen(64), Constraint::MaxLen(64), Constraint::Pattern(&PATTERN_10)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[
+                        Constraint::MinLen(64),
+                        Constraint::MaxLen(64),
+                        Constraint::Pattern(&PATTERN_10),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "plaintext");
             if let Some(val) = &self.plaintext {
-                v.check(path, val, true, &[Constraint::MinLen(1), Constraint::MaxLen(4096)]);
+                v.check(
+                    path,
+                    val,
+                    true,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(4096)],
+                );
                 let _ = (val, path);
             }
         }
@@ -2435,9 +3272,20 @@ impl Validate for DeleteAliasRequest {
     fn validate_into(&self, v: &mut Validator, prefix: &str) {
         {
             let path = (prefix, "aliasName");
-            if self.alias_name.is_none() { v.missing(path); }
+            if self.alias_name.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.alias_name {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(256), Constraint::Pattern(&PATTERN_0)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[
+                        Constraint::MinLen(1),
+                        Constraint::MaxLen(256),
+                        Constraint::Pattern(&PATTERN_0),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
@@ -2449,16 +3297,27 @@ impl Validate for DeleteAliasRequest {
 #[serde(deny_unknown_fields)]
 pub struct DeleteCustomKeyStoreRequest {
     /// `CustomKeyStoreId` (required)
-    #[serde(rename = "CustomKeyStoreId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "CustomKeyStoreId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub custom_key_store_id: Option<String>,
 }
 impl Validate for DeleteCustomKeyStoreRequest {
     fn validate_into(&self, v: &mut Validator, prefix: &str) {
         {
             let path = (prefix, "customKeyStoreId");
-            if self.custom_key_store_id.is_none() { v.missing(path); }
+            if self.custom_key_store_id.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.custom_key_store_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(64)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(64)],
+                );
                 let _ = (val, path);
             }
         }
@@ -2468,8 +3327,7 @@ impl Validate for DeleteCustomKeyStoreRequest {
 /// The model's `DeleteCustomKeyStoreResponse` structure.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct DeleteCustomKeyStoreResponse {
-}
+pub struct DeleteCustomKeyStoreResponse {}
 impl Validate for DeleteCustomKeyStoreResponse {
     fn validate_into(&self, v: &mut Validator, prefix: &str) {
         let _ = (v, prefix);
@@ -2484,23 +3342,43 @@ pub struct DeleteImportedKeyMaterialRequest {
     #[serde(rename = "KeyId", default, skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
     /// `KeyMaterialId`
-    #[serde(rename = "KeyMaterialId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "KeyMaterialId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub key_material_id: Option<String>,
 }
 impl Validate for DeleteImportedKeyMaterialRequest {
     fn validate_into(&self, v: &mut Validator, prefix: &str) {
         {
             let path = (prefix, "keyId");
-            if self.key_id.is_none() { v.missing(path); }
+            if self.key_id.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.key_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(2048)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(2048)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "keyMaterialId");
             if let Some(val) = &self.key_material_id {
-                v.check(path, val, false, &[Constraint::MinLen(64), Constraint::MaxLen(64), Constraint::Pattern(&PATTERN_10)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[
+                        Constraint::MinLen(64),
+                        Constraint::MaxLen(64),
+                        Constraint::Pattern(&PATTERN_10),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
@@ -2515,7 +3393,11 @@ pub struct DeleteImportedKeyMaterialResponse {
     #[serde(rename = "KeyId", default, skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
     /// `KeyMaterialId`
-    #[serde(rename = "KeyMaterialId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "KeyMaterialId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub key_material_id: Option<String>,
 }
 impl Validate for DeleteImportedKeyMaterialResponse {
@@ -2523,14 +3405,28 @@ impl Validate for DeleteImportedKeyMaterialResponse {
         {
             let path = (prefix, "keyId");
             if let Some(val) = &self.key_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(2048)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(2048)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "keyMaterialId");
             if let Some(val) = &self.key_material_id {
-                v.check(path, val, false, &[Constraint::MinLen(0), Constraint::MaxLen(64), Constraint::Pattern(&PATTERN_10)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[
+                        Constraint::MinLen(0),
+                        Constraint::MaxLen(64),
+                        Constraint::Pattern(&PATTERN_10),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
@@ -2545,10 +3441,18 @@ pub struct DeriveSharedSecretRequest {
     #[serde(rename = "DryRun", default, skip_serializing_if = "Option::is_none")]
     pub dry_run: Option<bool>,
     /// `GrantTokens`
-    #[serde(rename = "GrantTokens", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "GrantTokens",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub grant_tokens: Option<Vec<String>>,
     /// `KeyAgreementAlgorithm` (required)
-    #[serde(rename = "KeyAgreementAlgorithm", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "KeyAgreementAlgorithm",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub key_agreement_algorithm: Option<String>,
     /// `KeyId` (required)
     #[serde(rename = "KeyId", default, skip_serializing_if = "Option::is_none")]
@@ -2571,35 +3475,66 @@ impl Validate for DeriveSharedSecretRequest {
         {
             let path = (prefix, "grantTokens");
             if let Some(val) = &self.grant_tokens {
-                v.check(path, val, false, &[Constraint::MinLen(0), Constraint::MaxLen(10)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(0), Constraint::MaxLen(10)],
+                );
                 for (i, item) in val.iter().enumerate() {
                     let ipath = format!("{prefix}grantTokens.{}.member", i + 1);
-                    v.check((&ipath, ""), item, false, &[Constraint::MinLen(1), Constraint::MaxLen(8192)]);
+                    v.check(
+                        (&ipath, ""),
+                        item,
+                        false,
+                        &[Constraint::MinLen(1), Constraint::MaxLen(8192)],
+                    );
                 }
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "keyAgreementAlgorithm");
-            if self.key_agreement_algorithm.is_none() { v.missing(path); }
+            if self.key_agreement_algorithm.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.key_agreement_algorithm {
-                v.check(path, val, false, &[Constraint::Enum(KeyAgreementAlgorithmSpec::VALUES)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::Enum(KeyAgreementAlgorithmSpec::VALUES)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "keyId");
-            if self.key_id.is_none() { v.missing(path); }
+            if self.key_id.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.key_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(2048)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(2048)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "publicKey");
-            if self.public_key.is_none() { v.missing(path); }
+            if self.public_key.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.public_key {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(8192)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(8192)],
+                );
                 let _ = (val, path);
             }
         }
@@ -2618,10 +3553,18 @@ impl Validate for DeriveSharedSecretRequest {
 #[serde(deny_unknown_fields)]
 pub struct DeriveSharedSecretResponse {
     /// `CiphertextForRecipient`
-    #[serde(rename = "CiphertextForRecipient", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "CiphertextForRecipient",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ciphertext_for_recipient: Option<Blob>,
     /// `KeyAgreementAlgorithm`
-    #[serde(rename = "KeyAgreementAlgorithm", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "KeyAgreementAlgorithm",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub key_agreement_algorithm: Option<String>,
     /// `KeyId`
     #[serde(rename = "KeyId", default, skip_serializing_if = "Option::is_none")]
@@ -2630,7 +3573,11 @@ pub struct DeriveSharedSecretResponse {
     #[serde(rename = "KeyOrigin", default, skip_serializing_if = "Option::is_none")]
     pub key_origin: Option<String>,
     /// `SharedSecret`
-    #[serde(rename = "SharedSecret", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "SharedSecret",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub shared_secret: Option<Blob>,
 }
 impl Validate for DeriveSharedSecretResponse {
@@ -2638,21 +3585,36 @@ impl Validate for DeriveSharedSecretResponse {
         {
             let path = (prefix, "ciphertextForRecipient");
             if let Some(val) = &self.ciphertext_for_recipient {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(6144)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(6144)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "keyAgreementAlgorithm");
             if let Some(val) = &self.key_agreement_algorithm {
-                v.check(path, val, false, &[Constraint::Enum(KeyAgreementAlgorithmSpec::VALUES)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::Enum(KeyAgreementAlgorithmSpec::VALUES)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "keyId");
             if let Some(val) = &self.key_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(2048)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(2048)],
+                );
                 let _ = (val, path);
             }
         }
@@ -2666,7 +3628,12 @@ impl Validate for DeriveSharedSecretResponse {
         {
             let path = (prefix, "sharedSecret");
             if let Some(val) = &self.shared_secret {
-                v.check(path, val, true, &[Constraint::MinLen(1), Constraint::MaxLen(4096)]);
+                v.check(
+                    path,
+                    val,
+                    true,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(4096)],
+                );
                 let _ = (val, path);
             }
         }
@@ -2678,10 +3645,18 @@ impl Validate for DeriveSharedSecretResponse {
 #[serde(deny_unknown_fields)]
 pub struct DescribeCustomKeyStoresRequest {
     /// `CustomKeyStoreId`
-    #[serde(rename = "CustomKeyStoreId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "CustomKeyStoreId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub custom_key_store_id: Option<String>,
     /// `CustomKeyStoreName`
-    #[serde(rename = "CustomKeyStoreName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "CustomKeyStoreName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub custom_key_store_name: Option<String>,
     /// `Limit`
     #[serde(rename = "Limit", default, skip_serializing_if = "Option::is_none")]
@@ -2695,28 +3670,52 @@ impl Validate for DescribeCustomKeyStoresRequest {
         {
             let path = (prefix, "customKeyStoreId");
             if let Some(val) = &self.custom_key_store_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(64)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(64)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "customKeyStoreName");
             if let Some(val) = &self.custom_key_store_name {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(256)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(256)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "limit");
             if let Some(val) = &self.limit {
-                v.check(path, val, false, &[Constraint::Min(1), Constraint::Max(1000)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::Min(1), Constraint::Max(1000)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "marker");
             if let Some(val) = &self.marker {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(1024), Constraint::Pattern(&PATTERN_11)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[
+                        Constraint::MinLen(1),
+                        Constraint::MaxLen(1024),
+                        Constraint::Pattern(&PATTERN_11),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
@@ -2728,10 +3727,18 @@ impl Validate for DescribeCustomKeyStoresRequest {
 #[serde(deny_unknown_fields)]
 pub struct DescribeCustomKeyStoresResponse {
     /// `CustomKeyStores`
-    #[serde(rename = "CustomKeyStores", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "CustomKeyStores",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub custom_key_stores: Option<Vec<CustomKeyStoresListEntry>>,
     /// `NextMarker`
-    #[serde(rename = "NextMarker", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "NextMarker",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub next_marker: Option<String>,
     /// `Truncated`
     #[serde(rename = "Truncated", default, skip_serializing_if = "Option::is_none")]
@@ -2752,7 +3759,16 @@ impl Validate for DescribeCustomKeyStoresResponse {
         {
             let path = (prefix, "nextMarker");
             if let Some(val) = &self.next_marker {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(1024), Constraint::Pattern(&PATTERN_11)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[
+                        Constraint::MinLen(1),
+                        Constraint::MaxLen(1024),
+                        Constraint::Pattern(&PATTERN_11),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
@@ -2770,7 +3786,11 @@ impl Validate for DescribeCustomKeyStoresResponse {
 #[serde(deny_unknown_fields)]
 pub struct DescribeKeyRequest {
     /// `GrantTokens`
-    #[serde(rename = "GrantTokens", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "GrantTokens",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub grant_tokens: Option<Vec<String>>,
     /// `KeyId` (required)
     #[serde(rename = "KeyId", default, skip_serializing_if = "Option::is_none")]
@@ -2781,19 +3801,36 @@ impl Validate for DescribeKeyRequest {
         {
             let path = (prefix, "grantTokens");
             if let Some(val) = &self.grant_tokens {
-                v.check(path, val, false, &[Constraint::MinLen(0), Constraint::MaxLen(10)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(0), Constraint::MaxLen(10)],
+                );
                 for (i, item) in val.iter().enumerate() {
                     let ipath = format!("{prefix}grantTokens.{}.member", i + 1);
-                    v.check((&ipath, ""), item, false, &[Constraint::MinLen(1), Constraint::MaxLen(8192)]);
+                    v.check(
+                        (&ipath, ""),
+                        item,
+                        false,
+                        &[Constraint::MinLen(1), Constraint::MaxLen(8192)],
+                    );
                 }
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "keyId");
-            if self.key_id.is_none() { v.missing(path); }
+            if self.key_id.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.key_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(2048)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(2048)],
+                );
                 let _ = (val, path);
             }
         }
@@ -2805,7 +3842,11 @@ impl Validate for DescribeKeyRequest {
 #[serde(deny_unknown_fields)]
 pub struct DescribeKeyResponse {
     /// `KeyMetadata`
-    #[serde(rename = "KeyMetadata", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "KeyMetadata",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub key_metadata: Option<KeyMetadata>,
 }
 impl Validate for DescribeKeyResponse {
@@ -2832,9 +3873,16 @@ impl Validate for DisableKeyRequest {
     fn validate_into(&self, v: &mut Validator, prefix: &str) {
         {
             let path = (prefix, "keyId");
-            if self.key_id.is_none() { v.missing(path); }
+            if self.key_id.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.key_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(2048)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(2048)],
+                );
                 let _ = (val, path);
             }
         }
@@ -2853,9 +3901,16 @@ impl Validate for DisableKeyRotationRequest {
     fn validate_into(&self, v: &mut Validator, prefix: &str) {
         {
             let path = (prefix, "keyId");
-            if self.key_id.is_none() { v.missing(path); }
+            if self.key_id.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.key_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(2048)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(2048)],
+                );
                 let _ = (val, path);
             }
         }
@@ -2867,16 +3922,27 @@ impl Validate for DisableKeyRotationRequest {
 #[serde(deny_unknown_fields)]
 pub struct DisconnectCustomKeyStoreRequest {
     /// `CustomKeyStoreId` (required)
-    #[serde(rename = "CustomKeyStoreId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "CustomKeyStoreId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub custom_key_store_id: Option<String>,
 }
 impl Validate for DisconnectCustomKeyStoreRequest {
     fn validate_into(&self, v: &mut Validator, prefix: &str) {
         {
             let path = (prefix, "customKeyStoreId");
-            if self.custom_key_store_id.is_none() { v.missing(path); }
+            if self.custom_key_store_id.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.custom_key_store_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(64)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(64)],
+                );
                 let _ = (val, path);
             }
         }
@@ -2886,8 +3952,7 @@ impl Validate for DisconnectCustomKeyStoreRequest {
 /// The model's `DisconnectCustomKeyStoreResponse` structure.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct DisconnectCustomKeyStoreResponse {
-}
+pub struct DisconnectCustomKeyStoreResponse {}
 impl Validate for DisconnectCustomKeyStoreResponse {
     fn validate_into(&self, v: &mut Validator, prefix: &str) {
         let _ = (v, prefix);
@@ -2906,9 +3971,16 @@ impl Validate for EnableKeyRequest {
     fn validate_into(&self, v: &mut Validator, prefix: &str) {
         {
             let path = (prefix, "keyId");
-            if self.key_id.is_none() { v.missing(path); }
+            if self.key_id.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.key_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(2048)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(2048)],
+                );
                 let _ = (val, path);
             }
         }
@@ -2923,23 +3995,39 @@ pub struct EnableKeyRotationRequest {
     #[serde(rename = "KeyId", default, skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
     /// `RotationPeriodInDays`
-    #[serde(rename = "RotationPeriodInDays", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "RotationPeriodInDays",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub rotation_period_in_days: Option<i32>,
 }
 impl Validate for EnableKeyRotationRequest {
     fn validate_into(&self, v: &mut Validator, prefix: &str) {
         {
             let path = (prefix, "keyId");
-            if self.key_id.is_none() { v.missing(path); }
+            if self.key_id.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.key_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(2048)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(2048)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "rotationPeriodInDays");
             if let Some(val) = &self.rotation_period_in_days {
-                v.check(path, val, false, &[Constraint::Min(90), Constraint::Max(2560)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::Min(90), Constraint::Max(2560)],
+                );
                 let _ = (val, path);
             }
         }
@@ -2954,10 +4042,18 @@ pub struct EncapsulateRequest {
     #[serde(rename = "DryRun", default, skip_serializing_if = "Option::is_none")]
     pub dry_run: Option<bool>,
     /// `EncapsulationAlgorithm` (required)
-    #[serde(rename = "EncapsulationAlgorithm", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "EncapsulationAlgorithm",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub encapsulation_algorithm: Option<String>,
     /// `GrantTokens`
-    #[serde(rename = "GrantTokens", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "GrantTokens",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub grant_tokens: Option<Vec<String>>,
     /// `KeyId` (required)
     #[serde(rename = "KeyId", default, skip_serializing_if = "Option::is_none")]
@@ -2973,28 +4069,52 @@ impl Validate for EncapsulateRequest {
         }
         {
             let path = (prefix, "encapsulationAlgorithm");
-            if self.encapsulation_algorithm.is_none() { v.missing(path); }
+            if self.encapsulation_algorithm.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.encapsulation_algorithm {
-                v.check(path, val, false, &[Constraint::Enum(EncapsulationAlgorithmSpec::VALUES)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::Enum(EncapsulationAlgorithmSpec::VALUES)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "grantTokens");
             if let Some(val) = &self.grant_tokens {
-                v.check(path, val, false, &[Constraint::MinLen(0), Constraint::MaxLen(10)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(0), Constraint::MaxLen(10)],
+                );
                 for (i, item) in val.iter().enumerate() {
                     let ipath = format!("{prefix}grantTokens.{}.member", i + 1);
-                    v.check((&ipath, ""), item, false, &[Constraint::MinLen(1), Constraint::MaxLen(8192)]);
+                    v.check(
+                        (&ipath, ""),
+                        item,
+                        false,
+                        &[Constraint::MinLen(1), Constraint::MaxLen(8192)],
+                    );
                 }
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "keyId");
-            if self.key_id.is_none() { v.missing(path); }
+            if self.key_id.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.key_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(2048)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(2048)],
+                );
                 let _ = (val, path);
             }
         }
@@ -3006,16 +4126,28 @@ impl Validate for EncapsulateRequest {
 #[serde(deny_unknown_fields)]
 pub struct EncapsulateResponse {
     /// `EncapsulationAlgorithm`
-    #[serde(rename = "EncapsulationAlgorithm", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "EncapsulationAlgorithm",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub encapsulation_algorithm: Option<String>,
     /// `KeyId`
     #[serde(rename = "KeyId", default, skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
     /// `SharedSecret`
-    #[serde(rename = "SharedSecret", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "SharedSecret",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub shared_secret: Option<Blob>,
     /// `SharedSecretCiphertextBlob`
-    #[serde(rename = "SharedSecretCiphertextBlob", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "SharedSecretCiphertextBlob",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub shared_secret_ciphertext_blob: Option<Blob>,
 }
 impl Validate for EncapsulateResponse {
@@ -3023,28 +4155,48 @@ impl Validate for EncapsulateResponse {
         {
             let path = (prefix, "encapsulationAlgorithm");
             if let Some(val) = &self.encapsulation_algorithm {
-                v.check(path, val, false, &[Constraint::Enum(EncapsulationAlgorithmSpec::VALUES)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::Enum(EncapsulationAlgorithmSpec::VALUES)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "keyId");
             if let Some(val) = &self.key_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(2048)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(2048)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "sharedSecret");
             if let Some(val) = &self.shared_secret {
-                v.check(path, val, true, &[Constraint::MinLen(1), Constraint::MaxLen(4096)]);
+                v.check(
+                    path,
+                    val,
+                    true,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(4096)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "sharedSecretCiphertextBlob");
             if let Some(val) = &self.shared_secret_ciphertext_blob {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(6144)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(6144)],
+                );
                 let _ = (val, path);
             }
         }
@@ -3059,13 +4211,25 @@ pub struct EncryptRequest {
     #[serde(rename = "DryRun", default, skip_serializing_if = "Option::is_none")]
     pub dry_run: Option<bool>,
     /// `EncryptionAlgorithm`
-    #[serde(rename = "EncryptionAlgorithm", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "EncryptionAlgorithm",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub encryption_algorithm: Option<String>,
     /// `EncryptionContext`
-    #[serde(rename = "EncryptionContext", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "EncryptionContext",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub encryption_context: Option<std::collections::BTreeMap<String, String>>,
     /// `GrantTokens`
-    #[serde(rename = "GrantTokens", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "GrantTokens",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub grant_tokens: Option<Vec<String>>,
     /// `KeyId` (required)
     #[serde(rename = "KeyId", default, skip_serializing_if = "Option::is_none")]
@@ -3085,7 +4249,12 @@ impl Validate for EncryptRequest {
         {
             let path = (prefix, "encryptionAlgorithm");
             if let Some(val) = &self.encryption_algorithm {
-                v.check(path, val, false, &[Constraint::Enum(EncryptionAlgorithmSpec::VALUES)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::Enum(EncryptionAlgorithmSpec::VALUES)],
+                );
                 let _ = (val, path);
             }
         }
@@ -3098,27 +4267,51 @@ impl Validate for EncryptRequest {
         {
             let path = (prefix, "grantTokens");
             if let Some(val) = &self.grant_tokens {
-                v.check(path, val, false, &[Constraint::MinLen(0), Constraint::MaxLen(10)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(0), Constraint::MaxLen(10)],
+                );
                 for (i, item) in val.iter().enumerate() {
                     let ipath = format!("{prefix}grantTokens.{}.member", i + 1);
-                    v.check((&ipath, ""), item, false, &[Constraint::MinLen(1), Constraint::MaxLen(8192)]);
+                    v.check(
+                        (&ipath, ""),
+                        item,
+                        false,
+                        &[Constraint::MinLen(1), Constraint::MaxLen(8192)],
+                    );
                 }
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "keyId");
-            if self.key_id.is_none() { v.missing(path); }
+            if self.key_id.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.key_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(2048)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(2048)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "plaintext");
-            if self.plaintext.is_none() { v.missing(path); }
+            if self.plaintext.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.plaintext {
-                v.check(path, val, true, &[Constraint::MinLen(1), Constraint::MaxLen(4096)]);
+                v.check(
+                    path,
+                    val,
+                    true,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(4096)],
+                );
                 let _ = (val, path);
             }
         }
@@ -3130,10 +4323,18 @@ impl Validate for EncryptRequest {
 #[serde(deny_unknown_fields)]
 pub struct EncryptResponse {
     /// `CiphertextBlob`
-    #[serde(rename = "CiphertextBlob", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "CiphertextBlob",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ciphertext_blob: Option<Blob>,
     /// `EncryptionAlgorithm`
-    #[serde(rename = "EncryptionAlgorithm", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "EncryptionAlgorithm",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub encryption_algorithm: Option<String>,
     /// `KeyId`
     #[serde(rename = "KeyId", default, skip_serializing_if = "Option::is_none")]
@@ -3144,21 +4345,36 @@ impl Validate for EncryptResponse {
         {
             let path = (prefix, "ciphertextBlob");
             if let Some(val) = &self.ciphertext_blob {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(6144)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(6144)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "encryptionAlgorithm");
             if let Some(val) = &self.encryption_algorithm {
-                v.check(path, val, false, &[Constraint::Enum(EncryptionAlgorithmSpec::VALUES)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::Enum(EncryptionAlgorithmSpec::VALUES)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "keyId");
             if let Some(val) = &self.key_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(2048)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(2048)],
+                );
                 let _ = (val, path);
             }
         }
@@ -3173,16 +4389,28 @@ pub struct GenerateDataKeyPairRequest {
     #[serde(rename = "DryRun", default, skip_serializing_if = "Option::is_none")]
     pub dry_run: Option<bool>,
     /// `EncryptionContext`
-    #[serde(rename = "EncryptionContext", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "EncryptionContext",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub encryption_context: Option<std::collections::BTreeMap<String, String>>,
     /// `GrantTokens`
-    #[serde(rename = "GrantTokens", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "GrantTokens",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub grant_tokens: Option<Vec<String>>,
     /// `KeyId` (required)
     #[serde(rename = "KeyId", default, skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
     /// `KeyPairSpec` (required)
-    #[serde(rename = "KeyPairSpec", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "KeyPairSpec",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub key_pair_spec: Option<String>,
     /// `Recipient`
     #[serde(rename = "Recipient", default, skip_serializing_if = "Option::is_none")]
@@ -3205,27 +4433,51 @@ impl Validate for GenerateDataKeyPairRequest {
         {
             let path = (prefix, "grantTokens");
             if let Some(val) = &self.grant_tokens {
-                v.check(path, val, false, &[Constraint::MinLen(0), Constraint::MaxLen(10)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(0), Constraint::MaxLen(10)],
+                );
                 for (i, item) in val.iter().enumerate() {
                     let ipath = format!("{prefix}grantTokens.{}.member", i + 1);
-                    v.check((&ipath, ""), item, false, &[Constraint::MinLen(1), Constraint::MaxLen(8192)]);
+                    v.check(
+                        (&ipath, ""),
+                        item,
+                        false,
+                        &[Constraint::MinLen(1), Constraint::MaxLen(8192)],
+                    );
                 }
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "keyId");
-            if self.key_id.is_none() { v.missing(path); }
+            if self.key_id.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.key_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(2048)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(2048)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "keyPairSpec");
-            if self.key_pair_spec.is_none() { v.missing(path); }
+            if self.key_pair_spec.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.key_pair_spec {
-                v.check(path, val, false, &[Constraint::Enum(DataKeyPairSpec::VALUES)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::Enum(DataKeyPairSpec::VALUES)],
+                );
                 let _ = (val, path);
             }
         }
@@ -3244,22 +4496,42 @@ impl Validate for GenerateDataKeyPairRequest {
 #[serde(deny_unknown_fields)]
 pub struct GenerateDataKeyPairResponse {
     /// `CiphertextForRecipient`
-    #[serde(rename = "CiphertextForRecipient", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "CiphertextForRecipient",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ciphertext_for_recipient: Option<Blob>,
     /// `KeyId`
     #[serde(rename = "KeyId", default, skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
     /// `KeyMaterialId`
-    #[serde(rename = "KeyMaterialId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "KeyMaterialId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub key_material_id: Option<String>,
     /// `KeyPairSpec`
-    #[serde(rename = "KeyPairSpec", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "KeyPairSpec",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub key_pair_spec: Option<String>,
     /// `PrivateKeyCiphertextBlob`
-    #[serde(rename = "PrivateKeyCiphertextBlob", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "PrivateKeyCiphertextBlob",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub private_key_ciphertext_blob: Option<Blob>,
     /// `PrivateKeyPlaintext`
-    #[serde(rename = "PrivateKeyPlaintext", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "PrivateKeyPlaintext",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub private_key_plaintext: Option<Blob>,
     /// `PublicKey`
     #[serde(rename = "PublicKey", default, skip_serializing_if = "Option::is_none")]
@@ -3270,49 +4542,88 @@ impl Validate for GenerateDataKeyPairResponse {
         {
             let path = (prefix, "ciphertextForRecipient");
             if let Some(val) = &self.ciphertext_for_recipient {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(6144)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(6144)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "keyId");
             if let Some(val) = &self.key_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(2048)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(2048)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "keyMaterialId");
             if let Some(val) = &self.key_material_id {
-                v.check(path, val, false, &[Constraint::MinLen(64), Constraint::MaxLen(64), Constraint::Pattern(&PATTERN_10)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[
+                        Constraint::MinLen(64),
+                        Constraint::MaxLen(64),
+                        Constraint::Pattern(&PATTERN_10),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "keyPairSpec");
             if let Some(val) = &self.key_pair_spec {
-                v.check(path, val, false, &[Constraint::Enum(DataKeyPairSpec::VALUES)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::Enum(DataKeyPairSpec::VALUES)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "privateKeyCiphertextBlob");
             if let Some(val) = &self.private_key_ciphertext_blob {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(6144)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(6144)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "privateKeyPlaintext");
             if let Some(val) = &self.private_key_plaintext {
-                v.check(path, val, true, &[Constraint::MinLen(1), Constraint::MaxLen(4096)]);
+                v.check(
+                    path,
+                    val,
+                    true,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(4096)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "publicKey");
             if let Some(val) = &self.public_key {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(8192)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(8192)],
+                );
                 let _ = (val, path);
             }
         }
@@ -3327,16 +4638,28 @@ pub struct GenerateDataKeyPairWithoutPlaintextRequest {
     #[serde(rename = "DryRun", default, skip_serializing_if = "Option::is_none")]
     pub dry_run: Option<bool>,
     /// `EncryptionContext`
-    #[serde(rename = "EncryptionContext", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "EncryptionContext",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub encryption_context: Option<std::collections::BTreeMap<String, String>>,
     /// `GrantTokens`
-    #[serde(rename = "GrantTokens", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "GrantTokens",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub grant_tokens: Option<Vec<String>>,
     /// `KeyId` (required)
     #[serde(rename = "KeyId", default, skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
     /// `KeyPairSpec` (required)
-    #[serde(rename = "KeyPairSpec", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "KeyPairSpec",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub key_pair_spec: Option<String>,
 }
 impl Validate for GenerateDataKeyPairWithoutPlaintextRequest {
@@ -3356,27 +4679,51 @@ impl Validate for GenerateDataKeyPairWithoutPlaintextRequest {
         {
             let path = (prefix, "grantTokens");
             if let Some(val) = &self.grant_tokens {
-                v.check(path, val, false, &[Constraint::MinLen(0), Constraint::MaxLen(10)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(0), Constraint::MaxLen(10)],
+                );
                 for (i, item) in val.iter().enumerate() {
                     let ipath = format!("{prefix}grantTokens.{}.member", i + 1);
-                    v.check((&ipath, ""), item, false, &[Constraint::MinLen(1), Constraint::MaxLen(8192)]);
+                    v.check(
+                        (&ipath, ""),
+                        item,
+                        false,
+                        &[Constraint::MinLen(1), Constraint::MaxLen(8192)],
+                    );
                 }
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "keyId");
-            if self.key_id.is_none() { v.missing(path); }
+            if self.key_id.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.key_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(2048)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(2048)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "keyPairSpec");
-            if self.key_pair_spec.is_none() { v.missing(path); }
+            if self.key_pair_spec.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.key_pair_spec {
-                v.check(path, val, false, &[Constraint::Enum(DataKeyPairSpec::VALUES)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::Enum(DataKeyPairSpec::VALUES)],
+                );
                 let _ = (val, path);
             }
         }
@@ -3391,13 +4738,25 @@ pub struct GenerateDataKeyPairWithoutPlaintextResponse {
     #[serde(rename = "KeyId", default, skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
     /// `KeyMaterialId`
-    #[serde(rename = "KeyMaterialId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "KeyMaterialId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub key_material_id: Option<String>,
     /// `KeyPairSpec`
-    #[serde(rename = "KeyPairSpec", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "KeyPairSpec",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub key_pair_spec: Option<String>,
     /// `PrivateKeyCiphertextBlob`
-    #[serde(rename = "PrivateKeyCiphertextBlob", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "PrivateKeyCiphertextBlob",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub private_key_ciphertext_blob: Option<Blob>,
     /// `PublicKey`
     #[serde(rename = "PublicKey", default, skip_serializing_if = "Option::is_none")]
@@ -3408,35 +4767,64 @@ impl Validate for GenerateDataKeyPairWithoutPlaintextResponse {
         {
             let path = (prefix, "keyId");
             if let Some(val) = &self.key_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(2048)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(2048)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "keyMaterialId");
             if let Some(val) = &self.key_material_id {
-                v.check(path, val, false, &[Constraint::MinLen(64), Constraint::MaxLen(64), Constraint::Pattern(&PATTERN_10)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[
+                        Constraint::MinLen(64),
+                        Constraint::MaxLen(64),
+                        Constraint::Pattern(&PATTERN_10),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "keyPairSpec");
             if let Some(val) = &self.key_pair_spec {
-                v.check(path, val, false, &[Constraint::Enum(DataKeyPairSpec::VALUES)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::Enum(DataKeyPairSpec::VALUES)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "privateKeyCiphertextBlob");
             if let Some(val) = &self.private_key_ciphertext_blob {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(6144)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(6144)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "publicKey");
             if let Some(val) = &self.public_key {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(8192)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(8192)],
+                );
                 let _ = (val, path);
             }
         }
@@ -3451,10 +4839,18 @@ pub struct GenerateDataKeyRequest {
     #[serde(rename = "DryRun", default, skip_serializing_if = "Option::is_none")]
     pub dry_run: Option<bool>,
     /// `EncryptionContext`
-    #[serde(rename = "EncryptionContext", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "EncryptionContext",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub encryption_context: Option<std::collections::BTreeMap<String, String>>,
     /// `GrantTokens`
-    #[serde(rename = "GrantTokens", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "GrantTokens",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub grant_tokens: Option<Vec<String>>,
     /// `KeyId` (required)
     #[serde(rename = "KeyId", default, skip_serializing_if = "Option::is_none")]
@@ -3463,7 +4859,11 @@ pub struct GenerateDataKeyRequest {
     #[serde(rename = "KeySpec", default, skip_serializing_if = "Option::is_none")]
     pub key_spec: Option<String>,
     /// `NumberOfBytes`
-    #[serde(rename = "NumberOfBytes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "NumberOfBytes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub number_of_bytes: Option<i32>,
     /// `Recipient`
     #[serde(rename = "Recipient", default, skip_serializing_if = "Option::is_none")]
@@ -3486,19 +4886,36 @@ impl Validate for GenerateDataKeyRequest {
         {
             let path = (prefix, "grantTokens");
             if let Some(val) = &self.grant_tokens {
-                v.check(path, val, false, &[Constraint::MinLen(0), Constraint::MaxLen(10)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(0), Constraint::MaxLen(10)],
+                );
                 for (i, item) in val.iter().enumerate() {
                     let ipath = format!("{prefix}grantTokens.{}.member", i + 1);
-                    v.check((&ipath, ""), item, false, &[Constraint::MinLen(1), Constraint::MaxLen(8192)]);
+                    v.check(
+                        (&ipath, ""),
+                        item,
+                        false,
+                        &[Constraint::MinLen(1), Constraint::MaxLen(8192)],
+                    );
                 }
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "keyId");
-            if self.key_id.is_none() { v.missing(path); }
+            if self.key_id.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.key_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(2048)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(2048)],
+                );
                 let _ = (val, path);
             }
         }
@@ -3512,7 +4929,12 @@ impl Validate for GenerateDataKeyRequest {
         {
             let path = (prefix, "numberOfBytes");
             if let Some(val) = &self.number_of_bytes {
-                v.check(path, val, false, &[Constraint::Min(1), Constraint::Max(1024)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::Min(1), Constraint::Max(1024)],
+                );
                 let _ = (val, path);
             }
         }
@@ -3531,16 +4953,28 @@ impl Validate for GenerateDataKeyRequest {
 #[serde(deny_unknown_fields)]
 pub struct GenerateDataKeyResponse {
     /// `CiphertextBlob`
-    #[serde(rename = "CiphertextBlob", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "CiphertextBlob",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ciphertext_blob: Option<Blob>,
     /// `CiphertextForRecipient`
-    #[serde(rename = "CiphertextForRecipient", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "CiphertextForRecipient",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ciphertext_for_recipient: Option<Blob>,
     /// `KeyId`
     #[serde(rename = "KeyId", default, skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
     /// `KeyMaterialId`
-    #[serde(rename = "KeyMaterialId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "KeyMaterialId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub key_material_id: Option<String>,
     /// `Plaintext`
     #[serde(rename = "Plaintext", default, skip_serializing_if = "Option::is_none")]
@@ -3551,35 +4985,64 @@ impl Validate for GenerateDataKeyResponse {
         {
             let path = (prefix, "ciphertextBlob");
             if let Some(val) = &self.ciphertext_blob {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(6144)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(6144)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "ciphertextForRecipient");
             if let Some(val) = &self.ciphertext_for_recipient {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(6144)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(6144)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "keyId");
             if let Some(val) = &self.key_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(2048)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(2048)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "keyMaterialId");
             if let Some(val) = &self.key_material_id {
-                v.check(path, val, false, &[Constraint::MinLen(64), Constraint::MaxLen(64), Constraint::Pattern(&PATTERN_10)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[
+                        Constraint::MinLen(64),
+                        Constraint::MaxLen(64),
+                        Constraint::Pattern(&PATTERN_10),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "plaintext");
             if let Some(val) = &self.plaintext {
-                v.check(path, val, true, &[Constraint::MinLen(1), Constraint::MaxLen(4096)]);
+                v.check(
+                    path,
+                    val,
+                    true,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(4096)],
+                );
                 let _ = (val, path);
             }
         }
@@ -3594,10 +5057,18 @@ pub struct GenerateDataKeyWithoutPlaintextRequest {
     #[serde(rename = "DryRun", default, skip_serializing_if = "Option::is_none")]
     pub dry_run: Option<bool>,
     /// `EncryptionContext`
-    #[serde(rename = "EncryptionContext", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "EncryptionContext",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub encryption_context: Option<std::collections::BTreeMap<String, String>>,
     /// `GrantTokens`
-    #[serde(rename = "GrantTokens", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "GrantTokens",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub grant_tokens: Option<Vec<String>>,
     /// `KeyId` (required)
     #[serde(rename = "KeyId", default, skip_serializing_if = "Option::is_none")]
@@ -3606,7 +5077,11 @@ pub struct GenerateDataKeyWithoutPlaintextRequest {
     #[serde(rename = "KeySpec", default, skip_serializing_if = "Option::is_none")]
     pub key_spec: Option<String>,
     /// `NumberOfBytes`
-    #[serde(rename = "NumberOfBytes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "NumberOfBytes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub number_of_bytes: Option<i32>,
 }
 impl Validate for GenerateDataKeyWithoutPlaintextRequest {
@@ -3626,19 +5101,36 @@ impl Validate for GenerateDataKeyWithoutPlaintextRequest {
         {
             let path = (prefix, "grantTokens");
             if let Some(val) = &self.grant_tokens {
-                v.check(path, val, false, &[Constraint::MinLen(0), Constraint::MaxLen(10)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(0), Constraint::MaxLen(10)],
+                );
                 for (i, item) in val.iter().enumerate() {
                     let ipath = format!("{prefix}grantTokens.{}.member", i + 1);
-                    v.check((&ipath, ""), item, false, &[Constraint::MinLen(1), Constraint::MaxLen(8192)]);
+                    v.check(
+                        (&ipath, ""),
+                        item,
+                        false,
+                        &[Constraint::MinLen(1), Constraint::MaxLen(8192)],
+                    );
                 }
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "keyId");
-            if self.key_id.is_none() { v.missing(path); }
+            if self.key_id.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.key_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(2048)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(2048)],
+                );
                 let _ = (val, path);
             }
         }
@@ -3652,7 +5144,12 @@ impl Validate for GenerateDataKeyWithoutPlaintextRequest {
         {
             let path = (prefix, "numberOfBytes");
             if let Some(val) = &self.number_of_bytes {
-                v.check(path, val, false, &[Constraint::Min(1), Constraint::Max(1024)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::Min(1), Constraint::Max(1024)],
+                );
                 let _ = (val, path);
             }
         }
@@ -3664,13 +5161,21 @@ impl Validate for GenerateDataKeyWithoutPlaintextRequest {
 #[serde(deny_unknown_fields)]
 pub struct GenerateDataKeyWithoutPlaintextResponse {
     /// `CiphertextBlob`
-    #[serde(rename = "CiphertextBlob", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "CiphertextBlob",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ciphertext_blob: Option<Blob>,
     /// `KeyId`
     #[serde(rename = "KeyId", default, skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
     /// `KeyMaterialId`
-    #[serde(rename = "KeyMaterialId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "KeyMaterialId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub key_material_id: Option<String>,
 }
 impl Validate for GenerateDataKeyWithoutPlaintextResponse {
@@ -3678,21 +5183,40 @@ impl Validate for GenerateDataKeyWithoutPlaintextResponse {
         {
             let path = (prefix, "ciphertextBlob");
             if let Some(val) = &self.ciphertext_blob {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(6144)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(6144)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "keyId");
             if let Some(val) = &self.key_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(2048)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(2048)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "keyMaterialId");
             if let Some(val) = &self.key_material_id {
-                v.check(path, val, false, &[Constraint::MinLen(64), Constraint::MaxLen(64), Constraint::Pattern(&PATTERN_10)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[
+                        Constraint::MinLen(64),
+                        Constraint::MaxLen(64),
+                        Constraint::Pattern(&PATTERN_10),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
@@ -3707,13 +5231,21 @@ pub struct GenerateMacRequest {
     #[serde(rename = "DryRun", default, skip_serializing_if = "Option::is_none")]
     pub dry_run: Option<bool>,
     /// `GrantTokens`
-    #[serde(rename = "GrantTokens", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "GrantTokens",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub grant_tokens: Option<Vec<String>>,
     /// `KeyId` (required)
     #[serde(rename = "KeyId", default, skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
     /// `MacAlgorithm` (required)
-    #[serde(rename = "MacAlgorithm", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "MacAlgorithm",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub mac_algorithm: Option<String>,
     /// `Message` (required)
     #[serde(rename = "Message", default, skip_serializing_if = "Option::is_none")]
@@ -3730,35 +5262,66 @@ impl Validate for GenerateMacRequest {
         {
             let path = (prefix, "grantTokens");
             if let Some(val) = &self.grant_tokens {
-                v.check(path, val, false, &[Constraint::MinLen(0), Constraint::MaxLen(10)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(0), Constraint::MaxLen(10)],
+                );
                 for (i, item) in val.iter().enumerate() {
                     let ipath = format!("{prefix}grantTokens.{}.member", i + 1);
-                    v.check((&ipath, ""), item, false, &[Constraint::MinLen(1), Constraint::MaxLen(8192)]);
+                    v.check(
+                        (&ipath, ""),
+                        item,
+                        false,
+                        &[Constraint::MinLen(1), Constraint::MaxLen(8192)],
+                    );
                 }
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "keyId");
-            if self.key_id.is_none() { v.missing(path); }
+            if self.key_id.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.key_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(2048)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(2048)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "macAlgorithm");
-            if self.mac_algorithm.is_none() { v.missing(path); }
+            if self.mac_algorithm.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.mac_algorithm {
-                v.check(path, val, false, &[Constraint::Enum(MacAlgorithmSpec::VALUES)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::Enum(MacAlgorithmSpec::VALUES)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "message");
-            if self.message.is_none() { v.missing(path); }
+            if self.message.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.message {
-                v.check(path, val, true, &[Constraint::MinLen(1), Constraint::MaxLen(4096)]);
+                v.check(
+                    path,
+                    val,
+                    true,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(4096)],
+                );
                 let _ = (val, path);
             }
         }
@@ -3776,7 +5339,11 @@ pub struct GenerateMacResponse {
     #[serde(rename = "Mac", default, skip_serializing_if = "Option::is_none")]
     pub mac: Option<Blob>,
     /// `MacAlgorithm`
-    #[serde(rename = "MacAlgorithm", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "MacAlgorithm",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub mac_algorithm: Option<String>,
 }
 impl Validate for GenerateMacResponse {
@@ -3784,21 +5351,36 @@ impl Validate for GenerateMacResponse {
         {
             let path = (prefix, "keyId");
             if let Some(val) = &self.key_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(2048)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(2048)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "mac");
             if let Some(val) = &self.mac {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(6144)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(6144)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "macAlgorithm");
             if let Some(val) = &self.mac_algorithm {
-                v.check(path, val, false, &[Constraint::Enum(MacAlgorithmSpec::VALUES)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::Enum(MacAlgorithmSpec::VALUES)],
+                );
                 let _ = (val, path);
             }
         }
@@ -3810,10 +5392,18 @@ impl Validate for GenerateMacResponse {
 #[serde(deny_unknown_fields)]
 pub struct GenerateRandomRequest {
     /// `CustomKeyStoreId`
-    #[serde(rename = "CustomKeyStoreId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "CustomKeyStoreId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub custom_key_store_id: Option<String>,
     /// `NumberOfBytes`
-    #[serde(rename = "NumberOfBytes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "NumberOfBytes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub number_of_bytes: Option<i32>,
     /// `Recipient`
     #[serde(rename = "Recipient", default, skip_serializing_if = "Option::is_none")]
@@ -3824,14 +5414,24 @@ impl Validate for GenerateRandomRequest {
         {
             let path = (prefix, "customKeyStoreId");
             if let Some(val) = &self.custom_key_store_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(64)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(64)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "numberOfBytes");
             if let Some(val) = &self.number_of_bytes {
-                v.check(path, val, false, &[Constraint::Min(1), Constraint::Max(1024)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::Min(1), Constraint::Max(1024)],
+                );
                 let _ = (val, path);
             }
         }
@@ -3850,7 +5450,11 @@ impl Validate for GenerateRandomRequest {
 #[serde(deny_unknown_fields)]
 pub struct GenerateRandomResponse {
     /// `CiphertextForRecipient`
-    #[serde(rename = "CiphertextForRecipient", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "CiphertextForRecipient",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ciphertext_for_recipient: Option<Blob>,
     /// `Plaintext`
     #[serde(rename = "Plaintext", default, skip_serializing_if = "Option::is_none")]
@@ -3861,14 +5465,24 @@ impl Validate for GenerateRandomResponse {
         {
             let path = (prefix, "ciphertextForRecipient");
             if let Some(val) = &self.ciphertext_for_recipient {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(6144)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(6144)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "plaintext");
             if let Some(val) = &self.plaintext {
-                v.check(path, val, true, &[Constraint::MinLen(1), Constraint::MaxLen(4096)]);
+                v.check(
+                    path,
+                    val,
+                    true,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(4096)],
+                );
                 let _ = (val, path);
             }
         }
@@ -3887,9 +5501,16 @@ impl Validate for GetKeyLastUsageRequest {
     fn validate_into(&self, v: &mut Validator, prefix: &str) {
         {
             let path = (prefix, "keyId");
-            if self.key_id.is_none() { v.missing(path); }
+            if self.key_id.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.key_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(2048)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(2048)],
+                );
                 let _ = (val, path);
             }
         }
@@ -3901,16 +5522,28 @@ impl Validate for GetKeyLastUsageRequest {
 #[serde(deny_unknown_fields)]
 pub struct GetKeyLastUsageResponse {
     /// `KeyCreationDate`
-    #[serde(rename = "KeyCreationDate", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "KeyCreationDate",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub key_creation_date: Option<Timestamp>,
     /// `KeyId`
     #[serde(rename = "KeyId", default, skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
     /// `KeyLastUsage`
-    #[serde(rename = "KeyLastUsage", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "KeyLastUsage",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub key_last_usage: Option<KeyLastUsageData>,
     /// `TrackingStartDate`
-    #[serde(rename = "TrackingStartDate", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "TrackingStartDate",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub tracking_start_date: Option<Timestamp>,
 }
 impl Validate for GetKeyLastUsageResponse {
@@ -3924,7 +5557,12 @@ impl Validate for GetKeyLastUsageResponse {
         {
             let path = (prefix, "keyId");
             if let Some(val) = &self.key_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(2048)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(2048)],
+                );
                 let _ = (val, path);
             }
         }
@@ -3952,23 +5590,43 @@ pub struct GetKeyPolicyRequest {
     #[serde(rename = "KeyId", default, skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
     /// `PolicyName`
-    #[serde(rename = "PolicyName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "PolicyName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub policy_name: Option<String>,
 }
 impl Validate for GetKeyPolicyRequest {
     fn validate_into(&self, v: &mut Validator, prefix: &str) {
         {
             let path = (prefix, "keyId");
-            if self.key_id.is_none() { v.missing(path); }
+            if self.key_id.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.key_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(2048)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(2048)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "policyName");
             if let Some(val) = &self.policy_name {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(128), Constraint::Pattern(&PATTERN_12)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[
+                        Constraint::MinLen(1),
+                        Constraint::MaxLen(128),
+                        Constraint::Pattern(&PATTERN_12),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
@@ -3983,7 +5641,11 @@ pub struct GetKeyPolicyResponse {
     #[serde(rename = "Policy", default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<String>,
     /// `PolicyName`
-    #[serde(rename = "PolicyName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "PolicyName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub policy_name: Option<String>,
 }
 impl Validate for GetKeyPolicyResponse {
@@ -3991,14 +5653,32 @@ impl Validate for GetKeyPolicyResponse {
         {
             let path = (prefix, "policy");
             if let Some(val) = &self.policy {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(131072), Constraint::Pattern(&PATTERN_8)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[
+                        Constraint::MinLen(1),
+                        Constraint::MaxLen(131072),
+                        Constraint::Pattern(&PATTERN_8),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "policyName");
             if let Some(val) = &self.policy_name {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(128), Constraint::Pattern(&PATTERN_12)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[
+                        Constraint::MinLen(1),
+                        Constraint::MaxLen(128),
+                        Constraint::Pattern(&PATTERN_12),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
@@ -4017,9 +5697,16 @@ impl Validate for GetKeyRotationStatusRequest {
     fn validate_into(&self, v: &mut Validator, prefix: &str) {
         {
             let path = (prefix, "keyId");
-            if self.key_id.is_none() { v.missing(path); }
+            if self.key_id.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.key_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(2048)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(2048)],
+                );
                 let _ = (val, path);
             }
         }
@@ -4034,16 +5721,32 @@ pub struct GetKeyRotationStatusResponse {
     #[serde(rename = "KeyId", default, skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
     /// `KeyRotationEnabled`
-    #[serde(rename = "KeyRotationEnabled", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "KeyRotationEnabled",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub key_rotation_enabled: Option<bool>,
     /// `NextRotationDate`
-    #[serde(rename = "NextRotationDate", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "NextRotationDate",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub next_rotation_date: Option<Timestamp>,
     /// `OnDemandRotationStartDate`
-    #[serde(rename = "OnDemandRotationStartDate", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "OnDemandRotationStartDate",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub on_demand_rotation_start_date: Option<Timestamp>,
     /// `RotationPeriodInDays`
-    #[serde(rename = "RotationPeriodInDays", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "RotationPeriodInDays",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub rotation_period_in_days: Option<i32>,
 }
 impl Validate for GetKeyRotationStatusResponse {
@@ -4051,7 +5754,12 @@ impl Validate for GetKeyRotationStatusResponse {
         {
             let path = (prefix, "keyId");
             if let Some(val) = &self.key_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(2048)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(2048)],
+                );
                 let _ = (val, path);
             }
         }
@@ -4076,7 +5784,12 @@ impl Validate for GetKeyRotationStatusResponse {
         {
             let path = (prefix, "rotationPeriodInDays");
             if let Some(val) = &self.rotation_period_in_days {
-                v.check(path, val, false, &[Constraint::Min(90), Constraint::Max(2560)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::Min(90), Constraint::Max(2560)],
+                );
                 let _ = (val, path);
             }
         }
@@ -4091,25 +5804,42 @@ pub struct GetParametersForImportRequest {
     #[serde(rename = "KeyId", default, skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
     /// `WrappingAlgorithm` (required)
-    #[serde(rename = "WrappingAlgorithm", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "WrappingAlgorithm",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub wrapping_algorithm: Option<String>,
     /// `WrappingKeySpec` (required)
-    #[serde(rename = "WrappingKeySpec", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "WrappingKeySpec",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub wrapping_key_spec: Option<String>,
 }
 impl Validate for GetParametersForImportRequest {
     fn validate_into(&self, v: &mut Validator, prefix: &str) {
         {
             let path = (prefix, "keyId");
-            if self.key_id.is_none() { v.missing(path); }
+            if self.key_id.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.key_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(2048)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(2048)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "wrappingAlgorithm");
-            if self.wrapping_algorithm.is_none() { v.missing(path); }
+            if self.wrapping_algorithm.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.wrapping_algorithm {
                 v.check(path, val, false, &[Constraint::Enum(AlgorithmSpec::VALUES)]);
                 let _ = (val, path);
@@ -4117,9 +5847,16 @@ impl Validate for GetParametersForImportRequest {
         }
         {
             let path = (prefix, "wrappingKeySpec");
-            if self.wrapping_key_spec.is_none() { v.missing(path); }
+            if self.wrapping_key_spec.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.wrapping_key_spec {
-                v.check(path, val, false, &[Constraint::Enum(WrappingKeySpec::VALUES)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::Enum(WrappingKeySpec::VALUES)],
+                );
                 let _ = (val, path);
             }
         }
@@ -4131,13 +5868,21 @@ impl Validate for GetParametersForImportRequest {
 #[serde(deny_unknown_fields)]
 pub struct GetParametersForImportResponse {
     /// `ImportToken`
-    #[serde(rename = "ImportToken", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ImportToken",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub import_token: Option<Blob>,
     /// `KeyId`
     #[serde(rename = "KeyId", default, skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
     /// `ParametersValidTo`
-    #[serde(rename = "ParametersValidTo", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ParametersValidTo",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub parameters_valid_to: Option<Timestamp>,
     /// `PublicKey`
     #[serde(rename = "PublicKey", default, skip_serializing_if = "Option::is_none")]
@@ -4148,14 +5893,24 @@ impl Validate for GetParametersForImportResponse {
         {
             let path = (prefix, "importToken");
             if let Some(val) = &self.import_token {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(6144)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(6144)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "keyId");
             if let Some(val) = &self.key_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(2048)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(2048)],
+                );
                 let _ = (val, path);
             }
         }
@@ -4168,7 +5923,12 @@ impl Validate for GetParametersForImportResponse {
         {
             let path = (prefix, "publicKey");
             if let Some(val) = &self.public_key {
-                v.check(path, val, true, &[Constraint::MinLen(1), Constraint::MaxLen(4096)]);
+                v.check(
+                    path,
+                    val,
+                    true,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(4096)],
+                );
                 let _ = (val, path);
             }
         }
@@ -4180,7 +5940,11 @@ impl Validate for GetParametersForImportResponse {
 #[serde(deny_unknown_fields)]
 pub struct GetPublicKeyRequest {
     /// `GrantTokens`
-    #[serde(rename = "GrantTokens", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "GrantTokens",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub grant_tokens: Option<Vec<String>>,
     /// `KeyId` (required)
     #[serde(rename = "KeyId", default, skip_serializing_if = "Option::is_none")]
@@ -4191,19 +5955,36 @@ impl Validate for GetPublicKeyRequest {
         {
             let path = (prefix, "grantTokens");
             if let Some(val) = &self.grant_tokens {
-                v.check(path, val, false, &[Constraint::MinLen(0), Constraint::MaxLen(10)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(0), Constraint::MaxLen(10)],
+                );
                 for (i, item) in val.iter().enumerate() {
                     let ipath = format!("{prefix}grantTokens.{}.member", i + 1);
-                    v.check((&ipath, ""), item, false, &[Constraint::MinLen(1), Constraint::MaxLen(8192)]);
+                    v.check(
+                        (&ipath, ""),
+                        item,
+                        false,
+                        &[Constraint::MinLen(1), Constraint::MaxLen(8192)],
+                    );
                 }
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "keyId");
-            if self.key_id.is_none() { v.missing(path); }
+            if self.key_id.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.key_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(2048)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(2048)],
+                );
                 let _ = (val, path);
             }
         }
@@ -4215,16 +5996,32 @@ impl Validate for GetPublicKeyRequest {
 #[serde(deny_unknown_fields)]
 pub struct GetPublicKeyResponse {
     /// `CustomerMasterKeySpec`
-    #[serde(rename = "CustomerMasterKeySpec", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "CustomerMasterKeySpec",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub customer_master_key_spec: Option<String>,
     /// `EncapsulationAlgorithms`
-    #[serde(rename = "EncapsulationAlgorithms", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "EncapsulationAlgorithms",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub encapsulation_algorithms: Option<Vec<String>>,
     /// `EncryptionAlgorithms`
-    #[serde(rename = "EncryptionAlgorithms", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "EncryptionAlgorithms",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub encryption_algorithms: Option<Vec<String>>,
     /// `KeyAgreementAlgorithms`
-    #[serde(rename = "KeyAgreementAlgorithms", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "KeyAgreementAlgorithms",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub key_agreement_algorithms: Option<Vec<String>>,
     /// `KeyId`
     #[serde(rename = "KeyId", default, skip_serializing_if = "Option::is_none")]
@@ -4239,7 +6036,11 @@ pub struct GetPublicKeyResponse {
     #[serde(rename = "PublicKey", default, skip_serializing_if = "Option::is_none")]
     pub public_key: Option<Blob>,
     /// `SigningAlgorithms`
-    #[serde(rename = "SigningAlgorithms", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "SigningAlgorithms",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub signing_algorithms: Option<Vec<String>>,
 }
 impl Validate for GetPublicKeyResponse {
@@ -4247,7 +6048,12 @@ impl Validate for GetPublicKeyResponse {
         {
             let path = (prefix, "customerMasterKeySpec");
             if let Some(val) = &self.customer_master_key_spec {
-                v.check(path, val, false, &[Constraint::Enum(CustomerMasterKeySpec::VALUES)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::Enum(CustomerMasterKeySpec::VALUES)],
+                );
                 let _ = (val, path);
             }
         }
@@ -4256,7 +6062,12 @@ impl Validate for GetPublicKeyResponse {
             if let Some(val) = &self.encapsulation_algorithms {
                 for (i, item) in val.iter().enumerate() {
                     let ipath = format!("{prefix}encapsulationAlgorithms.{}.member", i + 1);
-                    v.check((&ipath, ""), item, false, &[Constraint::Enum(EncapsulationAlgorithmSpec::VALUES)]);
+                    v.check(
+                        (&ipath, ""),
+                        item,
+                        false,
+                        &[Constraint::Enum(EncapsulationAlgorithmSpec::VALUES)],
+                    );
                 }
                 let _ = (val, path);
             }
@@ -4266,7 +6077,12 @@ impl Validate for GetPublicKeyResponse {
             if let Some(val) = &self.encryption_algorithms {
                 for (i, item) in val.iter().enumerate() {
                     let ipath = format!("{prefix}encryptionAlgorithms.{}.member", i + 1);
-                    v.check((&ipath, ""), item, false, &[Constraint::Enum(EncryptionAlgorithmSpec::VALUES)]);
+                    v.check(
+                        (&ipath, ""),
+                        item,
+                        false,
+                        &[Constraint::Enum(EncryptionAlgorithmSpec::VALUES)],
+                    );
                 }
                 let _ = (val, path);
             }
@@ -4276,7 +6092,12 @@ impl Validate for GetPublicKeyResponse {
             if let Some(val) = &self.key_agreement_algorithms {
                 for (i, item) in val.iter().enumerate() {
                     let ipath = format!("{prefix}keyAgreementAlgorithms.{}.member", i + 1);
-                    v.check((&ipath, ""), item, false, &[Constraint::Enum(KeyAgreementAlgorithmSpec::VALUES)]);
+                    v.check(
+                        (&ipath, ""),
+                        item,
+                        false,
+                        &[Constraint::Enum(KeyAgreementAlgorithmSpec::VALUES)],
+                    );
                 }
                 let _ = (val, path);
             }
@@ -4284,7 +6105,12 @@ impl Validate for GetPublicKeyResponse {
         {
             let path = (prefix, "keyId");
             if let Some(val) = &self.key_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(2048)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(2048)],
+                );
                 let _ = (val, path);
             }
         }
@@ -4305,7 +6131,12 @@ impl Validate for GetPublicKeyResponse {
         {
             let path = (prefix, "publicKey");
             if let Some(val) = &self.public_key {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(8192)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(8192)],
+                );
                 let _ = (val, path);
             }
         }
@@ -4314,7 +6145,12 @@ impl Validate for GetPublicKeyResponse {
             if let Some(val) = &self.signing_algorithms {
                 for (i, item) in val.iter().enumerate() {
                     let ipath = format!("{prefix}signingAlgorithms.{}.member", i + 1);
-                    v.check((&ipath, ""), item, false, &[Constraint::Enum(SigningAlgorithmSpec::VALUES)]);
+                    v.check(
+                        (&ipath, ""),
+                        item,
+                        false,
+                        &[Constraint::Enum(SigningAlgorithmSpec::VALUES)],
+                    );
                 }
                 let _ = (val, path);
             }
@@ -4327,10 +6163,18 @@ impl Validate for GetPublicKeyResponse {
 #[serde(deny_unknown_fields)]
 pub struct GrantConstraints {
     /// `EncryptionContextEquals`
-    #[serde(rename = "EncryptionContextEquals", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "EncryptionContextEquals",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub encryption_context_equals: Option<std::collections::BTreeMap<String, String>>,
     /// `EncryptionContextSubset`
-    #[serde(rename = "EncryptionContextSubset", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "EncryptionContextSubset",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub encryption_context_subset: Option<std::collections::BTreeMap<String, String>>,
     /// `SourceArn`
     #[serde(rename = "SourceArn", default, skip_serializing_if = "Option::is_none")]
@@ -4353,7 +6197,16 @@ impl Validate for GrantConstraints {
         {
             let path = (prefix, "sourceArn");
             if let Some(val) = &self.source_arn {
-                v.check(path, val, false, &[Constraint::MinLen(20), Constraint::MaxLen(512), Constraint::Pattern(&PATTERN_13)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[
+                        Constraint::MinLen(20),
+                        Constraint::MaxLen(512),
+                        Constraint::Pattern(&PATTERN_13),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
@@ -4365,22 +6218,42 @@ impl Validate for GrantConstraints {
 #[serde(deny_unknown_fields)]
 pub struct GrantListEntry {
     /// `Constraints`
-    #[serde(rename = "Constraints", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "Constraints",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub constraints: Option<GrantConstraints>,
     /// `CreationDate`
-    #[serde(rename = "CreationDate", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "CreationDate",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub creation_date: Option<Timestamp>,
     /// `GrantId`
     #[serde(rename = "GrantId", default, skip_serializing_if = "Option::is_none")]
     pub grant_id: Option<String>,
     /// `GranteePrincipal`
-    #[serde(rename = "GranteePrincipal", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "GranteePrincipal",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub grantee_principal: Option<String>,
     /// `GranteeServicePrincipal`
-    #[serde(rename = "GranteeServicePrincipal", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "GranteeServicePrincipal",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub grantee_service_principal: Option<String>,
     /// `IssuingAccount`
-    #[serde(rename = "IssuingAccount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "IssuingAccount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub issuing_account: Option<String>,
     /// `KeyId`
     #[serde(rename = "KeyId", default, skip_serializing_if = "Option::is_none")]
@@ -4389,13 +6262,25 @@ pub struct GrantListEntry {
     #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// `Operations`
-    #[serde(rename = "Operations", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "Operations",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub operations: Option<Vec<String>>,
     /// `RetiringPrincipal`
-    #[serde(rename = "RetiringPrincipal", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "RetiringPrincipal",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub retiring_principal: Option<String>,
     /// `RetiringServicePrincipal`
-    #[serde(rename = "RetiringServicePrincipal", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "RetiringServicePrincipal",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub retiring_service_principal: Option<String>,
 }
 impl Validate for GrantListEntry {
@@ -4416,42 +6301,88 @@ impl Validate for GrantListEntry {
         {
             let path = (prefix, "grantId");
             if let Some(val) = &self.grant_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(128)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(128)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "granteePrincipal");
             if let Some(val) = &self.grantee_principal {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(256), Constraint::Pattern(&PATTERN_6)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[
+                        Constraint::MinLen(1),
+                        Constraint::MaxLen(256),
+                        Constraint::Pattern(&PATTERN_6),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "granteeServicePrincipal");
             if let Some(val) = &self.grantee_service_principal {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(128), Constraint::Pattern(&PATTERN_7)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[
+                        Constraint::MinLen(1),
+                        Constraint::MaxLen(128),
+                        Constraint::Pattern(&PATTERN_7),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "issuingAccount");
             if let Some(val) = &self.issuing_account {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(256), Constraint::Pattern(&PATTERN_6)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[
+                        Constraint::MinLen(1),
+                        Constraint::MaxLen(256),
+                        Constraint::Pattern(&PATTERN_6),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "keyId");
             if let Some(val) = &self.key_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(2048)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(2048)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "name");
             if let Some(val) = &self.name {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(256), Constraint::Pattern(&PATTERN_0)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[
+                        Constraint::MinLen(1),
+                        Constraint::MaxLen(256),
+                        Constraint::Pattern(&PATTERN_0),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
@@ -4460,7 +6391,12 @@ impl Validate for GrantListEntry {
             if let Some(val) = &self.operations {
                 for (i, item) in val.iter().enumerate() {
                     let ipath = format!("{prefix}operations.{}.member", i + 1);
-                    v.check((&ipath, ""), item, false, &[Constraint::Enum(GrantOperation::VALUES)]);
+                    v.check(
+                        (&ipath, ""),
+                        item,
+                        false,
+                        &[Constraint::Enum(GrantOperation::VALUES)],
+                    );
                 }
                 let _ = (val, path);
             }
@@ -4468,14 +6404,32 @@ impl Validate for GrantListEntry {
         {
             let path = (prefix, "retiringPrincipal");
             if let Some(val) = &self.retiring_principal {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(256), Constraint::Pattern(&PATTERN_6)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[
+                        Constraint::MinLen(1),
+                        Constraint::MaxLen(256),
+                        Constraint::Pattern(&PATTERN_6),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "retiringServicePrincipal");
             if let Some(val) = &self.retiring_service_principal {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(128), Constraint::Pattern(&PATTERN_7)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[
+                        Constraint::MinLen(1),
+                        Constraint::MaxLen(128),
+                        Constraint::Pattern(&PATTERN_7),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
@@ -4487,25 +6441,49 @@ impl Validate for GrantListEntry {
 #[serde(deny_unknown_fields)]
 pub struct ImportKeyMaterialRequest {
     /// `EncryptedKeyMaterial` (required)
-    #[serde(rename = "EncryptedKeyMaterial", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "EncryptedKeyMaterial",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub encrypted_key_material: Option<Blob>,
     /// `ExpirationModel`
-    #[serde(rename = "ExpirationModel", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ExpirationModel",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub expiration_model: Option<String>,
     /// `ImportToken` (required)
-    #[serde(rename = "ImportToken", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ImportToken",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub import_token: Option<Blob>,
     /// `ImportType`
-    #[serde(rename = "ImportType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ImportType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub import_type: Option<String>,
     /// `KeyId` (required)
     #[serde(rename = "KeyId", default, skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
     /// `KeyMaterialDescription`
-    #[serde(rename = "KeyMaterialDescription", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "KeyMaterialDescription",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub key_material_description: Option<String>,
     /// `KeyMaterialId`
-    #[serde(rename = "KeyMaterialId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "KeyMaterialId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub key_material_id: Option<String>,
     /// `ValidTo`
     #[serde(rename = "ValidTo", default, skip_serializing_if = "Option::is_none")]
@@ -4515,24 +6493,43 @@ impl Validate for ImportKeyMaterialRequest {
     fn validate_into(&self, v: &mut Validator, prefix: &str) {
         {
             let path = (prefix, "encryptedKeyMaterial");
-            if self.encrypted_key_material.is_none() { v.missing(path); }
+            if self.encrypted_key_material.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.encrypted_key_material {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(6144)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(6144)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "expirationModel");
             if let Some(val) = &self.expiration_model {
-                v.check(path, val, false, &[Constraint::Enum(ExpirationModelType::VALUES)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::Enum(ExpirationModelType::VALUES)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "importToken");
-            if self.import_token.is_none() { v.missing(path); }
+            if self.import_token.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.import_token {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(6144)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(6144)],
+                );
                 let _ = (val, path);
             }
         }
@@ -4545,23 +6542,48 @@ impl Validate for ImportKeyMaterialRequest {
         }
         {
             let path = (prefix, "keyId");
-            if self.key_id.is_none() { v.missing(path); }
+            if self.key_id.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.key_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(2048)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(2048)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "keyMaterialDescription");
             if let Some(val) = &self.key_material_description {
-                v.check(path, val, false, &[Constraint::MinLen(0), Constraint::MaxLen(256), Constraint::Pattern(&PATTERN_14)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[
+                        Constraint::MinLen(0),
+                        Constraint::MaxLen(256),
+                        Constraint::Pattern(&PATTERN_14),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "keyMaterialId");
             if let Some(val) = &self.key_material_id {
-                v.check(path, val, false, &[Constraint::MinLen(64), Constraint::MaxLen(64), Constraint::Pattern(&PATTERN_10)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[
+                        Constraint::MinLen(64),
+                        Constraint::MaxLen(64),
+                        Constraint::Pattern(&PATTERN_10),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
@@ -4582,7 +6604,11 @@ pub struct ImportKeyMaterialResponse {
     #[serde(rename = "KeyId", default, skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
     /// `KeyMaterialId`
-    #[serde(rename = "KeyMaterialId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "KeyMaterialId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub key_material_id: Option<String>,
 }
 impl Validate for ImportKeyMaterialResponse {
@@ -4590,14 +6616,28 @@ impl Validate for ImportKeyMaterialResponse {
         {
             let path = (prefix, "keyId");
             if let Some(val) = &self.key_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(2048)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(2048)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "keyMaterialId");
             if let Some(val) = &self.key_material_id {
-                v.check(path, val, false, &[Constraint::MinLen(64), Constraint::MaxLen(64), Constraint::Pattern(&PATTERN_10)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[
+                        Constraint::MinLen(64),
+                        Constraint::MaxLen(64),
+                        Constraint::Pattern(&PATTERN_10),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
@@ -4609,10 +6649,18 @@ impl Validate for ImportKeyMaterialResponse {
 #[serde(deny_unknown_fields)]
 pub struct KeyLastUsageData {
     /// `CloudTrailEventId`
-    #[serde(rename = "CloudTrailEventId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "CloudTrailEventId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cloud_trail_event_id: Option<String>,
     /// `KmsRequestId`
-    #[serde(rename = "KmsRequestId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "KmsRequestId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub kms_request_id: Option<String>,
     /// `Operation`
     #[serde(rename = "Operation", default, skip_serializing_if = "Option::is_none")]
@@ -4638,7 +6686,12 @@ impl Validate for KeyLastUsageData {
         {
             let path = (prefix, "operation");
             if let Some(val) = &self.operation {
-                v.check(path, val, false, &[Constraint::Enum(KeyLastUsageTrackingOperation::VALUES)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::Enum(KeyLastUsageTrackingOperation::VALUES)],
+                );
                 let _ = (val, path);
             }
         }
@@ -4667,14 +6720,24 @@ impl Validate for KeyListEntry {
         {
             let path = (prefix, "keyArn");
             if let Some(val) = &self.key_arn {
-                v.check(path, val, false, &[Constraint::MinLen(20), Constraint::MaxLen(2048)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(20), Constraint::MaxLen(2048)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "keyId");
             if let Some(val) = &self.key_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(2048)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(2048)],
+                );
                 let _ = (val, path);
             }
         }
@@ -4686,52 +6749,104 @@ impl Validate for KeyListEntry {
 #[serde(deny_unknown_fields)]
 pub struct KeyMetadata {
     /// `AWSAccountId`
-    #[serde(rename = "AWSAccountId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "AWSAccountId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub aws_account_id: Option<String>,
     /// `Arn`
     #[serde(rename = "Arn", default, skip_serializing_if = "Option::is_none")]
     pub arn: Option<String>,
     /// `CloudHsmClusterId`
-    #[serde(rename = "CloudHsmClusterId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "CloudHsmClusterId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cloud_hsm_cluster_id: Option<String>,
     /// `CreationDate`
-    #[serde(rename = "CreationDate", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "CreationDate",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub creation_date: Option<Timestamp>,
     /// `CurrentKeyMaterialId`
-    #[serde(rename = "CurrentKeyMaterialId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "CurrentKeyMaterialId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub current_key_material_id: Option<String>,
     /// `CustomKeyStoreId`
-    #[serde(rename = "CustomKeyStoreId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "CustomKeyStoreId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub custom_key_store_id: Option<String>,
     /// `CustomerMasterKeySpec`
-    #[serde(rename = "CustomerMasterKeySpec", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "CustomerMasterKeySpec",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub customer_master_key_spec: Option<String>,
     /// `DeletionDate`
-    #[serde(rename = "DeletionDate", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "DeletionDate",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deletion_date: Option<Timestamp>,
     /// `Description`
-    #[serde(rename = "Description", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "Description",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub description: Option<String>,
     /// `Enabled`
     #[serde(rename = "Enabled", default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
     /// `EncapsulationAlgorithms`
-    #[serde(rename = "EncapsulationAlgorithms", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "EncapsulationAlgorithms",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub encapsulation_algorithms: Option<Vec<String>>,
     /// `EncryptionAlgorithms`
-    #[serde(rename = "EncryptionAlgorithms", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "EncryptionAlgorithms",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub encryption_algorithms: Option<Vec<String>>,
     /// `ExpirationModel`
-    #[serde(rename = "ExpirationModel", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ExpirationModel",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub expiration_model: Option<String>,
     /// `KeyAgreementAlgorithms`
-    #[serde(rename = "KeyAgreementAlgorithms", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "KeyAgreementAlgorithms",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub key_agreement_algorithms: Option<Vec<String>>,
     /// `KeyId` (required)
     #[serde(rename = "KeyId", default, skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
     /// `KeyManager`
-    #[serde(rename = "KeyManager", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "KeyManager",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub key_manager: Option<String>,
     /// `KeySpec`
     #[serde(rename = "KeySpec", default, skip_serializing_if = "Option::is_none")]
@@ -4743,28 +6858,52 @@ pub struct KeyMetadata {
     #[serde(rename = "KeyUsage", default, skip_serializing_if = "Option::is_none")]
     pub key_usage: Option<String>,
     /// `MacAlgorithms`
-    #[serde(rename = "MacAlgorithms", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "MacAlgorithms",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub mac_algorithms: Option<Vec<String>>,
     /// `MultiRegion`
-    #[serde(rename = "MultiRegion", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "MultiRegion",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub multi_region: Option<bool>,
     /// `MultiRegionConfiguration`
-    #[serde(rename = "MultiRegionConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "MultiRegionConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub multi_region_configuration: Option<MultiRegionConfiguration>,
     /// `Origin`
     #[serde(rename = "Origin", default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<String>,
     /// `PendingDeletionWindowInDays`
-    #[serde(rename = "PendingDeletionWindowInDays", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "PendingDeletionWindowInDays",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub pending_deletion_window_in_days: Option<i32>,
     /// `SigningAlgorithms`
-    #[serde(rename = "SigningAlgorithms", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "SigningAlgorithms",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub signing_algorithms: Option<Vec<String>>,
     /// `ValidTo`
     #[serde(rename = "ValidTo", default, skip_serializing_if = "Option::is_none")]
     pub valid_to: Option<Timestamp>,
     /// `XksKeyConfiguration`
-    #[serde(rename = "XksKeyConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "XksKeyConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub xks_key_configuration: Option<XksKeyConfigurationType>,
 }
 impl Validate for KeyMetadata {
@@ -4778,14 +6917,28 @@ impl Validate for KeyMetadata {
         {
             let path = (prefix, "arn");
             if let Some(val) = &self.arn {
-                v.check(path, val, false, &[Constraint::MinLen(20), Constraint::MaxLen(2048)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(20), Constraint::MaxLen(2048)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "cloudHsmClusterId");
             if let Some(val) = &self.cloud_hsm_cluster_id {
-                v.check(path, val, false, &[Constraint::MinLen(19), Constraint::MaxLen(24), Constraint::Pattern(&PATTERN_1)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[
+                        Constraint::MinLen(19),
+                        Constraint::MaxLen(24),
+                        Constraint::Pattern(&PATTERN_1),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
@@ -4798,21 +6951,40 @@ impl Validate for KeyMetadata {
         {
             let path = (prefix, "currentKeyMaterialId");
             if let Some(val) = &self.current_key_material_id {
-                v.check(path, val, false, &[Constraint::MinLen(64), Constraint::MaxLen(64), Constraint::Pattern(&PATTERN_10)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[
+                        Constraint::MinLen(64),
+                        Constraint::MaxLen(64),
+                        Constraint::Pattern(&PATTERN_10),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "customKeyStoreId");
             if let Some(val) = &self.custom_key_store_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(64)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(64)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "customerMasterKeySpec");
             if let Some(val) = &self.customer_master_key_spec {
-                v.check(path, val, false, &[Constraint::Enum(CustomerMasterKeySpec::VALUES)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::Enum(CustomerMasterKeySpec::VALUES)],
+                );
                 let _ = (val, path);
             }
         }
@@ -4825,7 +6997,12 @@ impl Validate for KeyMetadata {
         {
             let path = (prefix, "description");
             if let Some(val) = &self.description {
-                v.check(path, val, false, &[Constraint::MinLen(0), Constraint::MaxLen(8192)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(0), Constraint::MaxLen(8192)],
+                );
                 let _ = (val, path);
             }
         }
@@ -4840,7 +7017,12 @@ impl Validate for KeyMetadata {
             if let Some(val) = &self.encapsulation_algorithms {
                 for (i, item) in val.iter().enumerate() {
                     let ipath = format!("{prefix}encapsulationAlgorithms.{}.member", i + 1);
-                    v.check((&ipath, ""), item, false, &[Constraint::Enum(EncapsulationAlgorithmSpec::VALUES)]);
+                    v.check(
+                        (&ipath, ""),
+                        item,
+                        false,
+                        &[Constraint::Enum(EncapsulationAlgorithmSpec::VALUES)],
+                    );
                 }
                 let _ = (val, path);
             }
@@ -4850,7 +7032,12 @@ impl Validate for KeyMetadata {
             if let Some(val) = &self.encryption_algorithms {
                 for (i, item) in val.iter().enumerate() {
                     let ipath = format!("{prefix}encryptionAlgorithms.{}.member", i + 1);
-                    v.check((&ipath, ""), item, false, &[Constraint::Enum(EncryptionAlgorithmSpec::VALUES)]);
+                    v.check(
+                        (&ipath, ""),
+                        item,
+                        false,
+                        &[Constraint::Enum(EncryptionAlgorithmSpec::VALUES)],
+                    );
                 }
                 let _ = (val, path);
             }
@@ -4858,7 +7045,12 @@ impl Validate for KeyMetadata {
         {
             let path = (prefix, "expirationModel");
             if let Some(val) = &self.expiration_model {
-                v.check(path, val, false, &[Constraint::Enum(ExpirationModelType::VALUES)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::Enum(ExpirationModelType::VALUES)],
+                );
                 let _ = (val, path);
             }
         }
@@ -4867,23 +7059,40 @@ impl Validate for KeyMetadata {
             if let Some(val) = &self.key_agreement_algorithms {
                 for (i, item) in val.iter().enumerate() {
                     let ipath = format!("{prefix}keyAgreementAlgorithms.{}.member", i + 1);
-                    v.check((&ipath, ""), item, false, &[Constraint::Enum(KeyAgreementAlgorithmSpec::VALUES)]);
+                    v.check(
+                        (&ipath, ""),
+                        item,
+                        false,
+                        &[Constraint::Enum(KeyAgreementAlgorithmSpec::VALUES)],
+                    );
                 }
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "keyId");
-            if self.key_id.is_none() { v.missing(path); }
+            if self.key_id.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.key_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(2048)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(2048)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "keyManager");
             if let Some(val) = &self.key_manager {
-                v.check(path, val, false, &[Constraint::Enum(KeyManagerType::VALUES)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::Enum(KeyManagerType::VALUES)],
+                );
                 let _ = (val, path);
             }
         }
@@ -4913,7 +7122,12 @@ impl Validate for KeyMetadata {
             if let Some(val) = &self.mac_algorithms {
                 for (i, item) in val.iter().enumerate() {
                     let ipath = format!("{prefix}macAlgorithms.{}.member", i + 1);
-                    v.check((&ipath, ""), item, false, &[Constraint::Enum(MacAlgorithmSpec::VALUES)]);
+                    v.check(
+                        (&ipath, ""),
+                        item,
+                        false,
+                        &[Constraint::Enum(MacAlgorithmSpec::VALUES)],
+                    );
                 }
                 let _ = (val, path);
             }
@@ -4941,7 +7155,12 @@ impl Validate for KeyMetadata {
         {
             let path = (prefix, "pendingDeletionWindowInDays");
             if let Some(val) = &self.pending_deletion_window_in_days {
-                v.check(path, val, false, &[Constraint::Min(1), Constraint::Max(365)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::Min(1), Constraint::Max(365)],
+                );
                 let _ = (val, path);
             }
         }
@@ -4950,7 +7169,12 @@ impl Validate for KeyMetadata {
             if let Some(val) = &self.signing_algorithms {
                 for (i, item) in val.iter().enumerate() {
                     let ipath = format!("{prefix}signingAlgorithms.{}.member", i + 1);
-                    v.check((&ipath, ""), item, false, &[Constraint::Enum(SigningAlgorithmSpec::VALUES)]);
+                    v.check(
+                        (&ipath, ""),
+                        item,
+                        false,
+                        &[Constraint::Enum(SigningAlgorithmSpec::VALUES)],
+                    );
                 }
                 let _ = (val, path);
             }
@@ -4990,21 +7214,40 @@ impl Validate for ListAliasesRequest {
         {
             let path = (prefix, "keyId");
             if let Some(val) = &self.key_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(2048)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(2048)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "limit");
             if let Some(val) = &self.limit {
-                v.check(path, val, false, &[Constraint::Min(1), Constraint::Max(1000)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::Min(1), Constraint::Max(1000)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "marker");
             if let Some(val) = &self.marker {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(1024), Constraint::Pattern(&PATTERN_11)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[
+                        Constraint::MinLen(1),
+                        Constraint::MaxLen(1024),
+                        Constraint::Pattern(&PATTERN_11),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
@@ -5019,7 +7262,11 @@ pub struct ListAliasesResponse {
     #[serde(rename = "Aliases", default, skip_serializing_if = "Option::is_none")]
     pub aliases: Option<Vec<AliasListEntry>>,
     /// `NextMarker`
-    #[serde(rename = "NextMarker", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "NextMarker",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub next_marker: Option<String>,
     /// `Truncated`
     #[serde(rename = "Truncated", default, skip_serializing_if = "Option::is_none")]
@@ -5040,7 +7287,16 @@ impl Validate for ListAliasesResponse {
         {
             let path = (prefix, "nextMarker");
             if let Some(val) = &self.next_marker {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(1024), Constraint::Pattern(&PATTERN_11)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[
+                        Constraint::MinLen(1),
+                        Constraint::MaxLen(1024),
+                        Constraint::Pattern(&PATTERN_11),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
@@ -5061,10 +7317,18 @@ pub struct ListGrantsRequest {
     #[serde(rename = "GrantId", default, skip_serializing_if = "Option::is_none")]
     pub grant_id: Option<String>,
     /// `GranteePrincipal`
-    #[serde(rename = "GranteePrincipal", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "GranteePrincipal",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub grantee_principal: Option<String>,
     /// `GranteeServicePrincipal`
-    #[serde(rename = "GranteeServicePrincipal", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "GranteeServicePrincipal",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub grantee_service_principal: Option<String>,
     /// `KeyId` (required)
     #[serde(rename = "KeyId", default, skip_serializing_if = "Option::is_none")]
@@ -5081,43 +7345,87 @@ impl Validate for ListGrantsRequest {
         {
             let path = (prefix, "grantId");
             if let Some(val) = &self.grant_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(128)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(128)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "granteePrincipal");
             if let Some(val) = &self.grantee_principal {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(256), Constraint::Pattern(&PATTERN_6)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[
+                        Constraint::MinLen(1),
+                        Constraint::MaxLen(256),
+                        Constraint::Pattern(&PATTERN_6),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "granteeServicePrincipal");
             if let Some(val) = &self.grantee_service_principal {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(128), Constraint::Pattern(&PATTERN_7)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[
+                        Constraint::MinLen(1),
+                        Constraint::MaxLen(128),
+                        Constraint::Pattern(&PATTERN_7),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "keyId");
-            if self.key_id.is_none() { v.missing(path); }
+            if self.key_id.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.key_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(2048)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(2048)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "limit");
             if let Some(val) = &self.limit {
-                v.check(path, val, false, &[Constraint::Min(1), Constraint::Max(1000)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::Min(1), Constraint::Max(1000)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "marker");
             if let Some(val) = &self.marker {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(1024), Constraint::Pattern(&PATTERN_11)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[
+                        Constraint::MinLen(1),
+                        Constraint::MaxLen(1024),
+                        Constraint::Pattern(&PATTERN_11),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
@@ -5132,7 +7440,11 @@ pub struct ListGrantsResponse {
     #[serde(rename = "Grants", default, skip_serializing_if = "Option::is_none")]
     pub grants: Option<Vec<GrantListEntry>>,
     /// `NextMarker`
-    #[serde(rename = "NextMarker", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "NextMarker",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub next_marker: Option<String>,
     /// `Truncated`
     #[serde(rename = "Truncated", default, skip_serializing_if = "Option::is_none")]
@@ -5153,7 +7465,16 @@ impl Validate for ListGrantsResponse {
         {
             let path = (prefix, "nextMarker");
             if let Some(val) = &self.next_marker {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(1024), Constraint::Pattern(&PATTERN_11)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[
+                        Constraint::MinLen(1),
+                        Constraint::MaxLen(1024),
+                        Constraint::Pattern(&PATTERN_11),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
@@ -5184,23 +7505,44 @@ impl Validate for ListKeyPoliciesRequest {
     fn validate_into(&self, v: &mut Validator, prefix: &str) {
         {
             let path = (prefix, "keyId");
-            if self.key_id.is_none() { v.missing(path); }
+            if self.key_id.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.key_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(2048)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(2048)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "limit");
             if let Some(val) = &self.limit {
-                v.check(path, val, false, &[Constraint::Min(1), Constraint::Max(1000)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::Min(1), Constraint::Max(1000)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "marker");
             if let Some(val) = &self.marker {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(1024), Constraint::Pattern(&PATTERN_11)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[
+                        Constraint::MinLen(1),
+                        Constraint::MaxLen(1024),
+                        Constraint::Pattern(&PATTERN_11),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
@@ -5212,10 +7554,18 @@ impl Validate for ListKeyPoliciesRequest {
 #[serde(deny_unknown_fields)]
 pub struct ListKeyPoliciesResponse {
     /// `NextMarker`
-    #[serde(rename = "NextMarker", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "NextMarker",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub next_marker: Option<String>,
     /// `PolicyNames`
-    #[serde(rename = "PolicyNames", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "PolicyNames",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub policy_names: Option<Vec<String>>,
     /// `Truncated`
     #[serde(rename = "Truncated", default, skip_serializing_if = "Option::is_none")]
@@ -5226,7 +7576,16 @@ impl Validate for ListKeyPoliciesResponse {
         {
             let path = (prefix, "nextMarker");
             if let Some(val) = &self.next_marker {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(1024), Constraint::Pattern(&PATTERN_11)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[
+                        Constraint::MinLen(1),
+                        Constraint::MaxLen(1024),
+                        Constraint::Pattern(&PATTERN_11),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
@@ -5235,7 +7594,16 @@ impl Validate for ListKeyPoliciesResponse {
             if let Some(val) = &self.policy_names {
                 for (i, item) in val.iter().enumerate() {
                     let ipath = format!("{prefix}policyNames.{}.member", i + 1);
-                    v.check((&ipath, ""), item, false, &[Constraint::MinLen(1), Constraint::MaxLen(128), Constraint::Pattern(&PATTERN_12)]);
+                    v.check(
+                        (&ipath, ""),
+                        item,
+                        false,
+                        &[
+                            Constraint::MinLen(1),
+                            Constraint::MaxLen(128),
+                            Constraint::Pattern(&PATTERN_12),
+                        ],
+                    );
                 }
                 let _ = (val, path);
             }
@@ -5254,7 +7622,11 @@ impl Validate for ListKeyPoliciesResponse {
 #[serde(deny_unknown_fields)]
 pub struct ListKeyRotationsRequest {
     /// `IncludeKeyMaterial`
-    #[serde(rename = "IncludeKeyMaterial", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "IncludeKeyMaterial",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub include_key_material: Option<String>,
     /// `KeyId` (required)
     #[serde(rename = "KeyId", default, skip_serializing_if = "Option::is_none")]
@@ -5271,29 +7643,55 @@ impl Validate for ListKeyRotationsRequest {
         {
             let path = (prefix, "includeKeyMaterial");
             if let Some(val) = &self.include_key_material {
-                v.check(path, val, false, &[Constraint::Enum(IncludeKeyMaterial::VALUES)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::Enum(IncludeKeyMaterial::VALUES)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "keyId");
-            if self.key_id.is_none() { v.missing(path); }
+            if self.key_id.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.key_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(2048)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(2048)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "limit");
             if let Some(val) = &self.limit {
-                v.check(path, val, false, &[Constraint::Min(1), Constraint::Max(1000)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::Min(1), Constraint::Max(1000)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "marker");
             if let Some(val) = &self.marker {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(1024), Constraint::Pattern(&PATTERN_11)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[
+                        Constraint::MinLen(1),
+                        Constraint::MaxLen(1024),
+                        Constraint::Pattern(&PATTERN_11),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
@@ -5305,7 +7703,11 @@ impl Validate for ListKeyRotationsRequest {
 #[serde(deny_unknown_fields)]
 pub struct ListKeyRotationsResponse {
     /// `NextMarker`
-    #[serde(rename = "NextMarker", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "NextMarker",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub next_marker: Option<String>,
     /// `Rotations`
     #[serde(rename = "Rotations", default, skip_serializing_if = "Option::is_none")]
@@ -5319,7 +7721,16 @@ impl Validate for ListKeyRotationsResponse {
         {
             let path = (prefix, "nextMarker");
             if let Some(val) = &self.next_marker {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(1024), Constraint::Pattern(&PATTERN_11)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[
+                        Constraint::MinLen(1),
+                        Constraint::MaxLen(1024),
+                        Constraint::Pattern(&PATTERN_11),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
@@ -5353,7 +7764,11 @@ pub struct ListKeysRequest {
     #[serde(rename = "Marker", default, skip_serializing_if = "Option::is_none")]
     pub marker: Option<String>,
     /// `ResourceOwners`
-    #[serde(rename = "ResourceOwners", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ResourceOwners",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub resource_owners: Option<Vec<String>>,
 }
 impl Validate for ListKeysRequest {
@@ -5361,24 +7776,48 @@ impl Validate for ListKeysRequest {
         {
             let path = (prefix, "limit");
             if let Some(val) = &self.limit {
-                v.check(path, val, false, &[Constraint::Min(1), Constraint::Max(1000)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::Min(1), Constraint::Max(1000)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "marker");
             if let Some(val) = &self.marker {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(1024), Constraint::Pattern(&PATTERN_11)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[
+                        Constraint::MinLen(1),
+                        Constraint::MaxLen(1024),
+                        Constraint::Pattern(&PATTERN_11),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "resourceOwners");
             if let Some(val) = &self.resource_owners {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(2)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(2)],
+                );
                 for (i, item) in val.iter().enumerate() {
                     let ipath = format!("{prefix}resourceOwners.{}.member", i + 1);
-                    v.check((&ipath, ""), item, false, &[Constraint::Enum(ResourceOwnerType::VALUES)]);
+                    v.check(
+                        (&ipath, ""),
+                        item,
+                        false,
+                        &[Constraint::Enum(ResourceOwnerType::VALUES)],
+                    );
                 }
                 let _ = (val, path);
             }
@@ -5394,7 +7833,11 @@ pub struct ListKeysResponse {
     #[serde(rename = "Keys", default, skip_serializing_if = "Option::is_none")]
     pub keys: Option<Vec<KeyListEntry>>,
     /// `NextMarker`
-    #[serde(rename = "NextMarker", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "NextMarker",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub next_marker: Option<String>,
     /// `Truncated`
     #[serde(rename = "Truncated", default, skip_serializing_if = "Option::is_none")]
@@ -5415,7 +7858,16 @@ impl Validate for ListKeysResponse {
         {
             let path = (prefix, "nextMarker");
             if let Some(val) = &self.next_marker {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(1024), Constraint::Pattern(&PATTERN_11)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[
+                        Constraint::MinLen(1),
+                        Constraint::MaxLen(1024),
+                        Constraint::Pattern(&PATTERN_11),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
@@ -5446,23 +7898,44 @@ impl Validate for ListResourceTagsRequest {
     fn validate_into(&self, v: &mut Validator, prefix: &str) {
         {
             let path = (prefix, "keyId");
-            if self.key_id.is_none() { v.missing(path); }
+            if self.key_id.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.key_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(2048)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(2048)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "limit");
             if let Some(val) = &self.limit {
-                v.check(path, val, false, &[Constraint::Min(1), Constraint::Max(1000)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::Min(1), Constraint::Max(1000)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "marker");
             if let Some(val) = &self.marker {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(1024), Constraint::Pattern(&PATTERN_11)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[
+                        Constraint::MinLen(1),
+                        Constraint::MaxLen(1024),
+                        Constraint::Pattern(&PATTERN_11),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
@@ -5474,7 +7947,11 @@ impl Validate for ListResourceTagsRequest {
 #[serde(deny_unknown_fields)]
 pub struct ListResourceTagsResponse {
     /// `NextMarker`
-    #[serde(rename = "NextMarker", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "NextMarker",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub next_marker: Option<String>,
     /// `Tags`
     #[serde(rename = "Tags", default, skip_serializing_if = "Option::is_none")]
@@ -5488,7 +7965,16 @@ impl Validate for ListResourceTagsResponse {
         {
             let path = (prefix, "nextMarker");
             if let Some(val) = &self.next_marker {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(1024), Constraint::Pattern(&PATTERN_11)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[
+                        Constraint::MinLen(1),
+                        Constraint::MaxLen(1024),
+                        Constraint::Pattern(&PATTERN_11),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
@@ -5522,10 +8008,18 @@ pub struct ListRetirableGrantsRequest {
     #[serde(rename = "Marker", default, skip_serializing_if = "Option::is_none")]
     pub marker: Option<String>,
     /// `RetiringPrincipal`
-    #[serde(rename = "RetiringPrincipal", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "RetiringPrincipal",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub retiring_principal: Option<String>,
     /// `RetiringServicePrincipal`
-    #[serde(rename = "RetiringServicePrincipal", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "RetiringServicePrincipal",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub retiring_service_principal: Option<String>,
 }
 impl Validate for ListRetirableGrantsRequest {
@@ -5533,28 +8027,60 @@ impl Validate for ListRetirableGrantsRequest {
         {
             let path = (prefix, "limit");
             if let Some(val) = &self.limit {
-                v.check(path, val, false, &[Constraint::Min(1), Constraint::Max(1000)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::Min(1), Constraint::Max(1000)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "marker");
             if let Some(val) = &self.marker {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(1024), Constraint::Pattern(&PATTERN_11)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[
+                        Constraint::MinLen(1),
+                        Constraint::MaxLen(1024),
+                        Constraint::Pattern(&PATTERN_11),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "retiringPrincipal");
             if let Some(val) = &self.retiring_principal {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(256), Constraint::Pattern(&PATTERN_6)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[
+                        Constraint::MinLen(1),
+                        Constraint::MaxLen(256),
+                        Constraint::Pattern(&PATTERN_6),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "retiringServicePrincipal");
             if let Some(val) = &self.retiring_service_principal {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(128), Constraint::Pattern(&PATTERN_7)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[
+                        Constraint::MinLen(1),
+                        Constraint::MaxLen(128),
+                        Constraint::Pattern(&PATTERN_7),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
@@ -5566,13 +8092,25 @@ impl Validate for ListRetirableGrantsRequest {
 #[serde(deny_unknown_fields)]
 pub struct MultiRegionConfiguration {
     /// `MultiRegionKeyType`
-    #[serde(rename = "MultiRegionKeyType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "MultiRegionKeyType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub multi_region_key_type: Option<String>,
     /// `PrimaryKey`
-    #[serde(rename = "PrimaryKey", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "PrimaryKey",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub primary_key: Option<MultiRegionKey>,
     /// `ReplicaKeys`
-    #[serde(rename = "ReplicaKeys", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ReplicaKeys",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub replica_keys: Option<Vec<MultiRegionKey>>,
 }
 impl Validate for MultiRegionConfiguration {
@@ -5580,7 +8118,12 @@ impl Validate for MultiRegionConfiguration {
         {
             let path = (prefix, "multiRegionKeyType");
             if let Some(val) = &self.multi_region_key_type {
-                v.check(path, val, false, &[Constraint::Enum(MultiRegionKeyType::VALUES)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::Enum(MultiRegionKeyType::VALUES)],
+                );
                 let _ = (val, path);
             }
         }
@@ -5620,14 +8163,28 @@ impl Validate for MultiRegionKey {
         {
             let path = (prefix, "arn");
             if let Some(val) = &self.arn {
-                v.check(path, val, false, &[Constraint::MinLen(20), Constraint::MaxLen(2048)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(20), Constraint::MaxLen(2048)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "region");
             if let Some(val) = &self.region {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(32), Constraint::Pattern(&PATTERN_15)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[
+                        Constraint::MinLen(1),
+                        Constraint::MaxLen(32),
+                        Constraint::Pattern(&PATTERN_15),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
@@ -5639,7 +8196,11 @@ impl Validate for MultiRegionKey {
 #[serde(deny_unknown_fields)]
 pub struct PutKeyPolicyRequest {
     /// `BypassPolicyLockoutSafetyCheck`
-    #[serde(rename = "BypassPolicyLockoutSafetyCheck", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "BypassPolicyLockoutSafetyCheck",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub bypass_policy_lockout_safety_check: Option<bool>,
     /// `KeyId` (required)
     #[serde(rename = "KeyId", default, skip_serializing_if = "Option::is_none")]
@@ -5648,7 +8209,11 @@ pub struct PutKeyPolicyRequest {
     #[serde(rename = "Policy", default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<String>,
     /// `PolicyName`
-    #[serde(rename = "PolicyName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "PolicyName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub policy_name: Option<String>,
 }
 impl Validate for PutKeyPolicyRequest {
@@ -5661,24 +8226,51 @@ impl Validate for PutKeyPolicyRequest {
         }
         {
             let path = (prefix, "keyId");
-            if self.key_id.is_none() { v.missing(path); }
+            if self.key_id.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.key_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(2048)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(2048)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "policy");
-            if self.policy.is_none() { v.missing(path); }
+            if self.policy.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.policy {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(131072), Constraint::Pattern(&PATTERN_8)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[
+                        Constraint::MinLen(1),
+                        Constraint::MaxLen(131072),
+                        Constraint::Pattern(&PATTERN_8),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "policyName");
             if let Some(val) = &self.policy_name {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(128), Constraint::Pattern(&PATTERN_12)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[
+                        Constraint::MinLen(1),
+                        Constraint::MaxLen(128),
+                        Constraint::Pattern(&PATTERN_12),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
@@ -5690,34 +8282,70 @@ impl Validate for PutKeyPolicyRequest {
 #[serde(deny_unknown_fields)]
 pub struct ReEncryptRequest {
     /// `CiphertextBlob`
-    #[serde(rename = "CiphertextBlob", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "CiphertextBlob",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ciphertext_blob: Option<Blob>,
     /// `DestinationEncryptionAlgorithm`
-    #[serde(rename = "DestinationEncryptionAlgorithm", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "DestinationEncryptionAlgorithm",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub destination_encryption_algorithm: Option<String>,
     /// `DestinationEncryptionContext`
-    #[serde(rename = "DestinationEncryptionContext", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "DestinationEncryptionContext",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub destination_encryption_context: Option<std::collections::BTreeMap<String, String>>,
     /// `DestinationKeyId` (required)
-    #[serde(rename = "DestinationKeyId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "DestinationKeyId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub destination_key_id: Option<String>,
     /// `DryRun`
     #[serde(rename = "DryRun", default, skip_serializing_if = "Option::is_none")]
     pub dry_run: Option<bool>,
     /// `DryRunModifiers`
-    #[serde(rename = "DryRunModifiers", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "DryRunModifiers",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub dry_run_modifiers: Option<Vec<String>>,
     /// `GrantTokens`
-    #[serde(rename = "GrantTokens", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "GrantTokens",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub grant_tokens: Option<Vec<String>>,
     /// `SourceEncryptionAlgorithm`
-    #[serde(rename = "SourceEncryptionAlgorithm", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "SourceEncryptionAlgorithm",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub source_encryption_algorithm: Option<String>,
     /// `SourceEncryptionContext`
-    #[serde(rename = "SourceEncryptionContext", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "SourceEncryptionContext",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub source_encryption_context: Option<std::collections::BTreeMap<String, String>>,
     /// `SourceKeyId`
-    #[serde(rename = "SourceKeyId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "SourceKeyId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub source_key_id: Option<String>,
 }
 impl Validate for ReEncryptRequest {
@@ -5725,14 +8353,24 @@ impl Validate for ReEncryptRequest {
         {
             let path = (prefix, "ciphertextBlob");
             if let Some(val) = &self.ciphertext_blob {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(6144)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(6144)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "destinationEncryptionAlgorithm");
             if let Some(val) = &self.destination_encryption_algorithm {
-                v.check(path, val, false, &[Constraint::Enum(EncryptionAlgorithmSpec::VALUES)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::Enum(EncryptionAlgorithmSpec::VALUES)],
+                );
                 let _ = (val, path);
             }
         }
@@ -5744,9 +8382,16 @@ impl Validate for ReEncryptRequest {
         }
         {
             let path = (prefix, "destinationKeyId");
-            if self.destination_key_id.is_none() { v.missing(path); }
+            if self.destination_key_id.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.destination_key_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(2048)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(2048)],
+                );
                 let _ = (val, path);
             }
         }
@@ -5761,7 +8406,12 @@ impl Validate for ReEncryptRequest {
             if let Some(val) = &self.dry_run_modifiers {
                 for (i, item) in val.iter().enumerate() {
                     let ipath = format!("{prefix}dryRunModifiers.{}.member", i + 1);
-                    v.check((&ipath, ""), item, false, &[Constraint::Enum(DryRunModifierType::VALUES)]);
+                    v.check(
+                        (&ipath, ""),
+                        item,
+                        false,
+                        &[Constraint::Enum(DryRunModifierType::VALUES)],
+                    );
                 }
                 let _ = (val, path);
             }
@@ -5769,10 +8419,20 @@ impl Validate for ReEncryptRequest {
         {
             let path = (prefix, "grantTokens");
             if let Some(val) = &self.grant_tokens {
-                v.check(path, val, false, &[Constraint::MinLen(0), Constraint::MaxLen(10)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(0), Constraint::MaxLen(10)],
+                );
                 for (i, item) in val.iter().enumerate() {
                     let ipath = format!("{prefix}grantTokens.{}.member", i + 1);
-                    v.check((&ipath, ""), item, false, &[Constraint::MinLen(1), Constraint::MaxLen(8192)]);
+                    v.check(
+                        (&ipath, ""),
+                        item,
+                        false,
+                        &[Constraint::MinLen(1), Constraint::MaxLen(8192)],
+                    );
                 }
                 let _ = (val, path);
             }
@@ -5780,7 +8440,12 @@ impl Validate for ReEncryptRequest {
         {
             let path = (prefix, "sourceEncryptionAlgorithm");
             if let Some(val) = &self.source_encryption_algorithm {
-                v.check(path, val, false, &[Constraint::Enum(EncryptionAlgorithmSpec::VALUES)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::Enum(EncryptionAlgorithmSpec::VALUES)],
+                );
                 let _ = (val, path);
             }
         }
@@ -5793,7 +8458,12 @@ impl Validate for ReEncryptRequest {
         {
             let path = (prefix, "sourceKeyId");
             if let Some(val) = &self.source_key_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(2048)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(2048)],
+                );
                 let _ = (val, path);
             }
         }
@@ -5805,25 +8475,49 @@ impl Validate for ReEncryptRequest {
 #[serde(deny_unknown_fields)]
 pub struct ReEncryptResponse {
     /// `CiphertextBlob`
-    #[serde(rename = "CiphertextBlob", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "CiphertextBlob",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ciphertext_blob: Option<Blob>,
     /// `DestinationEncryptionAlgorithm`
-    #[serde(rename = "DestinationEncryptionAlgorithm", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "DestinationEncryptionAlgorithm",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub destination_encryption_algorithm: Option<String>,
     /// `DestinationKeyMaterialId`
-    #[serde(rename = "DestinationKeyMaterialId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "DestinationKeyMaterialId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub destination_key_material_id: Option<String>,
     /// `KeyId`
     #[serde(rename = "KeyId", default, skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
     /// `SourceEncryptionAlgorithm`
-    #[serde(rename = "SourceEncryptionAlgorithm", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "SourceEncryptionAlgorithm",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub source_encryption_algorithm: Option<String>,
     /// `SourceKeyId`
-    #[serde(rename = "SourceKeyId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "SourceKeyId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub source_key_id: Option<String>,
     /// `SourceKeyMaterialId`
-    #[serde(rename = "SourceKeyMaterialId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "SourceKeyMaterialId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub source_key_material_id: Option<String>,
 }
 impl Validate for ReEncryptResponse {
@@ -5831,49 +8525,92 @@ impl Validate for ReEncryptResponse {
         {
             let path = (prefix, "ciphertextBlob");
             if let Some(val) = &self.ciphertext_blob {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(6144)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(6144)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "destinationEncryptionAlgorithm");
             if let Some(val) = &self.destination_encryption_algorithm {
-                v.check(path, val, false, &[Constraint::Enum(EncryptionAlgorithmSpec::VALUES)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::Enum(EncryptionAlgorithmSpec::VALUES)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "destinationKeyMaterialId");
             if let Some(val) = &self.destination_key_material_id {
-                v.check(path, val, false, &[Constraint::MinLen(64), Constraint::MaxLen(64), Constraint::Pattern(&PATTERN_10)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[
+                        Constraint::MinLen(64),
+                        Constraint::MaxLen(64),
+                        Constraint::Pattern(&PATTERN_10),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "keyId");
             if let Some(val) = &self.key_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(2048)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(2048)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "sourceEncryptionAlgorithm");
             if let Some(val) = &self.source_encryption_algorithm {
-                v.check(path, val, false, &[Constraint::Enum(EncryptionAlgorithmSpec::VALUES)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::Enum(EncryptionAlgorithmSpec::VALUES)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "sourceKeyId");
             if let Some(val) = &self.source_key_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(2048)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(2048)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "sourceKeyMaterialId");
             if let Some(val) = &self.source_key_material_id {
-                v.check(path, val, false, &[Constraint::MinLen(64), Constraint::MaxLen(64), Constraint::Pattern(&PATTERN_10)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[
+                        Constraint::MinLen(64),
+                        Constraint::MaxLen(64),
+                        Constraint::Pattern(&PATTERN_10),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
@@ -5885,10 +8622,18 @@ impl Validate for ReEncryptResponse {
 #[serde(deny_unknown_fields)]
 pub struct RecipientInfo {
     /// `AttestationDocument`
-    #[serde(rename = "AttestationDocument", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "AttestationDocument",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attestation_document: Option<Blob>,
     /// `KeyEncryptionAlgorithm`
-    #[serde(rename = "KeyEncryptionAlgorithm", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "KeyEncryptionAlgorithm",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub key_encryption_algorithm: Option<String>,
 }
 impl Validate for RecipientInfo {
@@ -5896,14 +8641,24 @@ impl Validate for RecipientInfo {
         {
             let path = (prefix, "attestationDocument");
             if let Some(val) = &self.attestation_document {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(262144)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(262144)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "keyEncryptionAlgorithm");
             if let Some(val) = &self.key_encryption_algorithm {
-                v.check(path, val, false, &[Constraint::Enum(KeyEncryptionMechanism::VALUES)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::Enum(KeyEncryptionMechanism::VALUES)],
+                );
                 let _ = (val, path);
             }
         }
@@ -5915,10 +8670,18 @@ impl Validate for RecipientInfo {
 #[serde(deny_unknown_fields)]
 pub struct ReplicateKeyRequest {
     /// `BypassPolicyLockoutSafetyCheck`
-    #[serde(rename = "BypassPolicyLockoutSafetyCheck", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "BypassPolicyLockoutSafetyCheck",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub bypass_policy_lockout_safety_check: Option<bool>,
     /// `Description`
-    #[serde(rename = "Description", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "Description",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub description: Option<String>,
     /// `KeyId` (required)
     #[serde(rename = "KeyId", default, skip_serializing_if = "Option::is_none")]
@@ -5927,7 +8690,11 @@ pub struct ReplicateKeyRequest {
     #[serde(rename = "Policy", default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<String>,
     /// `ReplicaRegion` (required)
-    #[serde(rename = "ReplicaRegion", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ReplicaRegion",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub replica_region: Option<String>,
     /// `Tags`
     #[serde(rename = "Tags", default, skip_serializing_if = "Option::is_none")]
@@ -5944,30 +8711,62 @@ impl Validate for ReplicateKeyRequest {
         {
             let path = (prefix, "description");
             if let Some(val) = &self.description {
-                v.check(path, val, false, &[Constraint::MinLen(0), Constraint::MaxLen(8192)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(0), Constraint::MaxLen(8192)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "keyId");
-            if self.key_id.is_none() { v.missing(path); }
+            if self.key_id.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.key_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(2048)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(2048)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "policy");
             if let Some(val) = &self.policy {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(131072), Constraint::Pattern(&PATTERN_8)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[
+                        Constraint::MinLen(1),
+                        Constraint::MaxLen(131072),
+                        Constraint::Pattern(&PATTERN_8),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "replicaRegion");
-            if self.replica_region.is_none() { v.missing(path); }
+            if self.replica_region.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.replica_region {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(32), Constraint::Pattern(&PATTERN_15)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[
+                        Constraint::MinLen(1),
+                        Constraint::MaxLen(32),
+                        Constraint::Pattern(&PATTERN_15),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
@@ -5989,13 +8788,25 @@ impl Validate for ReplicateKeyRequest {
 #[serde(deny_unknown_fields)]
 pub struct ReplicateKeyResponse {
     /// `ReplicaKeyMetadata`
-    #[serde(rename = "ReplicaKeyMetadata", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ReplicaKeyMetadata",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub replica_key_metadata: Option<KeyMetadata>,
     /// `ReplicaPolicy`
-    #[serde(rename = "ReplicaPolicy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ReplicaPolicy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub replica_policy: Option<String>,
     /// `ReplicaTags`
-    #[serde(rename = "ReplicaTags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ReplicaTags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub replica_tags: Option<Vec<Tag>>,
 }
 impl Validate for ReplicateKeyResponse {
@@ -6010,7 +8821,16 @@ impl Validate for ReplicateKeyResponse {
         {
             let path = (prefix, "replicaPolicy");
             if let Some(val) = &self.replica_policy {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(131072), Constraint::Pattern(&PATTERN_8)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[
+                        Constraint::MinLen(1),
+                        Constraint::MaxLen(131072),
+                        Constraint::Pattern(&PATTERN_8),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
@@ -6038,7 +8858,11 @@ pub struct RetireGrantRequest {
     #[serde(rename = "GrantId", default, skip_serializing_if = "Option::is_none")]
     pub grant_id: Option<String>,
     /// `GrantToken`
-    #[serde(rename = "GrantToken", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "GrantToken",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub grant_token: Option<String>,
     /// `KeyId`
     #[serde(rename = "KeyId", default, skip_serializing_if = "Option::is_none")]
@@ -6055,21 +8879,36 @@ impl Validate for RetireGrantRequest {
         {
             let path = (prefix, "grantId");
             if let Some(val) = &self.grant_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(128)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(128)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "grantToken");
             if let Some(val) = &self.grant_token {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(8192)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(8192)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "keyId");
             if let Some(val) = &self.key_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(2048)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(2048)],
+                );
                 let _ = (val, path);
             }
         }
@@ -6100,17 +8939,31 @@ impl Validate for RevokeGrantRequest {
         }
         {
             let path = (prefix, "grantId");
-            if self.grant_id.is_none() { v.missing(path); }
+            if self.grant_id.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.grant_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(128)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(128)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "keyId");
-            if self.key_id.is_none() { v.missing(path); }
+            if self.key_id.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.key_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(2048)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(2048)],
+                );
                 let _ = (val, path);
             }
         }
@@ -6129,9 +8982,16 @@ impl Validate for RotateKeyOnDemandRequest {
     fn validate_into(&self, v: &mut Validator, prefix: &str) {
         {
             let path = (prefix, "keyId");
-            if self.key_id.is_none() { v.missing(path); }
+            if self.key_id.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.key_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(2048)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(2048)],
+                );
                 let _ = (val, path);
             }
         }
@@ -6151,7 +9011,12 @@ impl Validate for RotateKeyOnDemandResponse {
         {
             let path = (prefix, "keyId");
             if let Some(val) = &self.key_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(2048)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(2048)],
+                );
                 let _ = (val, path);
             }
         }
@@ -6163,28 +9028,56 @@ impl Validate for RotateKeyOnDemandResponse {
 #[serde(deny_unknown_fields)]
 pub struct RotationsListEntry {
     /// `ExpirationModel`
-    #[serde(rename = "ExpirationModel", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ExpirationModel",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub expiration_model: Option<String>,
     /// `ImportState`
-    #[serde(rename = "ImportState", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ImportState",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub import_state: Option<String>,
     /// `KeyId`
     #[serde(rename = "KeyId", default, skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
     /// `KeyMaterialDescription`
-    #[serde(rename = "KeyMaterialDescription", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "KeyMaterialDescription",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub key_material_description: Option<String>,
     /// `KeyMaterialId`
-    #[serde(rename = "KeyMaterialId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "KeyMaterialId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub key_material_id: Option<String>,
     /// `KeyMaterialState`
-    #[serde(rename = "KeyMaterialState", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "KeyMaterialState",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub key_material_state: Option<String>,
     /// `RotationDate`
-    #[serde(rename = "RotationDate", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "RotationDate",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub rotation_date: Option<Timestamp>,
     /// `RotationType`
-    #[serde(rename = "RotationType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "RotationType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub rotation_type: Option<String>,
     /// `ValidTo`
     #[serde(rename = "ValidTo", default, skip_serializing_if = "Option::is_none")]
@@ -6195,7 +9088,12 @@ impl Validate for RotationsListEntry {
         {
             let path = (prefix, "expirationModel");
             if let Some(val) = &self.expiration_model {
-                v.check(path, val, false, &[Constraint::Enum(ExpirationModelType::VALUES)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::Enum(ExpirationModelType::VALUES)],
+                );
                 let _ = (val, path);
             }
         }
@@ -6209,28 +9107,56 @@ impl Validate for RotationsListEntry {
         {
             let path = (prefix, "keyId");
             if let Some(val) = &self.key_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(2048)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(2048)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "keyMaterialDescription");
             if let Some(val) = &self.key_material_description {
-                v.check(path, val, false, &[Constraint::MinLen(0), Constraint::MaxLen(256), Constraint::Pattern(&PATTERN_14)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[
+                        Constraint::MinLen(0),
+                        Constraint::MaxLen(256),
+                        Constraint::Pattern(&PATTERN_14),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "keyMaterialId");
             if let Some(val) = &self.key_material_id {
-                v.check(path, val, false, &[Constraint::MinLen(64), Constraint::MaxLen(64), Constraint::Pattern(&PATTERN_10)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[
+                        Constraint::MinLen(64),
+                        Constraint::MaxLen(64),
+                        Constraint::Pattern(&PATTERN_10),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "keyMaterialState");
             if let Some(val) = &self.key_material_state {
-                v.check(path, val, false, &[Constraint::Enum(KeyMaterialState::VALUES)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::Enum(KeyMaterialState::VALUES)],
+                );
                 let _ = (val, path);
             }
         }
@@ -6264,23 +9190,39 @@ pub struct ScheduleKeyDeletionRequest {
     #[serde(rename = "KeyId", default, skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
     /// `PendingWindowInDays`
-    #[serde(rename = "PendingWindowInDays", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "PendingWindowInDays",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub pending_window_in_days: Option<i32>,
 }
 impl Validate for ScheduleKeyDeletionRequest {
     fn validate_into(&self, v: &mut Validator, prefix: &str) {
         {
             let path = (prefix, "keyId");
-            if self.key_id.is_none() { v.missing(path); }
+            if self.key_id.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.key_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(2048)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(2048)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "pendingWindowInDays");
             if let Some(val) = &self.pending_window_in_days {
-                v.check(path, val, false, &[Constraint::Min(1), Constraint::Max(365)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::Min(1), Constraint::Max(365)],
+                );
                 let _ = (val, path);
             }
         }
@@ -6292,7 +9234,11 @@ impl Validate for ScheduleKeyDeletionRequest {
 #[serde(deny_unknown_fields)]
 pub struct ScheduleKeyDeletionResponse {
     /// `DeletionDate`
-    #[serde(rename = "DeletionDate", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "DeletionDate",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deletion_date: Option<Timestamp>,
     /// `KeyId`
     #[serde(rename = "KeyId", default, skip_serializing_if = "Option::is_none")]
@@ -6301,7 +9247,11 @@ pub struct ScheduleKeyDeletionResponse {
     #[serde(rename = "KeyState", default, skip_serializing_if = "Option::is_none")]
     pub key_state: Option<String>,
     /// `PendingWindowInDays`
-    #[serde(rename = "PendingWindowInDays", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "PendingWindowInDays",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub pending_window_in_days: Option<i32>,
 }
 impl Validate for ScheduleKeyDeletionResponse {
@@ -6315,7 +9265,12 @@ impl Validate for ScheduleKeyDeletionResponse {
         {
             let path = (prefix, "keyId");
             if let Some(val) = &self.key_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(2048)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(2048)],
+                );
                 let _ = (val, path);
             }
         }
@@ -6329,7 +9284,12 @@ impl Validate for ScheduleKeyDeletionResponse {
         {
             let path = (prefix, "pendingWindowInDays");
             if let Some(val) = &self.pending_window_in_days {
-                v.check(path, val, false, &[Constraint::Min(1), Constraint::Max(365)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::Min(1), Constraint::Max(365)],
+                );
                 let _ = (val, path);
             }
         }
@@ -6344,7 +9304,11 @@ pub struct SignRequest {
     #[serde(rename = "DryRun", default, skip_serializing_if = "Option::is_none")]
     pub dry_run: Option<bool>,
     /// `GrantTokens`
-    #[serde(rename = "GrantTokens", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "GrantTokens",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub grant_tokens: Option<Vec<String>>,
     /// `KeyId` (required)
     #[serde(rename = "KeyId", default, skip_serializing_if = "Option::is_none")]
@@ -6353,10 +9317,18 @@ pub struct SignRequest {
     #[serde(rename = "Message", default, skip_serializing_if = "Option::is_none")]
     pub message: Option<Blob>,
     /// `MessageType`
-    #[serde(rename = "MessageType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "MessageType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub message_type: Option<String>,
     /// `SigningAlgorithm` (required)
-    #[serde(rename = "SigningAlgorithm", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "SigningAlgorithm",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub signing_algorithm: Option<String>,
 }
 impl Validate for SignRequest {
@@ -6370,27 +9342,51 @@ impl Validate for SignRequest {
         {
             let path = (prefix, "grantTokens");
             if let Some(val) = &self.grant_tokens {
-                v.check(path, val, false, &[Constraint::MinLen(0), Constraint::MaxLen(10)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(0), Constraint::MaxLen(10)],
+                );
                 for (i, item) in val.iter().enumerate() {
                     let ipath = format!("{prefix}grantTokens.{}.member", i + 1);
-                    v.check((&ipath, ""), item, false, &[Constraint::MinLen(1), Constraint::MaxLen(8192)]);
+                    v.check(
+                        (&ipath, ""),
+                        item,
+                        false,
+                        &[Constraint::MinLen(1), Constraint::MaxLen(8192)],
+                    );
                 }
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "keyId");
-            if self.key_id.is_none() { v.missing(path); }
+            if self.key_id.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.key_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(2048)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(2048)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "message");
-            if self.message.is_none() { v.missing(path); }
+            if self.message.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.message {
-                v.check(path, val, true, &[Constraint::MinLen(1), Constraint::MaxLen(4096)]);
+                v.check(
+                    path,
+                    val,
+                    true,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(4096)],
+                );
                 let _ = (val, path);
             }
         }
@@ -6403,9 +9399,16 @@ impl Validate for SignRequest {
         }
         {
             let path = (prefix, "signingAlgorithm");
-            if self.signing_algorithm.is_none() { v.missing(path); }
+            if self.signing_algorithm.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.signing_algorithm {
-                v.check(path, val, false, &[Constraint::Enum(SigningAlgorithmSpec::VALUES)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::Enum(SigningAlgorithmSpec::VALUES)],
+                );
                 let _ = (val, path);
             }
         }
@@ -6423,7 +9426,11 @@ pub struct SignResponse {
     #[serde(rename = "Signature", default, skip_serializing_if = "Option::is_none")]
     pub signature: Option<Blob>,
     /// `SigningAlgorithm`
-    #[serde(rename = "SigningAlgorithm", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "SigningAlgorithm",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub signing_algorithm: Option<String>,
 }
 impl Validate for SignResponse {
@@ -6431,21 +9438,36 @@ impl Validate for SignResponse {
         {
             let path = (prefix, "keyId");
             if let Some(val) = &self.key_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(2048)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(2048)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "signature");
             if let Some(val) = &self.signature {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(6144)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(6144)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "signingAlgorithm");
             if let Some(val) = &self.signing_algorithm {
-                v.check(path, val, false, &[Constraint::Enum(SigningAlgorithmSpec::VALUES)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::Enum(SigningAlgorithmSpec::VALUES)],
+                );
                 let _ = (val, path);
             }
         }
@@ -6467,17 +9489,31 @@ impl Validate for Tag {
     fn validate_into(&self, v: &mut Validator, prefix: &str) {
         {
             let path = (prefix, "tagKey");
-            if self.tag_key.is_none() { v.missing(path); }
+            if self.tag_key.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.tag_key {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(128)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(128)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "tagValue");
-            if self.tag_value.is_none() { v.missing(path); }
+            if self.tag_value.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.tag_value {
-                v.check(path, val, false, &[Constraint::MinLen(0), Constraint::MaxLen(256)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(0), Constraint::MaxLen(256)],
+                );
                 let _ = (val, path);
             }
         }
@@ -6499,15 +9535,24 @@ impl Validate for TagResourceRequest {
     fn validate_into(&self, v: &mut Validator, prefix: &str) {
         {
             let path = (prefix, "keyId");
-            if self.key_id.is_none() { v.missing(path); }
+            if self.key_id.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.key_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(2048)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(2048)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "tags");
-            if self.tags.is_none() { v.missing(path); }
+            if self.tags.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.tags {
                 for (i, item) in val.iter().enumerate() {
                     let ipath = format!("{prefix}tags.{}.member", i + 1);
@@ -6534,19 +9579,33 @@ impl Validate for UntagResourceRequest {
     fn validate_into(&self, v: &mut Validator, prefix: &str) {
         {
             let path = (prefix, "keyId");
-            if self.key_id.is_none() { v.missing(path); }
+            if self.key_id.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.key_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(2048)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(2048)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "tagKeys");
-            if self.tag_keys.is_none() { v.missing(path); }
+            if self.tag_keys.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.tag_keys {
                 for (i, item) in val.iter().enumerate() {
                     let ipath = format!("{prefix}tagKeys.{}.member", i + 1);
-                    v.check((&ipath, ""), item, false, &[Constraint::MinLen(1), Constraint::MaxLen(128)]);
+                    v.check(
+                        (&ipath, ""),
+                        item,
+                        false,
+                        &[Constraint::MinLen(1), Constraint::MaxLen(128)],
+                    );
                 }
                 let _ = (val, path);
             }
@@ -6562,24 +9621,46 @@ pub struct UpdateAliasRequest {
     #[serde(rename = "AliasName", default, skip_serializing_if = "Option::is_none")]
     pub alias_name: Option<String>,
     /// `TargetKeyId` (required)
-    #[serde(rename = "TargetKeyId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "TargetKeyId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub target_key_id: Option<String>,
 }
 impl Validate for UpdateAliasRequest {
     fn validate_into(&self, v: &mut Validator, prefix: &str) {
         {
             let path = (prefix, "aliasName");
-            if self.alias_name.is_none() { v.missing(path); }
+            if self.alias_name.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.alias_name {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(256), Constraint::Pattern(&PATTERN_0)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[
+                        Constraint::MinLen(1),
+                        Constraint::MaxLen(256),
+                        Constraint::Pattern(&PATTERN_0),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "targetKeyId");
-            if self.target_key_id.is_none() { v.missing(path); }
+            if self.target_key_id.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.target_key_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(2048)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(2048)],
+                );
                 let _ = (val, path);
             }
         }
@@ -6591,34 +9672,74 @@ impl Validate for UpdateAliasRequest {
 #[serde(deny_unknown_fields)]
 pub struct UpdateCustomKeyStoreRequest {
     /// `CloudHsmClusterId`
-    #[serde(rename = "CloudHsmClusterId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "CloudHsmClusterId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cloud_hsm_cluster_id: Option<String>,
     /// `CustomKeyStoreId` (required)
-    #[serde(rename = "CustomKeyStoreId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "CustomKeyStoreId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub custom_key_store_id: Option<String>,
     /// `KeyStorePassword`
-    #[serde(rename = "KeyStorePassword", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "KeyStorePassword",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub key_store_password: Option<SensitiveString>,
     /// `NewCustomKeyStoreName`
-    #[serde(rename = "NewCustomKeyStoreName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "NewCustomKeyStoreName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub new_custom_key_store_name: Option<String>,
     /// `XksProxyAuthenticationCredential`
-    #[serde(rename = "XksProxyAuthenticationCredential", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "XksProxyAuthenticationCredential",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub xks_proxy_authentication_credential: Option<XksProxyAuthenticationCredentialType>,
     /// `XksProxyConnectivity`
-    #[serde(rename = "XksProxyConnectivity", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "XksProxyConnectivity",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub xks_proxy_connectivity: Option<String>,
     /// `XksProxyUriEndpoint`
-    #[serde(rename = "XksProxyUriEndpoint", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "XksProxyUriEndpoint",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub xks_proxy_uri_endpoint: Option<String>,
     /// `XksProxyUriPath`
-    #[serde(rename = "XksProxyUriPath", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "XksProxyUriPath",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub xks_proxy_uri_path: Option<String>,
     /// `XksProxyVpcEndpointServiceName`
-    #[serde(rename = "XksProxyVpcEndpointServiceName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "XksProxyVpcEndpointServiceName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub xks_proxy_vpc_endpoint_service_name: Option<String>,
     /// `XksProxyVpcEndpointServiceOwner`
-    #[serde(rename = "XksProxyVpcEndpointServiceOwner", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "XksProxyVpcEndpointServiceOwner",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub xks_proxy_vpc_endpoint_service_owner: Option<String>,
 }
 impl Validate for UpdateCustomKeyStoreRequest {
@@ -6626,29 +9747,55 @@ impl Validate for UpdateCustomKeyStoreRequest {
         {
             let path = (prefix, "cloudHsmClusterId");
             if let Some(val) = &self.cloud_hsm_cluster_id {
-                v.check(path, val, false, &[Constraint::MinLen(19), Constraint::MaxLen(24), Constraint::Pattern(&PATTERN_1)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[
+                        Constraint::MinLen(19),
+                        Constraint::MaxLen(24),
+                        Constraint::Pattern(&PATTERN_1),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "customKeyStoreId");
-            if self.custom_key_store_id.is_none() { v.missing(path); }
+            if self.custom_key_store_id.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.custom_key_store_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(64)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(64)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "keyStorePassword");
             if let Some(val) = &self.key_store_password {
-                v.check(path, val, true, &[Constraint::MinLen(7), Constraint::MaxLen(32)]);
+                v.check(
+                    path,
+                    val,
+                    true,
+                    &[Constraint::MinLen(7), Constraint::MaxLen(32)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "newCustomKeyStoreName");
             if let Some(val) = &self.new_custom_key_store_name {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(256)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(256)],
+                );
                 let _ = (val, path);
             }
         }
@@ -6662,35 +9809,76 @@ impl Validate for UpdateCustomKeyStoreRequest {
         {
             let path = (prefix, "xksProxyConnectivity");
             if let Some(val) = &self.xks_proxy_connectivity {
-                v.check(path, val, false, &[Constraint::Enum(XksProxyConnectivityType::VALUES)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::Enum(XksProxyConnectivityType::VALUES)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "xksProxyUriEndpoint");
             if let Some(val) = &self.xks_proxy_uri_endpoint {
-                v.check(path, val, false, &[Constraint::MinLen(10), Constraint::MaxLen(128), Constraint::Pattern(&PATTERN_2)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[
+                        Constraint::MinLen(10),
+                        Constraint::MaxLen(128),
+                        Constraint::Pattern(&PATTERN_2),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "xksProxyUriPath");
             if let Some(val) = &self.xks_proxy_uri_path {
-                v.check(path, val, false, &[Constraint::MinLen(10), Constraint::MaxLen(128), Constraint::Pattern(&PATTERN_3)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[
+                        Constraint::MinLen(10),
+                        Constraint::MaxLen(128),
+                        Constraint::Pattern(&PATTERN_3),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "xksProxyVpcEndpointServiceName");
             if let Some(val) = &self.xks_proxy_vpc_endpoint_service_name {
-                v.check(path, val, false, &[Constraint::MinLen(20), Constraint::MaxLen(64), Constraint::Pattern(&PATTERN_4)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[
+                        Constraint::MinLen(20),
+                        Constraint::MaxLen(64),
+                        Constraint::Pattern(&PATTERN_4),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "xksProxyVpcEndpointServiceOwner");
             if let Some(val) = &self.xks_proxy_vpc_endpoint_service_owner {
-                v.check(path, val, false, &[Constraint::MinLen(12), Constraint::MaxLen(12), Constraint::Pattern(&PATTERN_5)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[
+                        Constraint::MinLen(12),
+                        Constraint::MaxLen(12),
+                        Constraint::Pattern(&PATTERN_5),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
@@ -6700,8 +9888,7 @@ impl Validate for UpdateCustomKeyStoreRequest {
 /// The model's `UpdateCustomKeyStoreResponse` structure.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct UpdateCustomKeyStoreResponse {
-}
+pub struct UpdateCustomKeyStoreResponse {}
 impl Validate for UpdateCustomKeyStoreResponse {
     fn validate_into(&self, v: &mut Validator, prefix: &str) {
         let _ = (v, prefix);
@@ -6713,7 +9900,11 @@ impl Validate for UpdateCustomKeyStoreResponse {
 #[serde(deny_unknown_fields)]
 pub struct UpdateKeyDescriptionRequest {
     /// `Description` (required)
-    #[serde(rename = "Description", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "Description",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub description: Option<String>,
     /// `KeyId` (required)
     #[serde(rename = "KeyId", default, skip_serializing_if = "Option::is_none")]
@@ -6723,17 +9914,31 @@ impl Validate for UpdateKeyDescriptionRequest {
     fn validate_into(&self, v: &mut Validator, prefix: &str) {
         {
             let path = (prefix, "description");
-            if self.description.is_none() { v.missing(path); }
+            if self.description.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.description {
-                v.check(path, val, false, &[Constraint::MinLen(0), Constraint::MaxLen(8192)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(0), Constraint::MaxLen(8192)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "keyId");
-            if self.key_id.is_none() { v.missing(path); }
+            if self.key_id.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.key_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(2048)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(2048)],
+                );
                 let _ = (val, path);
             }
         }
@@ -6748,24 +9953,46 @@ pub struct UpdatePrimaryRegionRequest {
     #[serde(rename = "KeyId", default, skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
     /// `PrimaryRegion` (required)
-    #[serde(rename = "PrimaryRegion", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "PrimaryRegion",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub primary_region: Option<String>,
 }
 impl Validate for UpdatePrimaryRegionRequest {
     fn validate_into(&self, v: &mut Validator, prefix: &str) {
         {
             let path = (prefix, "keyId");
-            if self.key_id.is_none() { v.missing(path); }
+            if self.key_id.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.key_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(2048)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(2048)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "primaryRegion");
-            if self.primary_region.is_none() { v.missing(path); }
+            if self.primary_region.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.primary_region {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(32), Constraint::Pattern(&PATTERN_15)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[
+                        Constraint::MinLen(1),
+                        Constraint::MaxLen(32),
+                        Constraint::Pattern(&PATTERN_15),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
@@ -6780,7 +10007,11 @@ pub struct VerifyMacRequest {
     #[serde(rename = "DryRun", default, skip_serializing_if = "Option::is_none")]
     pub dry_run: Option<bool>,
     /// `GrantTokens`
-    #[serde(rename = "GrantTokens", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "GrantTokens",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub grant_tokens: Option<Vec<String>>,
     /// `KeyId` (required)
     #[serde(rename = "KeyId", default, skip_serializing_if = "Option::is_none")]
@@ -6789,7 +10020,11 @@ pub struct VerifyMacRequest {
     #[serde(rename = "Mac", default, skip_serializing_if = "Option::is_none")]
     pub mac: Option<Blob>,
     /// `MacAlgorithm` (required)
-    #[serde(rename = "MacAlgorithm", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "MacAlgorithm",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub mac_algorithm: Option<String>,
     /// `Message` (required)
     #[serde(rename = "Message", default, skip_serializing_if = "Option::is_none")]
@@ -6806,43 +10041,81 @@ impl Validate for VerifyMacRequest {
         {
             let path = (prefix, "grantTokens");
             if let Some(val) = &self.grant_tokens {
-                v.check(path, val, false, &[Constraint::MinLen(0), Constraint::MaxLen(10)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(0), Constraint::MaxLen(10)],
+                );
                 for (i, item) in val.iter().enumerate() {
                     let ipath = format!("{prefix}grantTokens.{}.member", i + 1);
-                    v.check((&ipath, ""), item, false, &[Constraint::MinLen(1), Constraint::MaxLen(8192)]);
+                    v.check(
+                        (&ipath, ""),
+                        item,
+                        false,
+                        &[Constraint::MinLen(1), Constraint::MaxLen(8192)],
+                    );
                 }
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "keyId");
-            if self.key_id.is_none() { v.missing(path); }
+            if self.key_id.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.key_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(2048)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(2048)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "mac");
-            if self.mac.is_none() { v.missing(path); }
+            if self.mac.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.mac {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(6144)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(6144)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "macAlgorithm");
-            if self.mac_algorithm.is_none() { v.missing(path); }
+            if self.mac_algorithm.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.mac_algorithm {
-                v.check(path, val, false, &[Constraint::Enum(MacAlgorithmSpec::VALUES)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::Enum(MacAlgorithmSpec::VALUES)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "message");
-            if self.message.is_none() { v.missing(path); }
+            if self.message.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.message {
-                v.check(path, val, true, &[Constraint::MinLen(1), Constraint::MaxLen(4096)]);
+                v.check(
+                    path,
+                    val,
+                    true,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(4096)],
+                );
                 let _ = (val, path);
             }
         }
@@ -6857,7 +10130,11 @@ pub struct VerifyMacResponse {
     #[serde(rename = "KeyId", default, skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
     /// `MacAlgorithm`
-    #[serde(rename = "MacAlgorithm", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "MacAlgorithm",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub mac_algorithm: Option<String>,
     /// `MacValid`
     #[serde(rename = "MacValid", default, skip_serializing_if = "Option::is_none")]
@@ -6868,14 +10145,24 @@ impl Validate for VerifyMacResponse {
         {
             let path = (prefix, "keyId");
             if let Some(val) = &self.key_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(2048)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(2048)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "macAlgorithm");
             if let Some(val) = &self.mac_algorithm {
-                v.check(path, val, false, &[Constraint::Enum(MacAlgorithmSpec::VALUES)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::Enum(MacAlgorithmSpec::VALUES)],
+                );
                 let _ = (val, path);
             }
         }
@@ -6896,7 +10183,11 @@ pub struct VerifyRequest {
     #[serde(rename = "DryRun", default, skip_serializing_if = "Option::is_none")]
     pub dry_run: Option<bool>,
     /// `GrantTokens`
-    #[serde(rename = "GrantTokens", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "GrantTokens",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub grant_tokens: Option<Vec<String>>,
     /// `KeyId` (required)
     #[serde(rename = "KeyId", default, skip_serializing_if = "Option::is_none")]
@@ -6905,13 +10196,21 @@ pub struct VerifyRequest {
     #[serde(rename = "Message", default, skip_serializing_if = "Option::is_none")]
     pub message: Option<Blob>,
     /// `MessageType`
-    #[serde(rename = "MessageType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "MessageType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub message_type: Option<String>,
     /// `Signature` (required)
     #[serde(rename = "Signature", default, skip_serializing_if = "Option::is_none")]
     pub signature: Option<Blob>,
     /// `SigningAlgorithm` (required)
-    #[serde(rename = "SigningAlgorithm", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "SigningAlgorithm",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub signing_algorithm: Option<String>,
 }
 impl Validate for VerifyRequest {
@@ -6925,27 +10224,51 @@ impl Validate for VerifyRequest {
         {
             let path = (prefix, "grantTokens");
             if let Some(val) = &self.grant_tokens {
-                v.check(path, val, false, &[Constraint::MinLen(0), Constraint::MaxLen(10)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(0), Constraint::MaxLen(10)],
+                );
                 for (i, item) in val.iter().enumerate() {
                     let ipath = format!("{prefix}grantTokens.{}.member", i + 1);
-                    v.check((&ipath, ""), item, false, &[Constraint::MinLen(1), Constraint::MaxLen(8192)]);
+                    v.check(
+                        (&ipath, ""),
+                        item,
+                        false,
+                        &[Constraint::MinLen(1), Constraint::MaxLen(8192)],
+                    );
                 }
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "keyId");
-            if self.key_id.is_none() { v.missing(path); }
+            if self.key_id.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.key_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(2048)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(2048)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "message");
-            if self.message.is_none() { v.missing(path); }
+            if self.message.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.message {
-                v.check(path, val, true, &[Constraint::MinLen(1), Constraint::MaxLen(4096)]);
+                v.check(
+                    path,
+                    val,
+                    true,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(4096)],
+                );
                 let _ = (val, path);
             }
         }
@@ -6958,17 +10281,31 @@ impl Validate for VerifyRequest {
         }
         {
             let path = (prefix, "signature");
-            if self.signature.is_none() { v.missing(path); }
+            if self.signature.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.signature {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(6144)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(6144)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "signingAlgorithm");
-            if self.signing_algorithm.is_none() { v.missing(path); }
+            if self.signing_algorithm.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.signing_algorithm {
-                v.check(path, val, false, &[Constraint::Enum(SigningAlgorithmSpec::VALUES)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::Enum(SigningAlgorithmSpec::VALUES)],
+                );
                 let _ = (val, path);
             }
         }
@@ -6983,10 +10320,18 @@ pub struct VerifyResponse {
     #[serde(rename = "KeyId", default, skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
     /// `SignatureValid`
-    #[serde(rename = "SignatureValid", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "SignatureValid",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub signature_valid: Option<bool>,
     /// `SigningAlgorithm`
-    #[serde(rename = "SigningAlgorithm", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "SigningAlgorithm",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub signing_algorithm: Option<String>,
 }
 impl Validate for VerifyResponse {
@@ -6994,7 +10339,12 @@ impl Validate for VerifyResponse {
         {
             let path = (prefix, "keyId");
             if let Some(val) = &self.key_id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(2048)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::MinLen(1), Constraint::MaxLen(2048)],
+                );
                 let _ = (val, path);
             }
         }
@@ -7007,7 +10357,12 @@ impl Validate for VerifyResponse {
         {
             let path = (prefix, "signingAlgorithm");
             if let Some(val) = &self.signing_algorithm {
-                v.check(path, val, false, &[Constraint::Enum(SigningAlgorithmSpec::VALUES)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::Enum(SigningAlgorithmSpec::VALUES)],
+                );
                 let _ = (val, path);
             }
         }
@@ -7027,7 +10382,16 @@ impl Validate for XksKeyConfigurationType {
         {
             let path = (prefix, "id");
             if let Some(val) = &self.id {
-                v.check(path, val, false, &[Constraint::MinLen(1), Constraint::MaxLen(128), Constraint::Pattern(&PATTERN_9)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[
+                        Constraint::MinLen(1),
+                        Constraint::MaxLen(128),
+                        Constraint::Pattern(&PATTERN_9),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
@@ -7039,27 +10403,57 @@ impl Validate for XksKeyConfigurationType {
 #[serde(deny_unknown_fields)]
 pub struct XksProxyAuthenticationCredentialType {
     /// `AccessKeyId` (required)
-    #[serde(rename = "AccessKeyId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "AccessKeyId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub access_key_id: Option<SensitiveString>,
     /// `RawSecretAccessKey` (required)
-    #[serde(rename = "RawSecretAccessKey", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "RawSecretAccessKey",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub raw_secret_access_key: Option<SensitiveString>,
 }
 impl Validate for XksProxyAuthenticationCredentialType {
     fn validate_into(&self, v: &mut Validator, prefix: &str) {
         {
             let path = (prefix, "accessKeyId");
-            if self.access_key_id.is_none() { v.missing(path); }
+            if self.access_key_id.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.access_key_id {
-                v.check(path, val, true, &[Constraint::MinLen(20), Constraint::MaxLen(30), Constraint::Pattern(&PATTERN_16)]);
+                v.check(
+                    path,
+                    val,
+                    true,
+                    &[
+                        Constraint::MinLen(20),
+                        Constraint::MaxLen(30),
+                        Constraint::Pattern(&PATTERN_16),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "rawSecretAccessKey");
-            if self.raw_secret_access_key.is_none() { v.missing(path); }
+            if self.raw_secret_access_key.is_none() {
+                v.missing(path);
+            }
             if let Some(val) = &self.raw_secret_access_key {
-                v.check(path, val, true, &[Constraint::MinLen(43), Constraint::MaxLen(64), Constraint::Pattern(&PATTERN_17)]);
+                v.check(
+                    path,
+                    val,
+                    true,
+                    &[
+                        Constraint::MinLen(43),
+                        Constraint::MaxLen(64),
+                        Constraint::Pattern(&PATTERN_17),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
@@ -7071,22 +10465,42 @@ impl Validate for XksProxyAuthenticationCredentialType {
 #[serde(deny_unknown_fields)]
 pub struct XksProxyConfigurationType {
     /// `AccessKeyId`
-    #[serde(rename = "AccessKeyId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "AccessKeyId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub access_key_id: Option<SensitiveString>,
     /// `Connectivity`
-    #[serde(rename = "Connectivity", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "Connectivity",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub connectivity: Option<String>,
     /// `UriEndpoint`
-    #[serde(rename = "UriEndpoint", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "UriEndpoint",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub uri_endpoint: Option<String>,
     /// `UriPath`
     #[serde(rename = "UriPath", default, skip_serializing_if = "Option::is_none")]
     pub uri_path: Option<String>,
     /// `VpcEndpointServiceName`
-    #[serde(rename = "VpcEndpointServiceName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "VpcEndpointServiceName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub vpc_endpoint_service_name: Option<String>,
     /// `VpcEndpointServiceOwner`
-    #[serde(rename = "VpcEndpointServiceOwner", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "VpcEndpointServiceOwner",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub vpc_endpoint_service_owner: Option<String>,
 }
 impl Validate for XksProxyConfigurationType {
@@ -7094,42 +10508,92 @@ impl Validate for XksProxyConfigurationType {
         {
             let path = (prefix, "accessKeyId");
             if let Some(val) = &self.access_key_id {
-                v.check(path, val, true, &[Constraint::MinLen(20), Constraint::MaxLen(30), Constraint::Pattern(&PATTERN_16)]);
+                v.check(
+                    path,
+                    val,
+                    true,
+                    &[
+                        Constraint::MinLen(20),
+                        Constraint::MaxLen(30),
+                        Constraint::Pattern(&PATTERN_16),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "connectivity");
             if let Some(val) = &self.connectivity {
-                v.check(path, val, false, &[Constraint::Enum(XksProxyConnectivityType::VALUES)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[Constraint::Enum(XksProxyConnectivityType::VALUES)],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "uriEndpoint");
             if let Some(val) = &self.uri_endpoint {
-                v.check(path, val, false, &[Constraint::MinLen(10), Constraint::MaxLen(128), Constraint::Pattern(&PATTERN_2)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[
+                        Constraint::MinLen(10),
+                        Constraint::MaxLen(128),
+                        Constraint::Pattern(&PATTERN_2),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "uriPath");
             if let Some(val) = &self.uri_path {
-                v.check(path, val, false, &[Constraint::MinLen(10), Constraint::MaxLen(128), Constraint::Pattern(&PATTERN_3)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[
+                        Constraint::MinLen(10),
+                        Constraint::MaxLen(128),
+                        Constraint::Pattern(&PATTERN_3),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "vpcEndpointServiceName");
             if let Some(val) = &self.vpc_endpoint_service_name {
-                v.check(path, val, false, &[Constraint::MinLen(20), Constraint::MaxLen(64), Constraint::Pattern(&PATTERN_4)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[
+                        Constraint::MinLen(20),
+                        Constraint::MaxLen(64),
+                        Constraint::Pattern(&PATTERN_4),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
         {
             let path = (prefix, "vpcEndpointServiceOwner");
             if let Some(val) = &self.vpc_endpoint_service_owner {
-                v.check(path, val, false, &[Constraint::MinLen(12), Constraint::MaxLen(12), Constraint::Pattern(&PATTERN_5)]);
+                v.check(
+                    path,
+                    val,
+                    false,
+                    &[
+                        Constraint::MinLen(12),
+                        Constraint::MaxLen(12),
+                        Constraint::Pattern(&PATTERN_5),
+                    ],
+                );
                 let _ = (val, path);
             }
         }
@@ -7138,58 +10602,194 @@ impl Validate for XksProxyConfigurationType {
 
 /// Every operation of the model: (name, input shape, output shape).
 pub const OPERATIONS: &[(&str, &str, Option<&str>)] = &[
-    ("CancelKeyDeletion", "CancelKeyDeletionRequest", Some("CancelKeyDeletionResponse")),
-    ("ConnectCustomKeyStore", "ConnectCustomKeyStoreRequest", Some("ConnectCustomKeyStoreResponse")),
+    (
+        "CancelKeyDeletion",
+        "CancelKeyDeletionRequest",
+        Some("CancelKeyDeletionResponse"),
+    ),
+    (
+        "ConnectCustomKeyStore",
+        "ConnectCustomKeyStoreRequest",
+        Some("ConnectCustomKeyStoreResponse"),
+    ),
     ("CreateAlias", "CreateAliasRequest", None),
-    ("CreateCustomKeyStore", "CreateCustomKeyStoreRequest", Some("CreateCustomKeyStoreResponse")),
-    ("CreateGrant", "CreateGrantRequest", Some("CreateGrantResponse")),
+    (
+        "CreateCustomKeyStore",
+        "CreateCustomKeyStoreRequest",
+        Some("CreateCustomKeyStoreResponse"),
+    ),
+    (
+        "CreateGrant",
+        "CreateGrantRequest",
+        Some("CreateGrantResponse"),
+    ),
     ("CreateKey", "CreateKeyRequest", Some("CreateKeyResponse")),
-    ("Decapsulate", "DecapsulateRequest", Some("DecapsulateResponse")),
+    (
+        "Decapsulate",
+        "DecapsulateRequest",
+        Some("DecapsulateResponse"),
+    ),
     ("Decrypt", "DecryptRequest", Some("DecryptResponse")),
     ("DeleteAlias", "DeleteAliasRequest", None),
-    ("DeleteCustomKeyStore", "DeleteCustomKeyStoreRequest", Some("DeleteCustomKeyStoreResponse")),
-    ("DeleteImportedKeyMaterial", "DeleteImportedKeyMaterialRequest", Some("DeleteImportedKeyMaterialResponse")),
-    ("DeriveSharedSecret", "DeriveSharedSecretRequest", Some("DeriveSharedSecretResponse")),
-    ("DescribeCustomKeyStores", "DescribeCustomKeyStoresRequest", Some("DescribeCustomKeyStoresResponse")),
-    ("DescribeKey", "DescribeKeyRequest", Some("DescribeKeyResponse")),
+    (
+        "DeleteCustomKeyStore",
+        "DeleteCustomKeyStoreRequest",
+        Some("DeleteCustomKeyStoreResponse"),
+    ),
+    (
+        "DeleteImportedKeyMaterial",
+        "DeleteImportedKeyMaterialRequest",
+        Some("DeleteImportedKeyMaterialResponse"),
+    ),
+    (
+        "DeriveSharedSecret",
+        "DeriveSharedSecretRequest",
+        Some("DeriveSharedSecretResponse"),
+    ),
+    (
+        "DescribeCustomKeyStores",
+        "DescribeCustomKeyStoresRequest",
+        Some("DescribeCustomKeyStoresResponse"),
+    ),
+    (
+        "DescribeKey",
+        "DescribeKeyRequest",
+        Some("DescribeKeyResponse"),
+    ),
     ("DisableKey", "DisableKeyRequest", None),
     ("DisableKeyRotation", "DisableKeyRotationRequest", None),
-    ("DisconnectCustomKeyStore", "DisconnectCustomKeyStoreRequest", Some("DisconnectCustomKeyStoreResponse")),
+    (
+        "DisconnectCustomKeyStore",
+        "DisconnectCustomKeyStoreRequest",
+        Some("DisconnectCustomKeyStoreResponse"),
+    ),
     ("EnableKey", "EnableKeyRequest", None),
     ("EnableKeyRotation", "EnableKeyRotationRequest", None),
-    ("Encapsulate", "EncapsulateRequest", Some("EncapsulateResponse")),
+    (
+        "Encapsulate",
+        "EncapsulateRequest",
+        Some("EncapsulateResponse"),
+    ),
     ("Encrypt", "EncryptRequest", Some("EncryptResponse")),
-    ("GenerateDataKey", "GenerateDataKeyRequest", Some("GenerateDataKeyResponse")),
-    ("GenerateDataKeyPair", "GenerateDataKeyPairRequest", Some("GenerateDataKeyPairResponse")),
-    ("GenerateDataKeyPairWithoutPlaintext", "GenerateDataKeyPairWithoutPlaintextRequest", Some("GenerateDataKeyPairWithoutPlaintextResponse")),
-    ("GenerateDataKeyWithoutPlaintext", "GenerateDataKeyWithoutPlaintextRequest", Some("GenerateDataKeyWithoutPlaintextResponse")),
-    ("GenerateMac", "GenerateMacRequest", Some("GenerateMacResponse")),
-    ("GenerateRandom", "GenerateRandomRequest", Some("GenerateRandomResponse")),
-    ("GetKeyLastUsage", "GetKeyLastUsageRequest", Some("GetKeyLastUsageResponse")),
-    ("GetKeyPolicy", "GetKeyPolicyRequest", Some("GetKeyPolicyResponse")),
-    ("GetKeyRotationStatus", "GetKeyRotationStatusRequest", Some("GetKeyRotationStatusResponse")),
-    ("GetParametersForImport", "GetParametersForImportRequest", Some("GetParametersForImportResponse")),
-    ("GetPublicKey", "GetPublicKeyRequest", Some("GetPublicKeyResponse")),
-    ("ImportKeyMaterial", "ImportKeyMaterialRequest", Some("ImportKeyMaterialResponse")),
-    ("ListAliases", "ListAliasesRequest", Some("ListAliasesResponse")),
-    ("ListGrants", "ListGrantsRequest", Some("ListGrantsResponse")),
-    ("ListKeyPolicies", "ListKeyPoliciesRequest", Some("ListKeyPoliciesResponse")),
-    ("ListKeyRotations", "ListKeyRotationsRequest", Some("ListKeyRotationsResponse")),
+    (
+        "GenerateDataKey",
+        "GenerateDataKeyRequest",
+        Some("GenerateDataKeyResponse"),
+    ),
+    (
+        "GenerateDataKeyPair",
+        "GenerateDataKeyPairRequest",
+        Some("GenerateDataKeyPairResponse"),
+    ),
+    (
+        "GenerateDataKeyPairWithoutPlaintext",
+        "GenerateDataKeyPairWithoutPlaintextRequest",
+        Some("GenerateDataKeyPairWithoutPlaintextResponse"),
+    ),
+    (
+        "GenerateDataKeyWithoutPlaintext",
+        "GenerateDataKeyWithoutPlaintextRequest",
+        Some("GenerateDataKeyWithoutPlaintextResponse"),
+    ),
+    (
+        "GenerateMac",
+        "GenerateMacRequest",
+        Some("GenerateMacResponse"),
+    ),
+    (
+        "GenerateRandom",
+        "GenerateRandomRequest",
+        Some("GenerateRandomResponse"),
+    ),
+    (
+        "GetKeyLastUsage",
+        "GetKeyLastUsageRequest",
+        Some("GetKeyLastUsageResponse"),
+    ),
+    (
+        "GetKeyPolicy",
+        "GetKeyPolicyRequest",
+        Some("GetKeyPolicyResponse"),
+    ),
+    (
+        "GetKeyRotationStatus",
+        "GetKeyRotationStatusRequest",
+        Some("GetKeyRotationStatusResponse"),
+    ),
+    (
+        "GetParametersForImport",
+        "GetParametersForImportRequest",
+        Some("GetParametersForImportResponse"),
+    ),
+    (
+        "GetPublicKey",
+        "GetPublicKeyRequest",
+        Some("GetPublicKeyResponse"),
+    ),
+    (
+        "ImportKeyMaterial",
+        "ImportKeyMaterialRequest",
+        Some("ImportKeyMaterialResponse"),
+    ),
+    (
+        "ListAliases",
+        "ListAliasesRequest",
+        Some("ListAliasesResponse"),
+    ),
+    (
+        "ListGrants",
+        "ListGrantsRequest",
+        Some("ListGrantsResponse"),
+    ),
+    (
+        "ListKeyPolicies",
+        "ListKeyPoliciesRequest",
+        Some("ListKeyPoliciesResponse"),
+    ),
+    (
+        "ListKeyRotations",
+        "ListKeyRotationsRequest",
+        Some("ListKeyRotationsResponse"),
+    ),
     ("ListKeys", "ListKeysRequest", Some("ListKeysResponse")),
-    ("ListResourceTags", "ListResourceTagsRequest", Some("ListResourceTagsResponse")),
-    ("ListRetirableGrants", "ListRetirableGrantsRequest", Some("ListGrantsResponse")),
+    (
+        "ListResourceTags",
+        "ListResourceTagsRequest",
+        Some("ListResourceTagsResponse"),
+    ),
+    (
+        "ListRetirableGrants",
+        "ListRetirableGrantsRequest",
+        Some("ListGrantsResponse"),
+    ),
     ("PutKeyPolicy", "PutKeyPolicyRequest", None),
     ("ReEncrypt", "ReEncryptRequest", Some("ReEncryptResponse")),
-    ("ReplicateKey", "ReplicateKeyRequest", Some("ReplicateKeyResponse")),
+    (
+        "ReplicateKey",
+        "ReplicateKeyRequest",
+        Some("ReplicateKeyResponse"),
+    ),
     ("RetireGrant", "RetireGrantRequest", None),
     ("RevokeGrant", "RevokeGrantRequest", None),
-    ("RotateKeyOnDemand", "RotateKeyOnDemandRequest", Some("RotateKeyOnDemandResponse")),
-    ("ScheduleKeyDeletion", "ScheduleKeyDeletionRequest", Some("ScheduleKeyDeletionResponse")),
+    (
+        "RotateKeyOnDemand",
+        "RotateKeyOnDemandRequest",
+        Some("RotateKeyOnDemandResponse"),
+    ),
+    (
+        "ScheduleKeyDeletion",
+        "ScheduleKeyDeletionRequest",
+        Some("ScheduleKeyDeletionResponse"),
+    ),
     ("Sign", "SignRequest", Some("SignResponse")),
     ("TagResource", "TagResourceRequest", None),
     ("UntagResource", "UntagResourceRequest", None),
     ("UpdateAlias", "UpdateAliasRequest", None),
-    ("UpdateCustomKeyStore", "UpdateCustomKeyStoreRequest", Some("UpdateCustomKeyStoreResponse")),
+    (
+        "UpdateCustomKeyStore",
+        "UpdateCustomKeyStoreRequest",
+        Some("UpdateCustomKeyStoreResponse"),
+    ),
     ("UpdateKeyDescription", "UpdateKeyDescriptionRequest", None),
     ("UpdatePrimaryRegion", "UpdatePrimaryRegionRequest", None),
     ("Verify", "VerifyRequest", Some("VerifyResponse")),
@@ -7197,25 +10797,110 @@ pub const OPERATIONS: &[(&str, &str, Option<&str>)] = &[
 ];
 
 /// Every modeled exception name.
-pub const EXCEPTIONS: &[&str] = &["AlreadyExistsException", "CloudHsmClusterInUseException", "CloudHsmClusterInvalidConfigurationException", "CloudHsmClusterNotActiveException", "CloudHsmClusterNotFoundException", "CloudHsmClusterNotRelatedException", "ConflictException", "CustomKeyStoreHasCMKsException", "CustomKeyStoreInvalidStateException", "CustomKeyStoreNameInUseException", "CustomKeyStoreNotFoundException", "DependencyTimeoutException", "DisabledException", "DryRunOperationException", "ExpiredImportTokenException", "IncorrectKeyException", "IncorrectKeyMaterialException", "IncorrectTrustAnchorException", "InvalidAliasNameException", "InvalidArnException", "InvalidCiphertextException", "InvalidGrantIdException", "InvalidGrantTokenException", "InvalidImportTokenException", "InvalidKeyUsageException", "InvalidMarkerException", "KMSInternalException", "KMSInvalidMacException", "KMSInvalidSignatureException", "KMSInvalidStateException", "KeyUnavailableException", "LimitExceededException", "MalformedPolicyDocumentException", "NotFoundException", "TagException", "UnsupportedOperationException", "XksKeyAlreadyInUseException", "XksKeyInvalidConfigurationException", "XksKeyNotFoundException", "XksProxyIncorrectAuthenticationCredentialException", "XksProxyInvalidConfigurationException", "XksProxyInvalidResponseException", "XksProxyUriEndpointInUseException", "XksProxyUriInUseException", "XksProxyUriUnreachableException", "XksProxyVpcEndpointServiceInUseException", "XksProxyVpcEndpointServiceInvalidConfigurationException", "XksProxyVpcEndpointServiceNotFoundException"];
+pub const EXCEPTIONS: &[&str] = &[
+    "AlreadyExistsException",
+    "CloudHsmClusterInUseException",
+    "CloudHsmClusterInvalidConfigurationException",
+    "CloudHsmClusterNotActiveException",
+    "CloudHsmClusterNotFoundException",
+    "CloudHsmClusterNotRelatedException",
+    "ConflictException",
+    "CustomKeyStoreHasCMKsException",
+    "CustomKeyStoreInvalidStateException",
+    "CustomKeyStoreNameInUseException",
+    "CustomKeyStoreNotFoundException",
+    "DependencyTimeoutException",
+    "DisabledException",
+    "DryRunOperationException",
+    "ExpiredImportTokenException",
+    "IncorrectKeyException",
+    "IncorrectKeyMaterialException",
+    "IncorrectTrustAnchorException",
+    "InvalidAliasNameException",
+    "InvalidArnException",
+    "InvalidCiphertextException",
+    "InvalidGrantIdException",
+    "InvalidGrantTokenException",
+    "InvalidImportTokenException",
+    "InvalidKeyUsageException",
+    "InvalidMarkerException",
+    "KMSInternalException",
+    "KMSInvalidMacException",
+    "KMSInvalidSignatureException",
+    "KMSInvalidStateException",
+    "KeyUnavailableException",
+    "LimitExceededException",
+    "MalformedPolicyDocumentException",
+    "NotFoundException",
+    "TagException",
+    "UnsupportedOperationException",
+    "XksKeyAlreadyInUseException",
+    "XksKeyInvalidConfigurationException",
+    "XksKeyNotFoundException",
+    "XksProxyIncorrectAuthenticationCredentialException",
+    "XksProxyInvalidConfigurationException",
+    "XksProxyInvalidResponseException",
+    "XksProxyUriEndpointInUseException",
+    "XksProxyUriInUseException",
+    "XksProxyUriUnreachableException",
+    "XksProxyVpcEndpointServiceInUseException",
+    "XksProxyVpcEndpointServiceInvalidConfigurationException",
+    "XksProxyVpcEndpointServiceNotFoundException",
+];
 
-static PATTERN_0: crate::validate::LazyPattern = crate::validate::LazyPattern::new("^[a-zA-Z0-9:/_-]+$");
-static PATTERN_1: crate::validate::LazyPattern = crate::validate::LazyPattern::new("cluster-[2-7a-zA-Z]{11,16}");
-static PATTERN_2: crate::validate::LazyPattern = crate::validate::LazyPattern::new("^https://[a-zA-Z0-9.-]+$");
-static PATTERN_3: crate::validate::LazyPattern = crate::validate::LazyPattern::new("^(/[a-zA-Z0-9\\/_-]+/kms/xks/v\\d{1,2})$|^(/kms/xks/v\\d{1,2})$");
-static PATTERN_4: crate::validate::LazyPattern = crate::validate::LazyPattern::new("^(com|eu)\\.amazonaws\\.vpce\\.([a-z]+-){2,3}\\d+\\.vpce-svc-[0-9a-z]+$");
+static PATTERN_0: crate::validate::LazyPattern =
+    crate::validate::LazyPattern::new("^[a-zA-Z0-9:/_-]+$");
+static PATTERN_1: crate::validate::LazyPattern =
+    crate::validate::LazyPattern::new("cluster-[2-7a-zA-Z]{11,16}");
+static PATTERN_2: crate::validate::LazyPattern =
+    crate::validate::LazyPattern::new("^https://[a-zA-Z0-9.-]+$");
+static PATTERN_3: crate::validate::LazyPattern = crate::validate::LazyPattern::new(
+    "^(/[a-zA-Z0-9\\/_-]+/kms/xks/v\\d{1,2})$|^(/kms/xks/v\\d{1,2})$",
+);
+static PATTERN_4: crate::validate::LazyPattern = crate::validate::LazyPattern::new(
+    "^(com|eu)\\.amazonaws\\.vpce\\.([a-z]+-){2,3}\\d+\\.vpce-svc-[0-9a-z]+$",
+);
 static PATTERN_5: crate::validate::LazyPattern = crate::validate::LazyPattern::new("[0-9]{12}");
-static PATTERN_6: crate::validate::LazyPattern = crate::validate::LazyPattern::new("^[\\w+=,.@:/-]+$");
-static PATTERN_7: crate::validate::LazyPattern = crate::validate::LazyPattern::new("^([A-Za-z0-9\\-]+)\\.([A-Za-z0-9\\-]+)(\\.[A-Za-z0-9\\-]+)+$");
-static PATTERN_8: crate::validate::LazyPattern = crate::validate::LazyPattern::new("[\\u0009\\u000A\\u000D\\u0020-\\u00FF]+");
-static PATTERN_9: crate::validate::LazyPattern = crate::validate::LazyPattern::new("^[a-zA-Z0-9-_.]+$");
+static PATTERN_6: crate::validate::LazyPattern =
+    crate::validate::LazyPattern::new("^[\\w+=,.@:/-]+$");
+static PATTERN_7: crate::validate::LazyPattern = crate::validate::LazyPattern::new(
+    "^([A-Za-z0-9\\-]+)\\.([A-Za-z0-9\\-]+)(\\.[A-Za-z0-9\\-]+)+$",
+);
+static PATTERN_8: crate::validate::LazyPattern =
+    crate::validate::LazyPattern::new("[\\u0009\\u000A\\u000D\\u0020-\\u00FF]+");
+static PATTERN_9: crate::validate::LazyPattern =
+    crate::validate::LazyPattern::new("^[a-zA-Z0-9-_.]+$");
 static PATTERN_10: crate::validate::LazyPattern = crate::validate::LazyPattern::new("^[a-f0-9]+$");
-static PATTERN_11: crate::validate::LazyPattern = crate::validate::LazyPattern::new("[\\u0020-\\u00FF]*");
+static PATTERN_11: crate::validate::LazyPattern =
+    crate::validate::LazyPattern::new("[\\u0020-\\u00FF]*");
 static PATTERN_12: crate::validate::LazyPattern = crate::validate::LazyPattern::new("[\\w]+");
-static PATTERN_13: crate::validate::LazyPattern = crate::validate::LazyPattern::new("^arn:aws[a-z0-9-]*:[a-z0-9-]+:[a-z0-9-]*:[0-9]{12}:.+$");
-static PATTERN_14: crate::validate::LazyPattern = crate::validate::LazyPattern::new("^[a-zA-Z0-9:/_\\s.-]+$");
-static PATTERN_15: crate::validate::LazyPattern = crate::validate::LazyPattern::new("^([a-z]+-){2,3}\\d+$");
+static PATTERN_13: crate::validate::LazyPattern =
+    crate::validate::LazyPattern::new("^arn:aws[a-z0-9-]*:[a-z0-9-]+:[a-z0-9-]*:[0-9]{12}:.+$");
+static PATTERN_14: crate::validate::LazyPattern =
+    crate::validate::LazyPattern::new("^[a-zA-Z0-9:/_\\s.-]+$");
+static PATTERN_15: crate::validate::LazyPattern =
+    crate::validate::LazyPattern::new("^([a-z]+-){2,3}\\d+$");
 static PATTERN_16: crate::validate::LazyPattern = crate::validate::LazyPattern::new("^[A-Z2-7]+$");
-static PATTERN_17: crate::validate::LazyPattern = crate::validate::LazyPattern::new("^[a-zA-Z0-9\\/+=]+$");
+static PATTERN_17: crate::validate::LazyPattern =
+    crate::validate::LazyPattern::new("^[a-zA-Z0-9\\/+=]+$");
 /// Every pattern of the model (tests check that each compiles).
-pub static ALL_PATTERNS: &[&crate::validate::LazyPattern] = &[&PATTERN_0, &PATTERN_1, &PATTERN_2, &PATTERN_3, &PATTERN_4, &PATTERN_5, &PATTERN_6, &PATTERN_7, &PATTERN_8, &PATTERN_9, &PATTERN_10, &PATTERN_11, &PATTERN_12, &PATTERN_13, &PATTERN_14, &PATTERN_15, &PATTERN_16, &PATTERN_17];
+pub static ALL_PATTERNS: &[&crate::validate::LazyPattern] = &[
+    &PATTERN_0,
+    &PATTERN_1,
+    &PATTERN_2,
+    &PATTERN_3,
+    &PATTERN_4,
+    &PATTERN_5,
+    &PATTERN_6,
+    &PATTERN_7,
+    &PATTERN_8,
+    &PATTERN_9,
+    &PATTERN_10,
+    &PATTERN_11,
+    &PATTERN_12,
+    &PATTERN_13,
+    &PATTERN_14,
+    &PATTERN_15,
+    &PATTERN_16,
+    &PATTERN_17,
+];

@@ -21,10 +21,17 @@ pub fn parse_request<T>(body: &[u8]) -> Result<T, KmsError>
 where
     T: serde::de::DeserializeOwned + validate::Validate,
 {
-    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) { b"{}" } else { body };
+    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        body
+    };
     // serde would also build a struct from a JSON array; the protocol wants an object.
     if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-        return Err(KmsError::new(ErrorCode::SerializationException, "The request body must be a JSON object"));
+        return Err(KmsError::new(
+            ErrorCode::SerializationException,
+            "The request body must be a JSON object",
+        ));
     }
     let value: T = serde_json::from_slice(body).map_err(|e| {
         let text = e.to_string();

@@ -88,7 +88,9 @@ impl<'de> Deserialize<'de> for Timestamp {
         if v.is_finite() {
             Ok(Timestamp(v))
         } else {
-            Err(serde::de::Error::custom("a timestamp member is not a finite number"))
+            Err(serde::de::Error::custom(
+                "a timestamp member is not a finite number",
+            ))
         }
     }
 }
@@ -144,7 +146,11 @@ mod tests {
 
     #[test]
     fn timestamp_accepts_int_float_and_exponent() {
-        for (text, want) in [("1700000000", 1.7e9), ("1.7E9", 1.7e9), ("1700000000.5", 1_700_000_000.5)] {
+        for (text, want) in [
+            ("1700000000", 1.7e9),
+            ("1.7E9", 1.7e9),
+            ("1700000000.5", 1_700_000_000.5),
+        ] {
             let t: Timestamp = serde_json::from_str(text).unwrap();
             assert_eq!(t.0, want);
         }

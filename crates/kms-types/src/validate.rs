@@ -20,7 +20,10 @@ pub struct LazyPattern {
 impl LazyPattern {
     /// A pattern with the model's source text.
     pub const fn new(source: &'static str) -> Self {
-        LazyPattern { source, compiled: OnceLock::new() }
+        LazyPattern {
+            source,
+            compiled: OnceLock::new(),
+        }
     }
     /// The model's source text.
     pub fn source(&self) -> &'static str {
@@ -173,20 +176,28 @@ impl Validator {
                     .number()
                     .filter(|v| v > n)
                     .map(|_| format!("Member must have value less than or equal to {n}")),
-                Constraint::Pattern(p) => value
-                    .text()
-                    .filter(|t| !p.is_match(t))
-                    .map(|_| format!("Member must satisfy regular expression pattern: {}", p.source())),
-                Constraint::Enum(values) => value
-                    .text()
-                    .filter(|t| !values.contains(t))
-                    .map(|_| format!("Member must satisfy enum value set: [{}]", values.join(", "))),
+                Constraint::Pattern(p) => value.text().filter(|t| !p.is_match(t)).map(|_| {
+                    format!(
+                        "Member must satisfy regular expression pattern: {}",
+                        p.source()
+                    )
+                }),
+                Constraint::Enum(values) => {
+                    value.text().filter(|t| !values.contains(t)).map(|_| {
+                        format!(
+                            "Member must satisfy enum value set: [{}]",
+                            values.join(", ")
+                        )
+                    })
+                }
             };
             if let Some(rule) = failure {
                 let shown = if sensitive { None } else { value.shown() };
                 let at = join(path);
                 self.errors.push(match shown {
-                    Some(v) => format!("Value '{v}' at '{at}' failed to satisfy constraint: {rule}"),
+                    Some(v) => {
+                        format!("Value '{v}' at '{at}' failed to satisfy constraint: {rule}")
+                    }
                     None => format!("Value at '{at}' failed to satisfy constraint: {rule}"),
                 });
             }
@@ -232,7 +243,10 @@ mod tests {
 
     #[test]
     fn missing_required_member_is_reported_as_null() {
-        let r = EncryptRequest { key_id: Some("k".into()), ..Default::default() };
+        let r = EncryptRequest {
+            key_id: Some("k".into()),
+            ..Default::default()
+        };
         let e = r.validate().unwrap_err();
         assert_eq!(e.code, ErrorCode::ValidationException);
         assert_eq!(
@@ -243,17 +257,29 @@ mod tests {
 
     #[test]
     fn pattern_enum_range_and_nested_paths() {
-        let r = CreateAliasRequest { alias_name: Some("alias/bad name".into()), target_key_id: Some("k".into()) };
+        let r = CreateAliasRequest {
+            alias_name: Some("alias/bad name".into()),
+            target_key_id: Some("k".into()),
+        };
         assert!(r.validate().unwrap_err().message.contains(
             "Value 'alias/bad name' at 'aliasName' failed to satisfy constraint: Member must satisfy regular expression pattern: ^[a-zA-Z0-9:/_-]+$"
         ));
-        let r = GenerateRandomRequest { number_of_bytes: Some(0), ..Default::default() };
+        let r = GenerateRandomRequest {
+            number_of_bytes: Some(0),
+            ..Default::default()
+        };
         assert!(r.validate().unwrap_err().message.contains("Value '0' at 'numberOfBytes' failed to satisfy constraint: Member must have value greater than or equal to 1"));
-        let r = CreateKeyRequest { key_spec: Some("AES".into()), ..Default::default() };
+        let r = CreateKeyRequest {
+            key_spec: Some("AES".into()),
+            ..Default::default()
+        };
         assert!(r.validate().unwrap_err().message.contains("at 'keySpec' failed to satisfy constraint: Member must satisfy enum value set: [RSA_2048,"));
         let r = TagResourceRequest {
             key_id: Some("k".into()),
-            tags: Some(vec![Tag { tag_key: Some(String::new()), tag_value: Some("v".into()) }]),
+            tags: Some(vec![Tag {
+                tag_key: Some(String::new()),
+                tag_value: Some("v".into()),
+            }]),
         };
         let m = r.validate().unwrap_err().message;
         assert!(m.contains("at 'tags.1.member.tagKey' failed to satisfy constraint: Member must have length greater than or equal to 1"), "{m}");
@@ -261,7 +287,11 @@ mod tests {
 
     #[test]
     fn blob_values_are_never_echoed() {
-        let r = EncryptRequest { key_id: Some("k".into()), plaintext: Some(Blob::new(vec![7; 4097])), ..Default::default() };
+        let r = EncryptRequest {
+            key_id: Some("k".into()),
+            plaintext: Some(Blob::new(vec![7; 4097])),
+            ..Default::default()
+        };
         let m = r.validate().unwrap_err().message;
         assert_eq!(m, "1 validation error detected: Value at 'plaintext' failed to satisfy constraint: Member must have length less than or equal to 4096");
     }
@@ -277,7 +307,8 @@ mod tests {
     fn parse_request_classifies_errors() {
         let e = parse_request::<EncryptRequest>(b"{not json").unwrap_err();
         assert_eq!(e.code, ErrorCode::SerializationException);
-        let e = parse_request::<EncryptRequest>(br#"{"KeyId":"k","Plaintext":"aGk=","Bogus":1}"#).unwrap_err();
+        let e = parse_request::<EncryptRequest>(br#"{"KeyId":"k","Plaintext":"aGk=","Bogus":1}"#)
+            .unwrap_err();
         assert_eq!(e.code, ErrorCode::ValidationException);
         assert!(e.message.contains("'Bogus'"), "{}", e.message);
         let e = parse_request::<EncryptRequest>(br#"{"KeyId":5,"Plaintext":"aGk="}"#).unwrap_err();

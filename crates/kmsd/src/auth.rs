@@ -35,7 +35,12 @@ pub fn authenticate(
         .iter()
         .find(|(n, _)| n == "authorization")
         .map(|(_, v)| v.as_str())
-        .ok_or_else(|| KmsError::new(ErrorCode::MissingAuthenticationTokenException, "Missing Authentication Token"))?;
+        .ok_or_else(|| {
+            KmsError::new(
+                ErrorCode::MissingAuthenticationTokenException,
+                "Missing Authentication Token",
+            )
+        })?;
     let auth = sigv4::parse_authorization(header)?;
     if auth.service != service {
         return Err(KmsError::new(
@@ -57,20 +62,39 @@ pub fn authenticate(
         AuthMode::Dev { account } => Ok(caller(
             account.clone(),
             format!("arn:aws:iam::{account}:user/admin"),
-            format!("AIDADEV{}", auth.access_key_id.chars().filter(char::is_ascii_alphanumeric).take(16).collect::<String>().to_ascii_uppercase()),
+            format!(
+                "AIDADEV{}",
+                auth.access_key_id
+                    .chars()
+                    .filter(char::is_ascii_alphanumeric)
+                    .take(16)
+                    .collect::<String>()
+                    .to_ascii_uppercase()
+            ),
         )),
         AuthMode::Verify => {
-            if parts.headers.iter().any(|(n, _)| n == "x-amz-security-token") {
+            if parts
+                .headers
+                .iter()
+                .any(|(n, _)| n == "x-amz-security-token")
+            {
                 return Err(KmsError::new(
                     ErrorCode::UnrecognizedClientException,
                     "The security token included in the request is invalid (kmsd has issued no temporary credentials).",
                 ));
             }
-            let key = svc
-                .access_key_secret(&auth.access_key_id)?
-                .ok_or_else(|| KmsError::new(ErrorCode::UnrecognizedClientException, "The security token included in the request is invalid."))?;
+            let key = svc.access_key_secret(&auth.access_key_id)?.ok_or_else(|| {
+                KmsError::new(
+                    ErrorCode::UnrecognizedClientException,
+                    "The security token included in the request is invalid.",
+                )
+            })?;
             sigv4::verify(parts, &auth, &amz_date, &key.secret)?;
-            Ok(caller(key.record.account.clone(), key.record.principal_arn.clone(), key.record.user_id.clone()))
+            Ok(caller(
+                key.record.account.clone(),
+                key.record.principal_arn.clone(),
+                key.record.user_id.clone(),
+            ))
         }
     }
 }

@@ -79,7 +79,9 @@ fn write_credentials_file(dir: &Path, c: &AdminCredentials) -> std::io::Result<(
 fn init_logging(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("KMSD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();
     } else {
@@ -114,7 +116,10 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     init_logging(&args.log_format);
     let loopback = args.listen.ip().is_loopback();
     if args.dev && !loopback {
-        return Err(format!("--dev serves only loopback addresses; {} is not one", args.listen));
+        return Err(format!(
+            "--dev serves only loopback addresses; {} is not one",
+            args.listen
+        ));
     }
     if !loopback && !args.insecure_http {
         return Err(format!(
@@ -125,13 +130,15 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     if args.insecure_http && !loopback {
         tracing::warn!(listen = %args.listen, "serving plain HTTP on a non-loopback address (--insecure-http): requests and keys travel unencrypted");
     }
-    std::fs::create_dir_all(&args.data_dir).map_err(|e| format!("creating {}: {e}", args.data_dir.display()))?;
+    std::fs::create_dir_all(&args.data_dir)
+        .map_err(|e| format!("creating {}: {e}", args.data_dir.display()))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         let _ = std::fs::set_permissions(&args.data_dir, std::fs::Permissions::from_mode(0o700));
     }
-    let root = kms_crypto::RootKey::load_or_create(&args.data_dir.join("root.key")).map_err(|e| e.to_string())?;
+    let root = kms_crypto::RootKey::load_or_create(&args.data_dir.join("root.key"))
+        .map_err(|e| e.to_string())?;
     let store = kms_store::SqliteStore::open_in(&args.data_dir).map_err(|e| e.to_string())?;
     let clock = Arc::new(ManualClock::default());
     let service = Arc::new(Service::new(Arc::new(store), Arc::new(root), clock.clone()));
@@ -147,12 +154,20 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
 
     let auth = if args.dev {
         tracing::warn!(account = %args.account_id, "--dev mode: ANY access key is accepted and acts as this account's admin; never use this outside local development");
-        AuthMode::Dev { account: args.account_id.clone() }
+        AuthMode::Dev {
+            account: args.account_id.clone(),
+        }
     } else {
         AuthMode::Verify
     };
-    let state = Arc::new(AppState { service: service.clone(), auth, clock });
-    let listener = tokio::net::TcpListener::bind(args.listen).await.map_err(|e| format!("binding {}: {e}", args.listen))?;
+    let state = Arc::new(AppState {
+        service: service.clone(),
+        auth,
+        clock,
+    });
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| format!("binding {}: {e}", args.listen))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
 
     let sweeper = {
@@ -171,7 +186,9 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
 
     eprintln!("kmsd listening on {local}");
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    let result = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await;
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await;
     sweeper.abort();
     tracing::info!("stopped");
     result.map_err(|e| e.to_string())

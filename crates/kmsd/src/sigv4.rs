@@ -36,7 +36,9 @@ fn incomplete(msg: impl Into<String>) -> KmsError {
 /// Parses `AWS4-HMAC-SHA256 Credential=..., SignedHeaders=..., Signature=...`.
 pub fn parse_authorization(value: &str) -> Result<ParsedAuth, KmsError> {
     let rest = value.strip_prefix("AWS4-HMAC-SHA256 ").ok_or_else(|| {
-        incomplete(format!("Authorization header requires the AWS4-HMAC-SHA256 algorithm. Authorization={value}"))
+        incomplete(format!(
+            "Authorization header requires the AWS4-HMAC-SHA256 algorithm. Authorization={value}"
+        ))
     })?;
     let mut credential = None;
     let mut signed = None;
@@ -58,13 +60,17 @@ pub fn parse_authorization(value: &str) -> Result<ParsedAuth, KmsError> {
     };
     let scope: Vec<&str> = credential.split('/').collect();
     let [akid, date, region, service, terminator] = scope[..] else {
-        return Err(incomplete(format!("Credential should be scoped to a valid Region, not '{credential}'.")));
+        return Err(incomplete(format!(
+            "Credential should be scoped to a valid Region, not '{credential}'."
+        )));
     };
     if terminator != "aws4_request" || akid.is_empty() || date.len() != 8 || region.is_empty() {
         return Err(incomplete(format!("Credential should be scoped with a valid terminator: 'aws4_request', not '{credential}'.")));
     }
     if signature.len() != 64 || !signature.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(incomplete("The Signature must be 64 hexadecimal characters."));
+        return Err(incomplete(
+            "The Signature must be 64 hexadecimal characters.",
+        ));
     }
     Ok(ParsedAuth {
         access_key_id: akid.into(),
@@ -94,7 +100,9 @@ fn uri_encode(s: &str, encode_slash: bool) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
             b'/' if !encode_slash => out.push('/'),
             _ => out.push_str(&format!("%{b:02X}")),
         }
@@ -107,7 +115,11 @@ fn canonical_query(query: &str) -> String {
         .map(|(k, v)| (uri_encode(&k, true), uri_encode(&v, true)))
         .collect();
     pairs.sort();
-    pairs.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&")
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 fn canonical_path(path: &str) -> String {
@@ -116,7 +128,7 @@ fn canonical_path(path: &str) -> String {
     }
     let decoded: Vec<String> = path
         .split('/')
-        .map(|seg| percent_decode(seg))
+        .map(percent_decode)
         .map(|seg| uri_encode(&uri_encode(&seg, true), true))
         .collect();
     decoded.join("/")
@@ -130,7 +142,10 @@ fn percent_decode(s: &str) -> String {
 }
 
 /// Builds the canonical request string.
-pub fn canonical_request(parts: &RequestParts<'_>, signed_headers: &[String]) -> Result<String, KmsError> {
+pub fn canonical_request(
+    parts: &RequestParts<'_>,
+    signed_headers: &[String],
+) -> Result<String, KmsError> {
     let mut values: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for (name, value) in &parts.headers {
         let collapsed = value.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -186,7 +201,9 @@ pub fn signature(key: &[u8; 32], amz_date: &str, scope: &str, canonical_request:
 /// Parses `YYYYMMDDTHHMMSSZ` to Unix seconds.
 pub fn parse_amz_date(s: &str) -> Option<i64> {
     let fmt = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
-    time::PrimitiveDateTime::parse(s, fmt).ok().map(|t| t.assume_utc().unix_timestamp())
+    time::PrimitiveDateTime::parse(s, fmt)
+        .ok()
+        .map(|t| t.assume_utc().unix_timestamp())
 }
 
 /// Formats Unix seconds as `YYYYMMDDTHHMMSSZ`.
@@ -200,17 +217,27 @@ pub fn format_amz_date(secs: i64) -> String {
 
 /// Checks the date rules: `X-Amz-Date` present and well-formed, equal to the scope date, within
 /// the allowed skew of `now_secs`. Returns the `X-Amz-Date` value.
-pub fn check_date(parts: &RequestParts<'_>, auth: &ParsedAuth, now_secs: i64) -> Result<String, KmsError> {
+pub fn check_date(
+    parts: &RequestParts<'_>,
+    auth: &ParsedAuth,
+    now_secs: i64,
+) -> Result<String, KmsError> {
     let amz_date = parts
         .headers
         .iter()
         .find(|(n, _)| n == "x-amz-date")
         .map(|(_, v)| v.trim().to_owned())
         .ok_or_else(|| incomplete("Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header."))?;
-    let when = parse_amz_date(&amz_date)
-        .ok_or_else(|| incomplete(format!("X-Amz-Date must be in ISO-8601 basic format, not '{amz_date}'.")))?;
+    let when = parse_amz_date(&amz_date).ok_or_else(|| {
+        incomplete(format!(
+            "X-Amz-Date must be in ISO-8601 basic format, not '{amz_date}'."
+        ))
+    })?;
     if !auth.signed_headers.iter().any(|h| h == "x-amz-date") {
-        return Err(KmsError::new(ErrorCode::InvalidSignatureException, "The X-Amz-Date header must be signed."));
+        return Err(KmsError::new(
+            ErrorCode::InvalidSignatureException,
+            "The X-Amz-Date header must be signed.",
+        ));
     }
     if !amz_date.starts_with(&auth.date) {
         return Err(KmsError::new(
@@ -221,28 +248,58 @@ pub fn check_date(parts: &RequestParts<'_>, auth: &ParsedAuth, now_secs: i64) ->
     if when < now_secs - MAX_SKEW_SECS {
         return Err(KmsError::new(
             ErrorCode::InvalidSignatureException,
-            format!("Signature expired: {amz_date} is now earlier than {} ({} - 5 min.)", format_amz_date(now_secs - MAX_SKEW_SECS), format_amz_date(now_secs)),
+            format!(
+                "Signature expired: {amz_date} is now earlier than {} ({} - 5 min.)",
+                format_amz_date(now_secs - MAX_SKEW_SECS),
+                format_amz_date(now_secs)
+            ),
         ));
     }
     if when > now_secs + MAX_SKEW_SECS {
         return Err(KmsError::new(
             ErrorCode::InvalidSignatureException,
-            format!("Signature not yet current: {amz_date} is still later than {} ({} + 5 min.)", format_amz_date(now_secs + MAX_SKEW_SECS), format_amz_date(now_secs)),
+            format!(
+                "Signature not yet current: {amz_date} is still later than {} ({} + 5 min.)",
+                format_amz_date(now_secs + MAX_SKEW_SECS),
+                format_amz_date(now_secs)
+            ),
         ));
     }
     if !auth.signed_headers.iter().any(|h| h == "host") {
-        return Err(KmsError::new(ErrorCode::InvalidSignatureException, "The Host header must be signed."));
+        return Err(KmsError::new(
+            ErrorCode::InvalidSignatureException,
+            "The Host header must be signed.",
+        ));
     }
-    if parts.headers.iter().any(|(n, _)| n == "x-amz-security-token") && !auth.signed_headers.iter().any(|h| h == "x-amz-security-token") {
-        return Err(KmsError::new(ErrorCode::InvalidSignatureException, "The X-Amz-Security-Token header must be signed."));
+    if parts
+        .headers
+        .iter()
+        .any(|(n, _)| n == "x-amz-security-token")
+        && !auth
+            .signed_headers
+            .iter()
+            .any(|h| h == "x-amz-security-token")
+    {
+        return Err(KmsError::new(
+            ErrorCode::InvalidSignatureException,
+            "The X-Amz-Security-Token header must be signed.",
+        ));
     }
     Ok(amz_date)
 }
 
 /// Verifies the signature with `secret`.
-pub fn verify(parts: &RequestParts<'_>, auth: &ParsedAuth, amz_date: &str, secret: &str) -> Result<(), KmsError> {
+pub fn verify(
+    parts: &RequestParts<'_>,
+    auth: &ParsedAuth,
+    amz_date: &str,
+    secret: &str,
+) -> Result<(), KmsError> {
     let canonical = canonical_request(parts, &auth.signed_headers)?;
-    let scope = format!("{}/{}/{}/aws4_request", auth.date, auth.region, auth.service);
+    let scope = format!(
+        "{}/{}/{}/aws4_request",
+        auth.date, auth.region, auth.service
+    );
     let key = signing_key(secret, &auth.date, &auth.region, &auth.service);
     let expected = signature(&key, amz_date, &scope, &canonical);
     if constant_time_eq(expected.as_bytes(), auth.signature.as_bytes()) {
@@ -272,10 +329,21 @@ pub fn sign(
     let mut names: Vec<String> = headers.iter().map(|(n, _)| n.clone()).collect();
     names.sort();
     names.dedup();
-    let with_date = RequestParts { method: parts.method, path: parts.path, query: parts.query, headers, body: parts.body };
+    let with_date = RequestParts {
+        method: parts.method,
+        path: parts.path,
+        query: parts.query,
+        headers,
+        body: parts.body,
+    };
     let canonical = canonical_request(&with_date, &names)?;
     let scope = format!("{date}/{region}/{service}/aws4_request");
-    let sig = signature(&signing_key(secret, date, region, service), &amz_date, &scope, &canonical);
+    let sig = signature(
+        &signing_key(secret, date, region, service),
+        &amz_date,
+        &scope,
+        &canonical,
+    );
     Ok(vec![
         ("x-amz-date".into(), amz_date),
         (
@@ -298,7 +366,10 @@ mod tests {
             method: "GET",
             path: "/",
             query: "",
-            headers: vec![("host".into(), "example.amazonaws.com".into()), ("x-amz-date".into(), "20150830T123600Z".into())],
+            headers: vec![
+                ("host".into(), "example.amazonaws.com".into()),
+                ("x-amz-date".into(), "20150830T123600Z".into()),
+            ],
             body: b"",
         };
         let auth = parse_authorization("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, SignedHeaders=host;x-amz-date, Signature=5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31").unwrap();
@@ -317,7 +388,10 @@ mod tests {
             method: "GET",
             path: "/",
             query: "Param2=value2&Param1=value1",
-            headers: vec![("host".into(), "example.amazonaws.com".into()), ("x-amz-date".into(), "20150830T123600Z".into())],
+            headers: vec![
+                ("host".into(), "example.amazonaws.com".into()),
+                ("x-amz-date".into(), "20150830T123600Z".into()),
+            ],
             body: b"",
         };
         let auth = parse_authorization("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, SignedHeaders=host;x-amz-date, Signature=b97d918cfa904a5beff61c982a1b6f458b799221646efd99d3219ec94cdf2500").unwrap();
@@ -331,7 +405,10 @@ mod tests {
             method: "POST",
             path: "/",
             query: "",
-            headers: vec![("host".into(), "127.0.0.1:1".into()), ("x-amz-target".into(), "TrentService.ListKeys".into())],
+            headers: vec![
+                ("host".into(), "127.0.0.1:1".into()),
+                ("x-amz-target".into(), "TrentService.ListKeys".into()),
+            ],
             body: b"{}",
         };
         let added = sign(&base, "AKID", "secret", "eu-west-1", "kms", now).unwrap();
@@ -345,8 +422,15 @@ mod tests {
         let e = check_date(&parts, &auth, now + 301).unwrap_err();
         assert!(e.message.starts_with("Signature expired"), "{}", e.message);
         let e = check_date(&parts, &auth, now - 301).unwrap_err();
-        assert!(e.message.starts_with("Signature not yet current"), "{}", e.message);
-        let tampered = RequestParts { body: b"{\"Limit\":1}", ..parts };
+        assert!(
+            e.message.starts_with("Signature not yet current"),
+            "{}",
+            e.message
+        );
+        let tampered = RequestParts {
+            body: b"{\"Limit\":1}",
+            ..parts
+        };
         assert!(verify(&tampered, &auth, &d, "secret").is_err());
     }
 

@@ -5,12 +5,17 @@ use kms_types::KmsError;
 
 /// Escapes text for XML content.
 fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// The `Action` of a Query-protocol body.
 pub fn action(body: &[u8]) -> Option<String> {
-    form_urlencoded::parse(body).find(|(k, _)| k == "Action").map(|(_, v)| v.into_owned())
+    form_urlencoded::parse(body)
+        .find(|(k, _)| k == "Action")
+        .map(|(_, v)| v.into_owned())
 }
 
 /// The GetCallerIdentity response document.
@@ -26,7 +31,11 @@ pub fn get_caller_identity(caller: &Caller) -> String {
 
 /// An STS error document.
 pub fn error(e: &KmsError, request_id: &str) -> String {
-    let kind = if e.code.status() >= 500 { "Receiver" } else { "Sender" };
+    let kind = if e.code.status() >= 500 {
+        "Receiver"
+    } else {
+        "Sender"
+    };
     format!(
         "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\n  <Error>\n    <Type>{kind}</Type>\n    <Code>{}</Code>\n    <Message>{}</Message>\n  </Error>\n  <RequestId>{}</RequestId>\n</ErrorResponse>\n",
         e.code.as_str(),

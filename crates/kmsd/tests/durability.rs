@@ -1,5 +1,7 @@
 //! Nothing acknowledged is lost: SIGKILL right after acknowledged writes, restart, check.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use aws_sdk_kms::primitives::Blob;
@@ -20,12 +22,32 @@ async fn acknowledged_writes_survive_sigkill() {
         tasks.push(tokio::spawn(async move {
             let mut acked = Vec::new();
             for j in 0..5 {
-                let id = kms.create_key().description(format!("k{i}-{j}")).send().await.unwrap().key_metadata().unwrap().key_id().to_owned();
+                let id = kms
+                    .create_key()
+                    .description(format!("k{i}-{j}"))
+                    .send()
+                    .await
+                    .unwrap()
+                    .key_metadata()
+                    .unwrap()
+                    .key_id()
+                    .to_owned();
                 let alias = format!("alias/a{i}-{j}");
-                kms.create_alias().alias_name(&alias).target_key_id(&id).send().await.unwrap();
+                kms.create_alias()
+                    .alias_name(&alias)
+                    .target_key_id(&id)
+                    .send()
+                    .await
+                    .unwrap();
                 kms.tag_resource()
                     .key_id(&id)
-                    .tags(Tag::builder().tag_key("n").tag_value(format!("{i}-{j}")).build().unwrap())
+                    .tags(
+                        Tag::builder()
+                            .tag_key("n")
+                            .tag_value(format!("{i}-{j}"))
+                            .build()
+                            .unwrap(),
+                    )
                     .send()
                     .await
                     .unwrap();
@@ -57,8 +79,16 @@ async fn acknowledged_writes_survive_sigkill() {
         assert_eq!(d.key_metadata().unwrap().key_id(), id);
         let tags = kms.list_resource_tags().key_id(id).send().await.unwrap();
         assert_eq!(tags.tags()[0].tag_value(), n);
-        let pt = kms.decrypt().ciphertext_blob(ct.clone()).send().await.unwrap();
-        assert_eq!(pt.plaintext().unwrap().as_ref(), format!("secret {n}").as_bytes());
+        let pt = kms
+            .decrypt()
+            .ciphertext_blob(ct.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            pt.plaintext().unwrap().as_ref(),
+            format!("secret {n}").as_bytes()
+        );
     }
     assert_eq!(acked.len(), 40);
 }
@@ -69,10 +99,29 @@ async fn sigterm_stops_cleanly_and_data_stays_sealed() {
     let dir = tmp.path().join("data");
     let mut server = Server::start_in(&dir, &[]);
     let kms = server.client();
-    let id = kms.create_key().send().await.unwrap().key_metadata().unwrap().key_id().to_owned();
+    let id = kms
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata()
+        .unwrap()
+        .key_id()
+        .to_owned();
     let secret = b"plaintext-marker-8c1f".to_vec();
-    kms.encrypt().key_id(&id).plaintext(Blob::new(secret.clone())).send().await.unwrap();
-    let dk = kms.generate_data_key().key_id(&id).number_of_bytes(32).send().await.unwrap();
+    kms.encrypt()
+        .key_id(&id)
+        .plaintext(Blob::new(secret.clone()))
+        .send()
+        .await
+        .unwrap();
+    let dk = kms
+        .generate_data_key()
+        .key_id(&id)
+        .number_of_bytes(32)
+        .send()
+        .await
+        .unwrap();
     assert!(server.terminate(), "kmsd did not exit cleanly on SIGTERM");
 
     // Neither plaintexts nor the admin secret appear in the database files.
@@ -84,8 +133,15 @@ async fn sigterm_stops_cleanly_and_data_stays_sealed() {
             continue;
         }
         let bytes = std::fs::read(&path).unwrap();
-        for needle in [&secret[..], dk.plaintext().unwrap().as_ref(), admin_secret.as_bytes()] {
-            assert!(!bytes.windows(needle.len()).any(|w| w == needle), "{name} holds a secret in clear");
+        for needle in [
+            &secret[..],
+            dk.plaintext().unwrap().as_ref(),
+            admin_secret.as_bytes(),
+        ] {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle),
+                "{name} holds a secret in clear"
+            );
         }
     }
 }

@@ -1,6 +1,8 @@
 //! Wire-level behaviour over raw HTTP: authentication errors, framing, validation, and that no
 //! malformed input brings the server down.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::{kms_request, now_secs, send, Server};
@@ -12,35 +14,93 @@ async fn authentication_errors_are_awss() {
     let addr = server.addr;
 
     let r = kms_request(addr, "TrentService.ListKeys", "{}", None, now_secs()).await;
-    assert_eq!((r.status, r.error_type().as_str()), (400, "MissingAuthenticationTokenException"));
+    assert_eq!(
+        (r.status, r.error_type().as_str()),
+        (400, "MissingAuthenticationTokenException")
+    );
     assert!(r.header("x-amzn-RequestId").is_some_and(|v| v.len() == 36));
 
-    let r = kms_request(addr, "TrentService.ListKeys", "{}", Some((&a, "wrong")), now_secs()).await;
+    let r = kms_request(
+        addr,
+        "TrentService.ListKeys",
+        "{}",
+        Some((&a, "wrong")),
+        now_secs(),
+    )
+    .await;
     assert_eq!(r.error_type(), "InvalidSignatureException");
-    let r = kms_request(addr, "TrentService.ListKeys", "{}", Some(("AKIANOPE", &s)), now_secs()).await;
+    let r = kms_request(
+        addr,
+        "TrentService.ListKeys",
+        "{}",
+        Some(("AKIANOPE", &s)),
+        now_secs(),
+    )
+    .await;
     assert_eq!(r.error_type(), "UnrecognizedClientException");
-    let r = kms_request(addr, "TrentService.ListKeys", "{}", Some((&a, &s)), now_secs() - 600).await;
+    let r = kms_request(
+        addr,
+        "TrentService.ListKeys",
+        "{}",
+        Some((&a, &s)),
+        now_secs() - 600,
+    )
+    .await;
     assert_eq!(r.error_type(), "InvalidSignatureException");
-    assert!(r.json()["message"].as_str().unwrap().starts_with("Signature expired"));
-    let r = kms_request(addr, "TrentService.ListKeys", "{}", Some((&a, &s)), now_secs() + 600).await;
-    assert!(r.json()["message"].as_str().unwrap().starts_with("Signature not yet current"));
+    assert!(r.json()["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("Signature expired"));
+    let r = kms_request(
+        addr,
+        "TrentService.ListKeys",
+        "{}",
+        Some((&a, &s)),
+        now_secs() + 600,
+    )
+    .await;
+    assert!(r.json()["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("Signature not yet current"));
 
-    let r = kms_request(addr, "TrentService.ListKeys", "{}", Some((&a, &s)), now_secs()).await;
+    let r = kms_request(
+        addr,
+        "TrentService.ListKeys",
+        "{}",
+        Some((&a, &s)),
+        now_secs(),
+    )
+    .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.header("content-type"), Some("application/x-amz-json-1.1"));
     assert!(r.header("date").is_some());
-    assert_eq!(r.json(), serde_json::json!({"Keys": [], "Truncated": false}));
+    assert_eq!(
+        r.json(),
+        serde_json::json!({"Keys": [], "Truncated": false})
+    );
 
     let r = kms_request(addr, "TrentService.Nope", "{}", Some((&a, &s)), now_secs()).await;
     assert_eq!(r.error_type(), "UnknownOperationException");
     let r = kms_request(addr, "Other.ListKeys", "{}", Some((&a, &s)), now_secs()).await;
     assert_eq!(r.error_type(), "UnknownOperationException");
-    let r = kms_request(addr, "TrentService.GetParametersForImport", "{}", Some((&a, &s)), now_secs()).await;
+    let r = kms_request(
+        addr,
+        "TrentService.GetParametersForImport",
+        "{}",
+        Some((&a, &s)),
+        now_secs(),
+    )
+    .await;
     assert_eq!(r.error_type(), "UnsupportedOperationException");
 
     // Malformed Authorization headers.
     let host = addr.to_string();
-    for auth in ["AWS4-HMAC-SHA256", "Basic Zm9vOmJhcg==", "AWS4-HMAC-SHA256 Credential=x, SignedHeaders=host, Signature=00"] {
+    for auth in [
+        "AWS4-HMAC-SHA256",
+        "Basic Zm9vOmJhcg==",
+        "AWS4-HMAC-SHA256 Credential=x, SignedHeaders=host, Signature=00",
+    ] {
         let r = send(
             addr,
             &[
@@ -65,31 +125,100 @@ async fn validation_serialization_and_unknown_members() {
 
     let r = kms_request(addr, "TrentService.Encrypt", "{not json", creds, now_secs()).await;
     assert_eq!(r.error_type(), "SerializationException");
-    let r = kms_request(addr, "TrentService.Encrypt", r#"{"KeyId":5,"Plaintext":"aGk="}"#, creds, now_secs()).await;
+    let r = kms_request(
+        addr,
+        "TrentService.Encrypt",
+        r#"{"KeyId":5,"Plaintext":"aGk="}"#,
+        creds,
+        now_secs(),
+    )
+    .await;
     assert_eq!(r.error_type(), "SerializationException");
-    let r = kms_request(addr, "TrentService.Encrypt", r#"{"KeyId":"alias/x","Plaintext":"@@@"}"#, creds, now_secs()).await;
+    let r = kms_request(
+        addr,
+        "TrentService.Encrypt",
+        r#"{"KeyId":"alias/x","Plaintext":"@@@"}"#,
+        creds,
+        now_secs(),
+    )
+    .await;
     assert_eq!(r.error_type(), "SerializationException");
-    let r = kms_request(addr, "TrentService.Encrypt", r#"{"KeyId":"alias/x"}"#, creds, now_secs()).await;
+    let r = kms_request(
+        addr,
+        "TrentService.Encrypt",
+        r#"{"KeyId":"alias/x"}"#,
+        creds,
+        now_secs(),
+    )
+    .await;
     assert_eq!(r.error_type(), "ValidationException");
     assert_eq!(
         r.json()["message"],
         "1 validation error detected: Value null at 'plaintext' failed to satisfy constraint: Member must not be null"
     );
     let big = base64_of(&vec![0u8; 4097]);
-    let r = kms_request(addr, "TrentService.Encrypt", &format!(r#"{{"KeyId":"alias/x","Plaintext":"{big}"}}"#), creds, now_secs()).await;
+    let r = kms_request(
+        addr,
+        "TrentService.Encrypt",
+        &format!(r#"{{"KeyId":"alias/x","Plaintext":"{big}"}}"#),
+        creds,
+        now_secs(),
+    )
+    .await;
     assert_eq!(r.error_type(), "ValidationException");
-    let r = kms_request(addr, "TrentService.GenerateRandom", r#"{"NumberOfBytes":1025}"#, creds, now_secs()).await;
+    let r = kms_request(
+        addr,
+        "TrentService.GenerateRandom",
+        r#"{"NumberOfBytes":1025}"#,
+        creds,
+        now_secs(),
+    )
+    .await;
     assert_eq!(r.error_type(), "ValidationException");
-    let r = kms_request(addr, "TrentService.TagResource", r#"{"KeyId":"k","Tags":[{"TagKey":"a","TagValue":"b","Scope":"all"}]}"#, creds, now_secs()).await;
+    let r = kms_request(
+        addr,
+        "TrentService.TagResource",
+        r#"{"KeyId":"k","Tags":[{"TagKey":"a","TagValue":"b","Scope":"all"}]}"#,
+        creds,
+        now_secs(),
+    )
+    .await;
     assert_eq!(r.error_type(), "ValidationException", "{:?}", r.json());
     assert!(r.json()["message"].as_str().unwrap().contains("'Scope'"));
-    let r = kms_request(addr, "TrentService.CreateKey", r#"{"Description":"x","MysteryField":true}"#, creds, now_secs()).await;
+    let r = kms_request(
+        addr,
+        "TrentService.CreateKey",
+        r#"{"Description":"x","MysteryField":true}"#,
+        creds,
+        now_secs(),
+    )
+    .await;
     assert_eq!(r.error_type(), "ValidationException");
-    assert!(r.json()["message"].as_str().unwrap().contains("'MysteryField'"));
-    let r = kms_request(addr, "TrentService.ScheduleKeyDeletion", r#"{"KeyId":"1234abcd-12ab-34cd-56ef-1234567890ab","PendingWindowInDays":3}"#, creds, now_secs()).await;
+    assert!(r.json()["message"]
+        .as_str()
+        .unwrap()
+        .contains("'MysteryField'"));
+    let r = kms_request(
+        addr,
+        "TrentService.ScheduleKeyDeletion",
+        r#"{"KeyId":"1234abcd-12ab-34cd-56ef-1234567890ab","PendingWindowInDays":3}"#,
+        creds,
+        now_secs(),
+    )
+    .await;
     assert_eq!(r.error_type(), "ValidationException");
-    let r = kms_request(addr, "TrentService.DescribeKey", r#"{"KeyId":"1234abcd-12ab-34cd-56ef-1234567890ab"}"#, creds, now_secs()).await;
-    assert_eq!((r.status, r.error_type().as_str()), (404, "NotFoundException"));
+    let r = kms_request(
+        addr,
+        "TrentService.DescribeKey",
+        r#"{"KeyId":"1234abcd-12ab-34cd-56ef-1234567890ab"}"#,
+        creds,
+        now_secs(),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.error_type().as_str()),
+        (404, "NotFoundException")
+    );
     // An empty body is accepted as {} for operations without required members.
     let r = kms_request(addr, "TrentService.ListAliases", "", creds, now_secs()).await;
     assert_eq!(r.status, 200);
@@ -103,9 +232,18 @@ async fn sts_get_caller_identity() {
     let body = "Action=GetCallerIdentity&Version=2011-06-15";
     let mut headers = vec![
         ("host".to_owned(), addr.to_string()),
-        ("content-type".to_owned(), "application/x-www-form-urlencoded; charset=utf-8".to_owned()),
+        (
+            "content-type".to_owned(),
+            "application/x-www-form-urlencoded; charset=utf-8".to_owned(),
+        ),
     ];
-    let parts = kmsd::sigv4::RequestParts { method: "POST", path: "/", query: "", headers: headers.clone(), body: body.as_bytes() };
+    let parts = kmsd::sigv4::RequestParts {
+        method: "POST",
+        path: "/",
+        query: "",
+        headers: headers.clone(),
+        body: body.as_bytes(),
+    };
     headers.extend(kmsd::sigv4::sign(&parts, &a, &s, "us-east-1", "sts", now_secs()).unwrap());
     let r = send(addr, &headers, body.as_bytes()).await;
     let text = String::from_utf8(r.body).unwrap();
@@ -144,28 +282,73 @@ async fn malformed_requests_never_crash_the_server() {
     let good = r#"{"KeyId":"alias/x","Plaintext":"aGVsbG8=","EncryptionContext":{"a":"b"}}"#;
     for cut in 0..good.len() {
         let body = &good[..cut];
-        let r = kms_request(addr, "TrentService.Encrypt", body, Some((&a, &s)), now_secs()).await;
+        let r = kms_request(
+            addr,
+            "TrentService.Encrypt",
+            body,
+            Some((&a, &s)),
+            now_secs(),
+        )
+        .await;
         assert!(r.status >= 400 && r.status < 500, "cut {cut}: {}", r.status);
     }
     for weird in [
-        r#"[]"#, r#"null"#, r#""str""#, r#"{"KeyId":null,"Plaintext":null}"#, r#"{"KeyId":{"a":1}}"#,
-        r#"{"KeyId":"\ud800"}"#, r#"{"EncryptionContext":{"a":1}}"#, r#"{"GrantTokens":"x"}"#, r#"{"KeyId":"arn:aws:kms:::key/"}"#,
+        r#"[]"#,
+        r#"null"#,
+        r#""str""#,
+        r#"{"KeyId":null,"Plaintext":null}"#,
+        r#"{"KeyId":{"a":1}}"#,
+        r#"{"KeyId":"\ud800"}"#,
+        r#"{"EncryptionContext":{"a":1}}"#,
+        r#"{"GrantTokens":"x"}"#,
+        r#"{"KeyId":"arn:aws:kms:::key/"}"#,
         r#"{"KeyId":"arn:aws:kms:us-east-1:111122223333:alias/"}"#,
     ] {
-        for op in ["Encrypt", "Decrypt", "CreateKey", "ListKeys", "CreateAlias", "TagResource", "GenerateDataKey"] {
-            let r = kms_request(addr, &format!("TrentService.{op}"), weird, Some((&a, &s)), now_secs()).await;
-            assert!(r.status >= 400 && r.status < 500, "{op} {weird}: {} {:?}", r.status, r.json());
+        for op in [
+            "Encrypt",
+            "Decrypt",
+            "CreateKey",
+            "ListKeys",
+            "CreateAlias",
+            "TagResource",
+            "GenerateDataKey",
+        ] {
+            let r = kms_request(
+                addr,
+                &format!("TrentService.{op}"),
+                weird,
+                Some((&a, &s)),
+                now_secs(),
+            )
+            .await;
+            assert!(
+                r.status >= 400 && r.status < 500,
+                "{op} {weird}: {} {:?}",
+                r.status,
+                r.json()
+            );
         }
     }
     // Incomplete requests make the server wait for more bytes; send them all at once and give
     // each a bounded wait.
     let tasks: Vec<_> = cases
         .into_iter()
-        .map(|c| tokio::spawn(async move { tokio::time::timeout(std::time::Duration::from_secs(3), common::raw(addr, &c)).await }))
+        .map(|c| {
+            tokio::spawn(async move {
+                tokio::time::timeout(std::time::Duration::from_secs(3), common::raw(addr, &c)).await
+            })
+        })
         .collect();
     for t in tasks {
         let _ = t.await;
     }
-    let r = kms_request(addr, "TrentService.ListKeys", "{}", Some((&a, &s)), now_secs()).await;
+    let r = kms_request(
+        addr,
+        "TrentService.ListKeys",
+        "{}",
+        Some((&a, &s)),
+        now_secs(),
+    )
+    .await;
     assert_eq!(r.status, 200, "server still serves after the garbage");
 }

@@ -14,10 +14,16 @@ const MAX_ALIASES_PER_KEY: usize = 50;
 
 fn check_alias_name(name: &str) -> Result<(), KmsError> {
     let Some(rest) = name.strip_prefix("alias/") else {
-        return Err(KmsError::new(ErrorCode::InvalidAliasNameException, format!("Alias '{name}' must begin with 'alias/'")));
+        return Err(KmsError::new(
+            ErrorCode::InvalidAliasNameException,
+            format!("Alias '{name}' must begin with 'alias/'"),
+        ));
     };
     if rest.is_empty() {
-        return Err(KmsError::new(ErrorCode::InvalidAliasNameException, "The alias name after 'alias/' must not be empty"));
+        return Err(KmsError::new(
+            ErrorCode::InvalidAliasNameException,
+            "The alias name after 'alias/' must not be empty",
+        ));
     }
     if name.starts_with("alias/aws/") {
         return Err(KmsError::new(
@@ -31,11 +37,18 @@ fn check_alias_name(name: &str) -> Result<(), KmsError> {
 impl Service {
     /// Resolves an alias target for Create/UpdateAlias: key id or key ARN of a customer key that
     /// is not pending deletion.
-    fn alias_target_key(&self, caller: &Caller, target: &str) -> Result<crate::model::KeyRecord, KmsError> {
+    fn alias_target_key(
+        &self,
+        caller: &Caller,
+        target: &str,
+    ) -> Result<crate::model::KeyRecord, KmsError> {
         let id = self.resolve(caller, target, false)?;
-        let k = self
-            .load_key(&caller.region, &id)?
-            .ok_or_else(|| KmsError::new(ErrorCode::NotFoundException, format!("Key '{target}' does not exist")))?;
+        let k = self.load_key(&caller.region, &id)?.ok_or_else(|| {
+            KmsError::new(
+                ErrorCode::NotFoundException,
+                format!("Key '{target}' does not exist"),
+            )
+        })?;
         if k.state == "PendingDeletion" {
             return Err(invalid_state(&k, "PendingDeletion"));
         }
@@ -45,21 +58,39 @@ impl Service {
     fn alias_count(&self, caller: &Caller, key_id: &str) -> Result<usize, KmsError> {
         Ok(self
             .store
-            .list_aliases(&caller.account, &caller.region, Some(key_id), None, MAX_ALIASES_PER_KEY + 1)
+            .list_aliases(
+                &caller.account,
+                &caller.region,
+                Some(key_id),
+                None,
+                MAX_ALIASES_PER_KEY + 1,
+            )
             .map_err(internal)?
             .len())
     }
 
     /// CreateAlias.
-    pub async fn create_alias(&self, caller: &Caller, r: CreateAliasRequest) -> Result<(), KmsError> {
+    pub async fn create_alias(
+        &self,
+        caller: &Caller,
+        r: CreateAliasRequest,
+    ) -> Result<(), KmsError> {
         let name = r.alias_name.unwrap_or_default();
         check_alias_name(&name)?;
         let _guard = self.write_lock.lock().await;
         let key = self.alias_target_key(caller, r.target_key_id.as_deref().unwrap_or_default())?;
-        if self.store.get_alias(&caller.account, &caller.region, &name).map_err(internal)?.is_some() {
+        if self
+            .store
+            .get_alias(&caller.account, &caller.region, &name)
+            .map_err(internal)?
+            .is_some()
+        {
             return Err(KmsError::new(
                 ErrorCode::AlreadyExistsException,
-                format!("An alias with the name arn:aws:kms:{}:{}:{name} already exists", caller.region, caller.account),
+                format!(
+                    "An alias with the name arn:aws:kms:{}:{}:{name} already exists",
+                    caller.region, caller.account
+                ),
             ));
         }
         if self.alias_count(caller, &key.key_id)? >= MAX_ALIASES_PER_KEY {
@@ -81,18 +112,30 @@ impl Service {
     }
 
     /// UpdateAlias: points an existing alias at another key of the same type and usage.
-    pub async fn update_alias(&self, caller: &Caller, r: UpdateAliasRequest) -> Result<(), KmsError> {
+    pub async fn update_alias(
+        &self,
+        caller: &Caller,
+        r: UpdateAliasRequest,
+    ) -> Result<(), KmsError> {
         let name = r.alias_name.unwrap_or_default();
         let _guard = self.write_lock.lock().await;
-        let mut alias = self.store.get_alias(&caller.account, &caller.region, &name).map_err(internal)?.ok_or_else(|| {
-            KmsError::new(
-                ErrorCode::NotFoundException,
-                format!("Alias arn:aws:kms:{}:{}:{name} is not found.", caller.region, caller.account),
-            )
-        })?;
+        let mut alias = self
+            .store
+            .get_alias(&caller.account, &caller.region, &name)
+            .map_err(internal)?
+            .ok_or_else(|| {
+                KmsError::new(
+                    ErrorCode::NotFoundException,
+                    format!(
+                        "Alias arn:aws:kms:{}:{}:{name} is not found.",
+                        caller.region, caller.account
+                    ),
+                )
+            })?;
         let key = self.alias_target_key(caller, r.target_key_id.as_deref().unwrap_or_default())?;
         if let Some(old) = self.load_key(&caller.region, &alias.target_key_id)? {
-            if old.key_usage != key.key_usage || old.key_spec.starts_with("HMAC") != key.key_spec.starts_with("HMAC")
+            if old.key_usage != key.key_usage
+                || old.key_spec.starts_with("HMAC") != key.key_spec.starts_with("HMAC")
                 || (old.key_spec == "SYMMETRIC_DEFAULT") != (key.key_spec == "SYMMETRIC_DEFAULT")
             {
                 return Err(KmsError::new(
@@ -102,7 +145,9 @@ impl Service {
                 ));
             }
         }
-        if alias.target_key_id != key.key_id && self.alias_count(caller, &key.key_id)? >= MAX_ALIASES_PER_KEY {
+        if alias.target_key_id != key.key_id
+            && self.alias_count(caller, &key.key_id)? >= MAX_ALIASES_PER_KEY
+        {
             return Err(KmsError::new(
                 ErrorCode::LimitExceededException,
                 format!("{} already has {MAX_ALIASES_PER_KEY} aliases", key.arn()),
@@ -114,21 +159,41 @@ impl Service {
     }
 
     /// DeleteAlias.
-    pub async fn delete_alias(&self, caller: &Caller, r: DeleteAliasRequest) -> Result<(), KmsError> {
+    pub async fn delete_alias(
+        &self,
+        caller: &Caller,
+        r: DeleteAliasRequest,
+    ) -> Result<(), KmsError> {
         let name = r.alias_name.unwrap_or_default();
         let _guard = self.write_lock.lock().await;
-        if self.store.get_alias(&caller.account, &caller.region, &name).map_err(internal)?.is_none() {
+        if self
+            .store
+            .get_alias(&caller.account, &caller.region, &name)
+            .map_err(internal)?
+            .is_none()
+        {
             return Err(KmsError::new(
                 ErrorCode::NotFoundException,
-                format!("Alias arn:aws:kms:{}:{}:{name} is not found.", caller.region, caller.account),
+                format!(
+                    "Alias arn:aws:kms:{}:{}:{name} is not found.",
+                    caller.region, caller.account
+                ),
             ));
         }
-        self.commit(vec![WriteOp::DeleteAlias { account: caller.account.clone(), region: caller.region.clone(), name }])
-            .await
+        self.commit(vec![WriteOp::DeleteAlias {
+            account: caller.account.clone(),
+            region: caller.region.clone(),
+            name,
+        }])
+        .await
     }
 
     /// ListAliases, sorted by name, optionally for one key.
-    pub async fn list_aliases(&self, caller: &Caller, r: ListAliasesRequest) -> Result<ListAliasesResponse, KmsError> {
+    pub async fn list_aliases(
+        &self,
+        caller: &Caller,
+        r: ListAliasesRequest,
+    ) -> Result<ListAliasesResponse, KmsError> {
         let limit = page_limit(r.limit, 100, 50)?;
         let after = decode_marker(r.marker.as_deref())?;
         let target = match r.key_id.as_deref() {
@@ -137,12 +202,22 @@ impl Service {
         };
         let mut aliases = self
             .store
-            .list_aliases(&caller.account, &caller.region, target.as_deref(), after.as_deref(), limit + 1)
+            .list_aliases(
+                &caller.account,
+                &caller.region,
+                target.as_deref(),
+                after.as_deref(),
+                limit + 1,
+            )
             .map_err(internal)?;
         let truncated = aliases.len() > limit;
         aliases.truncate(limit);
         Ok(ListAliasesResponse {
-            next_marker: if truncated { aliases.last().map(|a| encode_marker(&a.name)) } else { None },
+            next_marker: if truncated {
+                aliases.last().map(|a| encode_marker(&a.name))
+            } else {
+                None
+            },
             truncated: Some(truncated),
             aliases: Some(
                 aliases

@@ -19,14 +19,22 @@ fn check_usable(k: &CachedKey) -> Result<(), KmsError> {
     match r.state.as_str() {
         "Enabled" => {}
         "Disabled" => {
-            return Err(KmsError::new(ErrorCode::DisabledException, format!("{} is disabled.", r.arn())));
+            return Err(KmsError::new(
+                ErrorCode::DisabledException,
+                format!("{} is disabled.", r.arn()),
+            ));
         }
         other => return Err(invalid_state(r, other)),
     }
     if r.key_usage != "ENCRYPT_DECRYPT" || r.key_spec != "SYMMETRIC_DEFAULT" {
         return Err(KmsError::new(
             ErrorCode::InvalidKeyUsageException,
-            format!("{} key usage is {} and spec is {}: it cannot do symmetric encryption", r.arn(), r.key_usage, r.key_spec),
+            format!(
+                "{} key usage is {} and spec is {}: it cannot do symmetric encryption",
+                r.arn(),
+                r.key_usage,
+                r.key_spec
+            ),
         ));
     }
     Ok(())
@@ -53,7 +61,10 @@ fn no_recipient(recipient: Option<&RecipientInfo>) -> Result<(), KmsError> {
 }
 
 fn invalid_ciphertext() -> KmsError {
-    KmsError::new(ErrorCode::InvalidCiphertextException, "The ciphertext is invalid, or its encryption context does not match")
+    KmsError::new(
+        ErrorCode::InvalidCiphertextException,
+        "The ciphertext is invalid, or its encryption context does not match",
+    )
 }
 
 /// What a successful symmetric decryption yields.
@@ -65,19 +76,33 @@ struct Opened {
 
 impl Service {
     /// Encrypts under the key's current material; returns (ciphertext blob, KeyMaterialId).
-    fn seal(&self, k: &CachedKey, context: Option<&BTreeMap<String, String>>, plaintext: &[u8])
-        -> Result<(Vec<u8>, String), KmsError> {
-        let m = k.record.current_material().ok_or_else(|| internal("key without material"))?;
+    fn seal(
+        &self,
+        k: &CachedKey,
+        context: Option<&BTreeMap<String, String>>,
+        plaintext: &[u8],
+    ) -> Result<(Vec<u8>, String), KmsError> {
+        let m = k
+            .record
+            .current_material()
+            .ok_or_else(|| internal("key without material"))?;
         let material_id: [u8; 16] = hex::decode(&m.material_id)
             .ok()
             .and_then(|v| v.try_into().ok())
             .ok_or_else(|| internal("bad material id"))?;
-        let key_id = envelope::key_id_bytes(&k.record.key_id).ok_or_else(|| internal("bad key id"))?;
-        let cipher = k.ciphers.get(&material_id).ok_or_else(|| internal("material not loaded"))?;
+        let key_id =
+            envelope::key_id_bytes(&k.record.key_id).ok_or_else(|| internal("bad key id"))?;
+        let cipher = k
+            .ciphers
+            .get(&material_id)
+            .ok_or_else(|| internal("material not loaded"))?;
         let header = envelope::header(&key_id, &material_id);
         let aad = envelope::aad(&header, context);
         let (iv, ct) = cipher.seal(&aad, plaintext).map_err(internal)?;
-        Ok((envelope::assemble(&header, &iv, &ct), m.key_material_id.clone()))
+        Ok((
+            envelope::assemble(&header, &iv, &ct),
+            m.key_material_id.clone(),
+        ))
     }
 
     /// Opens a symmetric ciphertext blob. `expected_key`: the KeyId the caller named, if any.
@@ -113,18 +138,37 @@ impl Service {
         }
         check_usable(&key)?;
         check_algorithm(&key, algorithm)?;
-        let cipher = key.ciphers.get(&env.material_id).ok_or_else(invalid_ciphertext)?;
+        let cipher = key
+            .ciphers
+            .get(&env.material_id)
+            .ok_or_else(invalid_ciphertext)?;
         let plaintext = cipher
-            .open(env.iv, &envelope::aad(env.header, context), env.ciphertext_and_tag)
+            .open(
+                env.iv,
+                &envelope::aad(env.header, context),
+                env.ciphertext_and_tag,
+            )
             .map_err(|_| invalid_ciphertext())?;
         let material_hex = hex::encode(env.material_id);
-        let key_material_id =
-            key.record.materials.iter().find(|m| m.material_id == material_hex).map(|m| m.key_material_id.clone());
-        Ok(Opened { key, plaintext, key_material_id })
+        let key_material_id = key
+            .record
+            .materials
+            .iter()
+            .find(|m| m.material_id == material_hex)
+            .map(|m| m.key_material_id.clone());
+        Ok(Opened {
+            key,
+            plaintext,
+            key_material_id,
+        })
     }
 
     /// Encrypt.
-    pub async fn encrypt(&self, caller: &Caller, r: EncryptRequest) -> Result<EncryptResponse, KmsError> {
+    pub async fn encrypt(
+        &self,
+        caller: &Caller,
+        r: EncryptRequest,
+    ) -> Result<EncryptResponse, KmsError> {
         check_grant_tokens(r.grant_tokens.as_ref())?;
         let k = self.resolve_cached(caller, r.key_id.as_deref().unwrap_or_default(), true)?;
         check_usable(&k)?;
@@ -142,11 +186,17 @@ impl Service {
     }
 
     /// Decrypt (KeyId optional for symmetric ciphertexts).
-    pub async fn decrypt(&self, caller: &Caller, r: DecryptRequest) -> Result<DecryptResponse, KmsError> {
+    pub async fn decrypt(
+        &self,
+        caller: &Caller,
+        r: DecryptRequest,
+    ) -> Result<DecryptResponse, KmsError> {
         check_grant_tokens(r.grant_tokens.as_ref())?;
         no_recipient(r.recipient.as_ref())?;
         let ignore_ciphertext = r.dry_run == Some(true)
-            && r.dry_run_modifiers.as_ref().is_some_and(|m| m.iter().any(|x| x == "IGNORE_CIPHERTEXT"));
+            && r.dry_run_modifiers
+                .as_ref()
+                .is_some_and(|m| m.iter().any(|x| x == "IGNORE_CIPHERTEXT"));
         let Some(blob) = r.ciphertext_blob.as_ref() else {
             if ignore_ciphertext {
                 if let Some(id) = r.key_id.as_deref() {
@@ -160,8 +210,13 @@ impl Service {
                 "1 validation error detected: Value null at 'ciphertextBlob' failed to satisfy constraint: Member must not be null",
             ));
         };
-        let opened =
-            self.open(caller, blob.as_bytes(), r.encryption_context.as_ref(), r.key_id.as_deref(), r.encryption_algorithm.as_deref())?;
+        let opened = self.open(
+            caller,
+            blob.as_bytes(),
+            r.encryption_context.as_ref(),
+            r.key_id.as_deref(),
+            r.encryption_algorithm.as_deref(),
+        )?;
         if r.dry_run == Some(true) {
             return Err(dry_run_succeeded());
         }
@@ -175,9 +230,17 @@ impl Service {
     }
 
     /// ReEncrypt: decrypt under the source key, encrypt under the destination key, inside kmsd.
-    pub async fn re_encrypt(&self, caller: &Caller, r: ReEncryptRequest) -> Result<ReEncryptResponse, KmsError> {
+    pub async fn re_encrypt(
+        &self,
+        caller: &Caller,
+        r: ReEncryptRequest,
+    ) -> Result<ReEncryptResponse, KmsError> {
         check_grant_tokens(r.grant_tokens.as_ref())?;
-        let dest = self.resolve_cached(caller, r.destination_key_id.as_deref().unwrap_or_default(), true)?;
+        let dest = self.resolve_cached(
+            caller,
+            r.destination_key_id.as_deref().unwrap_or_default(),
+            true,
+        )?;
         check_usable(&dest)?;
         check_algorithm(&dest, r.destination_encryption_algorithm.as_deref())?;
         let Some(blob) = r.ciphertext_blob.as_ref() else {
@@ -196,7 +259,11 @@ impl Service {
         if r.dry_run == Some(true) {
             return Err(dry_run_succeeded());
         }
-        let (out, dest_material) = self.seal(&dest, r.destination_encryption_context.as_ref(), &opened.plaintext)?;
+        let (out, dest_material) = self.seal(
+            &dest,
+            r.destination_encryption_context.as_ref(),
+            &opened.plaintext,
+        )?;
         Ok(ReEncryptResponse {
             ciphertext_blob: Some(Blob::new(out)),
             source_key_id: Some(opened.key.record.arn()),
@@ -229,7 +296,10 @@ impl Service {
                 ));
             }
             (Some(other), None) => {
-                return Err(KmsError::new(ErrorCode::ValidationException, format!("Unknown data key spec {other}")));
+                return Err(KmsError::new(
+                    ErrorCode::ValidationException,
+                    format!("Unknown data key spec {other}"),
+                ));
             }
         };
         let k = self.resolve_cached(caller, key_id.unwrap_or_default(), true)?;
@@ -243,7 +313,11 @@ impl Service {
     }
 
     /// GenerateDataKey.
-    pub async fn generate_data_key(&self, caller: &Caller, r: GenerateDataKeyRequest) -> Result<GenerateDataKeyResponse, KmsError> {
+    pub async fn generate_data_key(
+        &self,
+        caller: &Caller,
+        r: GenerateDataKeyRequest,
+    ) -> Result<GenerateDataKeyResponse, KmsError> {
         check_grant_tokens(r.grant_tokens.as_ref())?;
         no_recipient(r.recipient.as_ref())?;
         let (k, data_key, blob, material) = self.generate_data_key_inner(
@@ -286,7 +360,11 @@ impl Service {
     }
 
     /// GenerateRandom.
-    pub async fn generate_random(&self, _caller: &Caller, r: GenerateRandomRequest) -> Result<GenerateRandomResponse, KmsError> {
+    pub async fn generate_random(
+        &self,
+        _caller: &Caller,
+        r: GenerateRandomRequest,
+    ) -> Result<GenerateRandomResponse, KmsError> {
         no_recipient(r.recipient.as_ref())?;
         if let Some(id) = &r.custom_key_store_id {
             return Err(KmsError::new(
@@ -301,6 +379,9 @@ impl Service {
             )
         })?;
         let bytes = kms_crypto::random_bytes(n as usize).map_err(internal)?;
-        Ok(GenerateRandomResponse { plaintext: Some(Blob::new(bytes.to_vec())), ciphertext_for_recipient: None })
+        Ok(GenerateRandomResponse {
+            plaintext: Some(Blob::new(bytes.to_vec())),
+            ciphertext_for_recipient: None,
+        })
     }
 }

@@ -24,10 +24,30 @@ pub fn is_model_operation(op: &str) -> bool {
 
 /// Operations kmsd implements today (the README's table is built from the same list).
 pub const SUPPORTED_OPERATIONS: &[&str] = &[
-    "CancelKeyDeletion", "CreateAlias", "CreateKey", "Decrypt", "DeleteAlias", "DescribeKey", "DisableKey",
-    "EnableKey", "Encrypt", "GenerateDataKey", "GenerateDataKeyWithoutPlaintext", "GenerateRandom", "GetKeyPolicy",
-    "ListAliases", "ListKeyPolicies", "ListKeys", "ListResourceTags", "PutKeyPolicy", "ReEncrypt",
-    "ScheduleKeyDeletion", "TagResource", "UntagResource", "UpdateAlias", "UpdateKeyDescription",
+    "CancelKeyDeletion",
+    "CreateAlias",
+    "CreateKey",
+    "Decrypt",
+    "DeleteAlias",
+    "DescribeKey",
+    "DisableKey",
+    "EnableKey",
+    "Encrypt",
+    "GenerateDataKey",
+    "GenerateDataKeyWithoutPlaintext",
+    "GenerateRandom",
+    "GetKeyPolicy",
+    "ListAliases",
+    "ListKeyPolicies",
+    "ListKeys",
+    "ListResourceTags",
+    "PutKeyPolicy",
+    "ReEncrypt",
+    "ScheduleKeyDeletion",
+    "TagResource",
+    "UntagResource",
+    "UpdateAlias",
+    "UpdateKeyDescription",
 ];
 
 impl Service {
@@ -35,34 +55,67 @@ impl Service {
     ///
     /// Unknown names give `UnknownOperationException`; model operations kmsd does not implement
     /// yet give `UnsupportedOperationException`, never a made-up answer.
-    pub async fn dispatch(&self, caller: &Caller, op: &str, body: &[u8]) -> Result<Vec<u8>, KmsError> {
+    pub async fn dispatch(
+        &self,
+        caller: &Caller,
+        op: &str,
+        body: &[u8],
+    ) -> Result<Vec<u8>, KmsError> {
         let empty = || Ok(b"{}".to_vec());
         match op {
             "CreateKey" => json(self.create_key(caller, input(body)?).await?),
             "DescribeKey" => json(self.describe_key(caller, input(body)?).await?),
             "ListKeys" => json(self.list_keys(caller, input(body)?).await?),
-            "EnableKey" => self.enable_key(caller, input(body)?).await.and_then(|_| empty()),
-            "DisableKey" => self.disable_key(caller, input(body)?).await.and_then(|_| empty()),
+            "EnableKey" => self
+                .enable_key(caller, input(body)?)
+                .await
+                .and_then(|_| empty()),
+            "DisableKey" => self
+                .disable_key(caller, input(body)?)
+                .await
+                .and_then(|_| empty()),
             "ScheduleKeyDeletion" => json(self.schedule_key_deletion(caller, input(body)?).await?),
             "CancelKeyDeletion" => json(self.cancel_key_deletion(caller, input(body)?).await?),
-            "UpdateKeyDescription" => self.update_key_description(caller, input(body)?).await.and_then(|_| empty()),
+            "UpdateKeyDescription" => self
+                .update_key_description(caller, input(body)?)
+                .await
+                .and_then(|_| empty()),
             "Encrypt" => json(self.encrypt(caller, input(body)?).await?),
             "Decrypt" => json(self.decrypt(caller, input(body)?).await?),
             "ReEncrypt" => json(self.re_encrypt(caller, input(body)?).await?),
             "GenerateDataKey" => json(self.generate_data_key(caller, input(body)?).await?),
-            "GenerateDataKeyWithoutPlaintext" => {
-                json(self.generate_data_key_without_plaintext(caller, input(body)?).await?)
-            }
+            "GenerateDataKeyWithoutPlaintext" => json(
+                self.generate_data_key_without_plaintext(caller, input(body)?)
+                    .await?,
+            ),
             "GenerateRandom" => json(self.generate_random(caller, input(body)?).await?),
-            "CreateAlias" => self.create_alias(caller, input(body)?).await.and_then(|_| empty()),
-            "UpdateAlias" => self.update_alias(caller, input(body)?).await.and_then(|_| empty()),
-            "DeleteAlias" => self.delete_alias(caller, input(body)?).await.and_then(|_| empty()),
+            "CreateAlias" => self
+                .create_alias(caller, input(body)?)
+                .await
+                .and_then(|_| empty()),
+            "UpdateAlias" => self
+                .update_alias(caller, input(body)?)
+                .await
+                .and_then(|_| empty()),
+            "DeleteAlias" => self
+                .delete_alias(caller, input(body)?)
+                .await
+                .and_then(|_| empty()),
             "ListAliases" => json(self.list_aliases(caller, input(body)?).await?),
-            "TagResource" => self.tag_resource(caller, input(body)?).await.and_then(|_| empty()),
-            "UntagResource" => self.untag_resource(caller, input(body)?).await.and_then(|_| empty()),
+            "TagResource" => self
+                .tag_resource(caller, input(body)?)
+                .await
+                .and_then(|_| empty()),
+            "UntagResource" => self
+                .untag_resource(caller, input(body)?)
+                .await
+                .and_then(|_| empty()),
             "ListResourceTags" => json(self.list_resource_tags(caller, input(body)?).await?),
             "GetKeyPolicy" => json(self.get_key_policy(caller, input(body)?).await?),
-            "PutKeyPolicy" => self.put_key_policy(caller, input(body)?).await.and_then(|_| empty()),
+            "PutKeyPolicy" => self
+                .put_key_policy(caller, input(body)?)
+                .await
+                .and_then(|_| empty()),
             "ListKeyPolicies" => json(self.list_key_policies(caller, input(body)?).await?),
             other if is_model_operation(other) => Err(KmsError::new(
                 ErrorCode::UnsupportedOperationException,

@@ -27,33 +27,51 @@ pub(super) fn key_metadata(k: &KeyRecord) -> KeyMetadata {
         description: Some(k.description.clone()),
         key_usage: Some(k.key_usage.clone()),
         key_state: Some(k.state.clone()),
-        deletion_date: if k.state == "PendingDeletion" { k.deletion_date_ms.map(ts) } else { None },
+        deletion_date: if k.state == "PendingDeletion" {
+            k.deletion_date_ms.map(ts)
+        } else {
+            None
+        },
         origin: Some(k.origin.clone()),
         key_manager: Some("CUSTOMER".into()),
-        customer_master_key_spec: CustomerMasterKeySpec::parse(&k.key_spec).map(|s| s.as_str().to_owned()),
+        customer_master_key_spec: CustomerMasterKeySpec::parse(&k.key_spec)
+            .map(|s| s.as_str().to_owned()),
         key_spec: Some(k.key_spec.clone()),
         encryption_algorithms: symmetric.then(|| vec!["SYMMETRIC_DEFAULT".to_owned()]),
         multi_region: Some(k.multi_region),
-        current_key_material_id: if symmetric { k.current_material().map(|m| m.key_material_id.clone()) } else { None },
+        current_key_material_id: if symmetric {
+            k.current_material().map(|m| m.key_material_id.clone())
+        } else {
+            None
+        },
         ..Default::default()
     }
 }
 
 /// The `KeyMaterialId` for a material id: a digest of public values only.
 fn key_material_id(key_id: &str, material_id: &str) -> String {
-    hex::encode(kms_crypto::sha256(format!("kmsd-key-material-id|{key_id}|{material_id}").as_bytes()))
+    hex::encode(kms_crypto::sha256(
+        format!("kmsd-key-material-id|{key_id}|{material_id}").as_bytes(),
+    ))
 }
 
 impl Service {
     /// CreateKey (symmetric keys of origin AWS_KMS in the default key store).
-    pub async fn create_key(&self, caller: &Caller, r: CreateKeyRequest) -> Result<CreateKeyResponse, KmsError> {
+    pub async fn create_key(
+        &self,
+        caller: &Caller,
+        r: CreateKeyRequest,
+    ) -> Result<CreateKeyResponse, KmsError> {
         if r.key_spec.is_some() && r.customer_master_key_spec.is_some() {
             return Err(KmsError::new(
                 ErrorCode::ValidationException,
                 "You cannot specify KeySpec and CustomerMasterKeySpec in the same request. CustomerMasterKeySpec is deprecated; use KeySpec.",
             ));
         }
-        let spec = r.key_spec.or(r.customer_master_key_spec).unwrap_or_else(|| "SYMMETRIC_DEFAULT".into());
+        let spec = r
+            .key_spec
+            .or(r.customer_master_key_spec)
+            .unwrap_or_else(|| "SYMMETRIC_DEFAULT".into());
         let usage = r.key_usage.unwrap_or_else(|| "ENCRYPT_DECRYPT".into());
         let origin = r.origin.unwrap_or_else(|| "AWS_KMS".into());
         if spec != "SYMMETRIC_DEFAULT" {
@@ -83,7 +101,9 @@ impl Service {
         if origin != "AWS_KMS" {
             return Err(KmsError::new(
                 ErrorCode::UnsupportedOperationException,
-                format!("kmsd does not support Origin {origin} yet; only AWS_KMS keys can be created"),
+                format!(
+                    "kmsd does not support Origin {origin} yet; only AWS_KMS keys can be created"
+                ),
             ));
         }
         if r.multi_region == Some(true) {
@@ -99,13 +119,20 @@ impl Service {
             }
             None => default_key_policy(&caller.account),
         };
-        let tags = check_new_tags(&BTreeMap::new(), r.tags.as_deref().unwrap_or_default(), ErrorCode::TagException)?;
+        let tags = check_new_tags(
+            &BTreeMap::new(),
+            r.tags.as_deref().unwrap_or_default(),
+            ErrorCode::TagException,
+        )?;
 
         let key_id = uuid::Uuid::new_v4().to_string();
         let arn = key_arn(&caller.region, &caller.account, &key_id);
         let material_id = hex::encode(kms_crypto::random_array::<16>().map_err(internal)?);
         let material = kms_crypto::random_bytes(32).map_err(internal)?;
-        let sealed = self.root.seal(&sealing_aad(&arn, &material_id), &material).map_err(internal)?;
+        let sealed = self
+            .root
+            .seal(&sealing_aad(&arn, &material_id), &material)
+            .map_err(internal)?;
         let now = self.now_ms();
         let record = KeyRecord {
             account: caller.account.clone(),
@@ -130,18 +157,30 @@ impl Service {
             multi_region: false,
         };
         self.commit(vec![WriteOp::PutKey(record.clone())]).await?;
-        Ok(CreateKeyResponse { key_metadata: Some(key_metadata(&record)) })
+        Ok(CreateKeyResponse {
+            key_metadata: Some(key_metadata(&record)),
+        })
     }
 
     /// DescribeKey: any identifier, any state.
-    pub async fn describe_key(&self, caller: &Caller, r: DescribeKeyRequest) -> Result<DescribeKeyResponse, KmsError> {
+    pub async fn describe_key(
+        &self,
+        caller: &Caller,
+        r: DescribeKeyRequest,
+    ) -> Result<DescribeKeyResponse, KmsError> {
         super::check_grant_tokens(r.grant_tokens.as_ref())?;
         let k = self.resolve_cached(caller, r.key_id.as_deref().unwrap_or_default(), true)?;
-        Ok(DescribeKeyResponse { key_metadata: Some(key_metadata(&k.record)) })
+        Ok(DescribeKeyResponse {
+            key_metadata: Some(key_metadata(&k.record)),
+        })
     }
 
     /// ListKeys of the caller's account and Region, ordered by key id.
-    pub async fn list_keys(&self, caller: &Caller, r: ListKeysRequest) -> Result<ListKeysResponse, KmsError> {
+    pub async fn list_keys(
+        &self,
+        caller: &Caller,
+        r: ListKeysRequest,
+    ) -> Result<ListKeysResponse, KmsError> {
         let limit = page_limit(r.limit, 1000, 100)?;
         let after = decode_marker(r.marker.as_deref())?;
         let mut keys = self
@@ -151,11 +190,16 @@ impl Service {
         let truncated = keys.len() > limit;
         keys.truncate(limit);
         Ok(ListKeysResponse {
-            next_marker: truncated.then(|| keys.last().map(|k| encode_marker(&k.key_id))).flatten(),
+            next_marker: truncated
+                .then(|| keys.last().map(|k| encode_marker(&k.key_id)))
+                .flatten(),
             truncated: Some(truncated),
             keys: Some(
                 keys.iter()
-                    .map(|k| KeyListEntry { key_id: Some(k.key_id.clone()), key_arn: Some(k.arn()) })
+                    .map(|k| KeyListEntry {
+                        key_id: Some(k.key_id.clone()),
+                        key_arn: Some(k.arn()),
+                    })
                     .collect(),
             ),
         })
@@ -163,15 +207,22 @@ impl Service {
 
     /// EnableKey.
     pub async fn enable_key(&self, caller: &Caller, r: EnableKeyRequest) -> Result<(), KmsError> {
-        self.set_enabled(caller, r.key_id.as_deref().unwrap_or_default(), true).await
+        self.set_enabled(caller, r.key_id.as_deref().unwrap_or_default(), true)
+            .await
     }
 
     /// DisableKey.
     pub async fn disable_key(&self, caller: &Caller, r: DisableKeyRequest) -> Result<(), KmsError> {
-        self.set_enabled(caller, r.key_id.as_deref().unwrap_or_default(), false).await
+        self.set_enabled(caller, r.key_id.as_deref().unwrap_or_default(), false)
+            .await
     }
 
-    async fn set_enabled(&self, caller: &Caller, key_id: &str, enable: bool) -> Result<(), KmsError> {
+    async fn set_enabled(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        enable: bool,
+    ) -> Result<(), KmsError> {
         self.update_key(caller, key_id, |k| {
             match k.state.as_str() {
                 "Enabled" | "Disabled" => {}
@@ -231,7 +282,11 @@ impl Service {
                 if k.state != "PendingDeletion" {
                     return Err(KmsError::new(
                         ErrorCode::KMSInvalidStateException,
-                        format!("{} is not pending deletion (its state is {}).", k.arn(), k.state),
+                        format!(
+                            "{} is not pending deletion (its state is {}).",
+                            k.arn(),
+                            k.state
+                        ),
                     ));
                 }
                 k.state = "Disabled".into();
@@ -240,11 +295,17 @@ impl Service {
                 Ok(vec![])
             })
             .await?;
-        Ok(CancelKeyDeletionResponse { key_id: Some(k.arn()) })
+        Ok(CancelKeyDeletionResponse {
+            key_id: Some(k.arn()),
+        })
     }
 
     /// UpdateKeyDescription.
-    pub async fn update_key_description(&self, caller: &Caller, r: UpdateKeyDescriptionRequest) -> Result<(), KmsError> {
+    pub async fn update_key_description(
+        &self,
+        caller: &Caller,
+        r: UpdateKeyDescriptionRequest,
+    ) -> Result<(), KmsError> {
         let description = r.description.unwrap_or_default();
         self.update_key(caller, r.key_id.as_deref().unwrap_or_default(), |k| {
             reject_pending_deletion(k)?;
@@ -266,7 +327,10 @@ pub(super) fn invalid_state(k: &KeyRecord, state: &str) -> KmsError {
         "Updating" => "is being updated",
         _ => "is not in a valid state for this operation",
     };
-    KmsError::new(ErrorCode::KMSInvalidStateException, format!("{} {what}.", k.arn()))
+    KmsError::new(
+        ErrorCode::KMSInvalidStateException,
+        format!("{} {what}.", k.arn()),
+    )
 }
 
 /// Management operations that AWS refuses on keys pending deletion.

@@ -86,16 +86,25 @@ impl Service {
         for op in &ops {
             match op {
                 WriteOp::PutKey(k) => keys.push((k.region.clone(), k.key_id.clone())),
-                WriteOp::DeleteKey { region, key_id } => keys.push((region.clone(), key_id.clone())),
-                WriteOp::PutAlias(a) => aliases.push((a.account.clone(), a.region.clone(), a.name.clone())),
-                WriteOp::DeleteAlias { account, region, name } => {
-                    aliases.push((account.clone(), region.clone(), name.clone()))
+                WriteOp::DeleteKey { region, key_id } => {
+                    keys.push((region.clone(), key_id.clone()))
                 }
+                WriteOp::PutAlias(a) => {
+                    aliases.push((a.account.clone(), a.region.clone(), a.name.clone()))
+                }
+                WriteOp::DeleteAlias {
+                    account,
+                    region,
+                    name,
+                } => aliases.push((account.clone(), region.clone(), name.clone())),
                 WriteOp::PutAccessKey(_) | WriteOp::PutMeta { .. } => {}
             }
         }
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.apply(ops)).await.map_err(internal)?.map_err(internal)?;
+        tokio::task::spawn_blocking(move || store.apply(ops))
+            .await
+            .map_err(internal)?
+            .map_err(internal)?;
         if let Ok(mut c) = self.key_cache.write() {
             for k in keys {
                 c.remove(&k);
@@ -120,7 +129,9 @@ impl Service {
         if let Some(hit) = self.key_cache.read().ok().and_then(|c| c.get(&k).cloned()) {
             return Ok(Some(hit));
         }
-        let Some(record) = self.load_key(region, key_id)? else { return Ok(None) };
+        let Some(record) = self.load_key(region, key_id)? else {
+            return Ok(None);
+        };
         let arn = record.arn();
         let mut ciphers = HashMap::new();
         for m in &record.materials {
@@ -129,7 +140,10 @@ impl Service {
                 .and_then(|v| v.try_into().ok())
                 .ok_or_else(|| internal("bad material id in store"))?;
             let sealed = hex::decode(&m.sealed_hex).map_err(internal)?;
-            let material = self.root.open(&sealing_aad(&arn, &m.material_id), &sealed).map_err(internal)?;
+            let material = self
+                .root
+                .open(&sealing_aad(&arn, &m.material_id), &sealed)
+                .map_err(internal)?;
             ciphers.insert(id, Arc::new(AesGcmKey::new(&material).map_err(internal)?));
         }
         let entry = Arc::new(CachedKey { record, ciphers });
@@ -140,12 +154,26 @@ impl Service {
     }
 
     /// The target key id of an alias in the caller's account (cached).
-    fn alias_target(&self, account: &str, region: &str, name: &str) -> Result<Option<String>, KmsError> {
+    fn alias_target(
+        &self,
+        account: &str,
+        region: &str,
+        name: &str,
+    ) -> Result<Option<String>, KmsError> {
         let k = (account.to_owned(), region.to_owned(), name.to_owned());
-        if let Some(hit) = self.alias_cache.read().ok().and_then(|c| c.get(&k).cloned()) {
+        if let Some(hit) = self
+            .alias_cache
+            .read()
+            .ok()
+            .and_then(|c| c.get(&k).cloned())
+        {
             return Ok(hit);
         }
-        let target = self.store.get_alias(account, region, name).map_err(internal)?.map(|a| a.target_key_id);
+        let target = self
+            .store
+            .get_alias(account, region, name)
+            .map_err(internal)?
+            .map(|a| a.target_key_id);
         if let Ok(mut c) = self.alias_cache.write() {
             c.insert(k, target.clone());
         }
@@ -155,36 +183,68 @@ impl Service {
     /// Resolves a `KeyId` member to (region, key id) in the caller's Region, checking that the
     /// key belongs to the caller's account. Keys of other accounts are refused as their default
     /// key policy refuses them.
-    fn resolve(&self, caller: &Caller, key_id: &str, allow_alias: bool) -> Result<String, KmsError> {
+    fn resolve(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        allow_alias: bool,
+    ) -> Result<String, KmsError> {
         let r = parse_key_ref(key_id, allow_alias)?;
-        let not_found = || KmsError::new(ErrorCode::NotFoundException, format!("Key '{key_id}' does not exist"));
+        let not_found = || {
+            KmsError::new(
+                ErrorCode::NotFoundException,
+                format!("Key '{key_id}' does not exist"),
+            )
+        };
         let (account, id) = match r {
             KeyRef::Id(id) => (caller.account.clone(), id),
-            KeyRef::KeyArn { region, account, key_id: id } => {
+            KeyRef::KeyArn {
+                region,
+                account,
+                key_id: id,
+            } => {
                 if region != caller.region {
                     return Err(not_found());
                 }
                 (account, id)
             }
             KeyRef::AliasName(name) => {
-                let id = self.alias_target(&caller.account, &caller.region, &name)?.ok_or_else(|| {
-                    KmsError::new(
-                        ErrorCode::NotFoundException,
-                        format!("Alias arn:aws:kms:{}:{}:{name} is not found.", caller.region, caller.account),
-                    )
-                })?;
+                let id = self
+                    .alias_target(&caller.account, &caller.region, &name)?
+                    .ok_or_else(|| {
+                        KmsError::new(
+                            ErrorCode::NotFoundException,
+                            format!(
+                                "Alias arn:aws:kms:{}:{}:{name} is not found.",
+                                caller.region, caller.account
+                            ),
+                        )
+                    })?;
                 (caller.account.clone(), id)
             }
-            KeyRef::AliasArn { region, account, name } => {
-                let missing = || KmsError::new(ErrorCode::NotFoundException, format!("Alias {key_id} is not found."));
+            KeyRef::AliasArn {
+                region,
+                account,
+                name,
+            } => {
+                let missing = || {
+                    KmsError::new(
+                        ErrorCode::NotFoundException,
+                        format!("Alias {key_id} is not found."),
+                    )
+                };
                 if region != caller.region {
                     return Err(missing());
                 }
-                let id = self.alias_target(&account, &region, &name)?.ok_or_else(missing)?;
+                let id = self
+                    .alias_target(&account, &region, &name)?
+                    .ok_or_else(missing)?;
                 (account, id)
             }
         };
-        let entry = self.cached_key(&caller.region, &id)?.ok_or_else(not_found)?;
+        let entry = self
+            .cached_key(&caller.region, &id)?
+            .ok_or_else(not_found)?;
         if entry.record.account != account {
             return Err(not_found());
         }
@@ -195,23 +255,40 @@ impl Service {
     }
 
     /// Resolves and returns the cached key.
-    fn resolve_cached(&self, caller: &Caller, key_id: &str, allow_alias: bool) -> Result<Arc<CachedKey>, KmsError> {
+    fn resolve_cached(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        allow_alias: bool,
+    ) -> Result<Arc<CachedKey>, KmsError> {
         let id = self.resolve(caller, key_id, allow_alias)?;
-        self.cached_key(&caller.region, &id)?
-            .ok_or_else(|| KmsError::new(ErrorCode::NotFoundException, format!("Key '{key_id}' does not exist")))
+        self.cached_key(&caller.region, &id)?.ok_or_else(|| {
+            KmsError::new(
+                ErrorCode::NotFoundException,
+                format!("Key '{key_id}' does not exist"),
+            )
+        })
     }
 
     /// Read-modify-write of one key under the write lock. `f` returns extra writes to commit
     /// in the same transaction.
-    async fn update_key<F>(&self, caller: &Caller, key_id: &str, f: F) -> Result<KeyRecord, KmsError>
+    async fn update_key<F>(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        f: F,
+    ) -> Result<KeyRecord, KmsError>
     where
         F: FnOnce(&mut KeyRecord) -> Result<Vec<WriteOp>, KmsError>,
     {
         let _guard = self.write_lock.lock().await;
         let id = self.resolve(caller, key_id, false)?;
-        let mut record = self
-            .load_key(&caller.region, &id)?
-            .ok_or_else(|| KmsError::new(ErrorCode::NotFoundException, format!("Key '{key_id}' does not exist")))?;
+        let mut record = self.load_key(&caller.region, &id)?.ok_or_else(|| {
+            KmsError::new(
+                ErrorCode::NotFoundException,
+                format!("Key '{key_id}' does not exist"),
+            )
+        })?;
         let mut ops = f(&mut record)?;
         ops.insert(0, WriteOp::PutKey(record.clone()));
         self.commit(ops).await?;
@@ -244,7 +321,10 @@ fn check_grant_tokens(tokens: Option<&Vec<String>>) -> Result<(), KmsError> {
 
 /// The success signal of a `DryRun` request.
 fn dry_run_succeeded() -> KmsError {
-    KmsError::new(ErrorCode::DryRunOperationException, "The request would have succeeded, but the DryRun option is set.")
+    KmsError::new(
+        ErrorCode::DryRunOperationException,
+        "The request would have succeeded, but the DryRun option is set.",
+    )
 }
 
 /// Millisecond timestamp to the wire type.

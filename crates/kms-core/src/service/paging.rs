@@ -35,12 +35,23 @@ pub(super) fn decode_marker(marker: Option<&str>) -> Result<Option<String>, KmsE
 }
 
 /// Cuts a page out of a sorted list of items: (page, next marker).
-pub(super) fn page_of<T>(items: Vec<T>, after: Option<&str>, limit: usize, sort_key: impl Fn(&T) -> String)
-    -> (Vec<T>, Option<String>) {
-    let mut rest: Vec<T> = items.into_iter().filter(|i| after.is_none_or(|a| sort_key(i).as_str() > a)).collect();
+pub(super) fn page_of<T>(
+    items: Vec<T>,
+    after: Option<&str>,
+    limit: usize,
+    sort_key: impl Fn(&T) -> String,
+) -> (Vec<T>, Option<String>) {
+    let mut rest: Vec<T> = items
+        .into_iter()
+        .filter(|i| after.is_none_or(|a| sort_key(i).as_str() > a))
+        .collect();
     let truncated = rest.len() > limit;
     rest.truncate(limit);
-    let next = if truncated { rest.last().map(|i| encode_marker(&sort_key(i))) } else { None };
+    let next = if truncated {
+        rest.last().map(|i| encode_marker(&sort_key(i)))
+    } else {
+        None
+    };
     (rest, next)
 }
 
@@ -52,11 +63,20 @@ mod tests {
     fn markers_round_trip_and_foreign_ones_fail() {
         let m = encode_marker("abc");
         assert_eq!(decode_marker(Some(&m)).unwrap().as_deref(), Some("abc"));
-        assert_eq!(decode_marker(Some("garbage!")).unwrap_err().code, ErrorCode::InvalidMarkerException);
-        assert_eq!(page_limit(Some(0), 100, 50).unwrap_err().code, ErrorCode::ValidationException);
+        assert_eq!(
+            decode_marker(Some("garbage!")).unwrap_err().code,
+            ErrorCode::InvalidMarkerException
+        );
+        assert_eq!(
+            page_limit(Some(0), 100, 50).unwrap_err().code,
+            ErrorCode::ValidationException
+        );
         assert_eq!(page_limit(None, 100, 50).unwrap(), 50);
         let (p, next) = page_of(vec!["a", "b", "c"], Some("a"), 1, |s| s.to_string());
         assert_eq!(p, vec!["b"]);
-        assert_eq!(decode_marker(next.as_deref()).unwrap().as_deref(), Some("b"));
+        assert_eq!(
+            decode_marker(next.as_deref()).unwrap().as_deref(),
+            Some("b")
+        );
     }
 }

@@ -18,7 +18,10 @@ pub(super) fn default_key_policy(account: &str) -> String {
 }
 
 fn malformed(why: &str) -> KmsError {
-    KmsError::new(ErrorCode::MalformedPolicyDocumentException, format!("The new key policy is not valid: {why}"))
+    KmsError::new(
+        ErrorCode::MalformedPolicyDocumentException,
+        format!("The new key policy is not valid: {why}"),
+    )
 }
 
 /// Size quota and document shape: a JSON object whose `Statement` is an object or a non-empty
@@ -27,21 +30,33 @@ pub(super) fn check_policy_document(policy: &str) -> Result<(), KmsError> {
     if policy.len() > MAX_POLICY_BYTES {
         return Err(KmsError::new(
             ErrorCode::LimitExceededException,
-            format!("The key policy is {} bytes; the quota is {MAX_POLICY_BYTES} bytes", policy.len()),
+            format!(
+                "The key policy is {} bytes; the quota is {MAX_POLICY_BYTES} bytes",
+                policy.len()
+            ),
         ));
     }
-    let doc: serde_json::Value = serde_json::from_str(policy).map_err(|e| malformed(&format!("it is not JSON ({e})")))?;
-    let obj = doc.as_object().ok_or_else(|| malformed("it is not a JSON object"))?;
+    let doc: serde_json::Value =
+        serde_json::from_str(policy).map_err(|e| malformed(&format!("it is not JSON ({e})")))?;
+    let obj = doc
+        .as_object()
+        .ok_or_else(|| malformed("it is not a JSON object"))?;
     let statements: Vec<&serde_json::Value> = match obj.get("Statement") {
         Some(serde_json::Value::Array(list)) if !list.is_empty() => list.iter().collect(),
         Some(s @ serde_json::Value::Object(_)) => vec![s],
         _ => return Err(malformed("it has no Statement")),
     };
     for s in statements {
-        let s = s.as_object().ok_or_else(|| malformed("a Statement is not an object"))?;
+        let s = s
+            .as_object()
+            .ok_or_else(|| malformed("a Statement is not an object"))?;
         match s.get("Effect").and_then(|e| e.as_str()) {
             Some("Allow") | Some("Deny") => {}
-            _ => return Err(malformed("every Statement needs Effect \"Allow\" or \"Deny\"")),
+            _ => {
+                return Err(malformed(
+                    "every Statement needs Effect \"Allow\" or \"Deny\"",
+                ))
+            }
         }
     }
     Ok(())
@@ -52,21 +67,34 @@ fn check_policy_name(name: Option<&str>) -> Result<(), KmsError> {
         None | Some("default") => Ok(()),
         Some(other) => Err(KmsError::new(
             ErrorCode::NotFoundException,
-            format!("Policy name '{other}' does not exist: the only valid policy name is 'default'"),
+            format!(
+                "Policy name '{other}' does not exist: the only valid policy name is 'default'"
+            ),
         )),
     }
 }
 
 impl Service {
     /// GetKeyPolicy.
-    pub async fn get_key_policy(&self, caller: &Caller, r: GetKeyPolicyRequest) -> Result<GetKeyPolicyResponse, KmsError> {
+    pub async fn get_key_policy(
+        &self,
+        caller: &Caller,
+        r: GetKeyPolicyRequest,
+    ) -> Result<GetKeyPolicyResponse, KmsError> {
         check_policy_name(r.policy_name.as_deref())?;
         let k = self.resolve_cached(caller, r.key_id.as_deref().unwrap_or_default(), false)?;
-        Ok(GetKeyPolicyResponse { policy: Some(k.record.policy.clone()), policy_name: Some("default".into()) })
+        Ok(GetKeyPolicyResponse {
+            policy: Some(k.record.policy.clone()),
+            policy_name: Some("default".into()),
+        })
     }
 
     /// PutKeyPolicy: allowed in every key state.
-    pub async fn put_key_policy(&self, caller: &Caller, r: PutKeyPolicyRequest) -> Result<(), KmsError> {
+    pub async fn put_key_policy(
+        &self,
+        caller: &Caller,
+        r: PutKeyPolicyRequest,
+    ) -> Result<(), KmsError> {
         check_policy_name(r.policy_name.as_deref())?;
         let policy = r.policy.unwrap_or_default();
         check_policy_document(&policy)?;
@@ -79,12 +107,25 @@ impl Service {
     }
 
     /// ListKeyPolicies: always `["default"]`.
-    pub async fn list_key_policies(&self, caller: &Caller, r: ListKeyPoliciesRequest) -> Result<ListKeyPoliciesResponse, KmsError> {
+    pub async fn list_key_policies(
+        &self,
+        caller: &Caller,
+        r: ListKeyPoliciesRequest,
+    ) -> Result<ListKeyPoliciesResponse, KmsError> {
         let limit = page_limit(r.limit, 1000, 100)?;
         let after = decode_marker(r.marker.as_deref())?;
         self.resolve_cached(caller, r.key_id.as_deref().unwrap_or_default(), false)?;
-        let (page, next) = page_of(vec!["default".to_owned()], after.as_deref(), limit, Clone::clone);
-        Ok(ListKeyPoliciesResponse { policy_names: Some(page), truncated: Some(next.is_some()), next_marker: next })
+        let (page, next) = page_of(
+            vec!["default".to_owned()],
+            after.as_deref(),
+            limit,
+            Clone::clone,
+        );
+        Ok(ListKeyPoliciesResponse {
+            policy_names: Some(page),
+            truncated: Some(next.is_some()),
+            next_marker: next,
+        })
     }
 }
 
@@ -101,14 +142,28 @@ mod tests {
 
     #[test]
     fn policy_checks() {
-        assert_eq!(check_policy_document("nope").unwrap_err().code, ErrorCode::MalformedPolicyDocumentException);
-        assert_eq!(check_policy_document("{}").unwrap_err().code, ErrorCode::MalformedPolicyDocumentException);
         assert_eq!(
-            check_policy_document(r#"{"Statement":[{"Effect":"Maybe"}]}"#).unwrap_err().code,
+            check_policy_document("nope").unwrap_err().code,
             ErrorCode::MalformedPolicyDocumentException
         );
-        let big = format!(r#"{{"Statement":{{"Effect":"Allow","Sid":"{}"}}}}"#, "x".repeat(40_000));
-        assert_eq!(check_policy_document(&big).unwrap_err().code, ErrorCode::LimitExceededException);
+        assert_eq!(
+            check_policy_document("{}").unwrap_err().code,
+            ErrorCode::MalformedPolicyDocumentException
+        );
+        assert_eq!(
+            check_policy_document(r#"{"Statement":[{"Effect":"Maybe"}]}"#)
+                .unwrap_err()
+                .code,
+            ErrorCode::MalformedPolicyDocumentException
+        );
+        let big = format!(
+            r#"{{"Statement":{{"Effect":"Allow","Sid":"{}"}}}}"#,
+            "x".repeat(40_000)
+        );
+        assert_eq!(
+            check_policy_document(&big).unwrap_err().code,
+            ErrorCode::LimitExceededException
+        );
         check_policy_document(r#"{"Statement":{"Effect":"Deny"}}"#).unwrap();
     }
 }

@@ -31,7 +31,13 @@ const BASE32: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
 
 fn random_id(prefix: &str, len: usize) -> Result<String, KmsError> {
     let bytes = kms_crypto::random_bytes(len).map_err(internal)?;
-    Ok(format!("{prefix}{}", bytes.iter().map(|b| BASE32[(*b & 31) as usize] as char).collect::<String>()))
+    Ok(format!(
+        "{prefix}{}",
+        bytes
+            .iter()
+            .map(|b| BASE32[(*b & 31) as usize] as char)
+            .collect::<String>()
+    ))
 }
 
 fn secret_aad(access_key_id: &str) -> Vec<u8> {
@@ -43,7 +49,11 @@ impl Service {
     /// with one access key, hands it to `persist` (which writes it for the operator) and only
     /// then commits it, so a crash in between leaves no key nobody knows. Returns the principal
     /// ARN, or `None` if the account already has its admin.
-    pub async fn bootstrap_admin<F>(&self, account: &str, persist: F) -> Result<Option<String>, KmsError>
+    pub async fn bootstrap_admin<F>(
+        &self,
+        account: &str,
+        persist: F,
+    ) -> Result<Option<String>, KmsError>
     where
         F: FnOnce(&AdminCredentials) -> std::io::Result<()>,
     {
@@ -53,8 +63,14 @@ impl Service {
         }
         let access_key_id = random_id("AKIA", 16)?;
         let secret_raw = kms_crypto::random_bytes(30).map_err(internal)?;
-        let secret = Zeroizing::new(base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &secret_raw[..]));
-        let sealed = self.root.seal(&secret_aad(&access_key_id), secret.as_bytes()).map_err(internal)?;
+        let secret = Zeroizing::new(base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            &secret_raw[..],
+        ));
+        let sealed = self
+            .root
+            .seal(&secret_aad(&access_key_id), secret.as_bytes())
+            .map_err(internal)?;
         let principal_arn = format!("arn:aws:iam::{account}:user/admin");
         let record = AccessKeyRecord {
             access_key_id: access_key_id.clone(),
@@ -64,24 +80,44 @@ impl Service {
             sealed_secret_hex: hex::encode(sealed),
             created_ms: self.now_ms(),
         };
-        let creds = AdminCredentials { access_key_id, secret_access_key: secret, principal_arn: principal_arn.clone() };
+        let creds = AdminCredentials {
+            access_key_id,
+            secret_access_key: secret,
+            principal_arn: principal_arn.clone(),
+        };
         persist(&creds).map_err(|e| internal(format!("writing the admin credentials: {e}")))?;
         self.commit(vec![
             WriteOp::PutAccessKey(record),
-            WriteOp::PutMeta { name: marker, value: principal_arn.clone() },
+            WriteOp::PutMeta {
+                name: marker,
+                value: principal_arn.clone(),
+            },
         ])
         .await?;
         Ok(Some(principal_arn))
     }
 
     /// The record and secret of an access key, or `None` if kmsd does not know it.
-    pub fn access_key_secret(&self, access_key_id: &str) -> Result<Option<Arc<AccessKeySecret>>, KmsError> {
-        if let Some(hit) = self.secret_cache.read().ok().and_then(|c| c.get(access_key_id).cloned()) {
+    pub fn access_key_secret(
+        &self,
+        access_key_id: &str,
+    ) -> Result<Option<Arc<AccessKeySecret>>, KmsError> {
+        if let Some(hit) = self
+            .secret_cache
+            .read()
+            .ok()
+            .and_then(|c| c.get(access_key_id).cloned())
+        {
             return Ok(Some(hit));
         }
-        let Some(record) = self.store.get_access_key(access_key_id).map_err(internal)? else { return Ok(None) };
+        let Some(record) = self.store.get_access_key(access_key_id).map_err(internal)? else {
+            return Ok(None);
+        };
         let sealed = hex::decode(&record.sealed_secret_hex).map_err(internal)?;
-        let secret = self.root.open(&secret_aad(access_key_id), &sealed).map_err(internal)?;
+        let secret = self
+            .root
+            .open(&secret_aad(access_key_id), &sealed)
+            .map_err(internal)?;
         let secret = Zeroizing::new(String::from_utf8(secret.to_vec()).map_err(internal)?);
         let entry = Arc::new(AccessKeySecret { record, secret });
         if let Ok(mut c) = self.secret_cache.write() {

@@ -10,15 +10,25 @@ impl Service {
     /// The binary calls this periodically; tests call it after moving a [`crate::ManualClock`].
     pub async fn sweep_due_deletions(&self) -> Result<usize, KmsError> {
         let _guard = self.write_lock.lock().await;
-        let due = self.store.keys_due_for_deletion(self.now_ms()).map_err(internal)?;
+        let due = self
+            .store
+            .keys_due_for_deletion(self.now_ms())
+            .map_err(internal)?;
         let mut deleted = 0;
         for k in due {
             let aliases = self
                 .store
                 .list_aliases(&k.account, &k.region, Some(&k.key_id), None, usize::MAX)
                 .map_err(internal)?;
-            let mut ops = vec![WriteOp::DeleteKey { region: k.region.clone(), key_id: k.key_id.clone() }];
-            ops.extend(aliases.into_iter().map(|a| WriteOp::DeleteAlias { account: a.account, region: a.region, name: a.name }));
+            let mut ops = vec![WriteOp::DeleteKey {
+                region: k.region.clone(),
+                key_id: k.key_id.clone(),
+            }];
+            ops.extend(aliases.into_iter().map(|a| WriteOp::DeleteAlias {
+                account: a.account,
+                region: a.region,
+                name: a.name,
+            }));
             self.commit(ops).await?;
             tracing::info!(key_arn = %k.arn(), "deleted key at the end of its waiting period");
             deleted += 1;

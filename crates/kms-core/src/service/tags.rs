@@ -24,22 +24,38 @@ pub(super) fn check_new_tags(
     for t in new {
         let k = t.tag_key.clone().unwrap_or_default();
         if !seen.insert(k.clone()) {
-            return Err(KmsError::new(ErrorCode::TagException, format!("Duplicate tag key '{k}' in the request")));
+            return Err(KmsError::new(
+                ErrorCode::TagException,
+                format!("Duplicate tag key '{k}' in the request"),
+            ));
         }
         if k.to_ascii_lowercase().starts_with("aws:") {
-            return Err(KmsError::new(ErrorCode::TagException, format!("Tag key '{k}' uses the reserved prefix 'aws:'")));
+            return Err(KmsError::new(
+                ErrorCode::TagException,
+                format!("Tag key '{k}' uses the reserved prefix 'aws:'"),
+            ));
         }
         merged.insert(k, t.tag_value.clone().unwrap_or_default());
     }
     if merged.len() > MAX_TAGS {
-        return Err(KmsError::new(over_limit, format!("A KMS key can have at most {MAX_TAGS} tags; this request would give it {}", merged.len())));
+        return Err(KmsError::new(
+            over_limit,
+            format!(
+                "A KMS key can have at most {MAX_TAGS} tags; this request would give it {}",
+                merged.len()
+            ),
+        ));
     }
     Ok(merged)
 }
 
 impl Service {
     /// TagResource: adds or replaces tags.
-    pub async fn tag_resource(&self, caller: &Caller, r: TagResourceRequest) -> Result<(), KmsError> {
+    pub async fn tag_resource(
+        &self,
+        caller: &Caller,
+        r: TagResourceRequest,
+    ) -> Result<(), KmsError> {
         let new = r.tags.unwrap_or_default();
         self.update_key(caller, r.key_id.as_deref().unwrap_or_default(), |k| {
             reject_pending_deletion(k)?;
@@ -51,7 +67,11 @@ impl Service {
     }
 
     /// UntagResource: removes tags; absent keys are ignored.
-    pub async fn untag_resource(&self, caller: &Caller, r: UntagResourceRequest) -> Result<(), KmsError> {
+    pub async fn untag_resource(
+        &self,
+        caller: &Caller,
+        r: UntagResourceRequest,
+    ) -> Result<(), KmsError> {
         let keys = r.tag_keys.unwrap_or_default();
         self.update_key(caller, r.key_id.as_deref().unwrap_or_default(), |k| {
             reject_pending_deletion(k)?;
@@ -65,16 +85,32 @@ impl Service {
     }
 
     /// ListResourceTags, sorted by tag key.
-    pub async fn list_resource_tags(&self, caller: &Caller, r: ListResourceTagsRequest) -> Result<ListResourceTagsResponse, KmsError> {
+    pub async fn list_resource_tags(
+        &self,
+        caller: &Caller,
+        r: ListResourceTagsRequest,
+    ) -> Result<ListResourceTagsResponse, KmsError> {
         let limit = page_limit(r.limit, 50, 50)?;
         let after = decode_marker(r.marker.as_deref())?;
         let k = self.resolve_cached(caller, r.key_id.as_deref().unwrap_or_default(), false)?;
-        let tags: Vec<(String, String)> = k.record.tags.iter().map(|(a, b)| (a.clone(), b.clone())).collect();
+        let tags: Vec<(String, String)> = k
+            .record
+            .tags
+            .iter()
+            .map(|(a, b)| (a.clone(), b.clone()))
+            .collect();
         let (page, next) = page_of(tags, after.as_deref(), limit, |t| t.0.clone());
         Ok(ListResourceTagsResponse {
             truncated: Some(next.is_some()),
             next_marker: next,
-            tags: Some(page.into_iter().map(|(k, v)| Tag { tag_key: Some(k), tag_value: Some(v) }).collect()),
+            tags: Some(
+                page.into_iter()
+                    .map(|(k, v)| Tag {
+                        tag_key: Some(k),
+                        tag_value: Some(v),
+                    })
+                    .collect(),
+            ),
         })
     }
 }

@@ -1,6 +1,6 @@
 //! Test harness: starts the real `kmsd` binary and talks to it with aws-sdk-kms, the `aws` CLI
 //! or raw HTTP.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -54,8 +54,17 @@ impl Server {
                 }
             }
         });
-        let addr = rx.recv_timeout(Duration::from_secs(30)).expect("kmsd did not start").parse().unwrap();
-        Server { child, addr, data_dir: dir.to_path_buf(), _tmp: None }
+        let addr = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("kmsd did not start")
+            .parse()
+            .unwrap();
+        Server {
+            child,
+            addr,
+            data_dir: dir.to_path_buf(),
+            _tmp: None,
+        }
     }
 
     pub fn endpoint(&self) -> String {
@@ -67,7 +76,10 @@ impl Server {
         let text = std::fs::read_to_string(self.data_dir.join("admin-credentials")).unwrap();
         let get = |k: &str| {
             text.lines()
-                .find_map(|l| l.strip_prefix(k).map(|v| v.trim_start_matches([' ', '=']).trim().to_owned()))
+                .find_map(|l| {
+                    l.strip_prefix(k)
+                        .map(|v| v.trim_start_matches([' ', '=']).trim().to_owned())
+                })
                 .unwrap()
         };
         (get("aws_access_key_id"), get("aws_secret_access_key"))
@@ -85,7 +97,13 @@ impl Server {
             .behavior_version(aws_sdk_kms::config::BehaviorVersion::latest())
             .region(aws_sdk_kms::config::Region::new(region.to_owned()))
             .endpoint_url(self.endpoint())
-            .credentials_provider(aws_sdk_kms::config::Credentials::new(akid, secret, None, None, "kmsd-test"))
+            .credentials_provider(aws_sdk_kms::config::Credentials::new(
+                akid,
+                secret,
+                None,
+                None,
+                "kmsd-test",
+            ))
             .retry_config(aws_sdk_kms::config::retry::RetryConfig::disabled())
             .build();
         aws_sdk_kms::Client::from_conf(conf)
@@ -99,7 +117,10 @@ impl Server {
 
     /// SIGTERM and wait for a clean exit; returns whether it exited successfully.
     pub fn terminate(&mut self) -> bool {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         for _ in 0..100 {
             if let Ok(Some(st)) = self.child.try_wait() {
                 return st.success();
@@ -127,13 +148,19 @@ pub struct RawResponse {
 
 impl RawResponse {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
     }
     pub fn error_type(&self) -> String {
-        self.json()["__type"].as_str().unwrap_or_default().to_owned()
+        self.json()["__type"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
     }
 }
 
@@ -143,7 +170,9 @@ pub async fn raw(addr: SocketAddr, bytes: &[u8]) -> std::io::Result<Vec<u8>> {
     let mut s = tokio::net::TcpStream::connect(addr).await?;
     s.write_all(bytes).await?;
     let mut out = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await.map_err(|_| std::io::ErrorKind::TimedOut)??;
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
+        .await
+        .map_err(|_| std::io::ErrorKind::TimedOut)??;
     Ok(out)
 }
 
@@ -153,8 +182,17 @@ pub fn parse_response(bytes: &[u8]) -> Option<RawResponse> {
     let head = std::str::from_utf8(&bytes[..text_end]).ok()?;
     let mut lines = head.split("\r\n");
     let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
-    let headers = lines.filter_map(|l| l.split_once(':').map(|(a, b)| (a.trim().to_owned(), b.trim().to_owned()))).collect();
-    Some(RawResponse { status, headers, body: bytes[text_end + 4..].to_vec() })
+    let headers = lines
+        .filter_map(|l| {
+            l.split_once(':')
+                .map(|(a, b)| (a.trim().to_owned(), b.trim().to_owned()))
+        })
+        .collect();
+    Some(RawResponse {
+        status,
+        headers,
+        body: bytes[text_end + 4..].to_vec(),
+    })
 }
 
 /// A signed (or, with `creds: None`, unsigned) KMS request over raw HTTP.
@@ -168,11 +206,20 @@ pub async fn kms_request(
     let host = addr.to_string();
     let mut headers = vec![
         ("host".to_owned(), host),
-        ("content-type".to_owned(), "application/x-amz-json-1.1".to_owned()),
+        (
+            "content-type".to_owned(),
+            "application/x-amz-json-1.1".to_owned(),
+        ),
         ("x-amz-target".to_owned(), target.to_owned()),
     ];
     if let Some((a, s)) = creds {
-        let parts = kmsd::sigv4::RequestParts { method: "POST", path: "/", query: "", headers: headers.clone(), body: body.as_bytes() };
+        let parts = kmsd::sigv4::RequestParts {
+            method: "POST",
+            path: "/",
+            query: "",
+            headers: headers.clone(),
+            body: body.as_bytes(),
+        };
         headers.extend(kmsd::sigv4::sign(&parts, a, s, "us-east-1", "kms", now_secs).unwrap());
     }
     send(addr, &headers, body.as_bytes()).await
@@ -184,7 +231,10 @@ pub async fn send(addr: SocketAddr, headers: &[(String, String)], body: &[u8]) -
     for (n, v) in headers {
         req.push_str(&format!("{n}: {v}\r\n"));
     }
-    req.push_str(&format!("content-length: {}\r\nconnection: close\r\n\r\n", body.len()));
+    req.push_str(&format!(
+        "content-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    ));
     let mut bytes = req.into_bytes();
     bytes.extend_from_slice(body);
     parse_response(&raw(addr, &bytes).await.unwrap()).unwrap()
@@ -192,7 +242,10 @@ pub async fn send(addr: SocketAddr, headers: &[(String, String)], body: &[u8]) -
 
 /// Unix seconds now.
 pub fn now_secs() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
 }
 
 /// `--dev` only: moves the server clock forward and runs the deletion sweeper.
@@ -203,5 +256,10 @@ pub async fn advance_dev_clock(addr: SocketAddr, secs: i64) {
         body.len()
     );
     let resp = parse_response(&raw(addr, req.as_bytes()).await.unwrap()).unwrap();
-    assert_eq!(resp.status, 200, "{:?}", String::from_utf8_lossy(&resp.body));
+    assert_eq!(
+        resp.status,
+        200,
+        "{:?}",
+        String::from_utf8_lossy(&resp.body)
+    );
 }
