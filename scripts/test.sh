@@ -12,6 +12,15 @@ if ! command -v aws >/dev/null 2>&1; then
   python3 -m pip install --quiet awscli
 fi
 
+# Python `cryptography` is the independent peer of the asymmetric interop tests.
+if ! python3 -c "import cryptography" >/dev/null 2>&1; then
+  echo "installing python cryptography (pip)"
+  python3 -m pip install --quiet cryptography
+fi
+if ! command -v openssl >/dev/null 2>&1 && need_root; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl) >/dev/null
+fi
+
 # SoftHSM2 stands in for HSMs (used by the HSM key store tests as they land).
 if ! command -v softhsm2-util >/dev/null 2>&1 && need_root; then
   echo "installing softhsm2 (apt)"

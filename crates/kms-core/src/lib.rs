@@ -9,6 +9,7 @@ pub mod envelope;
 mod ids;
 pub mod model;
 mod service;
+pub mod spec;
 pub mod store;
 
 pub use context::{Caller, Clock, ManualClock, SystemClock};

@@ -48,6 +48,9 @@ pub struct KeyRecord {
     pub materials: Vec<MaterialRecord>,
     /// Multi-Region key.
     pub multi_region: bool,
+    /// DER SubjectPublicKeyInfo of an asymmetric key (hex); not secret.
+    #[serde(default)]
+    pub public_key_hex: Option<String>,
 }
 
 impl KeyRecord {

@@ -4,6 +4,7 @@
 //! Secrets live in zeroize-on-drop types and have no `Debug` that prints them.
 
 mod aes_gcm;
+pub mod asymmetric;
 mod root_key;
 
 pub use aes_gcm::{AesGcmKey, GCM_IV_LEN, GCM_TAG_LEN};
@@ -31,6 +32,18 @@ pub enum CryptoError {
     /// I/O error while loading or creating the root key.
     #[error("root key file: {0}")]
     Io(String),
+    /// A private or public key is malformed or does not match the key spec.
+    #[error("key is malformed or does not match the key spec")]
+    InvalidKey,
+    /// The peer public key for key agreement is malformed or not on the key's curve.
+    #[error("peer public key is invalid or not on the key's curve")]
+    InvalidPeerKey,
+    /// The request is not valid for this key spec or algorithm.
+    #[error("invalid input: {0}")]
+    InvalidInput(&'static str),
+    /// The operation is not available with the cryptographic library in use.
+    #[error("unsupported: {0}")]
+    Unsupported(&'static str),
 }
 
 /// Fills a new buffer with `n` bytes from the system CSPRNG.

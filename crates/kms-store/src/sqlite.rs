@@ -279,6 +279,7 @@ mod tests {
             tags: BTreeMap::new(),
             materials: vec![],
             multi_region: false,
+            public_key_hex: None,
         }
     }
 

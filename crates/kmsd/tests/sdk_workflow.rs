@@ -320,10 +320,8 @@ async fn errors_reach_the_sdk_as_modeled_exceptions() {
         "{err:?}"
     );
     let err = kms
-        .sign()
-        .key_id("alias/x")
-        .message(Blob::new(b"m".to_vec()))
-        .signing_algorithm(aws_sdk_kms::types::SigningAlgorithmSpec::EcdsaSha256)
+        .connect_custom_key_store()
+        .custom_key_store_id("cks-1234567890abcdef0")
         .send()
         .await
         .unwrap_err();
@@ -334,8 +332,8 @@ async fn errors_reach_the_sdk_as_modeled_exceptions() {
     );
     let err = kms
         .create_key()
-        .key_spec(aws_sdk_kms::types::KeySpec::Hmac256)
-        .key_usage(aws_sdk_kms::types::KeyUsageType::GenerateVerifyMac)
+        .key_spec(aws_sdk_kms::types::KeySpec::Sm2)
+        .key_usage(aws_sdk_kms::types::KeyUsageType::SignVerify)
         .send()
         .await
         .unwrap_err();

@@ -5,27 +5,19 @@ use std::sync::Arc;
 
 use kms_types::*;
 
-use super::keys::invalid_state;
+use super::keys::check_enabled;
 use super::{check_grant_tokens, dry_run_succeeded, internal, CachedKey, Service};
 use crate::context::Caller;
 use crate::envelope;
+use kms_crypto::asymmetric::{self, AsymmetricSpec, OaepHash};
 
 /// Symmetric plaintext limit (PlaintextType max).
 const MAX_PLAINTEXT: usize = 4096;
 
 /// Checks that a key can be used for symmetric encryption now.
-fn check_usable(k: &CachedKey) -> Result<(), KmsError> {
+pub(super) fn check_usable(k: &CachedKey) -> Result<(), KmsError> {
     let r = &k.record;
-    match r.state.as_str() {
-        "Enabled" => {}
-        "Disabled" => {
-            return Err(KmsError::new(
-                ErrorCode::DisabledException,
-                format!("{} is disabled.", r.arn()),
-            ));
-        }
-        other => return Err(invalid_state(r, other)),
-    }
+    check_enabled(r)?;
     if r.key_usage != "ENCRYPT_DECRYPT" || r.key_spec != "SYMMETRIC_DEFAULT" {
         return Err(KmsError::new(
             ErrorCode::InvalidKeyUsageException,
@@ -50,7 +42,7 @@ fn check_algorithm(k: &CachedKey, algorithm: Option<&str>) -> Result<(), KmsErro
     }
 }
 
-fn no_recipient(recipient: Option<&RecipientInfo>) -> Result<(), KmsError> {
+pub(super) fn no_recipient(recipient: Option<&RecipientInfo>) -> Result<(), KmsError> {
     match recipient {
         Some(_) => Err(KmsError::new(
             ErrorCode::UnsupportedOperationException,
@@ -72,11 +64,121 @@ struct Opened {
     key: Arc<CachedKey>,
     plaintext: kms_crypto::SecretBytes,
     key_material_id: Option<String>,
+    algorithm: String,
+}
+
+/// RSA keys with KeyUsage ENCRYPT_DECRYPT encrypt with RSAES-OAEP instead of the envelope.
+fn rsa_encryption_spec(k: &CachedKey) -> Option<AsymmetricSpec> {
+    match crate::spec::spec_kind(&k.record.key_spec) {
+        Ok(crate::spec::SpecKind::Asymmetric(s)) if k.record.key_usage == "ENCRYPT_DECRYPT" => {
+            Some(s)
+        }
+        _ => None,
+    }
+}
+
+/// The OAEP hash of an RSA encryption algorithm (SYMMETRIC_DEFAULT or none: the AWS error).
+fn oaep_hash(k: &CachedKey, algorithm: Option<&str>) -> Result<OaepHash, KmsError> {
+    match algorithm {
+        Some("RSAES_OAEP_SHA_1") => Ok(OaepHash::Sha1),
+        Some("RSAES_OAEP_SHA_256") => Ok(OaepHash::Sha256),
+        other => Err(KmsError::new(
+            ErrorCode::InvalidKeyUsageException,
+            format!(
+                "The encryption algorithm {} is not valid for {} ({}): use RSAES_OAEP_SHA_1 or RSAES_OAEP_SHA_256",
+                other.unwrap_or("SYMMETRIC_DEFAULT"),
+                k.record.arn(),
+                k.record.key_spec
+            ),
+        )),
+    }
+}
+
+fn no_context_for_asymmetric(context: Option<&BTreeMap<String, String>>) -> Result<(), KmsError> {
+    match context {
+        Some(c) if !c.is_empty() => Err(KmsError::new(
+            ErrorCode::ValidationException,
+            "EncryptionContext is supported only with symmetric encryption KMS keys",
+        )),
+        _ => Ok(()),
+    }
 }
 
 impl Service {
+    /// Encrypts with any encryption key: the envelope for symmetric keys, RSAES-OAEP for RSA
+    /// keys. Returns (ciphertext, algorithm, KeyMaterialId). `dry_run` stops after the checks.
+    fn encrypt_with(
+        &self,
+        k: &CachedKey,
+        algorithm: Option<&str>,
+        context: Option<&BTreeMap<String, String>>,
+        plaintext: &[u8],
+        dry_run: Option<bool>,
+    ) -> Result<(Vec<u8>, String, Option<String>), KmsError> {
+        if let Some(spec) = rsa_encryption_spec(k) {
+            check_enabled(&k.record)?;
+            let hash = oaep_hash(k, algorithm)?;
+            no_context_for_asymmetric(context)?;
+            let max = asymmetric::rsa_max_plaintext(spec, hash).unwrap_or(0);
+            if plaintext.len() > max {
+                return Err(KmsError::new(
+                    ErrorCode::ValidationException,
+                    format!(
+                        "Plaintext is {} bytes; {} with {} takes at most {max}",
+                        plaintext.len(),
+                        k.record.key_spec,
+                        algorithm.unwrap_or_default()
+                    ),
+                ));
+            }
+            if dry_run == Some(true) {
+                return Err(dry_run_succeeded());
+            }
+            let spki = k
+                .public_key
+                .as_deref()
+                .ok_or_else(|| internal("RSA key without public key"))?;
+            let ct = asymmetric::rsa_oaep_encrypt(spki, hash, plaintext).map_err(internal)?;
+            return Ok((ct, algorithm.unwrap_or_default().to_owned(), None));
+        }
+        check_usable(k)?;
+        check_algorithm(k, algorithm)?;
+        if dry_run == Some(true) {
+            return Err(dry_run_succeeded());
+        }
+        let (blob, material) = self.seal(k, context, plaintext)?;
+        Ok((blob, "SYMMETRIC_DEFAULT".into(), Some(material)))
+    }
+
+    /// Decrypts an RSAES-OAEP ciphertext with a named RSA key.
+    fn open_rsa(
+        &self,
+        key: Arc<CachedKey>,
+        spec: AsymmetricSpec,
+        blob: &[u8],
+        context: Option<&BTreeMap<String, String>>,
+        algorithm: Option<&str>,
+    ) -> Result<Opened, KmsError> {
+        check_enabled(&key.record)?;
+        let hash = oaep_hash(&key, algorithm)?;
+        no_context_for_asymmetric(context)?;
+        let _ = spec;
+        let pkcs8 = key
+            .secret
+            .as_deref()
+            .ok_or_else(|| internal("RSA key without material"))?;
+        let plaintext =
+            asymmetric::rsa_oaep_decrypt(pkcs8, hash, blob).map_err(|_| invalid_ciphertext())?;
+        Ok(Opened {
+            key,
+            plaintext,
+            key_material_id: None,
+            algorithm: algorithm.unwrap_or_default().to_owned(),
+        })
+    }
+
     /// Encrypts under the key's current material; returns (ciphertext blob, KeyMaterialId).
-    fn seal(
+    pub(super) fn seal(
         &self,
         k: &CachedKey,
         context: Option<&BTreeMap<String, String>>,
@@ -114,6 +216,12 @@ impl Service {
         expected_key: Option<&str>,
         algorithm: Option<&str>,
     ) -> Result<Opened, KmsError> {
+        if let Some(named) = expected_key {
+            let k = self.resolve_cached(caller, named, true)?;
+            if let Some(spec) = rsa_encryption_spec(&k) {
+                return self.open_rsa(k, spec, blob, context, algorithm);
+            }
+        }
         let env = envelope::parse(blob).ok_or_else(invalid_ciphertext)?;
         let mut key = None;
         for multi_region in [false, true] {
@@ -160,6 +268,7 @@ impl Service {
             key,
             plaintext,
             key_material_id,
+            algorithm: "SYMMETRIC_DEFAULT".into(),
         })
     }
 
@@ -171,17 +280,18 @@ impl Service {
     ) -> Result<EncryptResponse, KmsError> {
         check_grant_tokens(r.grant_tokens.as_ref())?;
         let k = self.resolve_cached(caller, r.key_id.as_deref().unwrap_or_default(), true)?;
-        check_usable(&k)?;
-        check_algorithm(&k, r.encryption_algorithm.as_deref())?;
-        if r.dry_run == Some(true) {
-            return Err(dry_run_succeeded());
-        }
         let plaintext = r.plaintext.as_ref().map(Blob::as_bytes).unwrap_or_default();
-        let (blob, _) = self.seal(&k, r.encryption_context.as_ref(), plaintext)?;
+        let (blob, algorithm, _) = self.encrypt_with(
+            &k,
+            r.encryption_algorithm.as_deref(),
+            r.encryption_context.as_ref(),
+            plaintext,
+            r.dry_run,
+        )?;
         Ok(EncryptResponse {
             ciphertext_blob: Some(Blob::new(blob)),
             key_id: Some(k.record.arn()),
-            encryption_algorithm: Some("SYMMETRIC_DEFAULT".into()),
+            encryption_algorithm: Some(algorithm),
         })
     }
 
@@ -223,7 +333,7 @@ impl Service {
         Ok(DecryptResponse {
             key_id: Some(opened.key.record.arn()),
             plaintext: Some(Blob::new(opened.plaintext.to_vec())),
-            encryption_algorithm: Some("SYMMETRIC_DEFAULT".into()),
+            encryption_algorithm: Some(opened.algorithm),
             key_material_id: opened.key_material_id,
             ciphertext_for_recipient: None,
         })
@@ -241,8 +351,6 @@ impl Service {
             r.destination_key_id.as_deref().unwrap_or_default(),
             true,
         )?;
-        check_usable(&dest)?;
-        check_algorithm(&dest, r.destination_encryption_algorithm.as_deref())?;
         let Some(blob) = r.ciphertext_blob.as_ref() else {
             return Err(KmsError::new(
                 ErrorCode::ValidationException,
@@ -256,22 +364,21 @@ impl Service {
             r.source_key_id.as_deref(),
             r.source_encryption_algorithm.as_deref(),
         )?;
-        if r.dry_run == Some(true) {
-            return Err(dry_run_succeeded());
-        }
-        let (out, dest_material) = self.seal(
+        let (out, dest_algorithm, dest_material) = self.encrypt_with(
             &dest,
+            r.destination_encryption_algorithm.as_deref(),
             r.destination_encryption_context.as_ref(),
             &opened.plaintext,
+            r.dry_run,
         )?;
         Ok(ReEncryptResponse {
             ciphertext_blob: Some(Blob::new(out)),
             source_key_id: Some(opened.key.record.arn()),
             key_id: Some(dest.record.arn()),
-            source_encryption_algorithm: Some("SYMMETRIC_DEFAULT".into()),
-            destination_encryption_algorithm: Some("SYMMETRIC_DEFAULT".into()),
+            source_encryption_algorithm: Some(opened.algorithm),
+            destination_encryption_algorithm: Some(dest_algorithm),
             source_key_material_id: opened.key_material_id,
-            destination_key_material_id: Some(dest_material),
+            destination_key_material_id: dest_material,
         })
     }
 

@@ -29,14 +29,19 @@ pub const SUPPORTED_OPERATIONS: &[&str] = &[
     "CreateKey",
     "Decrypt",
     "DeleteAlias",
+    "DeriveSharedSecret",
     "DescribeKey",
     "DisableKey",
     "EnableKey",
     "Encrypt",
     "GenerateDataKey",
+    "GenerateDataKeyPair",
+    "GenerateDataKeyPairWithoutPlaintext",
     "GenerateDataKeyWithoutPlaintext",
+    "GenerateMac",
     "GenerateRandom",
     "GetKeyPolicy",
+    "GetPublicKey",
     "ListAliases",
     "ListKeyPolicies",
     "ListKeys",
@@ -44,10 +49,13 @@ pub const SUPPORTED_OPERATIONS: &[&str] = &[
     "PutKeyPolicy",
     "ReEncrypt",
     "ScheduleKeyDeletion",
+    "Sign",
     "TagResource",
     "UntagResource",
     "UpdateAlias",
     "UpdateKeyDescription",
+    "Verify",
+    "VerifyMac",
 ];
 
 impl Service {
@@ -86,6 +94,17 @@ impl Service {
             "GenerateDataKey" => json(self.generate_data_key(caller, input(body)?).await?),
             "GenerateDataKeyWithoutPlaintext" => json(
                 self.generate_data_key_without_plaintext(caller, input(body)?)
+                    .await?,
+            ),
+            "Sign" => json(self.sign(caller, input(body)?).await?),
+            "Verify" => json(self.verify(caller, input(body)?).await?),
+            "GetPublicKey" => json(self.get_public_key(caller, input(body)?).await?),
+            "GenerateMac" => json(self.generate_mac(caller, input(body)?).await?),
+            "VerifyMac" => json(self.verify_mac(caller, input(body)?).await?),
+            "DeriveSharedSecret" => json(self.derive_shared_secret(caller, input(body)?).await?),
+            "GenerateDataKeyPair" => json(self.generate_data_key_pair(caller, input(body)?).await?),
+            "GenerateDataKeyPairWithoutPlaintext" => json(
+                self.generate_data_key_pair_without_plaintext(caller, input(body)?)
                     .await?,
             ),
             "GenerateRandom" => json(self.generate_random(caller, input(body)?).await?),

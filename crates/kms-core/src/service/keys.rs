@@ -11,7 +11,12 @@ use super::tags::check_new_tags;
 use super::{internal, ts, Service};
 use crate::context::Caller;
 use crate::model::{key_arn, sealing_aad, KeyRecord, MaterialRecord};
+use crate::spec::{
+    check_spec_usage, encryption_algorithms, key_agreement_algorithms, mac_algorithms,
+    signing_algorithms, spec_kind, SpecKind,
+};
 use crate::store::WriteOp;
+use kms_crypto::asymmetric;
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -37,7 +42,15 @@ pub(super) fn key_metadata(k: &KeyRecord) -> KeyMetadata {
         customer_master_key_spec: CustomerMasterKeySpec::parse(&k.key_spec)
             .map(|s| s.as_str().to_owned()),
         key_spec: Some(k.key_spec.clone()),
-        encryption_algorithms: symmetric.then(|| vec!["SYMMETRIC_DEFAULT".to_owned()]),
+        encryption_algorithms: non_empty(encryption_algorithms(&k.key_spec, &k.key_usage)),
+        signing_algorithms: non_empty(
+            signing_algorithms(&k.key_spec, &k.key_usage)
+                .into_iter()
+                .map(String::from)
+                .collect(),
+        ),
+        mac_algorithms: non_empty(mac_algorithms(&k.key_spec)),
+        key_agreement_algorithms: non_empty(key_agreement_algorithms(&k.key_usage)),
         multi_region: Some(k.multi_region),
         current_key_material_id: if symmetric {
             k.current_material().map(|m| m.key_material_id.clone())
@@ -46,6 +59,10 @@ pub(super) fn key_metadata(k: &KeyRecord) -> KeyMetadata {
         },
         ..Default::default()
     }
+}
+
+fn non_empty(v: Vec<String>) -> Option<Vec<String>> {
+    (!v.is_empty()).then_some(v)
 }
 
 /// The `KeyMaterialId` for a material id: a digest of public values only.
@@ -72,20 +89,9 @@ impl Service {
             .key_spec
             .or(r.customer_master_key_spec)
             .unwrap_or_else(|| "SYMMETRIC_DEFAULT".into());
-        let usage = r.key_usage.unwrap_or_else(|| "ENCRYPT_DECRYPT".into());
+        let kind = spec_kind(&spec)?;
+        let usage = check_spec_usage(&spec, r.key_usage.as_deref())?;
         let origin = r.origin.unwrap_or_else(|| "AWS_KMS".into());
-        if spec != "SYMMETRIC_DEFAULT" {
-            return Err(KmsError::new(
-                ErrorCode::UnsupportedOperationException,
-                format!("kmsd does not support KeySpec {spec} yet; only SYMMETRIC_DEFAULT keys can be created"),
-            ));
-        }
-        if usage != "ENCRYPT_DECRYPT" {
-            return Err(KmsError::new(
-                ErrorCode::ValidationException,
-                format!("KeyUsage {usage} is not compatible with KeySpec {spec}"),
-            ));
-        }
         if r.xks_key_id.is_some() && origin != "EXTERNAL_KEY_STORE" {
             return Err(KmsError::new(
                 ErrorCode::ValidationException,
@@ -128,7 +134,20 @@ impl Service {
         let key_id = uuid::Uuid::new_v4().to_string();
         let arn = key_arn(&caller.region, &caller.account, &key_id);
         let material_id = hex::encode(kms_crypto::random_array::<16>().map_err(internal)?);
-        let material = kms_crypto::random_bytes(32).map_err(internal)?;
+        let (material, public_key) = match kind {
+            SpecKind::Symmetric => (kms_crypto::random_bytes(32).map_err(internal)?, None),
+            SpecKind::Hmac(alg) => (asymmetric::hmac_generate_key(alg).map_err(internal)?, None),
+            SpecKind::Asymmetric(s) => {
+                // RSA key generation takes tens to hundreds of milliseconds: keep it off the async workers.
+                let pkcs8 =
+                    tokio::task::spawn_blocking(move || asymmetric::generate_private_key(s))
+                        .await
+                        .map_err(internal)?
+                        .map_err(internal)?;
+                let spki = asymmetric::public_key_spki(s, &pkcs8).map_err(internal)?;
+                (pkcs8, Some(hex::encode(spki)))
+            }
+        };
         let sealed = self
             .root
             .seal(&sealing_aad(&arn, &material_id), &material)
@@ -155,6 +174,7 @@ impl Service {
                 sealed_hex: hex::encode(sealed),
             }],
             multi_region: false,
+            public_key_hex: public_key,
         };
         self.commit(vec![WriteOp::PutKey(record.clone())]).await?;
         Ok(CreateKeyResponse {
@@ -339,4 +359,17 @@ pub(super) fn reject_pending_deletion(k: &KeyRecord) -> Result<(), KmsError> {
         return Err(invalid_state(k, "PendingDeletion"));
     }
     Ok(())
+}
+
+/// State rule of the cryptographic operations: `DisabledException` for Disabled keys,
+/// `KMSInvalidStateException` for every other state but Enabled.
+pub(super) fn check_enabled(k: &KeyRecord) -> Result<(), KmsError> {
+    match k.state.as_str() {
+        "Enabled" => Ok(()),
+        "Disabled" => Err(KmsError::new(
+            ErrorCode::DisabledException,
+            format!("{} is disabled.", k.arn()),
+        )),
+        other => Err(invalid_state(k, other)),
+    }
 }

@@ -1,6 +1,7 @@
 //! The service: shared state, key resolution, the key cache and the dispatch table.
 
 mod aliases;
+mod asymmetric;
 mod crypto;
 pub(crate) mod dispatch;
 mod keys;
@@ -26,8 +27,12 @@ pub use principals::{AccessKeySecret, AdminCredentials};
 /// A key as the data plane needs it: its record and its unsealed, prepared material.
 struct CachedKey {
     record: KeyRecord,
-    /// Prepared AES keys by 16-byte material id.
+    /// Symmetric keys: prepared AES keys by 16-byte material id.
     ciphers: HashMap<[u8; 16], Arc<AesGcmKey>>,
+    /// Asymmetric keys: the PKCS#8 private key; HMAC keys: the HMAC key.
+    secret: Option<kms_crypto::SecretBytes>,
+    /// Asymmetric keys: DER SubjectPublicKeyInfo.
+    public_key: Option<Vec<u8>>,
 }
 
 /// The KMS service. Cheap to share behind an `Arc`; every method takes `&self`.
@@ -134,6 +139,8 @@ impl Service {
         };
         let arn = record.arn();
         let mut ciphers = HashMap::new();
+        let mut secret = None;
+        let symmetric = record.key_spec == "SYMMETRIC_DEFAULT";
         for m in &record.materials {
             let id: [u8; 16] = hex::decode(&m.material_id)
                 .ok()
@@ -144,9 +151,24 @@ impl Service {
                 .root
                 .open(&sealing_aad(&arn, &m.material_id), &sealed)
                 .map_err(internal)?;
-            ciphers.insert(id, Arc::new(AesGcmKey::new(&material).map_err(internal)?));
+            if symmetric {
+                ciphers.insert(id, Arc::new(AesGcmKey::new(&material).map_err(internal)?));
+            } else {
+                secret = Some(material);
+            }
         }
-        let entry = Arc::new(CachedKey { record, ciphers });
+        let public_key = record
+            .public_key_hex
+            .as_deref()
+            .map(hex::decode)
+            .transpose()
+            .map_err(internal)?;
+        let entry = Arc::new(CachedKey {
+            record,
+            ciphers,
+            secret,
+            public_key,
+        });
         if let Ok(mut c) = self.key_cache.write() {
             c.insert(k, entry.clone());
         }

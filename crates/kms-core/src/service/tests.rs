@@ -306,7 +306,7 @@ async fn data_keys_random_reencrypt_and_unsupported() {
     .await
     .unwrap();
     assert_eq!(r.plaintext.unwrap().len(), 1024);
-    let err = call::<serde_json::Value>(&svc, &c, "Sign", serde_json::json!({}))
+    let err = call::<serde_json::Value>(&svc, &c, "Encapsulate", serde_json::json!({}))
         .await
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::UnsupportedOperationException);
