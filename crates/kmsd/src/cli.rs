@@ -42,9 +42,15 @@ pub struct ServeArgs {
     /// format and date checked, value not verified) and acts as the account's admin.
     #[arg(long)]
     pub dev: bool,
-    /// Allow plain HTTP on a non-loopback address (logs a warning). TLS support is not built yet.
+    /// Allow plain HTTP on a non-loopback address (logs a warning). Use TLS instead.
     #[arg(long)]
     pub insecure_http: bool,
+    /// Serve HTTPS with this certificate chain (PEM). Needs --tls-key. Reloaded on SIGHUP.
+    #[arg(long, env = "KMSD_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM, PKCS#8/PKCS#1/SEC1) for --tls-cert. Reloaded on SIGHUP.
+    #[arg(long, env = "KMSD_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// How often the sweeper deletes keys whose waiting period has ended, in seconds.
     #[arg(long, default_value_t = 60, env = "KMSD_SWEEP_INTERVAL_SECS")]
     pub sweep_interval_secs: u64,
@@ -121,13 +127,14 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
             args.listen
         ));
     }
-    if !loopback && !args.insecure_http {
+    let tls = args.tls_cert.is_some();
+    if !loopback && !tls && !args.insecure_http {
         return Err(format!(
-            "refusing plain HTTP on non-loopback address {}: kmsd has no TLS yet; pass --insecure-http to accept the risk",
+            "refusing plain HTTP on non-loopback address {}: give --tls-cert and --tls-key, or pass --insecure-http to accept the risk",
             args.listen
         ));
     }
-    if args.insecure_http && !loopback {
+    if args.insecure_http && !loopback && !tls {
         tracing::warn!(listen = %args.listen, "serving plain HTTP on a non-loopback address (--insecure-http): requests and keys travel unencrypted");
     }
     std::fs::create_dir_all(&args.data_dir)
@@ -184,12 +191,48 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         })
     };
 
-    eprintln!("kmsd listening on {local}");
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await;
+    let app = router(state);
+    let result = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            let cert = Arc::new(crate::tls::ReloadableCert::load(cert, key)?);
+            let config = crate::tls::server_config(cert.clone())?;
+            let reloader = tokio::spawn(reload_on_sighup(cert));
+            eprintln!("kmsd listening on {local}");
+            crate::tls::serve(listener, config, app, shutdown_signal()).await;
+            reloader.abort();
+            Ok(())
+        }
+        _ => {
+            eprintln!("kmsd listening on {local}");
+            let app = app.into_make_service_with_connect_info::<SocketAddr>();
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown_signal())
+                .await
+                .map_err(|e| e.to_string())
+        }
+    };
     sweeper.abort();
     tracing::info!("stopped");
-    result.map_err(|e| e.to_string())
+    result
+}
+
+/// Reloads the TLS certificate and key on every SIGHUP.
+async fn reload_on_sighup(cert: Arc<crate::tls::ReloadableCert>) {
+    #[cfg(unix)]
+    {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match cert.reload() {
+                Ok(()) => tracing::info!("SIGHUP: reloaded the TLS certificate and key"),
+                Err(e) => {
+                    tracing::error!(error = %e, "SIGHUP: TLS reload failed; keeping the current certificate")
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = cert;
 }

@@ -7,3 +7,4 @@ pub mod cli;
 pub mod server;
 pub mod sigv4;
 pub mod sts;
+pub mod tls;

@@ -1,0 +1,199 @@
+//! HTTPS: rustls with the aws-lc-rs provider, TLS 1.3 and 1.2 only (rustls has no non-PFS
+//! suites, so every TLS 1.2 suite is ECDHE), X25519MLKEM768 offered first, certificate reload
+//! without dropping connections, and an accept loop that drains on shutdown.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use axum::extract::ConnectInfo;
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls::ServerConfig;
+use tower::Service as _;
+
+/// What a TLS connection negotiated; handlers find it in the request extensions.
+#[derive(Debug, Clone)]
+pub struct TlsDetails {
+    /// e.g. `TLSv1.3`.
+    pub version: String,
+    /// e.g. `TLS13_AES_256_GCM_SHA384`.
+    pub cipher_suite: String,
+    /// e.g. `X25519MLKEM768`.
+    pub key_exchange: String,
+}
+
+/// The server certificate and key, loaded from files and reloadable (SIGHUP).
+#[derive(Debug)]
+pub struct ReloadableCert {
+    cert_path: PathBuf,
+    key_path: PathBuf,
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+fn load_certified_key(cert_path: &Path, key_path: &Path) -> Result<Arc<CertifiedKey>, String> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_path)
+        .map_err(|e| format!("reading {}: {e}", cert_path.display()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("parsing {}: {e}", cert_path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{} holds no certificate", cert_path.display()));
+    }
+    let key = PrivateKeyDer::from_pem_file(key_path)
+        .map_err(|e| format!("reading {}: {e}", key_path.display()))?;
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    let signing_key = provider
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| format!("loading the private key {}: {e}", key_path.display()))?;
+    let ck = CertifiedKey::new(certs, signing_key);
+    ck.keys_match().map_err(|e| {
+        format!(
+            "{} does not match {}: {e}",
+            key_path.display(),
+            cert_path.display()
+        )
+    })?;
+    Ok(Arc::new(ck))
+}
+
+impl ReloadableCert {
+    /// Loads the certificate chain (PEM) and private key (PEM).
+    pub fn load(cert_path: &Path, key_path: &Path) -> Result<Self, String> {
+        let ck = load_certified_key(cert_path, key_path)?;
+        Ok(ReloadableCert {
+            cert_path: cert_path.into(),
+            key_path: key_path.into(),
+            current: RwLock::new(ck),
+        })
+    }
+
+    /// Re-reads the files; new handshakes use the new certificate, open connections go on.
+    pub fn reload(&self) -> Result<(), String> {
+        let ck = load_certified_key(&self.cert_path, &self.key_path)?;
+        let mut cur = self
+            .current
+            .write()
+            .map_err(|_| "certificate lock poisoned".to_owned())?;
+        *cur = ck;
+        Ok(())
+    }
+}
+
+impl ResolvesServerCert for ReloadableCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.current.read().ok().map(|c| c.clone())
+    }
+}
+
+/// The rustls server configuration kmsd uses.
+pub fn server_config(cert: Arc<ReloadableCert>) -> Result<Arc<ServerConfig>, String> {
+    // The default aws-lc-rs provider offers X25519MLKEM768 first, then X25519, P-256, P-384,
+    // and only ECDHE suites for TLS 1.2.
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut cfg = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_cert_resolver(cert);
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
+}
+
+/// Serves `app` over TLS until `shutdown` resolves, then lets in-flight requests finish
+/// (at most 30 s).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    config: Arc<ServerConfig>,
+    app: Router,
+    shutdown: impl Future<Output = ()>,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        let mut stop = stop_rx.clone();
+        tasks.spawn(async move {
+            let tls =
+                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        return;
+                    }
+                };
+            let details = {
+                let conn = tls.get_ref().1;
+                TlsDetails {
+                    version: conn
+                        .protocol_version()
+                        .map(|v| format!("{v:?}").replace("TLSv1_", "TLSv1."))
+                        .unwrap_or_default(),
+                    cipher_suite: conn
+                        .negotiated_cipher_suite()
+                        .map(|c| format!("{:?}", c.suite()))
+                        .unwrap_or_default(),
+                    key_exchange: conn
+                        .negotiated_key_exchange_group()
+                        .map(|g| format!("{:?}", g.name()))
+                        .unwrap_or_default(),
+                }
+            };
+            let service = hyper::service::service_fn(
+                move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(ConnectInfo(peer));
+                    req.extensions_mut().insert(details.clone());
+                    let mut app = app.clone();
+                    async move { app.call(req.map(axum::body::Body::new)).await }
+                },
+            );
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => {
+                    if let Err(e) = r {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                }
+                _ = stop.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
+        // Reap finished connections so the set does not grow.
+        while tasks.try_join_next().is_some() {}
+    }
+    let _ = stop_tx.send(true);
+    let drain = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(Duration::from_secs(30), drain)
+        .await
+        .is_err()
+    {
+        tracing::warn!("some connections did not finish within 30 s of shutdown");
+    }
+}
