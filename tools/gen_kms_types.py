@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Generate crates/kms-types/src/generated.rs from botocore's KMS model.
 
-Usage: python3 tools/gen_kms_types.py [tools/kms-service-2.json]
+Usage: python3 tools/gen_kms_types.py [tools/kms-service-2.json] && rustfmt --edition 2021 crates/kms-types/src/generated.rs
 
 `tools/kms-service-2.json` is botocore's `data/kms/2014-11-01/service-2.json`
 (botocore 1.44.5) with the documentation strings removed. To refresh it:
@@ -230,6 +230,19 @@ for name in sorted(ops):
     outp = o.get("output", {}).get("shape")
     w('    ("%s", "%s", %s),' % (name, o["input"]["shape"], ('Some("%s")' % outp) if outp else "None"))
 w("];")
+w("")
+redacted = set()
+for n, sh in S.items():
+    if sh["type"] != "structure":
+        continue
+    for mn, mem in sh["members"].items():
+        t = S[mem["shape"]]
+        if t["type"] == "blob" or t.get("sensitive"):
+            redacted.add(mn)
+redacted |= {"GrantTokens", "GrantToken"}
+w("/// Members never written to the audit trail: every blob (plaintexts, ciphertexts, keys,")
+w("/// signatures, MACs), every member the model marks sensitive, and grant tokens (bearer credentials).")
+w("pub const REDACTED_MEMBERS: &[&str] = &[%s];" % ", ".join(rust_str(k) for k in sorted(redacted)))
 w("")
 w("/// Every modeled exception name.")
 w("pub const EXCEPTIONS: &[&str] = &[%s];" % ", ".join(rust_str(k) for k in sorted(S) if S[k].get("exception")))

@@ -20,6 +20,24 @@ pub struct Caller {
     pub source_ip: Option<IpAddr>,
     /// This request's id (`x-amzn-RequestId`).
     pub request_id: String,
+    /// ARNs of the keys this request touched (for the audit record's `resources`).
+    pub resources: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Caller {
+    /// Notes that this request touched the key `arn`.
+    pub fn touch(&self, arn: String) {
+        if let Ok(mut r) = self.resources.lock() {
+            if !r.contains(&arn) {
+                r.push(arn);
+            }
+        }
+    }
+
+    /// The key ARNs this request touched.
+    pub fn touched(&self) -> Vec<String> {
+        self.resources.lock().map(|r| r.clone()).unwrap_or_default()
+    }
 }
 
 /// A source of the current time, so tests can move time forward.
@@ -58,4 +76,11 @@ impl Clock for ManualClock {
     fn now_ms(&self) -> i64 {
         SystemClock.now_ms() + self.offset_ms.load(Ordering::SeqCst)
     }
+}
+
+/// Receives lifecycle events kmsd performs on its own (not in answer to a request), for the
+/// audit trail.
+pub trait EventSink: Send + Sync {
+    /// A key was deleted at the end of its waiting period.
+    fn key_deleted(&self, key_arn: &str, account: &str, region: &str, time_ms: i64);
 }

@@ -12,7 +12,7 @@ mod service;
 pub mod spec;
 pub mod store;
 
-pub use context::{Caller, Clock, ManualClock, SystemClock};
+pub use context::{Caller, Clock, EventSink, ManualClock, SystemClock};
 pub use kms_types::{ErrorCode, KmsError};
 pub use service::dispatch::{is_model_operation, SUPPORTED_OPERATIONS};
 pub use service::{AccessKeySecret, AdminCredentials, Service};

@@ -68,6 +68,34 @@ pub fn sha256(data: &[u8]) -> [u8; 32] {
     out
 }
 
+/// Incremental SHA-256.
+#[derive(Clone)]
+pub struct Sha256Context(digest::Context);
+
+impl Default for Sha256Context {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Sha256Context {
+    /// A fresh context.
+    pub fn new() -> Self {
+        Sha256Context(digest::Context::new(&digest::SHA256))
+    }
+    /// Feeds bytes.
+    pub fn update(&mut self, data: &[u8]) {
+        self.0.update(data);
+    }
+    /// The digest.
+    pub fn finish(self) -> [u8; 32] {
+        let d = self.0.finish();
+        let mut out = [0u8; 32];
+        out.copy_from_slice(d.as_ref());
+        out
+    }
+}
+
 /// HMAC-SHA256 of `data` under `key`.
 pub fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
     let k = hmac::Key::new(hmac::HMAC_SHA256, key);

@@ -10796,6 +10796,30 @@ pub const OPERATIONS: &[(&str, &str, Option<&str>)] = &[
     ("VerifyMac", "VerifyMacRequest", Some("VerifyMacResponse")),
 ];
 
+/// Members never written to the audit trail: every blob (plaintexts, ciphertexts, keys,
+/// signatures, MACs), every member the model marks sensitive, and grant tokens (bearer credentials).
+pub const REDACTED_MEMBERS: &[&str] = &[
+    "AccessKeyId",
+    "AttestationDocument",
+    "CiphertextBlob",
+    "CiphertextForRecipient",
+    "EncryptedKeyMaterial",
+    "GrantToken",
+    "GrantTokens",
+    "ImportToken",
+    "KeyStorePassword",
+    "Mac",
+    "Message",
+    "Plaintext",
+    "PrivateKeyCiphertextBlob",
+    "PrivateKeyPlaintext",
+    "PublicKey",
+    "RawSecretAccessKey",
+    "SharedSecret",
+    "SharedSecretCiphertextBlob",
+    "Signature",
+];
+
 /// Every modeled exception name.
 pub const EXCEPTIONS: &[&str] = &[
     "AlreadyExistsException",

@@ -24,6 +24,45 @@ pub struct Cli {
 pub enum Command {
     /// Run the server.
     Serve(ServeArgs),
+    /// Read and check the audit trail.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+/// `kmsd audit ...`
+#[derive(Subcommand, Debug)]
+pub enum AuditCommand {
+    /// Check that no record was removed, reordered or altered; names the first file and line
+    /// that do not fit. Exit status 0 only when the trail is intact.
+    Verify {
+        /// The audit directory (DATA_DIR/audit by default).
+        dir: PathBuf,
+        /// The audit signing public key (DER SPKI; DATA_DIR/audit-signing-key.pub.der). Without
+        /// it the key of the first digest is trusted: compare its printed fingerprint with the
+        /// one kmsd logged at start.
+        #[arg(long)]
+        public_key: Option<PathBuf>,
+    },
+    /// Print the records (JSON lines) that match every given filter.
+    Query {
+        /// The audit directory.
+        dir: PathBuf,
+        /// Records at or after this time (e.g. 2026-11-23T18:00:00Z).
+        #[arg(long)]
+        since: Option<String>,
+        /// Records before this time.
+        #[arg(long)]
+        until: Option<String>,
+        /// Records about this key (key id or key ARN).
+        #[arg(long)]
+        key: Option<String>,
+        /// Records of this principal ARN.
+        #[arg(long)]
+        principal: Option<String>,
+        /// Records of this operation (eventName), e.g. Decrypt.
+        #[arg(long)]
+        event_name: Option<String>,
+    },
 }
 
 /// `kmsd serve` flags.
@@ -54,6 +93,20 @@ pub struct ServeArgs {
     /// How often the sweeper deletes keys whose waiting period has ended, in seconds.
     #[arg(long, default_value_t = 60, env = "KMSD_SWEEP_INTERVAL_SECS")]
     pub sweep_interval_secs: u64,
+    /// Audit trail directory (default: DATA_DIR/audit).
+    #[arg(long, env = "KMSD_AUDIT_DIR")]
+    pub audit_dir: Option<PathBuf>,
+    /// `sync`: a request is acknowledged only once its audit record is fsynced (group commit);
+    /// `buffered`: records are fsynced per batch without holding the response, so a crash can
+    /// lose the last milliseconds of records.
+    #[arg(long, default_value = "sync", value_parser = ["sync", "buffered"], env = "KMSD_AUDIT_DURABILITY")]
+    pub audit_durability: String,
+    /// Roll audit files at this size (MiB).
+    #[arg(long, default_value_t = 64, env = "KMSD_AUDIT_MAX_FILE_MIB")]
+    pub audit_max_file_mib: u64,
+    /// Roll audit files after this many seconds.
+    #[arg(long, default_value_t = 3600, env = "KMSD_AUDIT_ROLL_SECS")]
+    pub audit_roll_secs: u64,
     /// Log format: `human` or `json`. Level from `KMSD_LOG` (e.g. `debug`, default `info`).
     #[arg(long, default_value = "human", value_parser = ["human", "json"])]
     pub log_format: String,
@@ -167,10 +220,31 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     } else {
         AuthMode::Verify
     };
+    let signing_key = crate::audit::load_or_create_signing_key(&service, &args.data_dir)?;
+    let audit_dir = args
+        .audit_dir
+        .clone()
+        .unwrap_or_else(|| args.data_dir.join("audit"));
+    let durability = if args.audit_durability == "buffered" {
+        kms_audit::Durability::Buffered
+    } else {
+        kms_audit::Durability::Sync
+    };
+    let audit = crate::audit::start_writer(
+        &audit_dir,
+        signing_key,
+        durability,
+        args.audit_max_file_mib.saturating_mul(1024 * 1024),
+        args.audit_roll_secs,
+    )?;
+    service.set_event_sink(Arc::new(crate::audit::AuditEventSink {
+        writer: audit.clone(),
+    }));
     let state = Arc::new(AppState {
         service: service.clone(),
         auth,
         clock,
+        audit: audit.clone(),
     });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -212,8 +286,50 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         }
     };
     sweeper.abort();
+    audit.close().await;
     tracing::info!("stopped");
     result
+}
+
+/// Runs `kmsd audit ...`.
+pub fn audit_command(cmd: AuditCommand) -> Result<(), String> {
+    match cmd {
+        AuditCommand::Verify { dir, public_key } => {
+            let key = public_key
+                .map(std::fs::read)
+                .transpose()
+                .map_err(|e| format!("reading the public key: {e}"))?;
+            let report = kms_audit::verify_dir(&dir, key.as_deref())?;
+            println!(
+                "audit trail intact: {} files, {} records, last sequence {}, last record sha256 {}",
+                report.files, report.records, report.last_seq, report.last_hash
+            );
+            if let Some(open) = report.open_file {
+                println!("{open} is still open: its records are chained but not yet covered by a signed digest");
+            }
+            Ok(())
+        }
+        AuditCommand::Query {
+            dir,
+            since,
+            until,
+            key,
+            principal,
+            event_name,
+        } => {
+            let filter = kms_audit::QueryFilter {
+                since,
+                until,
+                key,
+                principal,
+                event_name,
+            };
+            for record in kms_audit::query(&dir, &filter)? {
+                println!("{record}");
+            }
+            Ok(())
+        }
+    }
 }
 
 /// Reloads the TLS certificate and key on every SIGHUP.

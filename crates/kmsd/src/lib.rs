@@ -2,6 +2,7 @@
 //! [`server`] (listener, body, request id) -> [`auth`] (SigV4, caller) -> KMS JSON dispatch in
 //! `kms_core::Service` or STS in [`sts`] -> response with AWS's framing.
 
+pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod server;

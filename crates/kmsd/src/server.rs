@@ -26,6 +26,8 @@ pub struct AppState {
     pub auth: AuthMode,
     /// The clock (a [`ManualClock`] so `--dev` can move it).
     pub clock: Arc<ManualClock>,
+    /// The audit trail.
+    pub audit: kms_audit::AuditWriter,
 }
 
 /// The router: every path goes to one handler, as AWS JSON services use `POST /`.
@@ -89,12 +91,22 @@ fn header_pairs(headers: &HeaderMap, authority: Option<&str>) -> Vec<(String, St
     out
 }
 
+/// What the audit record of one call needs beyond the caller.
+struct CallInfo {
+    event_name: String,
+    event_source: &'static str,
+    request_parameters: serde_json::Value,
+    response_elements: serde_json::Value,
+    error: Option<KmsError>,
+}
+
 async fn handle(
     State(app): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     req: Request,
 ) -> Response {
     let request_id = uuid::Uuid::new_v4().to_string();
+    let started_ms = kms_core::SystemClock.now_ms();
     let (parts, body) = req.into_parts();
     let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
         Ok(b) => b,
@@ -131,10 +143,16 @@ async fn handle(
         headers: header_pairs(&parts.headers, parts.uri.authority().map(|a| a.as_str())),
         body: &body,
     };
+    let host = req_parts
+        .headers
+        .iter()
+        .find(|(n, _)| n == "host")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
     // Signatures are checked against real time: the dev clock only moves key lifecycles.
-    let now_secs = kms_core::SystemClock.now_ms() / 1000;
+    let now_secs = started_ms / 1000;
     let service = if is_sts { "sts" } else { "kms" };
-    let caller = match authenticate(
+    let auth = authenticate(
         &app.service,
         &app.auth,
         &req_parts,
@@ -142,56 +160,157 @@ async fn handle(
         now_secs,
         Some(peer.ip()),
         &request_id,
-    ) {
-        Ok(c) => c,
+    );
+    let op = match (&target, is_sts) {
+        (_, true) => crate::sts::action(&body).unwrap_or_default(),
+        (Some(t), false) => t.strip_prefix("TrentService.").unwrap_or(t).to_owned(),
+        (None, false) => String::new(),
+    };
+    let (response, info) = match &auth {
         Err(e) => {
             tracing::debug!(request_id, code = e.code.as_str(), "authentication failed");
-            return if is_sts {
-                sts_error(&e, &request_id)
+            let r = if is_sts {
+                sts_error(e, &request_id)
             } else {
-                json_error(&e, &request_id)
+                json_error(e, &request_id)
             };
+            (
+                r,
+                CallInfo {
+                    event_name: op.clone(),
+                    event_source: source_of(is_sts),
+                    request_parameters: serde_json::Value::Null,
+                    response_elements: serde_json::Value::Null,
+                    error: Some(e.clone()),
+                },
+            )
         }
+        Ok(caller) if is_sts => sts_call(caller, &op, &request_id),
+        Ok(caller) => kms_call(&app, caller, target.as_deref(), &op, &body, &request_id).await,
     };
-    if is_sts {
-        return match crate::sts::action(&body).as_deref() {
-            Some("GetCallerIdentity") => respond(
-                200,
-                "text/xml",
-                &request_id,
-                None,
-                crate::sts::get_caller_identity(&caller).into_bytes(),
-            ),
-            other => sts_error(
-                &KmsError::new(
-                    ErrorCode::UnsupportedOperationException,
-                    format!(
-                        "kmsd answers only the STS action GetCallerIdentity, not {}",
-                        other.unwrap_or("(none)")
-                    ),
-                ),
-                &request_id,
-            ),
+    let caller = auth.ok();
+    // For calls that failed authentication, record what the Authorization header claimed.
+    let claimed = req_parts
+        .headers
+        .iter()
+        .find(|(n, _)| n == "authorization")
+        .and_then(|(_, v)| crate::sigv4::parse_authorization(v).ok());
+    let record = kms_audit::ApiCallRecord {
+        time_ms: started_ms,
+        event_name: info.event_name,
+        event_source: info.event_source.to_owned(),
+        region: caller
+            .as_ref()
+            .map(|c| c.region.clone())
+            .or_else(|| claimed.as_ref().map(|a| a.region.clone()))
+            .unwrap_or_default(),
+        account: caller.as_ref().map(|c| c.account.clone()),
+        principal_arn: caller.as_ref().map(|c| c.principal_arn.clone()),
+        principal_id: caller.as_ref().map(|c| c.user_id.clone()),
+        access_key_id: caller
+            .as_ref()
+            .map(|c| c.access_key_id.clone())
+            .or_else(|| claimed.as_ref().map(|a| a.access_key_id.clone())),
+        source_ip: peer.ip().to_string(),
+        user_agent: parts
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned(),
+        request_parameters: info.request_parameters,
+        response_elements: info.response_elements,
+        error_code: info.error.as_ref().map(|e| e.code.as_str().to_owned()),
+        error_message: info.error.as_ref().map(|e| e.message.clone()),
+        request_id: request_id.clone(),
+        event_id: uuid::Uuid::new_v4().to_string(),
+        read_only: crate::audit::is_read_only(&op),
+        resources: caller.as_ref().map(|c| c.touched()).unwrap_or_default(),
+        tls: parts
+            .extensions
+            .get::<crate::tls::TlsDetails>()
+            .map(|t| (t.version.clone(), t.cipher_suite.clone(), host)),
+    };
+    if let Err(e) = app.audit.record(record.to_json()).await {
+        // Fail closed: a call whose audit record is not durable is not acknowledged.
+        tracing::error!(request_id, error = %e, "audit record not written; failing the request");
+        let e = KmsError::internal(
+            "kmsd could not write the audit record for this request; it was not acknowledged",
+        );
+        return if is_sts {
+            sts_error(&e, &request_id)
+        } else {
+            json_error(&e, &request_id)
         };
     }
-    let op = match target
-        .as_deref()
-        .and_then(|t| t.strip_prefix("TrentService."))
-    {
-        Some(op) => op.to_owned(),
-        None => {
-            let e = KmsError::new(
-                ErrorCode::UnknownOperationException,
-                format!(
-                    "X-Amz-Target must be 'TrentService.<Operation>', not '{}'",
-                    target.unwrap_or_default()
-                ),
-            );
-            return json_error(&e, &request_id);
-        }
+    response
+}
+
+fn source_of(is_sts: bool) -> &'static str {
+    if is_sts {
+        "sts.amazonaws.com"
+    } else {
+        "kms.amazonaws.com"
+    }
+}
+
+fn sts_call(caller: &kms_core::Caller, action: &str, request_id: &str) -> (Response, CallInfo) {
+    let info = |error| CallInfo {
+        event_name: action.to_owned(),
+        event_source: "sts.amazonaws.com",
+        request_parameters: serde_json::Value::Null,
+        response_elements: serde_json::Value::Null,
+        error,
     };
+    if action == "GetCallerIdentity" {
+        let body = crate::sts::get_caller_identity(caller).into_bytes();
+        return (respond(200, "text/xml", request_id, None, body), info(None));
+    }
+    let e = KmsError::new(
+        ErrorCode::UnsupportedOperationException,
+        format!(
+            "kmsd answers only the STS action GetCallerIdentity, not {}",
+            if action.is_empty() { "(none)" } else { action }
+        ),
+    );
+    (sts_error(&e, request_id), info(Some(e)))
+}
+
+async fn kms_call(
+    app: &AppState,
+    caller: &kms_core::Caller,
+    target: Option<&str>,
+    op: &str,
+    body: &[u8],
+    request_id: &str,
+) -> (Response, CallInfo) {
+    let request_parameters = serde_json::from_slice::<serde_json::Value>(body)
+        .map(|v| kms_audit::redact_request(&v, kms_types::REDACTED_MEMBERS))
+        .unwrap_or(serde_json::Value::Null);
+    let mut info = CallInfo {
+        event_name: op.to_owned(),
+        event_source: "kms.amazonaws.com",
+        request_parameters,
+        response_elements: serde_json::Value::Null,
+        error: None,
+    };
+    if target
+        .and_then(|t| t.strip_prefix("TrentService."))
+        .is_none()
+    {
+        let e = KmsError::new(
+            ErrorCode::UnknownOperationException,
+            format!(
+                "X-Amz-Target must be 'TrentService.<Operation>', not '{}'",
+                target.unwrap_or_default()
+            ),
+        );
+        let r = json_error(&e, request_id);
+        info.error = Some(e);
+        return (r, info);
+    }
     let started = std::time::Instant::now();
-    let result = app.service.dispatch(&caller, &op, &body).await;
+    let result = app.service.dispatch(caller, op, body).await;
     let micros = started.elapsed().as_micros() as u64;
     match result {
         Ok(out) => {
@@ -202,7 +321,12 @@ async fn handle(
                 micros,
                 "ok"
             );
-            respond(200, JSON_CT, &request_id, None, out)
+            if !crate::audit::is_read_only(op) {
+                info.response_elements = serde_json::from_slice::<serde_json::Value>(&out)
+                    .map(|v| kms_audit::redact_request(&v, kms_types::REDACTED_MEMBERS))
+                    .unwrap_or(serde_json::Value::Null);
+            }
+            (respond(200, JSON_CT, request_id, None, out), info)
         }
         Err(e) => {
             tracing::debug!(
@@ -213,7 +337,9 @@ async fn handle(
                 code = e.code.as_str(),
                 "error"
             );
-            json_error(&e, &request_id)
+            let r = json_error(&e, request_id);
+            info.error = Some(e);
+            (r, info)
         }
     }
 }

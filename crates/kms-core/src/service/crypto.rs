@@ -232,6 +232,7 @@ impl Service {
             }
         }
         let key = key.ok_or_else(invalid_ciphertext)?;
+        caller.touch(key.record.arn());
         if let Some(named) = expected_key {
             let named_id = self.resolve(caller, named, true)?;
             if named_id != key.record.key_id {

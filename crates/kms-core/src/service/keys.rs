@@ -177,6 +177,7 @@ impl Service {
             public_key_hex: public_key,
         };
         self.commit(vec![WriteOp::PutKey(record.clone())]).await?;
+        caller.touch(record.arn());
         Ok(CreateKeyResponse {
             key_metadata: Some(key_metadata(&record)),
         })

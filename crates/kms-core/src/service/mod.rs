@@ -49,6 +49,8 @@ pub struct Service {
     secret_cache: RwLock<HashMap<String, Arc<principals::AccessKeySecret>>>,
     /// Serialises read-modify-write operations.
     write_lock: tokio::sync::Mutex<()>,
+    /// Where lifecycle events go (the audit trail).
+    events: RwLock<Option<Arc<dyn crate::context::EventSink>>>,
 }
 
 fn internal<E: std::fmt::Display>(e: E) -> KmsError {
@@ -67,7 +69,19 @@ impl Service {
             alias_cache: RwLock::new(HashMap::new()),
             secret_cache: RwLock::new(HashMap::new()),
             write_lock: tokio::sync::Mutex::new(()),
+            events: RwLock::new(None),
         }
+    }
+
+    /// Sends lifecycle events (scheduled deletions carried out, ...) to `sink`.
+    pub fn set_event_sink(&self, sink: Arc<dyn crate::context::EventSink>) {
+        if let Ok(mut e) = self.events.write() {
+            *e = Some(sink);
+        }
+    }
+
+    fn event_sink(&self) -> Option<Arc<dyn crate::context::EventSink>> {
+        self.events.read().ok().and_then(|e| e.clone())
     }
 
     /// The store (for the binary's admin paths).
@@ -270,6 +284,7 @@ impl Service {
         if entry.record.account != account {
             return Err(not_found());
         }
+        caller.touch(entry.record.arn());
         if account != caller.account {
             return Err(access_denied(caller, &entry.record.arn()));
         }

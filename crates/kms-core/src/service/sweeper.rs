@@ -31,6 +31,9 @@ impl Service {
             }));
             self.commit(ops).await?;
             tracing::info!(key_arn = %k.arn(), "deleted key at the end of its waiting period");
+            if let Some(sink) = self.event_sink() {
+                sink.key_deleted(&k.arn(), &k.account, &k.region, self.now_ms());
+            }
             deleted += 1;
         }
         Ok(deleted)

@@ -11,6 +11,8 @@ use std::time::Duration;
 /// A running kmsd process with its own data dir.
 pub struct Server {
     pub child: Child,
+    /// Everything the server wrote to stderr so far.
+    pub log: std::sync::Arc<std::sync::Mutex<String>>,
     pub addr: SocketAddr,
     pub data_dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
@@ -32,16 +34,25 @@ impl Server {
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir)
             .args(extra)
-            .env("KMSD_LOG", "info")
+            .env(
+                "KMSD_LOG",
+                std::env::var("KMSD_TEST_LOG_LEVEL").unwrap_or_else(|_| "debug".into()),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let log_writer = log.clone();
         std::thread::spawn(move || {
             let mut sent = false;
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Ok(mut l) = log_writer.lock() {
+                    l.push_str(&line);
+                    l.push('\n');
+                }
                 if !sent {
                     if let Some(a) = line.strip_prefix("kmsd listening on ") {
                         let _ = tx.send(a.trim().to_owned());
@@ -61,6 +72,7 @@ impl Server {
             .unwrap();
         Server {
             child,
+            log,
             addr,
             data_dir: dir.to_path_buf(),
             _tmp: None,

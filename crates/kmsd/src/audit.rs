@@ -1,0 +1,134 @@
+//! Wiring of the audit trail: the signing key kept like key material, the sink for service
+//! events, and the record of each API call.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use kms_audit::{AuditWriter, ServiceEventRecord, SigningKey};
+use kms_core::{Service, WriteOp};
+
+const META_KEY: &str = "audit-signing-key";
+const META_PUBLIC: &str = "audit-signing-public-key";
+/// File in the data dir holding the audit signing public key (DER SPKI), for `kmsd audit verify`.
+pub const PUBLIC_KEY_FILE: &str = "audit-signing-key.pub.der";
+
+fn aad() -> &'static [u8] {
+    b"kmsd-audit-signing-key"
+}
+
+/// Loads the audit signing key (sealed under the root key in the store), creating it on first
+/// start. Also writes its public key to `DATA_DIR/audit-signing-key.pub.der`.
+pub fn load_or_create_signing_key(
+    service: &Service,
+    data_dir: &Path,
+) -> Result<SigningKey, String> {
+    let store = service.store();
+    let key = match store.get_meta(META_KEY).map_err(|e| e.to_string())? {
+        Some(sealed_hex) => {
+            let sealed = hex::decode(sealed_hex).map_err(|e| e.to_string())?;
+            let pkcs8 = service
+                .root_key()
+                .open(aad(), &sealed)
+                .map_err(|e| format!("unsealing the audit signing key: {e}"))?;
+            let spki = hex::decode(
+                store
+                    .get_meta(META_PUBLIC)
+                    .map_err(|e| e.to_string())?
+                    .unwrap_or_default(),
+            )
+            .map_err(|e| e.to_string())?;
+            SigningKey { pkcs8, spki }
+        }
+        None => {
+            let key = SigningKey::generate()?;
+            let sealed = service
+                .root_key()
+                .seal(aad(), &key.pkcs8)
+                .map_err(|e| e.to_string())?;
+            store
+                .apply(vec![
+                    WriteOp::PutMeta {
+                        name: META_KEY.into(),
+                        value: hex::encode(sealed),
+                    },
+                    WriteOp::PutMeta {
+                        name: META_PUBLIC.into(),
+                        value: hex::encode(&key.spki),
+                    },
+                ])
+                .map_err(|e| e.to_string())?;
+            key
+        }
+    };
+    std::fs::write(data_dir.join(PUBLIC_KEY_FILE), &key.spki).map_err(|e| e.to_string())?;
+    tracing::info!(
+        public_key_sha256 = %hex::encode(kms_crypto::sha256(&key.spki)),
+        "audit signing key loaded; keep this fingerprint to check `kmsd audit verify` against"
+    );
+    Ok(key)
+}
+
+/// Sends kmsd's own lifecycle events to the audit trail.
+pub struct AuditEventSink {
+    /// The writer.
+    pub writer: AuditWriter,
+}
+
+impl kms_core::EventSink for AuditEventSink {
+    fn key_deleted(&self, key_arn: &str, account: &str, region: &str, time_ms: i64) {
+        let record = ServiceEventRecord {
+            time_ms,
+            event_name: "DeleteKey".into(),
+            region: region.into(),
+            account: account.into(),
+            key_arn: key_arn.into(),
+            event_id: uuid::Uuid::new_v4().to_string(),
+        };
+        let writer = self.writer.clone();
+        tokio::spawn(async move {
+            if let Err(e) = writer.record(record.to_json()).await {
+                tracing::error!(error = %e, "could not audit a key deletion");
+            }
+        });
+    }
+}
+
+/// Operations CloudTrail marks read-only (and whose responseElements it leaves null).
+pub fn is_read_only(op: &str) -> bool {
+    op.starts_with("Describe")
+        || op.starts_with("List")
+        || op.starts_with("Get")
+        || matches!(
+            op,
+            "Encrypt"
+                | "Decrypt"
+                | "ReEncrypt"
+                | "GenerateDataKey"
+                | "GenerateDataKeyWithoutPlaintext"
+                | "GenerateDataKeyPair"
+                | "GenerateDataKeyPairWithoutPlaintext"
+                | "GenerateRandom"
+                | "GenerateMac"
+                | "VerifyMac"
+                | "Sign"
+                | "Verify"
+                | "DeriveSharedSecret"
+                | "Encapsulate"
+                | "Decapsulate"
+        )
+}
+
+/// Starts the writer in `dir`.
+pub fn start_writer(
+    dir: &Path,
+    key: SigningKey,
+    durability: kms_audit::Durability,
+    max_bytes: u64,
+    roll_secs: u64,
+) -> Result<AuditWriter, String> {
+    let clock: Arc<dyn Fn() -> i64 + Send + Sync> = Arc::new(|| {
+        use kms_core::Clock as _;
+        kms_core::SystemClock.now_ms()
+    });
+    AuditWriter::start(dir, key, durability, max_bytes, roll_secs, clock)
+}
