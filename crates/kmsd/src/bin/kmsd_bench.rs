@@ -46,6 +46,14 @@ impl Op {
             Op::GenerateDataKey => "GenerateDataKey",
         }
     }
+
+    /// A field every successful answer carries, checked on each connection's first answer.
+    fn answer_field(self) -> &'static str {
+        match self {
+            Op::Encrypt => "CiphertextBlob",
+            Op::GenerateDataKey => "Plaintext",
+        }
+    }
 }
 
 /// Command-line arguments.
@@ -113,6 +121,8 @@ struct Ctx {
     target: String,
     /// The JSON request body (identical for every request).
     body: Bytes,
+    /// The operation under load.
+    op: Op,
 }
 
 /// Phase boundaries shared by all connections.
@@ -212,6 +222,7 @@ async fn run(args: &Args) -> Result<(), BoxError> {
         region: args.region.clone(),
         target: "TrentService.CreateKey".to_owned(),
         body: Bytes::from_static(b"{}"),
+        op: args.op,
     };
     let key_id = match &args.key_id {
         Some(k) => k.clone(),
@@ -417,6 +428,7 @@ async fn create_key(ctx: &Ctx) -> Result<String, BoxError> {
 /// A broken connection is counted as an error and reopened.
 async fn worker(ctx: Arc<Ctx>, timing: Timing) -> WorkerResult {
     let mut res = WorkerResult::default();
+    let mut validated = false;
     'connection: while Instant::now() < timing.deadline {
         let mut sender = match connect(&ctx).await {
             Ok(s) => s,
@@ -445,6 +457,19 @@ async fn worker(ctx: Arc<Ctx>, timing: Timing) -> WorkerResult {
                     if recorded {
                         res.latencies_us.push((ended - started).as_micros() as u64);
                     }
+                    if status == StatusCode::OK && !validated {
+                        validated = true;
+                        if !answer_has_field(&body, ctx.op.answer_field()) {
+                            res.http_errors += 1;
+                            note_first_error(|| {
+                                format!(
+                                    "200 without {}: {}",
+                                    ctx.op.answer_field(),
+                                    String::from_utf8_lossy(&body)
+                                )
+                            });
+                        }
+                    }
                     if status != StatusCode::OK {
                         if recorded {
                             res.http_errors += 1;
@@ -465,6 +490,14 @@ async fn worker(ctx: Arc<Ctx>, timing: Timing) -> WorkerResult {
         }
     }
     res
+}
+
+/// Whether a JSON answer has a non-empty string `field` at the top level.
+fn answer_has_field(body: &[u8], field: &str) -> bool {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get(field).and_then(|f| f.as_str()).map(|s| !s.is_empty()))
+        .unwrap_or(false)
 }
 
 /// Nearest-rank percentile of sorted microsecond latencies, in milliseconds.
@@ -512,23 +545,44 @@ fn print_summary(s: &Summary, json: bool, key_id: &str) {
     }
 }
 
-/// Hidden mode: AES-256-GCM seals of `--plaintext-bytes` in a loop on this thread.
+/// Hidden mode: AES-256-GCM seals of `--plaintext-bytes` in a loop on this thread, through
+/// `kms_crypto::AesGcmKey::seal` (random IV, fresh buffer) and, for comparison, its parts: the
+/// 12-byte random IV alone and a bare aws-lc-rs in-place seal with a counter nonce.
 fn raw_aes(args: &Args) -> Result<(), BoxError> {
-    let key = kms_crypto::AesGcmKey::new(&[0u8; 32])?;
-    let buf = vec![0u8; args.plaintext_bytes];
+    use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
     let secs = args.duration_secs.max(1);
+    let buf = vec![0u8; args.plaintext_bytes];
+
+    let key = kms_crypto::AesGcmKey::new(&[0u8; 32])?;
     let (n, elapsed) = time_loop(secs, || {
-        let sealed = key.seal(b"", &buf)?;
-        std::hint::black_box(sealed);
+        std::hint::black_box(key.seal(b"", &buf)?);
         Ok(())
     })?;
-    report_raw(
-        args,
-        "raw-aes-256-gcm-seal",
-        n,
-        elapsed,
-        args.plaintext_bytes,
+    report_raw(args, "raw-aes-256-gcm-seal", n, elapsed, buf.len());
+
+    let (n, elapsed) = time_loop(secs, || {
+        std::hint::black_box(kms_crypto::random_array::<12>()?);
+        Ok(())
+    })?;
+    report_raw(args, "raw-random-iv-12", n, elapsed, 12);
+
+    let bare = LessSafeKey::new(
+        UnboundKey::new(&AES_256_GCM, &[0u8; 32]).map_err(|_| "aws-lc-rs rejected the key")?,
     );
+    let mut counter = 0u64;
+    let mut in_out = Vec::with_capacity(buf.len() + 16);
+    let (n, elapsed) = time_loop(secs, || {
+        counter += 1;
+        let mut iv = [0u8; 12];
+        iv[..8].copy_from_slice(&counter.to_le_bytes());
+        in_out.clear();
+        in_out.extend_from_slice(&buf);
+        bare.seal_in_place_append_tag(Nonce::assume_unique_for_key(iv), Aad::empty(), &mut in_out)
+            .map_err(|_| "aws-lc-rs seal failed")?;
+        std::hint::black_box(&in_out);
+        Ok(())
+    })?;
+    report_raw(args, "raw-aws-lc-rs-seal-in-place", n, elapsed, buf.len());
     Ok(())
 }
 
@@ -546,6 +600,7 @@ fn raw_sign(args: &Args) -> Result<(), BoxError> {
             "00000000-0000-0000-0000-000000000000",
             args.plaintext_bytes,
         )?),
+        op: Op::Encrypt,
     };
     let (n, elapsed) = time_loop(args.duration_secs.max(1), || {
         std::hint::black_box(signed_request(&ctx)?);
