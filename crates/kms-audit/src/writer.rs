@@ -121,6 +121,11 @@ impl AuditWriter {
         }
     }
 
+    /// Whether the writer thread is still running.
+    pub fn is_running(&self) -> bool {
+        !self.tx.is_closed()
+    }
+
     /// Records not yet on disk (the audit lag).
     pub fn pending(&self) -> u64 {
         self.pending.load(Ordering::SeqCst)

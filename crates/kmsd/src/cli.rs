@@ -27,6 +27,17 @@ pub enum Command {
     /// Read and check the audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Check the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+/// `kmsd config ...`
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Check a configuration (file, environment and flags together) without starting: every key
+    /// known, every value valid, TLS files loadable, data dir usable. Prints the effective settings.
+    Check(Box<ServeArgs>),
 }
 
 /// `kmsd audit ...`
@@ -79,10 +90,10 @@ pub struct ServeArgs {
     pub account_id: String,
     /// Local-development mode: loopback only; any access key id/secret is accepted (signature
     /// format and date checked, value not verified) and acts as the account's admin.
-    #[arg(long)]
+    #[arg(long, env = "KMSD_DEV")]
     pub dev: bool,
     /// Allow plain HTTP on a non-loopback address (logs a warning). Use TLS instead.
-    #[arg(long)]
+    #[arg(long, env = "KMSD_INSECURE_HTTP")]
     pub insecure_http: bool,
     /// Serve HTTPS with this certificate chain (PEM). Needs --tls-key. Reloaded on SIGHUP.
     #[arg(long, env = "KMSD_TLS_CERT", requires = "tls_key")]
@@ -107,9 +118,20 @@ pub struct ServeArgs {
     /// Roll audit files after this many seconds.
     #[arg(long, default_value_t = 3600, env = "KMSD_AUDIT_ROLL_SECS")]
     pub audit_roll_secs: u64,
-    /// Log format: `human` or `json`. Level from `KMSD_LOG` (e.g. `debug`, default `info`).
-    #[arg(long, default_value = "human", value_parser = ["human", "json"])]
+    /// Log format: `human` or `json`. Level from `KMSD_LOG` or the config file's `log_level`
+    /// (e.g. `debug`: one line per request; default `info`), re-read on SIGHUP.
+    #[arg(long, default_value = "human", value_parser = ["human", "json"], env = "KMSD_LOG_FORMAT")]
     pub log_format: String,
+    /// Serve /healthz, /readyz and /metrics (Prometheus) on this separate address.
+    #[arg(long, env = "KMSD_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
+    /// Do not lock memory with mlockall (by default kmsd tries, so key material is never swapped).
+    #[arg(long, env = "KMSD_NO_MLOCK")]
+    pub no_mlock: bool,
+    /// TOML config file: any of these flags by long name with `_` (e.g. `data_dir = "/var/lib/kmsd"`,
+    /// `log_level = "info"`). Command line and `KMSD_*` variables take precedence.
+    #[arg(long, env = "KMSD_CONFIG")]
+    pub config: Option<PathBuf>,
 }
 
 fn parse_account(s: &str) -> Result<String, String> {
@@ -135,17 +157,29 @@ fn write_credentials_file(dir: &Path, c: &AdminCredentials) -> std::io::Result<(
     std::fs::rename(&tmp, dir.join("admin-credentials"))
 }
 
-fn init_logging(format: &str) {
+type LogHandle =
+    tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>;
+
+fn init_logging(format: &str) -> Option<LogHandle> {
+    use tracing_subscriber::prelude::*;
     let filter = tracing_subscriber::EnvFilter::try_from_env("KMSD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if format == "json" {
-        builder.json().init();
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    let registry = tracing_subscriber::registry().with(filter);
+    let result = if format == "json" {
+        registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_writer(std::io::stderr),
+            )
+            .try_init()
     } else {
-        builder.init();
-    }
+        registry
+            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .try_init()
+    };
+    result.ok().map(|_| handle)
 }
 
 async fn shutdown_signal() {
@@ -172,7 +206,8 @@ async fn shutdown_signal() {
 
 /// Runs `kmsd serve` until SIGTERM/SIGINT.
 pub async fn serve(args: ServeArgs) -> Result<(), String> {
-    init_logging(&args.log_format);
+    let log_handle = init_logging(&args.log_format);
+    crate::hygiene::harden(!args.no_mlock);
     let loopback = args.listen.ip().is_loopback();
     if args.dev && !loopback {
         return Err(format!(
@@ -245,7 +280,22 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         auth,
         clock,
         audit: audit.clone(),
+        metrics: Arc::new(crate::metrics::Metrics::new()),
     });
+    let admin = match args.admin_listen {
+        Some(addr) => {
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("binding the admin listener {addr}: {e}"))?;
+            let local = l.local_addr().map_err(|e| e.to_string())?;
+            eprintln!("kmsd admin listening on {local}");
+            let app = crate::admin::router(state.clone());
+            Some(tokio::spawn(async move {
+                let _ = axum::serve(l, app).await;
+            }))
+        }
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| format!("binding {}: {e}", args.listen))?;
@@ -270,13 +320,23 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         (Some(cert), Some(key)) => {
             let cert = Arc::new(crate::tls::ReloadableCert::load(cert, key)?);
             let config = crate::tls::server_config(cert.clone())?;
-            let reloader = tokio::spawn(reload_on_sighup(cert));
+            let reloader = tokio::spawn(reload_on_sighup(
+                Some(cert),
+                args.config.clone(),
+                log_handle.clone(),
+            ));
             eprintln!("kmsd listening on {local}");
             crate::tls::serve(listener, config, app, shutdown_signal()).await;
             reloader.abort();
             Ok(())
         }
         _ => {
+            let reloader = tokio::spawn(reload_on_sighup(
+                None,
+                args.config.clone(),
+                log_handle.clone(),
+            ));
+            let _reloader = AbortOnDrop(reloader);
             eprintln!("kmsd listening on {local}");
             let app = app.into_make_service_with_connect_info::<SocketAddr>();
             axum::serve(listener, app)
@@ -286,6 +346,9 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         }
     };
     sweeper.abort();
+    if let Some(a) = admin {
+        a.abort();
+    }
     audit.close().await;
     tracing::info!("stopped");
     result
@@ -332,8 +395,21 @@ pub fn audit_command(cmd: AuditCommand) -> Result<(), String> {
     }
 }
 
-/// Reloads the TLS certificate and key on every SIGHUP.
-async fn reload_on_sighup(cert: Arc<crate::tls::ReloadableCert>) {
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// On every SIGHUP: reloads the TLS certificate and key, and the log level from the config file.
+async fn reload_on_sighup(
+    cert: Option<Arc<crate::tls::ReloadableCert>>,
+    config: Option<PathBuf>,
+    log: Option<LogHandle>,
+) {
     #[cfg(unix)]
     {
         let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
@@ -341,14 +417,81 @@ async fn reload_on_sighup(cert: Arc<crate::tls::ReloadableCert>) {
             return;
         };
         while hup.recv().await.is_some() {
-            match cert.reload() {
-                Ok(()) => tracing::info!("SIGHUP: reloaded the TLS certificate and key"),
-                Err(e) => {
-                    tracing::error!(error = %e, "SIGHUP: TLS reload failed; keeping the current certificate")
+            if let Some(cert) = &cert {
+                match cert.reload() {
+                    Ok(()) => tracing::info!("SIGHUP: reloaded the TLS certificate and key"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "SIGHUP: TLS reload failed; keeping the current certificate")
+                    }
+                }
+            }
+            if let (Some(path), Some(log)) = (&config, &log) {
+                match crate::config::log_level(path) {
+                    Ok(Some(level)) => match tracing_subscriber::EnvFilter::try_new(&level) {
+                        Ok(f) => {
+                            let _ = log.reload(f);
+                            tracing::info!(level, "SIGHUP: log level reloaded");
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "SIGHUP: invalid log_level in the config file")
+                        }
+                    },
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::error!(error = %e, "SIGHUP: could not re-read the config file")
+                    }
                 }
             }
         }
     }
     #[cfg(not(unix))]
-    let _ = cert;
+    let _ = (cert, config, log);
+}
+
+/// Runs `kmsd config check`.
+pub fn config_command(cmd: ConfigCommand) -> Result<(), String> {
+    let ConfigCommand::Check(args) = cmd;
+    let args = *args;
+    if !args.listen.ip().is_loopback() && args.tls_cert.is_none() && !args.insecure_http {
+        return Err(format!(
+            "listen {} is not loopback: set tls_cert and tls_key (or insecure_http)",
+            args.listen
+        ));
+    }
+    if args.dev && !args.listen.ip().is_loopback() {
+        return Err("dev mode serves only loopback addresses".into());
+    }
+    if let (Some(c), Some(k)) = (&args.tls_cert, &args.tls_key) {
+        crate::tls::ReloadableCert::load(c, k)?;
+    }
+    if let Ok(level) = std::env::var("KMSD_LOG") {
+        tracing_subscriber::EnvFilter::try_new(&level)
+            .map_err(|e| format!("log_level '{level}': {e}"))?;
+    }
+    std::fs::create_dir_all(&args.data_dir)
+        .map_err(|e| format!("data_dir {}: {e}", args.data_dir.display()))?;
+    println!("configuration ok");
+    println!(
+        "listen = \"{}\"\ndata_dir = \"{}\"\naccount_id = \"{}\"\ndev = {}\ninsecure_http = {}",
+        args.listen,
+        args.data_dir.display(),
+        args.account_id,
+        args.dev,
+        args.insecure_http
+    );
+    if let (Some(c), Some(k)) = (&args.tls_cert, &args.tls_key) {
+        println!(
+            "tls_cert = \"{}\"\ntls_key = \"{}\"",
+            c.display(),
+            k.display()
+        );
+    }
+    if let Some(a) = args.admin_listen {
+        println!("admin_listen = \"{a}\"");
+    }
+    println!(
+        "audit_durability = \"{}\"\naudit_max_file_mib = {}\naudit_roll_secs = {}\nsweep_interval_secs = {}\nlog_format = \"{}\"",
+        args.audit_durability, args.audit_max_file_mib, args.audit_roll_secs, args.sweep_interval_secs, args.log_format
+    );
+    Ok(())
 }

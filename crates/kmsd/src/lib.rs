@@ -2,9 +2,13 @@
 //! [`server`] (listener, body, request id) -> [`auth`] (SigV4, caller) -> KMS JSON dispatch in
 //! `kms_core::Service` or STS in [`sts`] -> response with AWS's framing.
 
+pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod cli;
+pub mod config;
+pub mod hygiene;
+pub mod metrics;
 pub mod server;
 pub mod sigv4;
 pub mod sts;

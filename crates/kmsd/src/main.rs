@@ -1,14 +1,28 @@
 //! The `kmsd` binary.
 
 use clap::Parser;
-use kmsd::cli::{audit_command, serve, Cli, Command};
+use kmsd::cli::{audit_command, config_command, serve, Cli, Command};
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
+    // The config file becomes KMSD_* variables before anything else runs (no threads yet).
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Some(path) = kmsd::config::path_from(&args) {
+        if let Err(e) = kmsd::config::apply(&path) {
+            eprintln!("kmsd: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    }
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => match tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt.block_on(serve(args)),
+            Err(e) => Err(format!("starting the runtime: {e}")),
+        },
         Command::Audit(cmd) => audit_command(cmd),
+        Command::Config(cmd) => config_command(cmd),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

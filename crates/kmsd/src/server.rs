@@ -28,6 +28,8 @@ pub struct AppState {
     pub clock: Arc<ManualClock>,
     /// The audit trail.
     pub audit: kms_audit::AuditWriter,
+    /// Prometheus metrics.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// The router: every path goes to one handler, as AWS JSON services use `POST /`.
@@ -231,7 +233,21 @@ async fn handle(
             .get::<crate::tls::TlsDetails>()
             .map(|t| (t.version.clone(), t.cipher_suite.clone(), host)),
     };
-    if let Err(e) = app.audit.record(record.to_json()).await {
+    let audited = app.audit.record(record.to_json()).await;
+    let error_code = record
+        .error_code
+        .as_deref()
+        .or(audited.as_ref().err().map(|_| "KMSInternalException"));
+    app.metrics.observe(
+        if record.event_name.is_empty() {
+            "(none)"
+        } else {
+            &record.event_name
+        },
+        error_code,
+        (kms_core::SystemClock.now_ms() - started_ms) as f64 / 1000.0,
+    );
+    if let Err(e) = audited {
         // Fail closed: a call whose audit record is not durable is not acknowledged.
         tracing::error!(request_id, error = %e, "audit record not written; failing the request");
         let e = KmsError::internal(

@@ -1,0 +1,61 @@
+//! The admin listener: `/healthz` (liveness), `/readyz` (storage and audit trail usable),
+//! `/metrics` (Prometheus). Separate from the API listener so it can stay on a private address.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+
+use crate::server::AppState;
+
+/// The admin router.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+async fn readyz(State(app): State<Arc<AppState>>) -> impl IntoResponse {
+    let storage = match app.service.store().get_meta("readiness-probe") {
+        Ok(_) => "ok".to_owned(),
+        Err(e) => format!("error: {e}"),
+    };
+    let audit = if app.audit.is_running() {
+        "ok".to_owned()
+    } else {
+        "error: audit writer stopped".to_owned()
+    };
+    let ready = storage == "ok" && audit == "ok";
+    let body = serde_json::json!({
+        "ready": ready,
+        "storage": storage,
+        "audit": audit,
+        "auditPendingRecords": app.audit.pending(),
+        "customKeyStores": "none configured",
+    });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        [("content-type", "application/json")],
+        body.to_string(),
+    )
+}
+
+async fn metrics(State(app): State<Arc<AppState>>) -> impl IntoResponse {
+    (
+        [(
+            "content-type",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        app.metrics.render(app.audit.pending()),
+    )
+}
