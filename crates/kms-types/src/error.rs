@@ -53,6 +53,14 @@ pub enum ErrorCode {
     XksProxyVpcEndpointServiceInUseException,
     XksProxyVpcEndpointServiceInvalidConfigurationException,
     XksProxyVpcEndpointServiceNotFoundException,
+    // CloudHSM v2 (BaldrApiService) errors.
+    CloudHsmAccessDeniedException,
+    CloudHsmInternalFailureException,
+    CloudHsmInvalidRequestException,
+    CloudHsmResourceLimitExceededException,
+    CloudHsmResourceNotFoundException,
+    CloudHsmServiceException,
+    CloudHsmTagException,
     // Common errors of AWS JSON services (not in the KMS model).
     AccessDeniedException,
     ValidationException,
@@ -128,6 +136,13 @@ impl ErrorCode {
             XksProxyVpcEndpointServiceNotFoundException => {
                 "XksProxyVpcEndpointServiceNotFoundException"
             }
+            CloudHsmAccessDeniedException => "CloudHsmAccessDeniedException",
+            CloudHsmInternalFailureException => "CloudHsmInternalFailureException",
+            CloudHsmInvalidRequestException => "CloudHsmInvalidRequestException",
+            CloudHsmResourceLimitExceededException => "CloudHsmResourceLimitExceededException",
+            CloudHsmResourceNotFoundException => "CloudHsmResourceNotFoundException",
+            CloudHsmServiceException => "CloudHsmServiceException",
+            CloudHsmTagException => "CloudHsmTagException",
             AccessDeniedException => "AccessDeniedException",
             ValidationException => "ValidationException",
             ThrottlingException => "ThrottlingException",
@@ -152,7 +167,10 @@ impl ErrorCode {
             | KMSInvalidStateException => 409,
             NotFoundException => 404,
             DryRunOperationException => 412,
-            KMSInternalException | KeyUnavailableException | InternalFailure => 500,
+            KMSInternalException
+            | KeyUnavailableException
+            | InternalFailure
+            | CloudHsmInternalFailureException => 500,
             DependencyTimeoutException => 503,
             _ => 400,
         }
@@ -270,6 +288,22 @@ mod tests {
             XksProxyVpcEndpointServiceNotFoundException,
         ]
     };
+
+    #[test]
+    fn every_cloudhsm_exception_has_a_code() {
+        let known = [
+            ErrorCode::CloudHsmAccessDeniedException.as_str(),
+            ErrorCode::CloudHsmInternalFailureException.as_str(),
+            ErrorCode::CloudHsmInvalidRequestException.as_str(),
+            ErrorCode::CloudHsmResourceLimitExceededException.as_str(),
+            ErrorCode::CloudHsmResourceNotFoundException.as_str(),
+            ErrorCode::CloudHsmServiceException.as_str(),
+            ErrorCode::CloudHsmTagException.as_str(),
+        ];
+        for e in crate::cloudhsm::EXCEPTIONS {
+            assert!(known.contains(e), "{e} missing from ErrorCode");
+        }
+    }
 
     #[test]
     fn statuses_follow_the_smithy_model() {

@@ -3,6 +3,7 @@
 //!
 //! This crate has no behaviour beyond (de)serialisation and validation.
 
+pub mod cloudhsm;
 mod error;
 pub mod generated;
 mod scalars;
