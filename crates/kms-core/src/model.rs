@@ -51,6 +51,12 @@ pub struct KeyRecord {
     /// DER SubjectPublicKeyInfo of an asymmetric key (hex); not secret.
     #[serde(default)]
     pub public_key_hex: Option<String>,
+    /// Custom key store holding the key's material (origin AWS_CLOUDHSM / EXTERNAL_KEY_STORE).
+    #[serde(default)]
+    pub custom_key_store_id: Option<String>,
+    /// CloudHSM cluster of the key store, for AWS_CLOUDHSM keys.
+    #[serde(default)]
+    pub cloud_hsm_cluster_id: Option<String>,
 }
 
 impl KeyRecord {

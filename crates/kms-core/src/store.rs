@@ -39,6 +39,22 @@ pub enum WriteOp {
     },
     /// Insert an access key.
     PutAccessKey(AccessKeyRecord),
+    /// Insert or replace a document (clusters, custom key stores, ...).
+    PutDoc {
+        /// Kind of document.
+        kind: String,
+        /// Id within the kind.
+        id: String,
+        /// JSON body.
+        body: String,
+    },
+    /// Delete a document.
+    DeleteDoc {
+        /// Kind of document.
+        kind: String,
+        /// Id within the kind.
+        id: String,
+    },
     /// Set a metadata value.
     PutMeta {
         /// Name.
@@ -83,6 +99,15 @@ pub trait Store: Send + Sync {
     fn get_access_key(&self, access_key_id: &str) -> Result<Option<AccessKeyRecord>, StoreError>;
     /// A metadata value.
     fn get_meta(&self, name: &str) -> Result<Option<String>, StoreError>;
+    /// A document by kind and id.
+    fn get_doc(&self, kind: &str, id: &str) -> Result<Option<String>, StoreError>;
+    /// All documents of a kind as (id, body), ordered by id.
+    fn list_docs(&self, kind: &str) -> Result<Vec<(String, String)>, StoreError>;
+    /// Keys (any state) in a custom key store.
+    fn keys_in_custom_key_store(
+        &self,
+        custom_key_store_id: &str,
+    ) -> Result<Vec<KeyRecord>, StoreError>;
     /// Commits all writes atomically and durably.
     fn apply(&self, ops: Vec<WriteOp>) -> Result<(), StoreError>;
 }
@@ -99,6 +124,7 @@ struct MemInner {
     aliases: BTreeMap<(String, String, String), AliasRecord>,
     access_keys: BTreeMap<String, AccessKeyRecord>,
     meta: BTreeMap<String, String>,
+    docs: BTreeMap<(String, String), String>,
 }
 
 impl MemStore {
@@ -189,6 +215,37 @@ impl Store for MemStore {
         Ok(self.lock()?.meta.get(name).cloned())
     }
 
+    fn get_doc(&self, kind: &str, id: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .lock()?
+            .docs
+            .get(&(kind.to_owned(), id.to_owned()))
+            .cloned())
+    }
+
+    fn list_docs(&self, kind: &str) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(self
+            .lock()?
+            .docs
+            .iter()
+            .filter(|((k, _), _)| k == kind)
+            .map(|((_, id), body)| (id.clone(), body.clone()))
+            .collect())
+    }
+
+    fn keys_in_custom_key_store(
+        &self,
+        custom_key_store_id: &str,
+    ) -> Result<Vec<KeyRecord>, StoreError> {
+        Ok(self
+            .lock()?
+            .keys
+            .values()
+            .filter(|k| k.custom_key_store_id.as_deref() == Some(custom_key_store_id))
+            .cloned()
+            .collect())
+    }
+
     fn apply(&self, ops: Vec<WriteOp>) -> Result<(), StoreError> {
         let mut guard = self.lock()?;
         let mut next = guard.clone();
@@ -216,6 +273,12 @@ impl Store for MemStore {
                 }
                 WriteOp::PutMeta { name, value } => {
                     next.meta.insert(name, value);
+                }
+                WriteOp::PutDoc { kind, id, body } => {
+                    next.docs.insert((kind, id), body);
+                }
+                WriteOp::DeleteDoc { kind, id } => {
+                    next.docs.remove(&(kind, id));
                 }
             }
         }

@@ -36,6 +36,12 @@ CREATE TABLE IF NOT EXISTS access_keys (
     access_key_id TEXT PRIMARY KEY,
     body TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS docs (
+    kind TEXT NOT NULL,
+    id TEXT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (kind, id)
+);
 CREATE TABLE IF NOT EXISTS meta (
     name TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -71,12 +77,29 @@ fn encode<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
     serde_json::to_string(v).map_err(err)
 }
 
+/// Schema changes after the first release, applied idempotently.
+fn migrate(c: &Connection) -> Result<(), StoreError> {
+    let has_cks: bool = c
+        .prepare("SELECT 1 FROM pragma_table_info('keys') WHERE name = 'custom_key_store_id'")
+        .and_then(|mut s| s.exists([]))
+        .map_err(err)?;
+    if !has_cks {
+        c.execute_batch(
+            "ALTER TABLE keys ADD COLUMN custom_key_store_id TEXT;
+             CREATE INDEX IF NOT EXISTS keys_by_custom_key_store ON keys (custom_key_store_id);",
+        )
+        .map_err(err)?;
+    }
+    Ok(())
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) `kmsd.sqlite3` in `dir`.
     pub fn open_in(dir: &Path) -> Result<Self, StoreError> {
         let path = dir.join("kmsd.sqlite3");
         let writer = open(&path)?;
         writer.execute_batch(SCHEMA).map_err(err)?;
+        migrate(&writer)?;
         let reader = open(&path)?;
         Ok(SqliteStore {
             writer: Mutex::new(writer),
@@ -197,6 +220,38 @@ impl Store for SqliteStore {
         .map_err(err)
     }
 
+    fn get_doc(&self, kind: &str, id: &str) -> Result<Option<String>, StoreError> {
+        let c = self.reader()?;
+        c.query_row(
+            "SELECT body FROM docs WHERE kind = ?1 AND id = ?2",
+            params![kind, id],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(err)
+    }
+
+    fn list_docs(&self, kind: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let c = self.reader()?;
+        let mut stmt = c
+            .prepare_cached("SELECT id, body FROM docs WHERE kind = ?1 ORDER BY id")
+            .map_err(err)?;
+        let rows = stmt
+            .query_map(params![kind], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(err)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(err)
+    }
+
+    fn keys_in_custom_key_store(
+        &self,
+        custom_key_store_id: &str,
+    ) -> Result<Vec<KeyRecord>, StoreError> {
+        self.bodies(
+            "SELECT body FROM keys WHERE custom_key_store_id = ?1 ORDER BY key_id",
+            params![custom_key_store_id],
+        )
+    }
+
     fn apply(&self, ops: Vec<WriteOp>) -> Result<(), StoreError> {
         let mut c = self
             .writer
@@ -207,8 +262,8 @@ impl Store for SqliteStore {
             match op {
                 WriteOp::PutKey(k) => {
                     tx.execute(
-                        "INSERT OR REPLACE INTO keys (region, key_id, account, state, deletion_ms, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                        params![k.region, k.key_id, k.account, k.state, k.deletion_date_ms, encode(k)?],
+                        "INSERT OR REPLACE INTO keys (region, key_id, account, state, deletion_ms, custom_key_store_id, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                        params![k.region, k.key_id, k.account, k.state, k.deletion_date_ms, k.custom_key_store_id, encode(k)?],
                     )
                     .map_err(err)?;
                 }
@@ -241,6 +296,20 @@ impl Store for SqliteStore {
                     tx.execute(
                         "INSERT INTO access_keys (access_key_id, body) VALUES (?1, ?2)",
                         params![a.access_key_id, encode(a)?],
+                    )
+                    .map_err(err)?;
+                }
+                WriteOp::PutDoc { kind, id, body } => {
+                    tx.execute(
+                        "INSERT OR REPLACE INTO docs (kind, id, body) VALUES (?1, ?2, ?3)",
+                        params![kind, id, body],
+                    )
+                    .map_err(err)?;
+                }
+                WriteOp::DeleteDoc { kind, id } => {
+                    tx.execute(
+                        "DELETE FROM docs WHERE kind = ?1 AND id = ?2",
+                        params![kind, id],
                     )
                     .map_err(err)?;
                 }
@@ -280,6 +349,8 @@ mod tests {
             materials: vec![],
             multi_region: false,
             public_key_hex: None,
+            custom_key_store_id: None,
+            cloud_hsm_cluster_id: None,
         }
     }
 
@@ -335,5 +406,34 @@ mod tests {
             1
         );
         assert!(s.get_access_key("AKIA1").unwrap().is_some());
+
+        let mut in_store = key("d", "Enabled", None);
+        in_store.custom_key_store_id = Some("cks-1".into());
+        s.apply(vec![
+            WriteOp::PutKey(in_store),
+            WriteOp::PutDoc {
+                kind: "cluster".into(),
+                id: "c2".into(),
+                body: "{}".into(),
+            },
+            WriteOp::PutDoc {
+                kind: "cluster".into(),
+                id: "c1".into(),
+                body: "{\"a\":1}".into(),
+            },
+        ])
+        .unwrap();
+        assert_eq!(s.keys_in_custom_key_store("cks-1").unwrap().len(), 1);
+        assert_eq!(
+            s.list_docs("cluster").unwrap()[0],
+            ("c1".to_owned(), "{\"a\":1}".to_owned())
+        );
+        s.apply(vec![WriteOp::DeleteDoc {
+            kind: "cluster".into(),
+            id: "c1".into(),
+        }])
+        .unwrap();
+        assert!(s.get_doc("cluster", "c1").unwrap().is_none());
+        assert!(s.get_doc("cluster", "c2").unwrap().is_some());
     }
 }

@@ -175,6 +175,8 @@ impl Service {
             }],
             multi_region: false,
             public_key_hex: public_key,
+            custom_key_store_id: None,
+            cloud_hsm_cluster_id: None,
         };
         self.commit(vec![WriteOp::PutKey(record.clone())]).await?;
         caller.touch(record.arn());

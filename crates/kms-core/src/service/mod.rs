@@ -116,7 +116,10 @@ impl Service {
                     region,
                     name,
                 } => aliases.push((account.clone(), region.clone(), name.clone())),
-                WriteOp::PutAccessKey(_) | WriteOp::PutMeta { .. } => {}
+                WriteOp::PutAccessKey(_)
+                | WriteOp::PutMeta { .. }
+                | WriteOp::PutDoc { .. }
+                | WriteOp::DeleteDoc { .. } => {}
             }
         }
         let store = self.store.clone();
