@@ -5,6 +5,7 @@
 
 mod aes_gcm;
 pub mod asymmetric;
+pub mod x509;
 mod root_key;
 
 pub use aes_gcm::{AesGcmKey, GCM_IV_LEN, GCM_TAG_LEN};
