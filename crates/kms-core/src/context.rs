@@ -84,3 +84,9 @@ pub trait EventSink: Send + Sync {
     /// A key was deleted at the end of its waiting period.
     fn key_deleted(&self, key_arn: &str, account: &str, region: &str, time_ms: i64);
 }
+
+/// Receives each HSM cluster's own audit events (an audit path independent of kmsd's).
+pub trait HsmAuditSink: Send + Sync {
+    /// One event of cluster `cluster_id`.
+    fn hsm_event(&self, cluster_id: &str, event: &str, details: serde_json::Value);
+}

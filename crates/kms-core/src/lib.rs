@@ -6,13 +6,14 @@
 
 mod context;
 pub mod envelope;
+pub mod hsm;
 mod ids;
 pub mod model;
 mod service;
 pub mod spec;
 pub mod store;
 
-pub use context::{Caller, Clock, EventSink, ManualClock, SystemClock};
+pub use context::{Caller, Clock, EventSink, HsmAuditSink, ManualClock, SystemClock};
 pub use kms_types::{ErrorCode, KmsError};
 pub use service::dispatch::{is_model_operation, SUPPORTED_OPERATIONS};
 pub use service::{AccessKeySecret, AdminCredentials, Service};

@@ -16,6 +16,7 @@ pub struct StoreError(pub String);
 
 /// One write in an atomic batch.
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)]
 pub enum WriteOp {
     /// Insert or replace a key.
     PutKey(KeyRecord),

@@ -358,6 +358,15 @@ impl Service {
     > {
         let k = self.resolve_cached(caller, key_id.unwrap_or_default(), true)?;
         super::crypto::check_usable(&k)?;
+        if k.record.custom_key_store_id.is_some() {
+            return Err(KmsError::new(
+                ErrorCode::UnsupportedOperationException,
+                format!(
+                    "{} is in a custom key store: data key pairs cannot be wrapped by such keys",
+                    k.record.arn()
+                ),
+            ));
+        }
         let spec = spec::data_key_pair_spec(pair_spec)?;
         if dry_run == Some(true) {
             return Err(dry_run_succeeded());

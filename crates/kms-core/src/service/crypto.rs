@@ -194,13 +194,24 @@ impl Service {
             .ok_or_else(|| internal("bad material id"))?;
         let key_id =
             envelope::key_id_bytes(&k.record.key_id).ok_or_else(|| internal("bad key id"))?;
-        let cipher = k
-            .ciphers
-            .get(&material_id)
-            .ok_or_else(|| internal("material not loaded"))?;
         let header = envelope::header(&key_id, &material_id);
         let aad = envelope::aad(&header, context);
-        let (iv, ct) = cipher.seal(&aad, plaintext).map_err(internal)?;
+        let (iv, ct) = match &k.record.custom_key_store_id {
+            // Material in an HSM cluster: AES-GCM runs inside the HSM, same envelope.
+            Some(store) => {
+                let iv: [u8; 12] = kms_crypto::random_array().map_err(internal)?;
+                (
+                    iv,
+                    self.hsm_encrypt(store, &material_id, &iv, &aad, plaintext)?,
+                )
+            }
+            None => k
+                .ciphers
+                .get(&material_id)
+                .ok_or_else(|| internal("material not loaded"))?
+                .seal(&aad, plaintext)
+                .map_err(internal)?,
+        };
         Ok((
             envelope::assemble(&header, &iv, &ct),
             m.key_material_id.clone(),
@@ -247,17 +258,19 @@ impl Service {
         }
         check_usable(&key)?;
         check_algorithm(&key, algorithm)?;
-        let cipher = key
-            .ciphers
-            .get(&env.material_id)
-            .ok_or_else(invalid_ciphertext)?;
-        let plaintext = cipher
-            .open(
-                env.iv,
-                &envelope::aad(env.header, context),
-                env.ciphertext_and_tag,
-            )
-            .map_err(|_| invalid_ciphertext())?;
+        let aad = envelope::aad(env.header, context);
+        let plaintext = match &key.record.custom_key_store_id {
+            Some(store) => {
+                let iv: [u8; 12] = env.iv.try_into().map_err(|_| invalid_ciphertext())?;
+                self.hsm_decrypt(store, &env.material_id, &iv, &aad, env.ciphertext_and_tag)?
+            }
+            None => key
+                .ciphers
+                .get(&env.material_id)
+                .ok_or_else(invalid_ciphertext)?
+                .open(env.iv, &aad, env.ciphertext_and_tag)
+                .map_err(|_| invalid_ciphertext())?,
+        };
         let material_hex = hex::encode(env.material_id);
         let key_material_id = key
             .record
@@ -470,25 +483,24 @@ impl Service {
     /// GenerateRandom.
     pub async fn generate_random(
         &self,
-        _caller: &Caller,
+        caller: &Caller,
         r: GenerateRandomRequest,
     ) -> Result<GenerateRandomResponse, KmsError> {
         no_recipient(r.recipient.as_ref())?;
-        if let Some(id) = &r.custom_key_store_id {
-            return Err(KmsError::new(
-                ErrorCode::CustomKeyStoreNotFoundException,
-                format!("Custom key store '{id}' does not exist"),
-            ));
-        }
         let n = r.number_of_bytes.ok_or_else(|| {
             KmsError::new(
                 ErrorCode::ValidationException,
                 "1 validation error detected: Value null at 'numberOfBytes' failed to satisfy constraint: Member must not be null",
             )
         })?;
-        let bytes = kms_crypto::random_bytes(n as usize).map_err(internal)?;
+        let bytes = match &r.custom_key_store_id {
+            Some(id) => self.hsm_random(caller, id, n as usize)?,
+            None => kms_crypto::random_bytes(n as usize)
+                .map_err(internal)?
+                .to_vec(),
+        };
         Ok(GenerateRandomResponse {
-            plaintext: Some(Blob::new(bytes.to_vec())),
+            plaintext: Some(Blob::new(bytes)),
             ciphertext_for_recipient: None,
         })
     }

@@ -25,6 +25,12 @@ pub fn is_model_operation(op: &str) -> bool {
 /// Operations kmsd implements today (the README's table is built from the same list).
 pub const SUPPORTED_OPERATIONS: &[&str] = &[
     "CancelKeyDeletion",
+    "ConnectCustomKeyStore",
+    "CreateCustomKeyStore",
+    "DeleteCustomKeyStore",
+    "DescribeCustomKeyStores",
+    "DisconnectCustomKeyStore",
+    "UpdateCustomKeyStore",
     "CreateAlias",
     "CreateKey",
     "Decrypt",
@@ -107,6 +113,29 @@ impl Service {
                 self.generate_data_key_pair_without_plaintext(caller, input(body)?)
                     .await?,
             ),
+            "CreateCustomKeyStore" => {
+                json(self.create_custom_key_store(caller, input(body)?).await?)
+            }
+            "DescribeCustomKeyStores" => json(
+                self.describe_custom_key_stores(caller, input(body)?)
+                    .await?,
+            ),
+            "ConnectCustomKeyStore" => self
+                .connect_custom_key_store(caller, input(body)?)
+                .await
+                .and_then(|_| empty()),
+            "DisconnectCustomKeyStore" => self
+                .disconnect_custom_key_store(caller, input(body)?)
+                .await
+                .and_then(|_| empty()),
+            "UpdateCustomKeyStore" => self
+                .update_custom_key_store(caller, input(body)?)
+                .await
+                .and_then(|_| empty()),
+            "DeleteCustomKeyStore" => self
+                .delete_custom_key_store(caller, input(body)?)
+                .await
+                .and_then(|_| empty()),
             "GenerateRandom" => json(self.generate_random(caller, input(body)?).await?),
             "CreateAlias" => self
                 .create_alias(caller, input(body)?)

@@ -52,7 +52,9 @@ pub(super) fn key_metadata(k: &KeyRecord) -> KeyMetadata {
         mac_algorithms: non_empty(mac_algorithms(&k.key_spec)),
         key_agreement_algorithms: non_empty(key_agreement_algorithms(&k.key_usage)),
         multi_region: Some(k.multi_region),
-        current_key_material_id: if symmetric {
+        custom_key_store_id: k.custom_key_store_id.clone(),
+        cloud_hsm_cluster_id: k.cloud_hsm_cluster_id.clone(),
+        current_key_material_id: if symmetric && k.custom_key_store_id.is_none() {
             k.current_material().map(|m| m.key_material_id.clone())
         } else {
             None
@@ -73,6 +75,19 @@ fn key_material_id(key_id: &str, material_id: &str) -> String {
 }
 
 impl Service {
+    /// KeyMetadata with the key's effective state: keys of a custom key store that is not
+    /// connected are `Unavailable` (except keys pending deletion, which stay cancellable).
+    pub(super) fn metadata(&self, k: &KeyRecord) -> KeyMetadata {
+        let mut m = key_metadata(k);
+        if let Some(store) = &k.custom_key_store_id {
+            if k.state != "PendingDeletion" && self.connections().get(store).is_none() {
+                m.key_state = Some("Unavailable".into());
+                m.enabled = Some(false);
+            }
+        }
+        m
+    }
+
     /// CreateKey (symmetric keys of origin AWS_KMS in the default key store).
     pub async fn create_key(
         &self,
@@ -98,13 +113,31 @@ impl Service {
                 "XksKeyId is valid only when Origin is EXTERNAL_KEY_STORE",
             ));
         }
-        if let Some(id) = &r.custom_key_store_id {
-            return Err(KmsError::new(
-                ErrorCode::CustomKeyStoreNotFoundException,
-                format!("Custom key store '{id}' does not exist"),
-            ));
-        }
-        if origin != "AWS_KMS" {
+        let key_store = match &r.custom_key_store_id {
+            Some(id) => {
+                if spec != "SYMMETRIC_DEFAULT" {
+                    return Err(KmsError::new(
+                        ErrorCode::UnsupportedOperationException,
+                        format!("Keys in custom key stores must be SYMMETRIC_DEFAULT, not {spec}"),
+                    ));
+                }
+                if r.multi_region == Some(true) {
+                    return Err(KmsError::new(
+                        ErrorCode::UnsupportedOperationException,
+                        "Keys in custom key stores cannot be multi-Region keys",
+                    ));
+                }
+                Some(self.key_store_for_new_key(caller, id, &origin)?)
+            }
+            None if origin == "AWS_CLOUDHSM" || origin == "EXTERNAL_KEY_STORE" => {
+                return Err(KmsError::new(
+                    ErrorCode::ValidationException,
+                    format!("Origin {origin} needs a CustomKeyStoreId"),
+                ));
+            }
+            None => None,
+        };
+        if origin != "AWS_KMS" && key_store.is_none() {
             return Err(KmsError::new(
                 ErrorCode::UnsupportedOperationException,
                 format!(
@@ -134,7 +167,17 @@ impl Service {
         let key_id = uuid::Uuid::new_v4().to_string();
         let arn = key_arn(&caller.region, &caller.account, &key_id);
         let material_id = hex::encode(kms_crypto::random_array::<16>().map_err(internal)?);
+        let mut cloud_hsm_cluster_id = None;
+        if let Some(store) = &key_store {
+            let id: [u8; 16] = hex::decode(&material_id)
+                .ok()
+                .and_then(|v| v.try_into().ok())
+                .ok_or_else(|| internal("bad material id"))?;
+            cloud_hsm_cluster_id = Some(self.generate_hsm_key(store, id, &arn).await?);
+        }
         let (material, public_key) = match kind {
+            // Material of a custom-key-store key lives in the HSMs only.
+            _ if key_store.is_some() => (zeroize::Zeroizing::new(Vec::new()), None),
             SpecKind::Symmetric => (kms_crypto::random_bytes(32).map_err(internal)?, None),
             SpecKind::Hmac(alg) => (asymmetric::hmac_generate_key(alg).map_err(internal)?, None),
             SpecKind::Asymmetric(s) => {
@@ -148,10 +191,13 @@ impl Service {
                 (pkcs8, Some(hex::encode(spki)))
             }
         };
-        let sealed = self
-            .root
-            .seal(&sealing_aad(&arn, &material_id), &material)
-            .map_err(internal)?;
+        let sealed = if key_store.is_some() {
+            Vec::new()
+        } else {
+            self.root
+                .seal(&sealing_aad(&arn, &material_id), &material)
+                .map_err(internal)?
+        };
         let now = self.now_ms();
         let record = KeyRecord {
             account: caller.account.clone(),
@@ -175,13 +221,13 @@ impl Service {
             }],
             multi_region: false,
             public_key_hex: public_key,
-            custom_key_store_id: None,
-            cloud_hsm_cluster_id: None,
+            custom_key_store_id: key_store.as_ref().map(|k| k.id.clone()),
+            cloud_hsm_cluster_id,
         };
         self.commit(vec![WriteOp::PutKey(record.clone())]).await?;
         caller.touch(record.arn());
         Ok(CreateKeyResponse {
-            key_metadata: Some(key_metadata(&record)),
+            key_metadata: Some(self.metadata(&record)),
         })
     }
 
@@ -194,7 +240,7 @@ impl Service {
         super::check_grant_tokens(r.grant_tokens.as_ref())?;
         let k = self.resolve_cached(caller, r.key_id.as_deref().unwrap_or_default(), true)?;
         Ok(DescribeKeyResponse {
-            key_metadata: Some(key_metadata(&k.record)),
+            key_metadata: Some(self.metadata(&k.record)),
         })
     }
 

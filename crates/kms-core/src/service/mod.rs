@@ -5,7 +5,7 @@ mod asymmetric;
 mod crypto;
 pub(crate) mod dispatch;
 mod keys;
-mod paging;
+pub(crate) mod paging;
 mod policy;
 mod principals;
 mod sweeper;
@@ -23,6 +23,15 @@ use crate::model::{sealing_aad, KeyRecord};
 use crate::store::{Store, WriteOp};
 
 pub use principals::{AccessKeySecret, AdminCredentials};
+
+/// The HSM fleet declaration and the driver that opens its tokens.
+#[derive(Clone)]
+pub(crate) struct HsmEnv {
+    /// The operator's declaration.
+    pub(crate) fleet: Arc<dyn crate::hsm::FleetSource>,
+    /// PKCS#11 (or test) driver.
+    pub(crate) driver: Arc<dyn crate::hsm::HsmDriver>,
+}
 
 /// A key as the data plane needs it: its record and its unsealed, prepared material.
 struct CachedKey {
@@ -48,7 +57,13 @@ pub struct Service {
     /// Unsealed access-key secrets by access key id.
     secret_cache: RwLock<HashMap<String, Arc<principals::AccessKeySecret>>>,
     /// Serialises read-modify-write operations.
-    write_lock: tokio::sync::Mutex<()>,
+    pub(crate) write_lock: tokio::sync::Mutex<()>,
+    /// HSM fleet and driver, when kmsd runs with declared HSMs.
+    hsm: RwLock<Option<HsmEnv>>,
+    /// Live connections of CloudHSM key stores.
+    connections: crate::hsm::Connections,
+    /// Where HSM clusters' own audit events go.
+    hsm_audit_sink: RwLock<Option<Arc<dyn crate::context::HsmAuditSink>>>,
     /// Where lifecycle events go (the audit trail).
     events: RwLock<Option<Arc<dyn crate::context::EventSink>>>,
 }
@@ -70,6 +85,45 @@ impl Service {
             secret_cache: RwLock::new(HashMap::new()),
             write_lock: tokio::sync::Mutex::new(()),
             events: RwLock::new(None),
+            hsm: RwLock::new(None),
+            connections: crate::hsm::Connections::default(),
+            hsm_audit_sink: RwLock::new(None),
+        }
+    }
+
+    /// Enables CloudHSM-style key stores over the operator's declared HSMs.
+    pub fn enable_hsm(
+        &self,
+        fleet: Arc<dyn crate::hsm::FleetSource>,
+        driver: Arc<dyn crate::hsm::HsmDriver>,
+    ) {
+        if let Ok(mut h) = self.hsm.write() {
+            *h = Some(HsmEnv { fleet, driver });
+        }
+    }
+
+    /// The HSM environment, if enabled.
+    pub(crate) fn hsm_env(&self) -> Option<HsmEnv> {
+        self.hsm.read().ok().and_then(|h| h.clone())
+    }
+
+    /// Live key store connections.
+    pub fn connections(&self) -> &crate::hsm::Connections {
+        &self.connections
+    }
+
+    /// Sends each cluster's HSM events (logins, password rotations, key generation, use,
+    /// deletion) to `sink`: the clusters' own audit path.
+    pub fn set_hsm_audit_sink(&self, sink: Arc<dyn crate::context::HsmAuditSink>) {
+        if let Ok(mut s) = self.hsm_audit_sink.write() {
+            *s = Some(sink);
+        }
+    }
+
+    /// Records an HSM event in the cluster's own audit log.
+    pub(crate) fn hsm_audit(&self, cluster_id: &str, event: &str, details: serde_json::Value) {
+        if let Some(sink) = self.hsm_audit_sink.read().ok().and_then(|s| s.clone()) {
+            sink.hsm_event(cluster_id, event, details);
         }
     }
 
@@ -94,12 +148,12 @@ impl Service {
         &self.root
     }
 
-    fn now_ms(&self) -> i64 {
+    pub(crate) fn now_ms(&self) -> i64 {
         self.clock.now_ms()
     }
 
     /// Commits writes durably off the async workers, then drops cached entries they touch.
-    async fn commit(&self, ops: Vec<WriteOp>) -> Result<(), KmsError> {
+    pub(crate) async fn commit(&self, ops: Vec<WriteOp>) -> Result<(), KmsError> {
         let mut keys = Vec::new();
         let mut aliases = Vec::new();
         for op in &ops {
@@ -158,7 +212,13 @@ impl Service {
         let mut ciphers = HashMap::new();
         let mut secret = None;
         let symmetric = record.key_spec == "SYMMETRIC_DEFAULT";
-        for m in &record.materials {
+        // Material of keys in custom key stores stays in the HSMs.
+        let materials = if record.custom_key_store_id.is_some() {
+            &[][..]
+        } else {
+            &record.materials[..]
+        };
+        for m in materials {
             let id: [u8; 16] = hex::decode(&m.material_id)
                 .ok()
                 .and_then(|v| v.try_into().ok())

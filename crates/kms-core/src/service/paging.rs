@@ -4,7 +4,7 @@ use base64::Engine as _;
 use kms_types::{ErrorCode, KmsError};
 
 /// Applies the operation's documented Limit range and default.
-pub(super) fn page_limit(limit: Option<i32>, max: i32, default: i32) -> Result<usize, KmsError> {
+pub(crate) fn page_limit(limit: Option<i32>, max: i32, default: i32) -> Result<usize, KmsError> {
     let l = limit.unwrap_or(default);
     if !(1..=max).contains(&l) {
         return Err(KmsError::new(
@@ -18,12 +18,12 @@ pub(super) fn page_limit(limit: Option<i32>, max: i32, default: i32) -> Result<u
 const MARKER_PREFIX: &str = "kmsd1:";
 
 /// Makes an opaque marker from the last item's sort key.
-pub(super) fn encode_marker(last: &str) -> String {
+pub(crate) fn encode_marker(last: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{MARKER_PREFIX}{last}"))
 }
 
 /// Reads a marker back; anything kmsd did not make is `InvalidMarkerException`.
-pub(super) fn decode_marker(marker: Option<&str>) -> Result<Option<String>, KmsError> {
+pub(crate) fn decode_marker(marker: Option<&str>) -> Result<Option<String>, KmsError> {
     let Some(m) = marker else { return Ok(None) };
     base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(m)
@@ -35,7 +35,7 @@ pub(super) fn decode_marker(marker: Option<&str>) -> Result<Option<String>, KmsE
 }
 
 /// Cuts a page out of a sorted list of items: (page, next marker).
-pub(super) fn page_of<T>(
+pub(crate) fn page_of<T>(
     items: Vec<T>,
     after: Option<&str>,
     limit: usize,

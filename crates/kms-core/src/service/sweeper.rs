@@ -30,6 +30,17 @@ impl Service {
                 name: a.name,
             }));
             self.commit(ops).await?;
+            if let (Some(store), Some(cluster)) = (&k.custom_key_store_id, &k.cloud_hsm_cluster_id)
+            {
+                for m in &k.materials {
+                    if let Some(id) = hex::decode(&m.material_id)
+                        .ok()
+                        .and_then(|v| <[u8; 16]>::try_from(v).ok())
+                    {
+                        self.destroy_hsm_key(store, cluster, &id);
+                    }
+                }
+            }
             tracing::info!(key_arn = %k.arn(), "deleted key at the end of its waiting period");
             if let Some(sink) = self.event_sink() {
                 sink.key_deleted(&k.arn(), &k.account, &k.region, self.now_ms());

@@ -1,0 +1,125 @@
+//! Live connections of CloudHSM key stores: logged-in sessions to each HSM of the cluster,
+//! used round-robin with failover when an HSM stops answering.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+
+use super::driver::{HsmFault, HsmSession};
+
+/// One connected key store.
+pub struct Connection {
+    /// Cluster id.
+    pub cluster_id: String,
+    /// (hsm id, session) per HSM that logged in.
+    pub sessions: RwLock<Vec<(String, Arc<dyn HsmSession>)>>,
+    next: AtomicUsize,
+}
+
+impl Connection {
+    /// A connection over logged-in sessions.
+    pub fn new(cluster_id: String, sessions: Vec<(String, Arc<dyn HsmSession>)>) -> Self {
+        Connection {
+            cluster_id,
+            sessions: RwLock::new(sessions),
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// Runs `f` on one HSM after another (starting round-robin) until one answers without an
+    /// availability fault. Returns the first non-availability result, or the last fault.
+    pub fn with_any<T>(
+        &self,
+        f: impl Fn(&dyn HsmSession) -> Result<T, HsmFault>,
+    ) -> Result<T, HsmFault> {
+        let sessions: Vec<(String, Arc<dyn HsmSession>)> =
+            self.sessions.read().map(|s| s.clone()).unwrap_or_default();
+        if sessions.is_empty() {
+            return Err(HsmFault::Unreachable(format!(
+                "no HSM of cluster {} is connected",
+                self.cluster_id
+            )));
+        }
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut last = HsmFault::Unreachable("no HSM answered".into());
+        for i in 0..sessions.len() {
+            let (hsm_id, s) = &sessions[(start + i) % sessions.len()];
+            match f(s.as_ref()) {
+                Err(HsmFault::Unreachable(why)) => {
+                    tracing::warn!(cluster = %self.cluster_id, hsm = %hsm_id, why, "HSM did not answer; trying the next one");
+                    last = HsmFault::Unreachable(why);
+                }
+                other => return other,
+            }
+        }
+        Err(last)
+    }
+
+    /// Every session (key generation and deletion touch all HSMs).
+    pub fn all(&self) -> Vec<(String, Arc<dyn HsmSession>)> {
+        self.sessions.read().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Logs out of every HSM.
+    pub fn close(&self) {
+        for (_, s) in self.all() {
+            s.logout();
+        }
+    }
+}
+
+/// Connections by key store id.
+#[derive(Default)]
+pub struct Connections {
+    by_store: RwLock<HashMap<String, Arc<Connection>>>,
+}
+
+impl Connections {
+    /// The connection of a key store, if connected.
+    pub fn get(&self, store_id: &str) -> Option<Arc<Connection>> {
+        self.by_store
+            .read()
+            .ok()
+            .and_then(|m| m.get(store_id).cloned())
+    }
+
+    /// Registers a connection.
+    pub fn insert(&self, store_id: &str, c: Arc<Connection>) {
+        if let Ok(mut m) = self.by_store.write() {
+            if let Some(old) = m.insert(store_id.to_owned(), c) {
+                old.close();
+            }
+        }
+    }
+
+    /// Removes and closes a connection.
+    pub fn remove(&self, store_id: &str) {
+        let old = self
+            .by_store
+            .write()
+            .ok()
+            .and_then(|mut m| m.remove(store_id));
+        if let Some(c) = old {
+            c.close();
+        }
+    }
+
+    /// Drops an HSM deleted from its cluster from every connection to that cluster.
+    pub fn drop_hsm(&self, cluster_id: &str, hsm_id: &str) {
+        if let Ok(m) = self.by_store.read() {
+            for c in m.values().filter(|c| c.cluster_id == cluster_id) {
+                if let Ok(mut s) = c.sessions.write() {
+                    s.retain(|(id, _)| id != hsm_id);
+                }
+            }
+        }
+    }
+
+    /// (store id, number of HSM sessions) of every connection, for metrics.
+    pub fn summary(&self) -> Vec<(String, usize)> {
+        self.by_store
+            .read()
+            .map(|m| m.iter().map(|(k, c)| (k.clone(), c.all().len())).collect())
+            .unwrap_or_default()
+    }
+}

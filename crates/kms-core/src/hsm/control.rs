@@ -1,0 +1,453 @@
+//! The CloudHSM v2 control plane (`BaldrApiService`): clusters and their HSMs, and the crypto
+//! user (`kmsd hsm create-user`).
+
+use std::collections::BTreeMap;
+
+use kms_types::cloudhsm::*;
+use kms_types::validate::Validate;
+use kms_types::{ErrorCode, KmsError};
+
+use super::cloudhsm_id;
+use super::cluster::{ClusterRecord, CryptoUser, HsmRecord};
+use crate::context::Caller;
+use crate::service::Service;
+
+fn invalid(msg: impl Into<String>) -> KmsError {
+    KmsError::new(ErrorCode::CloudHsmInvalidRequestException, msg)
+}
+
+fn not_found(msg: impl Into<String>) -> KmsError {
+    KmsError::new(ErrorCode::CloudHsmResourceNotFoundException, msg)
+}
+
+fn internal<E: std::fmt::Display>(e: E) -> KmsError {
+    tracing::error!(error = %e, "CloudHSM control plane error");
+    KmsError::new(
+        ErrorCode::CloudHsmInternalFailureException,
+        "kmsd hit an internal error",
+    )
+}
+
+fn json<T: serde::Serialize>(v: T) -> Result<Vec<u8>, KmsError> {
+    serde_json::to_vec(&v).map_err(internal)
+}
+
+fn input<T: serde::de::DeserializeOwned + Validate>(body: &[u8]) -> Result<T, KmsError> {
+    kms_types::parse_request(body)
+}
+
+/// Operations of the CloudHSM v2 API kmsd answers.
+pub const SUPPORTED_CLOUDHSM_OPERATIONS: &[&str] = &[
+    "CreateCluster",
+    "CreateHsm",
+    "DeleteCluster",
+    "DeleteHsm",
+    "DescribeClusters",
+    "InitializeCluster",
+];
+
+impl Service {
+    /// Runs a CloudHSM v2 operation (`X-Amz-Target: BaldrApiService.<op>`).
+    pub async fn dispatch_cloudhsm(
+        &self,
+        caller: &Caller,
+        op: &str,
+        body: &[u8],
+    ) -> Result<Vec<u8>, KmsError> {
+        if self.hsm_env().is_none() {
+            return Err(invalid(
+                "this kmsd declares no HSMs (start it with --hsm-config)",
+            ));
+        }
+        match op {
+            "CreateCluster" => json(self.create_cluster(caller, input(body)?).await?),
+            "DescribeClusters" => json(self.describe_clusters(caller, input(body)?)?),
+            "InitializeCluster" => json(self.initialize_cluster(caller, input(body)?).await?),
+            "CreateHsm" => json(self.create_hsm(caller, input(body)?).await?),
+            "DeleteHsm" => json(self.delete_hsm(caller, input(body)?).await?),
+            "DeleteCluster" => json(self.delete_cluster(caller, input(body)?).await?),
+            other
+                if kms_types::cloudhsm::OPERATIONS
+                    .iter()
+                    .any(|(n, _, _)| *n == other) =>
+            {
+                Err(KmsError::new(
+                    ErrorCode::UnsupportedOperationException,
+                    format!("kmsd does not support the CloudHSM operation {other} yet"),
+                ))
+            }
+            other => Err(KmsError::new(
+                ErrorCode::UnknownOperationException,
+                format!("Operation '{other}' is not a CloudHSM v2 operation"),
+            )),
+        }
+    }
+
+    /// A cluster of the caller's account and Region.
+    pub(crate) fn caller_cluster(
+        &self,
+        caller: &Caller,
+        cluster_id: &str,
+    ) -> Result<ClusterRecord, KmsError> {
+        self.load_cluster(cluster_id)?
+            .filter(|c| c.account == caller.account && c.region == caller.region)
+            .ok_or_else(|| not_found(format!("Cluster {cluster_id} not found")))
+    }
+
+    async fn create_cluster(
+        &self,
+        caller: &Caller,
+        r: CreateClusterRequest,
+    ) -> Result<CreateClusterResponse, KmsError> {
+        let env = self.hsm_env().ok_or_else(|| invalid("no HSMs declared"))?;
+        let fleet = env.fleet.load().map_err(internal)?;
+        if r.source_backup_id.is_some() {
+            return Err(not_found(
+                "Backup not found: kmsd does not keep cluster backups yet",
+            ));
+        }
+        let subnet_ids = r.subnet_ids.unwrap_or_default();
+        if subnet_ids.is_empty() {
+            return Err(invalid("SubnetIds must name at least one subnet"));
+        }
+        let mut mapping = BTreeMap::new();
+        for id in &subnet_ids {
+            let s = fleet
+                .subnet(id)
+                .ok_or_else(|| invalid(format!("Subnet {id} does not exist")))?;
+            if mapping
+                .insert(s.availability_zone.clone(), id.clone())
+                .is_some()
+            {
+                return Err(invalid(format!(
+                    "Only one subnet per Availability Zone: two given in {}",
+                    s.availability_zone
+                )));
+            }
+        }
+        let cluster_id = cloudhsm_id("cluster-", 11)?;
+        let (key, csr_pem, spki) =
+            kms_crypto::x509::cluster_csr(&format!("{cluster_id} HSM:{}", cluster_id.len()))
+                .map_err(internal)?;
+        let sealed = self
+            .root_key()
+            .seal(
+                format!("kmsd-cluster-csr-key|{cluster_id}").as_bytes(),
+                &key,
+            )
+            .map_err(internal)?;
+        let record = ClusterRecord {
+            account: caller.account.clone(),
+            region: caller.region.clone(),
+            cluster_id: cluster_id.clone(),
+            state: "UNINITIALIZED".into(),
+            state_message: None,
+            hsm_type: r.hsm_type.unwrap_or_else(|| "hsm1.medium".into()),
+            created_ms: self.now_ms(),
+            subnet_mapping: mapping,
+            security_group: format!(
+                "sg-{}",
+                hex::encode(kms_crypto::random_array::<9>().map_err(internal)?)[..17].to_owned()
+            ),
+            vpc_id: "vpc-kmsd".into(),
+            hsms: vec![],
+            csr_pem,
+            csr_spki_hex: hex::encode(spki),
+            csr_key_sealed_hex: hex::encode(sealed),
+            cluster_certificate_pem: None,
+            trust_anchor_pem: None,
+            lineage: hex::encode(kms_crypto::random_array::<16>().map_err(internal)?),
+            source_backup_id: None,
+            crypto_user: None,
+        };
+        self.commit(vec![Self::put_cluster(&record)?]).await?;
+        self.hsm_audit(
+            &cluster_id,
+            "CreateCluster",
+            serde_json::json!({"principal": caller.principal_arn}),
+        );
+        Ok(CreateClusterResponse {
+            cluster: Some(record.to_wire()),
+        })
+    }
+
+    fn describe_clusters(
+        &self,
+        caller: &Caller,
+        r: DescribeClustersRequest,
+    ) -> Result<DescribeClustersResponse, KmsError> {
+        let filters = r.filters.unwrap_or_default();
+        let ids = filters.get("clusterIds");
+        let states = filters.get("states");
+        let mut clusters: Vec<ClusterRecord> = self
+            .all_clusters()?
+            .into_iter()
+            .filter(|c| c.account == caller.account && c.region == caller.region)
+            .filter(|c| ids.is_none_or(|ids| ids.contains(&c.cluster_id)))
+            .filter(|c| states.is_none_or(|s| s.contains(&c.state)))
+            .collect();
+        clusters.sort_by(|a, b| a.cluster_id.cmp(&b.cluster_id));
+        let start = match r.next_token.as_deref() {
+            Some(t) => clusters
+                .iter()
+                .position(|c| c.cluster_id.as_str() > t)
+                .unwrap_or(clusters.len()),
+            None => 0,
+        };
+        let max = r.max_results.unwrap_or(25).clamp(1, 25) as usize;
+        let page: Vec<_> = clusters.iter().skip(start).take(max).collect();
+        let next = (start + page.len() < clusters.len())
+            .then(|| page.last().map(|c| c.cluster_id.clone()))
+            .flatten();
+        Ok(DescribeClustersResponse {
+            clusters: Some(page.into_iter().map(ClusterRecord::to_wire).collect()),
+            next_token: next,
+        })
+    }
+
+    async fn initialize_cluster(
+        &self,
+        caller: &Caller,
+        r: InitializeClusterRequest,
+    ) -> Result<InitializeClusterResponse, KmsError> {
+        let _guard = self.write_lock.lock().await;
+        let mut c = self.caller_cluster(caller, r.cluster_id.as_deref().unwrap_or_default())?;
+        if c.state != "UNINITIALIZED" {
+            return Err(invalid(format!(
+                "Cluster {} is {}, not UNINITIALIZED",
+                c.cluster_id, c.state
+            )));
+        }
+        if c.hsms.is_empty() {
+            return Err(invalid(format!(
+                "Cluster {} has no HSM: create one before initializing the cluster",
+                c.cluster_id
+            )));
+        }
+        let signed = r.signed_cert.unwrap_or_default();
+        let anchor = r.trust_anchor.unwrap_or_default();
+        let spki = hex::decode(&c.csr_spki_hex).map_err(internal)?;
+        kms_crypto::x509::verify_cluster_certificate(&signed, &anchor, &spki).map_err(|e| {
+            invalid(format!(
+                "The signed certificate is not valid for cluster {}: {e}",
+                c.cluster_id
+            ))
+        })?;
+        c.cluster_certificate_pem = Some(signed);
+        c.trust_anchor_pem = Some(anchor);
+        c.state = if c.crypto_user.is_some() {
+            "ACTIVE"
+        } else {
+            "INITIALIZED"
+        }
+        .into();
+        c.state_message = (c.state == "INITIALIZED").then(|| {
+            "Create the crypto user (kmsd hsm create-user) to activate the cluster".into()
+        });
+        self.commit(vec![Self::put_cluster(&c)?]).await?;
+        self.hsm_audit(
+            &c.cluster_id,
+            "InitializeCluster",
+            serde_json::json!({"principal": caller.principal_arn}),
+        );
+        Ok(InitializeClusterResponse {
+            state: Some(c.state.clone()),
+            state_message: c.state_message.clone(),
+        })
+    }
+
+    async fn create_hsm(
+        &self,
+        caller: &Caller,
+        r: CreateHsmRequest,
+    ) -> Result<CreateHsmResponse, KmsError> {
+        let env = self.hsm_env().ok_or_else(|| invalid("no HSMs declared"))?;
+        let _guard = self.write_lock.lock().await;
+        let mut c = self.caller_cluster(caller, r.cluster_id.as_deref().unwrap_or_default())?;
+        let az = r.availability_zone.unwrap_or_default();
+        let subnet = c.subnet_mapping.get(&az).cloned().ok_or_else(|| {
+            invalid(format!(
+                "Cluster {} has no subnet in Availability Zone {az}",
+                c.cluster_id
+            ))
+        })?;
+        let fleet = env.fleet.load().map_err(internal)?;
+        let used: Vec<String> = self
+            .all_clusters()?
+            .iter()
+            .flat_map(|c| c.hsms.iter().map(|h| h.token_label.clone()))
+            .collect();
+        let hsm = fleet
+            .hsms
+            .iter()
+            .find(|h| h.availability_zone == az && !used.contains(&h.token_label))
+            .ok_or_else(|| {
+                KmsError::new(
+                    ErrorCode::CloudHsmResourceLimitExceededException,
+                    format!("No free HSM is declared in Availability Zone {az}"),
+                )
+            })?
+            .clone();
+        let probe = {
+            let d = env.driver.clone();
+            let h = hsm.clone();
+            tokio::task::spawn_blocking(move || d.probe_token(&h))
+                .await
+                .map_err(internal)?
+        };
+        let n = c.hsms.len() as u8 + 10;
+        let record = HsmRecord {
+            hsm_id: cloudhsm_id("hsm-", 11)?,
+            availability_zone: az,
+            subnet_id: subnet,
+            eni_id: format!(
+                "eni-{}",
+                hex::encode(kms_crypto::random_array::<8>().map_err(internal)?)
+            ),
+            eni_ip: format!("10.0.{}.{}", c.hsms.len() + 1, n),
+            token_label: hsm.token_label.clone(),
+            state: if probe.is_ok() { "ACTIVE" } else { "DEGRADED" }.into(),
+            state_message: probe.err().map(|e| e.to_string()),
+        };
+        c.hsms.push(record.clone());
+        self.commit(vec![Self::put_cluster(&c)?]).await?;
+        self.hsm_audit(
+            &c.cluster_id,
+            "CreateHsm",
+            serde_json::json!({"hsmId": record.hsm_id, "token": record.token_label}),
+        );
+        let wire = c
+            .to_wire()
+            .hsms
+            .unwrap_or_default()
+            .into_iter()
+            .find(|h| h.hsm_id.as_deref() == Some(&record.hsm_id));
+        Ok(CreateHsmResponse { hsm: wire })
+    }
+
+    async fn delete_hsm(
+        &self,
+        caller: &Caller,
+        r: DeleteHsmRequest,
+    ) -> Result<DeleteHsmResponse, KmsError> {
+        let _guard = self.write_lock.lock().await;
+        let mut c = self.caller_cluster(caller, r.cluster_id.as_deref().unwrap_or_default())?;
+        let pos = c
+            .hsms
+            .iter()
+            .position(|h| {
+                r.hsm_id.as_deref() == Some(h.hsm_id.as_str())
+                    || r.eni_id.as_deref() == Some(h.eni_id.as_str())
+                    || r.eni_ip.as_deref() == Some(h.eni_ip.as_str())
+            })
+            .ok_or_else(|| not_found("HSM not found in the cluster"))?;
+        let removed = c.hsms.remove(pos);
+        self.commit(vec![Self::put_cluster(&c)?]).await?;
+        self.connections().drop_hsm(&c.cluster_id, &removed.hsm_id);
+        self.hsm_audit(
+            &c.cluster_id,
+            "DeleteHsm",
+            serde_json::json!({"hsmId": removed.hsm_id}),
+        );
+        Ok(DeleteHsmResponse {
+            hsm_id: Some(removed.hsm_id),
+        })
+    }
+
+    async fn delete_cluster(
+        &self,
+        caller: &Caller,
+        r: DeleteClusterRequest,
+    ) -> Result<DeleteClusterResponse, KmsError> {
+        let _guard = self.write_lock.lock().await;
+        let mut c = self.caller_cluster(caller, r.cluster_id.as_deref().unwrap_or_default())?;
+        if !c.hsms.is_empty() {
+            return Err(invalid(format!(
+                "Cluster {} still has HSMs: delete them first",
+                c.cluster_id
+            )));
+        }
+        self.commit(vec![crate::store::WriteOp::DeleteDoc {
+            kind: super::CLUSTER_DOC.into(),
+            id: c.cluster_id.clone(),
+        }])
+        .await?;
+        self.hsm_audit(
+            &c.cluster_id,
+            "DeleteCluster",
+            serde_json::json!({"principal": caller.principal_arn}),
+        );
+        c.state = "DELETED".into();
+        Ok(DeleteClusterResponse {
+            cluster: Some(c.to_wire()),
+        })
+    }
+
+    /// `kmsd hsm create-user`: creates the crypto user on every HSM of the cluster (the
+    /// equivalent of `createUser CU kmsuser <password>`), and makes an initialised cluster ACTIVE.
+    pub async fn create_crypto_user(
+        &self,
+        cluster_id: &str,
+        name: &str,
+        password: &str,
+        two_factor: bool,
+    ) -> Result<(), KmsError> {
+        let env = self.hsm_env().ok_or_else(|| invalid("no HSMs declared"))?;
+        let _guard = self.write_lock.lock().await;
+        let mut c = self
+            .load_cluster(cluster_id)?
+            .ok_or_else(|| not_found(format!("Cluster {cluster_id} not found")))?;
+        if c.hsms.is_empty() {
+            return Err(invalid(format!("Cluster {cluster_id} has no HSM")));
+        }
+        if c.crypto_user.is_some() {
+            return Err(invalid(format!(
+                "Cluster {cluster_id} already has its crypto user"
+            )));
+        }
+        let fleet = env.fleet.load().map_err(internal)?;
+        let mut declared = Vec::new();
+        for h in &c.hsms {
+            let d = fleet
+                .hsm(&h.token_label)
+                .ok_or_else(|| {
+                    invalid(format!("HSM token {} is no longer declared", h.token_label))
+                })?
+                .clone();
+            let so = env
+                .fleet
+                .so_pin(&d)
+                .map_err(|e| invalid(format!("SO PIN of {}: {e}", d.token_label)))?;
+            declared.push((d, so));
+        }
+        let driver = env.driver.clone();
+        let password_owned = zeroize::Zeroizing::new(password.to_owned());
+        let result = tokio::task::spawn_blocking(move || {
+            for (d, so) in &declared {
+                driver.create_user(d, so, &password_owned)?;
+            }
+            let pairs: Vec<(&super::DeclaredHsm, &str)> =
+                declared.iter().map(|(d, so)| (d, so.as_str())).collect();
+            driver.prepare_cluster(&pairs, &password_owned)
+        })
+        .await
+        .map_err(internal)?;
+        result.map_err(|e| invalid(format!("Creating the crypto user failed: {e}")))?;
+        c.crypto_user = Some(CryptoUser {
+            name: name.to_owned(),
+            two_factor,
+            failed_logins: 0,
+        });
+        if c.state == "INITIALIZED" {
+            c.state = "ACTIVE".into();
+            c.state_message = None;
+        }
+        self.commit(vec![Self::put_cluster(&c)?]).await?;
+        self.hsm_audit(
+            cluster_id,
+            "CreateUser",
+            serde_json::json!({"user": name, "twoFactor": two_factor}),
+        );
+        Ok(())
+    }
+}
