@@ -121,6 +121,12 @@ impl AuditWriter {
         }
     }
 
+    /// Queues a record without waiting for it to reach the disk (for secondary logs).
+    pub fn record_nowait(&self, event: Value) {
+        self.pending.fetch_add(1, Ordering::SeqCst);
+        let _ = self.tx.send(Msg::Record(event, None));
+    }
+
     /// Whether the writer thread is still running.
     pub fn is_running(&self) -> bool {
         !self.tx.is_closed()

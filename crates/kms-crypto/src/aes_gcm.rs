@@ -68,19 +68,19 @@ impl AesGcmKey {
         Ok(buf)
     }
 
-    /// Encrypts with a caller-chosen IV (test vectors only: production always uses `seal`).
-    #[cfg(test)]
-    pub(crate) fn seal_with_iv(
+    /// Encrypts with a caller-chosen IV, which must never repeat under this key: for test
+    /// vectors and for emulating an HSM that takes the IV from its caller.
+    pub fn seal_with_iv(
         &self,
         iv: [u8; GCM_IV_LEN],
         aad: &[u8],
         plaintext: &[u8],
-    ) -> Vec<u8> {
+    ) -> Result<Vec<u8>, CryptoError> {
         let mut buf = plaintext.to_vec();
         self.key
             .seal_in_place_append_tag(Nonce::assume_unique_for_key(iv), Aad::from(aad), &mut buf)
-            .unwrap();
-        buf
+            .map_err(|_| CryptoError::Primitive)?;
+        Ok(buf)
     }
 }
 
@@ -101,7 +101,7 @@ mod tests {
         let pt = hex::decode("d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a721c3c0c95956809532fcf0e2449a6b525b16aedf5aa0de657ba637b39").unwrap();
         let aad = hex::decode("feedfacedeadbeeffeedfacedeadbeefabaddad2").unwrap();
         let k = AesGcmKey::new(&key).unwrap();
-        let out = k.seal_with_iv(iv, &aad, &pt);
+        let out = k.seal_with_iv(iv, &aad, &pt).unwrap();
         let (ct, tag) = out.split_at(pt.len());
         assert_eq!(hex::encode(ct), "522dc1f099567d07f47f37a32a84427d643a8cdcbfe5c0c97598a2bd2555d1aa8cb08e48590dbb3da7b08b1056828838c5f61e6393ba7a0abcc9f662");
         assert_eq!(hex::encode(tag), "76fc6ece0f4e1768cddf8853bb2d551b");

@@ -5,8 +5,8 @@
 
 mod aes_gcm;
 pub mod asymmetric;
-pub mod x509;
 mod root_key;
+pub mod x509;
 
 pub use aes_gcm::{AesGcmKey, GCM_IV_LEN, GCM_TAG_LEN};
 pub use root_key::{write_private_file, RootKey};

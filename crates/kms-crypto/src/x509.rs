@@ -9,14 +9,26 @@ use crate::CryptoError;
 
 /// A new ECDSA P-256 key and a CSR for it with subject CN=`common_name`:
 /// (PKCS#8 DER, CSR PEM, SubjectPublicKeyInfo DER).
-pub fn cluster_csr(common_name: &str) -> Result<(crate::SecretBytes, String, Vec<u8>), CryptoError> {
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(|_| CryptoError::Primitive)?;
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(|_| CryptoError::Primitive)?;
+pub fn cluster_csr(
+    common_name: &str,
+) -> Result<(crate::SecretBytes, String, Vec<u8>), CryptoError> {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+        .map_err(|_| CryptoError::Primitive)?;
+    let mut params =
+        rcgen::CertificateParams::new(Vec::<String>::new()).map_err(|_| CryptoError::Primitive)?;
     params.distinguished_name = rcgen::DistinguishedName::new();
-    params.distinguished_name.push(rcgen::DnType::CommonName, common_name);
-    let csr = params.serialize_request(&key).map_err(|_| CryptoError::Primitive)?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, common_name);
+    let csr = params
+        .serialize_request(&key)
+        .map_err(|_| CryptoError::Primitive)?;
     let pem = csr.pem().map_err(|_| CryptoError::Primitive)?;
-    Ok((zeroize::Zeroizing::new(key.serialize_der()), pem, key.subject_public_key_info()))
+    Ok((
+        zeroize::Zeroizing::new(key.serialize_der()),
+        pem,
+        key.subject_public_key_info(),
+    ))
 }
 
 /// Why a signed cluster certificate is refused.
@@ -37,20 +49,29 @@ pub enum CertificateError {
 }
 
 fn parse_all(pem_text: &str) -> Vec<Pem> {
-    Pem::iter_from_buffer(pem_text.as_bytes()).filter_map(Result::ok).collect()
+    Pem::iter_from_buffer(pem_text.as_bytes())
+        .filter_map(Result::ok)
+        .collect()
 }
 
 /// Checks that `signed_pem` certifies `csr_spki` and chains, through the certificates of
 /// `trust_anchor_pem` (the anchor, optionally preceded by intermediates), to a self-signed
 /// certificate in that bundle.
-pub fn verify_cluster_certificate(signed_pem: &str, trust_anchor_pem: &str, csr_spki: &[u8]) -> Result<(), CertificateError> {
+pub fn verify_cluster_certificate(
+    signed_pem: &str,
+    trust_anchor_pem: &str,
+    csr_spki: &[u8],
+) -> Result<(), CertificateError> {
     let signed_pems = parse_all(signed_pem);
     let signed = signed_pems
         .first()
         .and_then(|p| p.parse_x509().ok())
         .ok_or(CertificateError::Unparseable("SignedCert"))?;
     let bundle_pems = parse_all(trust_anchor_pem);
-    let bundle: Vec<X509Certificate<'_>> = bundle_pems.iter().filter_map(|p| p.parse_x509().ok()).collect();
+    let bundle: Vec<X509Certificate<'_>> = bundle_pems
+        .iter()
+        .filter_map(|p| p.parse_x509().ok())
+        .collect();
     if bundle.is_empty() || bundle.len() != bundle_pems.len() {
         return Err(CertificateError::Unparseable("TrustAnchor"));
     }
@@ -62,8 +83,12 @@ pub fn verify_cluster_certificate(signed_pem: &str, trust_anchor_pem: &str, csr_
     }
     let mut current = signed;
     for _ in 0..=bundle.len() {
-        let issuer = bundle.iter().find(|c| current.verify_signature(Some(c.public_key())).is_ok());
-        let Some(issuer) = issuer else { return Err(CertificateError::NotChained) };
+        let issuer = bundle
+            .iter()
+            .find(|c| current.verify_signature(Some(c.public_key())).is_ok());
+        let Some(issuer) = issuer else {
+            return Err(CertificateError::NotChained);
+        };
         if !issuer.validity().is_valid() {
             return Err(CertificateError::NotValidNow("TrustAnchor"));
         }
@@ -92,7 +117,11 @@ mod tests {
         (p.self_signed(&key).unwrap(), p, key)
     }
 
-    fn sign_csr(csr_pem: &str, params: &rcgen::CertificateParams, ca_key: &rcgen::KeyPair) -> String {
+    fn sign_csr(
+        csr_pem: &str,
+        params: &rcgen::CertificateParams,
+        ca_key: &rcgen::KeyPair,
+    ) -> String {
         let csr = rcgen::CertificateSigningRequestParams::from_pem(csr_pem).unwrap();
         let issuer = rcgen::Issuer::from_params(params, ca_key);
         csr.signed_by(&issuer).unwrap().pem()
@@ -106,13 +135,22 @@ mod tests {
         verify_cluster_certificate(&signed, &ca_cert.pem(), &spki).unwrap();
 
         let (other, _, _) = ca("someone else");
-        assert_eq!(verify_cluster_certificate(&signed, &other.pem(), &spki), Err(CertificateError::NotChained));
+        assert_eq!(
+            verify_cluster_certificate(&signed, &other.pem(), &spki),
+            Err(CertificateError::NotChained)
+        );
         let (_, _, other_spki) = cluster_csr("cluster-def").unwrap();
-        assert_eq!(verify_cluster_certificate(&signed, &ca_cert.pem(), &other_spki), Err(CertificateError::WrongKey));
+        assert_eq!(
+            verify_cluster_certificate(&signed, &ca_cert.pem(), &other_spki),
+            Err(CertificateError::WrongKey)
+        );
         assert_eq!(
             verify_cluster_certificate("junk", &ca_cert.pem(), &spki),
             Err(CertificateError::Unparseable("SignedCert"))
         );
-        assert_eq!(first_certificate_der(&ca_cert.pem()).unwrap(), ca_cert.der().to_vec());
+        assert_eq!(
+            first_certificate_der(&ca_cert.pem()).unwrap(),
+            ca_cert.der().to_vec()
+        );
     }
 }

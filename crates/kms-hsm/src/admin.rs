@@ -80,3 +80,9 @@ pub fn establish_cluster_wrapping_key(
 ) -> Result<Vec<u8>, HsmError> {
     crate::cluster::establish(tokens, so_pins)
 }
+
+/// Checks that the token's module loads and the token is present (no login).
+pub fn probe_token(token: &TokenRef) -> Result<(), HsmError> {
+    let ctx = crate::module::context(&token.module)?;
+    crate::module::find_slot(&ctx, &token.label).map(|_| ())
+}

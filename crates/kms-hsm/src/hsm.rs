@@ -39,6 +39,12 @@ pub struct Hsm {
     logged_out: AtomicBool,
 }
 
+impl Drop for Hsm {
+    fn drop(&mut self) {
+        crate::module::release(&self.token.module);
+    }
+}
+
 impl std::fmt::Debug for Hsm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Hsm")
@@ -72,6 +78,7 @@ impl Hsm {
         let pin = AuthPin::from(user_pin);
         session.login(UserType::User, Some(&pin)).map_err(map_ck)?;
         tracing::info!(token = %token.label, "logged in to HSM token as crypto user");
+        crate::module::acquire(&token.module);
         Ok(Hsm {
             token: token.clone(),
             pool: SessionPool::new(ctx, slot, session, pool_size),

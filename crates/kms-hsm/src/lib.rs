@@ -30,6 +30,7 @@ mod tests;
 pub use cluster::replicate_key;
 pub use error::HsmError;
 pub use hsm::{Hsm, DEFAULT_POOL_SIZE, GCM_TAG_LEN};
+pub use module::refresh_module;
 pub use template::CLUSTER_KEY_LABEL;
 
 use std::path::PathBuf;

@@ -14,10 +14,56 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
 static MODULES: OnceLock<Mutex<HashMap<PathBuf, Pkcs11>>> = OnceLock::new();
+/// Logged-in [`crate::Hsm`]s per module, so the module is re-initialised only when none is open.
+static LIVE: OnceLock<Mutex<HashMap<PathBuf, usize>>> = OnceLock::new();
+
+fn module_key(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// Counts a logged-in `Hsm` on the module.
+pub(crate) fn acquire(path: &Path) {
+    let live = LIVE.get_or_init(|| Mutex::new(HashMap::new()));
+    let mut live = live.lock().unwrap_or_else(|p| p.into_inner());
+    *live.entry(module_key(path)).or_insert(0) += 1;
+}
+
+/// Uncounts a logged-in `Hsm` on the module.
+pub(crate) fn release(path: &Path) {
+    let live = LIVE.get_or_init(|| Mutex::new(HashMap::new()));
+    let mut live = live.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(n) = live.get_mut(&module_key(path)) {
+        *n = n.saturating_sub(1);
+    }
+}
+
+/// Re-initialises the module (`C_Finalize`, then `C_Initialize` at next use) if no `Hsm` of
+/// this process is logged in through it, so that changes other processes made to its tokens
+/// become visible. SoftHSM2 reads a token's user PIN once per `C_Initialize`; a real HSM sees
+/// such changes at once. Returns whether it re-initialised.
+pub fn refresh_module(path: &Path) -> bool {
+    let key = module_key(path);
+    let live = LIVE.get_or_init(|| Mutex::new(HashMap::new()));
+    let live = live.lock().unwrap_or_else(|p| p.into_inner());
+    if live.get(&key).copied().unwrap_or(0) > 0 {
+        return false;
+    }
+    let map = MODULES.get_or_init(|| Mutex::new(HashMap::new()));
+    let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
+    match map.remove(&key) {
+        Some(ctx) => {
+            if let Err(e) = ctx.finalize() {
+                tracing::warn!(module = %key.display(), error = %e, "C_Finalize failed");
+            }
+            true
+        }
+        None => false,
+    }
+}
 
 /// Loads and initialises the module at `path` (once per process) and returns its shared context.
 pub(crate) fn context(path: &Path) -> Result<Pkcs11, HsmError> {
-    let key = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let key = module_key(path);
     let map = MODULES.get_or_init(|| Mutex::new(HashMap::new()));
     let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(ctx) = map.get(&key) {

@@ -132,3 +132,75 @@ pub fn start_writer(
     });
     AuditWriter::start(dir, key, durability, max_bytes, roll_secs, clock)
 }
+
+/// Each HSM cluster's own append-only audit log (`DATA_DIR/hsm-audit/<cluster-id>/`), in the
+/// same chained, signed file format as kmsd's trail, so `kmsd audit verify` checks it too.
+pub struct ClusterAuditSink {
+    dir: std::path::PathBuf,
+    key: SigningKey,
+    writers: std::sync::Mutex<std::collections::HashMap<String, AuditWriter>>,
+}
+
+impl ClusterAuditSink {
+    /// Logs under `dir`, signed with `key`.
+    pub fn new(dir: &Path, key: SigningKey) -> Self {
+        ClusterAuditSink {
+            dir: dir.to_path_buf(),
+            key,
+            writers: Default::default(),
+        }
+    }
+
+    fn writer(&self, cluster_id: &str) -> Option<AuditWriter> {
+        let mut w = self.writers.lock().ok()?;
+        if let Some(existing) = w.get(cluster_id) {
+            return Some(existing.clone());
+        }
+        let key = SigningKey {
+            pkcs8: self.key.pkcs8.clone(),
+            spki: self.key.spki.clone(),
+        };
+        match start_writer(
+            &self.dir.join(cluster_id),
+            key,
+            kms_audit::Durability::Buffered,
+            64 * 1024 * 1024,
+            3600,
+        ) {
+            Ok(writer) => {
+                w.insert(cluster_id.to_owned(), writer.clone());
+                Some(writer)
+            }
+            Err(e) => {
+                tracing::error!(cluster = cluster_id, error = %e, "cannot open the cluster audit log");
+                None
+            }
+        }
+    }
+
+    /// Closes every cluster log with its signed digest.
+    pub async fn close(&self) {
+        let writers: Vec<AuditWriter> = self
+            .writers
+            .lock()
+            .map(|w| w.values().cloned().collect())
+            .unwrap_or_default();
+        for w in writers {
+            w.close().await;
+        }
+    }
+}
+
+impl kms_core::HsmAuditSink for ClusterAuditSink {
+    fn hsm_event(&self, cluster_id: &str, event: &str, details: serde_json::Value) {
+        use kms_core::Clock as _;
+        if let Some(w) = self.writer(cluster_id) {
+            w.record_nowait(serde_json::json!({
+                "eventTime": kms_audit::event_time(kms_core::SystemClock.now_ms()),
+                "clusterId": cluster_id,
+                "eventName": event,
+                "details": details,
+            }));
+        }
+    }
+}

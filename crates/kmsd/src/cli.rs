@@ -30,6 +30,44 @@ pub enum Command {
     /// Check the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Administer HSM clusters (the CloudHSM management utility's part).
+    #[command(subcommand)]
+    Hsm(HsmCommand),
+}
+
+/// `kmsd hsm ...`
+#[derive(Subcommand, Debug)]
+pub enum HsmCommand {
+    /// Create the crypto user on every HSM of a cluster (CloudHSM `createUser CU kmsuser <password>`),
+    /// which makes an initialised cluster ACTIVE. Works on a stopped or running server's data dir.
+    CreateUser {
+        /// The server's data directory.
+        #[arg(long, env = "KMSD_DATA_DIR", default_value = "./kmsd-data")]
+        data_dir: PathBuf,
+        /// The HSM declaration (TOML) the server uses.
+        #[arg(long, env = "KMSD_HSM_CONFIG")]
+        hsm_config: PathBuf,
+        /// The cluster (`cluster-...`).
+        #[arg(long)]
+        cluster_id: String,
+        /// Mark the user as protected by two-factor authentication (a key store cannot log in as it).
+        #[arg(long)]
+        two_factor: bool,
+        /// User name (`kmsuser` for key stores).
+        user: String,
+        /// The user's password: 7..32 alphanumeric characters.
+        password: String,
+    },
+    /// Hold a management session as the crypto user of a cluster until interrupted: while it
+    /// runs, key stores of that cluster cannot connect (USER_LOGGED_IN), as in CloudHSM.
+    Login {
+        /// The server's data directory.
+        #[arg(long, env = "KMSD_DATA_DIR", default_value = "./kmsd-data")]
+        data_dir: PathBuf,
+        /// The cluster (`cluster-...`).
+        #[arg(long)]
+        cluster_id: String,
+    },
 }
 
 /// `kmsd config ...`
@@ -128,6 +166,10 @@ pub struct ServeArgs {
     /// Do not lock memory with mlockall (by default kmsd tries, so key material is never swapped).
     #[arg(long, env = "KMSD_NO_MLOCK")]
     pub no_mlock: bool,
+    /// HSM declaration (TOML): the PKCS#11 tokens, subnets and security group rules that
+    /// CloudHSM-style key stores may use. Without it, kmsd has no HSM clusters.
+    #[arg(long, env = "KMSD_HSM_CONFIG")]
+    pub hsm_config: Option<PathBuf>,
     /// TOML config file: any of these flags by long name with `_` (e.g. `data_dir = "/var/lib/kmsd"`,
     /// `log_level = "info"`). Command line and `KMSD_*` variables take precedence.
     #[arg(long, env = "KMSD_CONFIG")]
@@ -272,6 +314,25 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         args.audit_max_file_mib.saturating_mul(1024 * 1024),
         args.audit_roll_secs,
     )?;
+    let cluster_audit = match &args.hsm_config {
+        Some(path) => {
+            crate::hsm_fleet::read_fleet(path)?;
+            service.enable_hsm(
+                Arc::new(crate::hsm_fleet::FileFleet::new(path, &args.data_dir)),
+                Arc::new(crate::hsm_driver::Pkcs11Driver),
+            );
+            let key = crate::audit::load_or_create_signing_key(&service, &args.data_dir)?;
+            let sink = Arc::new(crate::audit::ClusterAuditSink::new(
+                &args.data_dir.join("hsm-audit"),
+                key,
+            ));
+            service.set_hsm_audit_sink(sink.clone());
+            let s = service.clone();
+            tokio::spawn(async move { s.restore_key_store_connections().await });
+            Some(sink)
+        }
+        None => None,
+    };
     service.set_event_sink(Arc::new(crate::audit::AuditEventSink {
         writer: audit.clone(),
     }));
@@ -350,6 +411,9 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         a.abort();
     }
     audit.close().await;
+    if let Some(c) = cluster_audit {
+        c.close().await;
+    }
     tracing::info!("stopped");
     result
 }
@@ -446,6 +510,60 @@ async fn reload_on_sighup(
     }
     #[cfg(not(unix))]
     let _ = (cert, config, log);
+}
+
+/// Runs `kmsd hsm ...`.
+pub async fn hsm_command(cmd: HsmCommand) -> Result<(), String> {
+    match cmd {
+        HsmCommand::CreateUser {
+            data_dir,
+            hsm_config,
+            cluster_id,
+            two_factor,
+            user,
+            password,
+        } => {
+            if !(7..=32).contains(&password.len())
+                || !password.chars().all(|c| c.is_ascii_alphanumeric())
+            {
+                return Err("the password must be 7 to 32 alphanumeric characters".into());
+            }
+            let root = kms_crypto::RootKey::load_or_create(&data_dir.join("root.key"))
+                .map_err(|e| e.to_string())?;
+            let store = kms_store::SqliteStore::open_in(&data_dir).map_err(|e| e.to_string())?;
+            let service = Service::new(
+                Arc::new(store),
+                Arc::new(root),
+                Arc::new(ManualClock::default()),
+            );
+            crate::hsm_fleet::read_fleet(&hsm_config)?;
+            service.enable_hsm(
+                Arc::new(crate::hsm_fleet::FileFleet::new(&hsm_config, &data_dir)),
+                Arc::new(crate::hsm_driver::Pkcs11Driver),
+            );
+            service
+                .create_crypto_user(&cluster_id, &user, &password, two_factor)
+                .await
+                .map_err(|e| e.message)?;
+            println!("created crypto user {user} on every HSM of {cluster_id}");
+            Ok(())
+        }
+        HsmCommand::Login {
+            data_dir,
+            cluster_id,
+        } => {
+            let fleet = crate::hsm_fleet::FileFleet::new(Path::new("/dev/null"), &data_dir);
+            let lock = fleet.login_lock(&cluster_id);
+            if let Some(dir) = lock.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+            }
+            std::fs::write(&lock, std::process::id().to_string()).map_err(|e| e.to_string())?;
+            println!("logged in to {cluster_id} as its crypto user; interrupt to log out");
+            shutdown_signal().await;
+            let _ = std::fs::remove_file(&lock);
+            Ok(())
+        }
+    }
 }
 
 /// Runs `kmsd config check`.

@@ -24,6 +24,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("audit_max_file_mib", "KMSD_AUDIT_MAX_FILE_MIB"),
     ("audit_roll_secs", "KMSD_AUDIT_ROLL_SECS"),
     ("no_mlock", "KMSD_NO_MLOCK"),
+    ("hsm_config", "KMSD_HSM_CONFIG"),
 ];
 
 /// Reads a config file into (env var, value) pairs; unknown keys and non-scalar values are

@@ -7,6 +7,8 @@ pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod hsm_driver;
+pub mod hsm_fleet;
 pub mod hygiene;
 pub mod metrics;
 pub mod server;

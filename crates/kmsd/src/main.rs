@@ -1,7 +1,7 @@
 //! The `kmsd` binary.
 
 use clap::Parser;
-use kmsd::cli::{audit_command, config_command, serve, Cli, Command};
+use kmsd::cli::{audit_command, config_command, hsm_command, serve, Cli, Command};
 
 fn main() -> std::process::ExitCode {
     // The config file becomes KMSD_* variables before anything else runs (no threads yet).
@@ -22,6 +22,13 @@ fn main() -> std::process::ExitCode {
             Err(e) => Err(format!("starting the runtime: {e}")),
         },
         Command::Audit(cmd) => audit_command(cmd),
+        Command::Hsm(cmd) => match tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt.block_on(hsm_command(cmd)),
+            Err(e) => Err(format!("starting the runtime: {e}")),
+        },
         Command::Config(cmd) => config_command(cmd),
     };
     match result {

@@ -153,7 +153,16 @@ async fn handle(
         .unwrap_or_default();
     // Signatures are checked against real time: the dev clock only moves key lifecycles.
     let now_secs = started_ms / 1000;
-    let service = if is_sts { "sts" } else { "kms" };
+    let is_cloudhsm = target
+        .as_deref()
+        .is_some_and(|t| t.starts_with("BaldrApiService."));
+    let service = if is_sts {
+        "sts"
+    } else if is_cloudhsm {
+        "cloudhsm"
+    } else {
+        "kms"
+    };
     let auth = authenticate(
         &app.service,
         &app.auth,
@@ -165,7 +174,11 @@ async fn handle(
     );
     let op = match (&target, is_sts) {
         (_, true) => crate::sts::action(&body).unwrap_or_default(),
-        (Some(t), false) => t.strip_prefix("TrentService.").unwrap_or(t).to_owned(),
+        (Some(t), false) => t
+            .strip_prefix("TrentService.")
+            .or_else(|| t.strip_prefix("BaldrApiService."))
+            .unwrap_or(t)
+            .to_owned(),
         (None, false) => String::new(),
     };
     let (response, info) = match &auth {
@@ -180,7 +193,7 @@ async fn handle(
                 r,
                 CallInfo {
                     event_name: op.clone(),
-                    event_source: source_of(is_sts),
+                    event_source: source_of(is_sts, is_cloudhsm),
                     request_parameters: serde_json::Value::Null,
                     response_elements: serde_json::Value::Null,
                     error: Some(e.clone()),
@@ -262,9 +275,11 @@ async fn handle(
     response
 }
 
-fn source_of(is_sts: bool) -> &'static str {
+fn source_of(is_sts: bool, is_cloudhsm: bool) -> &'static str {
     if is_sts {
         "sts.amazonaws.com"
+    } else if is_cloudhsm {
+        "cloudhsm.amazonaws.com"
     } else {
         "kms.amazonaws.com"
     }
@@ -310,9 +325,14 @@ async fn kms_call(
         response_elements: serde_json::Value::Null,
         error: None,
     };
-    if target
-        .and_then(|t| t.strip_prefix("TrentService."))
-        .is_none()
+    let cloudhsm = target.is_some_and(|t| t.starts_with("BaldrApiService."));
+    if cloudhsm {
+        info.event_source = "cloudhsm.amazonaws.com";
+    }
+    if !cloudhsm
+        && target
+            .and_then(|t| t.strip_prefix("TrentService."))
+            .is_none()
     {
         let e = KmsError::new(
             ErrorCode::UnknownOperationException,
@@ -326,7 +346,11 @@ async fn kms_call(
         return (r, info);
     }
     let started = std::time::Instant::now();
-    let result = app.service.dispatch(caller, op, body).await;
+    let result = if cloudhsm {
+        app.service.dispatch_cloudhsm(caller, op, body).await
+    } else {
+        app.service.dispatch(caller, op, body).await
+    };
     let micros = started.elapsed().as_micros() as u64;
     match result {
         Ok(out) => {

@@ -320,8 +320,8 @@ async fn errors_reach_the_sdk_as_modeled_exceptions() {
         "{err:?}"
     );
     let err = kms
-        .connect_custom_key_store()
-        .custom_key_store_id("cks-1234567890abcdef0")
+        .list_grants()
+        .key_id("1234abcd-12ab-34cd-56ef-1234567890ab")
         .send()
         .await
         .unwrap_err();

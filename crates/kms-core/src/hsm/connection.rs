@@ -27,7 +27,8 @@ impl Connection {
     }
 
     /// Runs `f` on one HSM after another (starting round-robin) until one answers without an
-    /// availability fault. Returns the first non-availability result, or the last fault.
+    /// availability fault (unreachable, or not holding the key). Returns the first other result,
+    /// or the last fault.
     pub fn with_any<T>(
         &self,
         f: impl Fn(&dyn HsmSession) -> Result<T, HsmFault>,
@@ -48,6 +49,12 @@ impl Connection {
                 Err(HsmFault::Unreachable(why)) => {
                     tracing::warn!(cluster = %self.cluster_id, hsm = %hsm_id, why, "HSM did not answer; trying the next one");
                     last = HsmFault::Unreachable(why);
+                }
+                // An HSM that lost the key (replaced, restored from an older backup) is skipped
+                // while another still holds it.
+                Err(HsmFault::KeyNotFound) => {
+                    tracing::warn!(cluster = %self.cluster_id, hsm = %hsm_id, "HSM does not hold the key; trying the next one");
+                    last = HsmFault::KeyNotFound;
                 }
                 other => return other,
             }
