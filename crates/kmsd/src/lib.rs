@@ -2,6 +2,8 @@
 //! [`server`] (listener, body, request id) -> [`auth`] (SigV4, caller) -> KMS JSON dispatch in
 //! `kms_core::Service` or STS in [`sts`] -> response with AWS's framing.
 
+pub use kms_sigv4 as sigv4;
+
 pub mod admin;
 pub mod audit;
 pub mod auth;
@@ -12,6 +14,5 @@ pub mod hsm_fleet;
 pub mod hygiene;
 pub mod metrics;
 pub mod server;
-pub mod sigv4;
 pub mod sts;
 pub mod tls;

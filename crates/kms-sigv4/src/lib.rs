@@ -1,5 +1,5 @@
-//! AWS Signature Version 4: verification of incoming requests (header auth, `AWS4-HMAC-SHA256`)
-//! and signing (for the load generator and tests).
+//! AWS Signature Version 4, shared by kmsd, its XKS client and xks-proxy: verification of
+//! incoming requests (header auth, `AWS4-HMAC-SHA256`) and signing.
 //!
 //! The canonical request is rebuilt from whatever `SignedHeaders` lists. Over HTTP/2 there is no
 //! `Host` header, so the URI authority stands in for it.
