@@ -20,6 +20,8 @@ pub struct Caller {
     pub source_ip: Option<IpAddr>,
     /// This request's id (`x-amzn-RequestId`).
     pub request_id: String,
+    /// The operation being served (set by dispatch; the XKS requestMetadata carries it).
+    pub operation: String,
     /// ARNs of the keys this request touched (for the audit record's `resources`).
     pub resources: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }

@@ -12,6 +12,7 @@ pub mod model;
 mod service;
 pub mod spec;
 pub mod store;
+pub mod xks;
 
 pub use context::{Caller, Clock, EventSink, HsmAuditSink, ManualClock, SystemClock};
 pub use kms_types::{ErrorCode, KmsError};

@@ -57,6 +57,9 @@ pub struct KeyRecord {
     /// CloudHSM cluster of the key store, for AWS_CLOUDHSM keys.
     #[serde(default)]
     pub cloud_hsm_cluster_id: Option<String>,
+    /// The proxy's identifier of the external key, for EXTERNAL_KEY_STORE keys.
+    #[serde(default)]
+    pub xks_key_id: Option<String>,
 }
 
 impl KeyRecord {

@@ -351,6 +351,7 @@ mod tests {
             public_key_hex: None,
             custom_key_store_id: None,
             cloud_hsm_cluster_id: None,
+            xks_key_id: None,
         }
     }
 

@@ -57,6 +57,7 @@ pub fn authenticate(
         access_key_id: auth.access_key_id.clone(),
         source_ip,
         request_id: request_id.to_owned(),
+        operation: String::new(),
         resources: Default::default(),
     };
     match mode {

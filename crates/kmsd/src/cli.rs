@@ -170,6 +170,10 @@ pub struct ServeArgs {
     /// CloudHSM-style key stores may use. Without it, kmsd has no HSM clusters.
     #[arg(long, env = "KMSD_HSM_CONFIG")]
     pub hsm_config: Option<PathBuf>,
+    /// External key store client settings (TOML): CA bundle for proxies with private CAs, the
+    /// addresses of endpoint hosts and VPC endpoint services, the per-call budget.
+    #[arg(long, env = "KMSD_XKS_CONFIG")]
+    pub xks_config: Option<PathBuf>,
     /// TOML config file: any of these flags by long name with `_` (e.g. `data_dir = "/var/lib/kmsd"`,
     /// `log_level = "info"`). Command line and `KMSD_*` variables take precedence.
     #[arg(long, env = "KMSD_CONFIG")]
@@ -314,6 +318,14 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         args.audit_max_file_mib.saturating_mul(1024 * 1024),
         args.audit_roll_secs,
     )?;
+    let xks = match &args.xks_config {
+        Some(p) => crate::xks_transport::read_config(p)?,
+        None => crate::xks_transport::XksConfig {
+            timeout_ms: 250,
+            ..Default::default()
+        },
+    };
+    service.enable_xks(Arc::new(crate::xks_transport::HttpsTransport::new(xks)?));
     let cluster_audit = match &args.hsm_config {
         Some(path) => {
             crate::hsm_fleet::read_fleet(path)?;
@@ -327,12 +339,14 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
                 key,
             ));
             service.set_hsm_audit_sink(sink.clone());
-            let s = service.clone();
-            tokio::spawn(async move { s.restore_key_store_connections().await });
             Some(sink)
         }
         None => None,
     };
+    {
+        let s = service.clone();
+        tokio::spawn(async move { s.restore_key_store_connections().await });
+    }
     service.set_event_sink(Arc::new(crate::audit::AuditEventSink {
         writer: audit.clone(),
     }));

@@ -25,6 +25,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("audit_roll_secs", "KMSD_AUDIT_ROLL_SECS"),
     ("no_mlock", "KMSD_NO_MLOCK"),
     ("hsm_config", "KMSD_HSM_CONFIG"),
+    ("xks_config", "KMSD_XKS_CONFIG"),
 ];
 
 /// Reads a config file into (env var, value) pairs; unknown keys and non-scalar values are

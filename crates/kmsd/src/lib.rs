@@ -16,3 +16,4 @@ pub mod metrics;
 pub mod server;
 pub mod sts;
 pub mod tls;
+pub mod xks_transport;

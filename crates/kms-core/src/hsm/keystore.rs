@@ -44,10 +44,13 @@ pub struct KeyStoreRecord {
     /// current one fails, so a crash mid-rotation never loses the working password.
     #[serde(default)]
     pub pending_password_sealed_hex: Option<String>,
+    /// External key stores: how to reach the proxy.
+    #[serde(default)]
+    pub xks: Option<crate::xks::XksStoreConfig>,
 }
 
 impl KeyStoreRecord {
-    fn to_wire(&self) -> CustomKeyStoresListEntry {
+    pub(crate) fn to_wire(&self) -> CustomKeyStoresListEntry {
         CustomKeyStoresListEntry {
             custom_key_store_id: Some(self.id.clone()),
             custom_key_store_name: Some(self.name.clone()),
@@ -59,7 +62,14 @@ impl KeyStoreRecord {
                 .flatten(),
             creation_date: Some(Timestamp::from_millis(self.created_ms)),
             custom_key_store_type: Some(self.store_type.clone()),
-            xks_proxy_configuration: None,
+            xks_proxy_configuration: self.xks.as_ref().map(|x| XksProxyConfigurationType {
+                connectivity: Some(x.connectivity.clone()),
+                access_key_id: Some(SensitiveString::new(x.access_key_id.clone())),
+                uri_endpoint: Some(x.uri_endpoint.clone()),
+                uri_path: Some(x.uri_path.clone()),
+                vpc_endpoint_service_name: x.vpc_endpoint_service_name.clone(),
+                vpc_endpoint_service_owner: x.vpc_endpoint_service_owner.clone(),
+            }),
         }
     }
 }
@@ -247,10 +257,7 @@ impl Service {
             .clone()
             .unwrap_or_else(|| "AWS_CLOUDHSM".into());
         if store_type == "EXTERNAL_KEY_STORE" {
-            return Err(err(
-                ErrorCode::UnsupportedOperationException,
-                "kmsd does not support external key stores yet",
-            ));
+            return self.create_xks_store(caller, r).await;
         }
         if r.xks_proxy_uri_endpoint.is_some()
             || r.xks_proxy_uri_path.is_some()
@@ -342,6 +349,7 @@ impl Service {
             created_ms: self.now_ms(),
             password_sealed_hex: Some(self.seal_password(&id, password.expose())?),
             pending_password_sealed_hex: None,
+            xks: None,
         };
         self.commit(vec![Self::put_key_store(&record)?]).await?;
         Ok(CreateCustomKeyStoreResponse {
@@ -422,6 +430,9 @@ impl Service {
                 ))
             }
             _ => {}
+        }
+        if store.store_type == "EXTERNAL_KEY_STORE" {
+            return self.connect_xks_store(caller, store).await;
         }
         self.connect_store(store).await
     }
@@ -654,6 +665,7 @@ impl Service {
             ));
         }
         self.connections().remove(&id);
+        self.unregister_xks_target(&id);
         store.connection_state = "DISCONNECTED".into();
         store.connection_error_code = None;
         self.commit(vec![Self::put_key_store(&store)?]).await?;
@@ -672,6 +684,9 @@ impl Service {
         let id = r.custom_key_store_id.clone().unwrap_or_default();
         let _guard = self.write_lock.lock().await;
         let mut store = self.caller_key_store(caller, &id)?;
+        if store.store_type == "EXTERNAL_KEY_STORE" {
+            return self.update_xks_store(caller, store, r).await;
+        }
         if r.xks_proxy_uri_endpoint.is_some()
             || r.xks_proxy_uri_path.is_some()
             || r.xks_proxy_authentication_credential.is_some()
@@ -776,6 +791,18 @@ impl Service {
         let Ok(stores) = self.all_key_stores() else {
             return;
         };
+        for store in stores
+            .iter()
+            .filter(|s| s.connection_state == "CONNECTED" && s.store_type == "EXTERNAL_KEY_STORE")
+        {
+            // Proxies are stateless HTTPS: a connected store only needs its target back.
+            match self.xks_target(store) {
+                Ok(t) => self.register_xks_target(&store.id, t),
+                Err(e) => {
+                    tracing::error!(custom_key_store = %store.id, error = %e, "could not restore the external key store")
+                }
+            }
+        }
         for store in stores
             .into_iter()
             .filter(|s| s.connection_state == "CONNECTED" && s.store_type == "AWS_CLOUDHSM")

@@ -58,6 +58,7 @@ fn env() -> Env {
         access_key_id: "AKIA".into(),
         source_ip: None,
         request_id: "r".into(),
+        operation: String::new(),
         resources: Default::default(),
     };
     Env {

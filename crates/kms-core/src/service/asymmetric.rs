@@ -376,7 +376,7 @@ impl Service {
             .map_err(internal)?
             .map_err(internal)?;
         let spki = asymmetric::public_key_spki(spec, &pkcs8).map_err(internal)?;
-        let (blob, material) = self.seal(&k, context, &pkcs8)?;
+        let (blob, material) = self.seal(caller, &k, context, &pkcs8).await?;
         Ok((k, pkcs8, spki, blob, material))
     }
 

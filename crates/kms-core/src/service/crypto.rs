@@ -107,8 +107,9 @@ fn no_context_for_asymmetric(context: Option<&BTreeMap<String, String>>) -> Resu
 impl Service {
     /// Encrypts with any encryption key: the envelope for symmetric keys, RSAES-OAEP for RSA
     /// keys. Returns (ciphertext, algorithm, KeyMaterialId). `dry_run` stops after the checks.
-    fn encrypt_with(
+    async fn encrypt_with(
         &self,
+        caller: &Caller,
         k: &CachedKey,
         algorithm: Option<&str>,
         context: Option<&BTreeMap<String, String>>,
@@ -146,7 +147,7 @@ impl Service {
         if dry_run == Some(true) {
             return Err(dry_run_succeeded());
         }
-        let (blob, material) = self.seal(k, context, plaintext)?;
+        let (blob, material) = self.seal(caller, k, context, plaintext).await?;
         Ok((blob, "SYMMETRIC_DEFAULT".into(), Some(material)))
     }
 
@@ -178,8 +179,9 @@ impl Service {
     }
 
     /// Encrypts under the key's current material; returns (ciphertext blob, KeyMaterialId).
-    pub(super) fn seal(
+    pub(super) async fn seal(
         &self,
+        caller: &Caller,
         k: &CachedKey,
         context: Option<&BTreeMap<String, String>>,
         plaintext: &[u8],
@@ -192,11 +194,22 @@ impl Service {
             .ok()
             .and_then(|v| v.try_into().ok())
             .ok_or_else(|| internal("bad material id"))?;
+        if k.record.xks_key_id.is_some() {
+            let blob = self
+                .xks_seal(caller, k, material_id, context, plaintext)
+                .await?;
+            return Ok((blob, m.key_material_id.clone()));
+        }
         let key_id =
             envelope::key_id_bytes(&k.record.key_id).ok_or_else(|| internal("bad key id"))?;
         let header = envelope::header(&key_id, &material_id);
         let aad = envelope::aad(&header, context);
-        let (iv, ct) = match &k.record.custom_key_store_id {
+        let (iv, ct) = match k
+            .record
+            .custom_key_store_id
+            .as_ref()
+            .filter(|_| k.record.cloud_hsm_cluster_id.is_some())
+        {
             // Material in an HSM cluster: AES-GCM runs inside the HSM, same envelope.
             Some(store) => {
                 let iv: [u8; 12] = kms_crypto::random_array().map_err(internal)?;
@@ -219,7 +232,7 @@ impl Service {
     }
 
     /// Opens a symmetric ciphertext blob. `expected_key`: the KeyId the caller named, if any.
-    fn open(
+    async fn open(
         &self,
         caller: &Caller,
         blob: &[u8],
@@ -233,10 +246,15 @@ impl Service {
                 return self.open_rsa(k, spec, blob, context, algorithm);
             }
         }
-        let env = envelope::parse(blob).ok_or_else(invalid_ciphertext)?;
+        let xks_env = envelope::parse_xks(blob);
+        let (key_id_bytes, material_id) = match (&xks_env, envelope::parse(blob)) {
+            (Some(x), _) => (x.key_id, x.material_id),
+            (None, Some(e)) => (e.key_id, e.material_id),
+            (None, None) => return Err(invalid_ciphertext()),
+        };
         let mut key = None;
         for multi_region in [false, true] {
-            let id = envelope::key_id_string(&env.key_id, multi_region);
+            let id = envelope::key_id_string(&key_id_bytes, multi_region);
             if let Some(k) = self.cached_key(&caller.region, &id)? {
                 key = Some(k);
                 break;
@@ -258,20 +276,16 @@ impl Service {
         }
         check_usable(&key)?;
         check_algorithm(&key, algorithm)?;
-        let aad = envelope::aad(env.header, context);
-        let plaintext = match &key.record.custom_key_store_id {
-            Some(store) => {
-                let iv: [u8; 12] = env.iv.try_into().map_err(|_| invalid_ciphertext())?;
-                self.hsm_decrypt(store, &env.material_id, &iv, &aad, env.ciphertext_and_tag)?
-            }
-            None => key
-                .ciphers
-                .get(&env.material_id)
-                .ok_or_else(invalid_ciphertext)?
-                .open(env.iv, &aad, env.ciphertext_and_tag)
-                .map_err(|_| invalid_ciphertext())?,
+        if xks_env.is_some() != key.record.xks_key_id.is_some() {
+            return Err(invalid_ciphertext());
+        }
+        let plaintext = if xks_env.is_some() {
+            self.xks_open(caller, &key, blob, context).await?
+        } else {
+            let env = envelope::parse(blob).ok_or_else(invalid_ciphertext)?;
+            self.open_local_or_hsm(&key, &env, context)?
         };
-        let material_hex = hex::encode(env.material_id);
+        let material_hex = hex::encode(material_id);
         let key_material_id = key
             .record
             .materials
@@ -286,6 +300,34 @@ impl Service {
         })
     }
 
+    /// Opens a v1 envelope with the key's local material or inside its CloudHSM cluster.
+    fn open_local_or_hsm(
+        &self,
+        key: &CachedKey,
+        env: &envelope::Envelope<'_>,
+        context: Option<&BTreeMap<String, String>>,
+    ) -> Result<kms_crypto::SecretBytes, KmsError> {
+        let aad = envelope::aad(env.header, context);
+        let plaintext = match key
+            .record
+            .custom_key_store_id
+            .as_ref()
+            .filter(|_| key.record.cloud_hsm_cluster_id.is_some())
+        {
+            Some(store) => {
+                let iv: [u8; 12] = env.iv.try_into().map_err(|_| invalid_ciphertext())?;
+                self.hsm_decrypt(store, &env.material_id, &iv, &aad, env.ciphertext_and_tag)?
+            }
+            None => key
+                .ciphers
+                .get(&env.material_id)
+                .ok_or_else(invalid_ciphertext)?
+                .open(env.iv, &aad, env.ciphertext_and_tag)
+                .map_err(|_| invalid_ciphertext())?,
+        };
+        Ok(plaintext)
+    }
+
     /// Encrypt.
     pub async fn encrypt(
         &self,
@@ -295,13 +337,16 @@ impl Service {
         check_grant_tokens(r.grant_tokens.as_ref())?;
         let k = self.resolve_cached(caller, r.key_id.as_deref().unwrap_or_default(), true)?;
         let plaintext = r.plaintext.as_ref().map(Blob::as_bytes).unwrap_or_default();
-        let (blob, algorithm, _) = self.encrypt_with(
-            &k,
-            r.encryption_algorithm.as_deref(),
-            r.encryption_context.as_ref(),
-            plaintext,
-            r.dry_run,
-        )?;
+        let (blob, algorithm, _) = self
+            .encrypt_with(
+                caller,
+                &k,
+                r.encryption_algorithm.as_deref(),
+                r.encryption_context.as_ref(),
+                plaintext,
+                r.dry_run,
+            )
+            .await?;
         Ok(EncryptResponse {
             ciphertext_blob: Some(Blob::new(blob)),
             key_id: Some(k.record.arn()),
@@ -334,13 +379,15 @@ impl Service {
                 "1 validation error detected: Value null at 'ciphertextBlob' failed to satisfy constraint: Member must not be null",
             ));
         };
-        let opened = self.open(
-            caller,
-            blob.as_bytes(),
-            r.encryption_context.as_ref(),
-            r.key_id.as_deref(),
-            r.encryption_algorithm.as_deref(),
-        )?;
+        let opened = self
+            .open(
+                caller,
+                blob.as_bytes(),
+                r.encryption_context.as_ref(),
+                r.key_id.as_deref(),
+                r.encryption_algorithm.as_deref(),
+            )
+            .await?;
         if r.dry_run == Some(true) {
             return Err(dry_run_succeeded());
         }
@@ -371,20 +418,25 @@ impl Service {
                 "1 validation error detected: Value null at 'ciphertextBlob' failed to satisfy constraint: Member must not be null",
             ));
         };
-        let opened = self.open(
-            caller,
-            blob.as_bytes(),
-            r.source_encryption_context.as_ref(),
-            r.source_key_id.as_deref(),
-            r.source_encryption_algorithm.as_deref(),
-        )?;
-        let (out, dest_algorithm, dest_material) = self.encrypt_with(
-            &dest,
-            r.destination_encryption_algorithm.as_deref(),
-            r.destination_encryption_context.as_ref(),
-            &opened.plaintext,
-            r.dry_run,
-        )?;
+        let opened = self
+            .open(
+                caller,
+                blob.as_bytes(),
+                r.source_encryption_context.as_ref(),
+                r.source_key_id.as_deref(),
+                r.source_encryption_algorithm.as_deref(),
+            )
+            .await?;
+        let (out, dest_algorithm, dest_material) = self
+            .encrypt_with(
+                caller,
+                &dest,
+                r.destination_encryption_algorithm.as_deref(),
+                r.destination_encryption_context.as_ref(),
+                &opened.plaintext,
+                r.dry_run,
+            )
+            .await?;
         Ok(ReEncryptResponse {
             ciphertext_blob: Some(Blob::new(out)),
             source_key_id: Some(opened.key.record.arn()),
@@ -397,7 +449,7 @@ impl Service {
     }
 
     /// Shared part of GenerateDataKey and GenerateDataKeyWithoutPlaintext.
-    fn generate_data_key_inner(
+    async fn generate_data_key_inner(
         &self,
         caller: &Caller,
         key_id: Option<&str>,
@@ -429,7 +481,7 @@ impl Service {
             return Err(dry_run_succeeded());
         }
         let data_key = kms_crypto::random_bytes(len.min(MAX_PLAINTEXT)).map_err(internal)?;
-        let (blob, material) = self.seal(&k, context, &data_key)?;
+        let (blob, material) = self.seal(caller, &k, context, &data_key).await?;
         Ok((k, data_key, blob, material))
     }
 
@@ -441,14 +493,16 @@ impl Service {
     ) -> Result<GenerateDataKeyResponse, KmsError> {
         check_grant_tokens(r.grant_tokens.as_ref())?;
         no_recipient(r.recipient.as_ref())?;
-        let (k, data_key, blob, material) = self.generate_data_key_inner(
-            caller,
-            r.key_id.as_deref(),
-            r.key_spec.as_deref(),
-            r.number_of_bytes,
-            r.encryption_context.as_ref(),
-            r.dry_run,
-        )?;
+        let (k, data_key, blob, material) = self
+            .generate_data_key_inner(
+                caller,
+                r.key_id.as_deref(),
+                r.key_spec.as_deref(),
+                r.number_of_bytes,
+                r.encryption_context.as_ref(),
+                r.dry_run,
+            )
+            .await?;
         Ok(GenerateDataKeyResponse {
             ciphertext_blob: Some(Blob::new(blob)),
             plaintext: Some(Blob::new(data_key.to_vec())),
@@ -465,14 +519,16 @@ impl Service {
         r: GenerateDataKeyWithoutPlaintextRequest,
     ) -> Result<GenerateDataKeyWithoutPlaintextResponse, KmsError> {
         check_grant_tokens(r.grant_tokens.as_ref())?;
-        let (k, _data_key, blob, material) = self.generate_data_key_inner(
-            caller,
-            r.key_id.as_deref(),
-            r.key_spec.as_deref(),
-            r.number_of_bytes,
-            r.encryption_context.as_ref(),
-            r.dry_run,
-        )?;
+        let (k, _data_key, blob, material) = self
+            .generate_data_key_inner(
+                caller,
+                r.key_id.as_deref(),
+                r.key_spec.as_deref(),
+                r.number_of_bytes,
+                r.encryption_context.as_ref(),
+                r.dry_run,
+            )
+            .await?;
         Ok(GenerateDataKeyWithoutPlaintextResponse {
             ciphertext_blob: Some(Blob::new(blob)),
             key_id: Some(k.record.arn()),

@@ -75,6 +75,11 @@ impl Service {
         op: &str,
         body: &[u8],
     ) -> Result<Vec<u8>, KmsError> {
+        let operation_caller = Caller {
+            operation: op.to_owned(),
+            ..caller.clone()
+        };
+        let caller = &operation_caller;
         let empty = || Ok(b"{}".to_vec());
         match op {
             "CreateKey" => json(self.create_key(caller, input(body)?).await?),

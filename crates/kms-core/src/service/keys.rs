@@ -54,6 +54,9 @@ pub(super) fn key_metadata(k: &KeyRecord) -> KeyMetadata {
         multi_region: Some(k.multi_region),
         custom_key_store_id: k.custom_key_store_id.clone(),
         cloud_hsm_cluster_id: k.cloud_hsm_cluster_id.clone(),
+        xks_key_configuration: k.xks_key_id.as_ref().map(|id| XksKeyConfigurationType {
+            id: Some(id.clone()),
+        }),
         current_key_material_id: if symmetric && k.custom_key_store_id.is_none() {
             k.current_material().map(|m| m.key_material_id.clone())
         } else {
@@ -80,7 +83,7 @@ impl Service {
     pub(super) fn metadata(&self, k: &KeyRecord) -> KeyMetadata {
         let mut m = key_metadata(k);
         if let Some(store) = &k.custom_key_store_id {
-            if k.state != "PendingDeletion" && self.connections().get(store).is_none() {
+            if k.state != "PendingDeletion" && !self.key_store_connected(store) {
                 m.key_state = Some("Unavailable".into());
                 m.enabled = Some(false);
             }
@@ -167,8 +170,24 @@ impl Service {
         let key_id = uuid::Uuid::new_v4().to_string();
         let arn = key_arn(&caller.region, &caller.account, &key_id);
         let material_id = hex::encode(kms_crypto::random_array::<16>().map_err(internal)?);
+        let xks_key_id = r.xks_key_id.clone();
+        let hsm_store = key_store
+            .as_ref()
+            .filter(|k| k.store_type == "AWS_CLOUDHSM");
+        if let Some(store) = key_store
+            .as_ref()
+            .filter(|k| k.store_type == "EXTERNAL_KEY_STORE")
+        {
+            let id = xks_key_id.as_deref().ok_or_else(|| {
+                KmsError::new(
+                    ErrorCode::ValidationException,
+                    "Origin EXTERNAL_KEY_STORE needs XksKeyId",
+                )
+            })?;
+            self.check_new_xks_key(caller, store, id).await?;
+        }
         let mut cloud_hsm_cluster_id = None;
-        if let Some(store) = &key_store {
+        if let Some(store) = hsm_store {
             let id: [u8; 16] = hex::decode(&material_id)
                 .ok()
                 .and_then(|v| v.try_into().ok())
@@ -177,7 +196,7 @@ impl Service {
         }
         let (material, public_key) = match kind {
             // Material of a custom-key-store key lives in the HSMs only.
-            _ if key_store.is_some() => (zeroize::Zeroizing::new(Vec::new()), None),
+            _ if hsm_store.is_some() => (zeroize::Zeroizing::new(Vec::new()), None),
             SpecKind::Symmetric => (kms_crypto::random_bytes(32).map_err(internal)?, None),
             SpecKind::Hmac(alg) => (asymmetric::hmac_generate_key(alg).map_err(internal)?, None),
             SpecKind::Asymmetric(s) => {
@@ -191,7 +210,7 @@ impl Service {
                 (pkcs8, Some(hex::encode(spki)))
             }
         };
-        let sealed = if key_store.is_some() {
+        let sealed = if hsm_store.is_some() {
             Vec::new()
         } else {
             self.root
@@ -223,6 +242,7 @@ impl Service {
             public_key_hex: public_key,
             custom_key_store_id: key_store.as_ref().map(|k| k.id.clone()),
             cloud_hsm_cluster_id,
+            xks_key_id: xks_key_id.clone(),
         };
         self.commit(vec![WriteOp::PutKey(record.clone())]).await?;
         caller.touch(record.arn());

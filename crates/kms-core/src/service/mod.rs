@@ -34,14 +34,14 @@ pub(crate) struct HsmEnv {
 }
 
 /// A key as the data plane needs it: its record and its unsealed, prepared material.
-struct CachedKey {
-    record: KeyRecord,
+pub(crate) struct CachedKey {
+    pub(crate) record: KeyRecord,
     /// Symmetric keys: prepared AES keys by 16-byte material id.
-    ciphers: HashMap<[u8; 16], Arc<AesGcmKey>>,
+    pub(crate) ciphers: HashMap<[u8; 16], Arc<AesGcmKey>>,
     /// Asymmetric keys: the PKCS#8 private key; HMAC keys: the HMAC key.
-    secret: Option<kms_crypto::SecretBytes>,
+    pub(crate) secret: Option<kms_crypto::SecretBytes>,
     /// Asymmetric keys: DER SubjectPublicKeyInfo.
-    public_key: Option<Vec<u8>>,
+    pub(crate) public_key: Option<Vec<u8>>,
 }
 
 /// The KMS service. Cheap to share behind an `Arc`; every method takes `&self`.
@@ -62,6 +62,10 @@ pub struct Service {
     hsm: RwLock<Option<HsmEnv>>,
     /// Live connections of CloudHSM key stores.
     connections: crate::hsm::Connections,
+    /// The XKS proxy client, when external key stores are enabled.
+    xks_client: RwLock<Option<crate::xks::XksClient>>,
+    /// Targets of connected external key stores.
+    pub(crate) xks_targets: RwLock<HashMap<String, Arc<crate::xks::XksTarget>>>,
     /// Where HSM clusters' own audit events go.
     hsm_audit_sink: RwLock<Option<Arc<dyn crate::context::HsmAuditSink>>>,
     /// Where lifecycle events go (the audit trail).
@@ -88,6 +92,8 @@ impl Service {
             hsm: RwLock::new(None),
             connections: crate::hsm::Connections::default(),
             hsm_audit_sink: RwLock::new(None),
+            xks_client: RwLock::new(None),
+            xks_targets: RwLock::new(HashMap::new()),
         }
     }
 
@@ -100,6 +106,28 @@ impl Service {
         if let Ok(mut h) = self.hsm.write() {
             *h = Some(HsmEnv { fleet, driver });
         }
+    }
+
+    /// Enables external key stores, reaching proxies through `transport`.
+    pub fn enable_xks(&self, transport: Arc<dyn crate::xks::XksTransport>) {
+        if let Ok(mut c) = self.xks_client.write() {
+            *c = Some(crate::xks::XksClient::new(transport));
+        }
+    }
+
+    /// The XKS client, if enabled.
+    pub(crate) fn xks_client(&self) -> Option<crate::xks::XksClient> {
+        self.xks_client.read().ok().and_then(|c| c.clone())
+    }
+
+    /// Whether a custom key store is connected (its keys usable).
+    pub(crate) fn key_store_connected(&self, store_id: &str) -> bool {
+        self.connections.get(store_id).is_some()
+            || self
+                .xks_targets
+                .read()
+                .map(|m| m.contains_key(store_id))
+                .unwrap_or(false)
     }
 
     /// The HSM environment, if enabled.
@@ -212,8 +240,8 @@ impl Service {
         let mut ciphers = HashMap::new();
         let mut secret = None;
         let symmetric = record.key_spec == "SYMMETRIC_DEFAULT";
-        // Material of keys in custom key stores stays in the HSMs.
-        let materials = if record.custom_key_store_id.is_some() {
+        // Material of keys in CloudHSM key stores stays in the HSMs.
+        let materials = if record.cloud_hsm_cluster_id.is_some() {
             &[][..]
         } else {
             &record.materials[..]

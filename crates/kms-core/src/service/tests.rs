@@ -18,6 +18,7 @@ fn setup() -> (Service, Arc<ManualClock>, Caller) {
         access_key_id: "AKIATEST".into(),
         source_ip: None,
         request_id: "req".into(),
+        operation: String::new(),
         resources: Default::default(),
     };
     (svc, clock, caller)
