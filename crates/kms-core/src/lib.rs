@@ -9,6 +9,7 @@ pub mod envelope;
 pub mod hsm;
 mod ids;
 pub mod model;
+pub mod policy;
 mod service;
 pub mod spec;
 pub mod store;

@@ -1,0 +1,1 @@
+//! The IAM policy language as AWS KMS evaluates it (being written).
