@@ -23,6 +23,7 @@ mod hsm;
 mod module;
 mod pool;
 mod template;
+pub mod xks;
 
 #[cfg(test)]
 mod tests;

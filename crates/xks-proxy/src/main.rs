@@ -1,0 +1,5 @@
+//! The `xks-proxy` binary.
+
+fn main() -> std::process::ExitCode {
+    xks_proxy::cli::main()
+}
