@@ -4,7 +4,7 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 /// The authenticated caller of one request, as SigV4 verification established it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Caller {
     /// Caller's account (12 digits).
     pub account: String,
@@ -20,6 +20,13 @@ pub struct Caller {
     pub source_ip: Option<IpAddr>,
     /// This request's id (`x-amzn-RequestId`).
     pub request_id: String,
+    /// Whether the request came over TLS (`aws:SecureTransport`).
+    pub secure_transport: bool,
+    /// The request parameters (set by dispatch), for condition keys such as
+    /// `kms:EncryptionContext:*` and `aws:RequestTag/*`.
+    pub request: Option<std::sync::Arc<serde_json::Value>>,
+    /// Internal callers (tests of other layers, operator tools) that bypass authorisation.
+    pub skip_authorization: bool,
     /// The operation being served (set by dispatch; the XKS requestMetadata carries it).
     pub operation: String,
     /// ARNs of the keys this request touched (for the audit record's `resources`).

@@ -7,6 +7,7 @@
 mod context;
 pub mod envelope;
 pub mod hsm;
+pub mod iam;
 mod ids;
 pub mod model;
 pub mod policy;

@@ -112,6 +112,15 @@ pub struct AccessKeyRecord {
     pub sealed_secret_hex: String,
     /// Creation time (ms).
     pub created_ms: i64,
+    /// Temporary credentials (assumed role): when they expire (ms).
+    #[serde(default)]
+    pub expires_ms: Option<i64>,
+    /// Temporary credentials: SHA-256 of the session token (hex).
+    #[serde(default)]
+    pub session_token_sha256: Option<String>,
+    /// Temporary credentials: the role assumed.
+    #[serde(default)]
+    pub role_arn: Option<String>,
 }
 
 /// `arn:aws:kms:<region>:<account>:key/<key-id>`.

@@ -40,6 +40,11 @@ pub enum WriteOp {
     },
     /// Insert an access key.
     PutAccessKey(AccessKeyRecord),
+    /// Delete an access key.
+    DeleteAccessKey {
+        /// The access key id.
+        access_key_id: String,
+    },
     /// Insert or replace a document (clusters, custom key stores, ...).
     PutDoc {
         /// Kind of document.
@@ -271,6 +276,9 @@ impl Store for MemStore {
                 }
                 WriteOp::PutAccessKey(a) => {
                     next.access_keys.insert(a.access_key_id.clone(), a);
+                }
+                WriteOp::DeleteAccessKey { access_key_id } => {
+                    next.access_keys.remove(&access_key_id);
                 }
                 WriteOp::PutMeta { name, value } => {
                     next.meta.insert(name, value);

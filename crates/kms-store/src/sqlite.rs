@@ -299,6 +299,13 @@ impl Store for SqliteStore {
                     )
                     .map_err(err)?;
                 }
+                WriteOp::DeleteAccessKey { access_key_id } => {
+                    tx.execute(
+                        "DELETE FROM access_keys WHERE access_key_id = ?1",
+                        params![access_key_id],
+                    )
+                    .map_err(err)?;
+                }
                 WriteOp::PutDoc { kind, id, body } => {
                     tx.execute(
                         "INSERT OR REPLACE INTO docs (kind, id, body) VALUES (?1, ?2, ?3)",
@@ -381,6 +388,9 @@ mod tests {
                 user_id: "u".into(),
                 sealed_secret_hex: "00".into(),
                 created_ms: 1,
+                expires_ms: None,
+                session_token_sha256: None,
+                role_arn: None,
             };
             s.apply(vec![WriteOp::PutAccessKey(ak.clone())]).unwrap();
             let r = s.apply(vec![

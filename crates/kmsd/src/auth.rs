@@ -21,6 +21,7 @@ pub enum AuthMode {
 }
 
 /// Authenticates a request for SigV4 service `service` (`kms` or `sts`).
+#[allow(clippy::too_many_arguments)]
 pub fn authenticate(
     svc: &Service,
     mode: &AuthMode,
@@ -29,6 +30,7 @@ pub fn authenticate(
     now_secs: i64,
     source_ip: Option<IpAddr>,
     request_id: &str,
+    secure_transport: bool,
 ) -> Result<Caller, KmsError> {
     let header = parts
         .headers
@@ -59,6 +61,8 @@ pub fn authenticate(
         request_id: request_id.to_owned(),
         operation: String::new(),
         resources: Default::default(),
+        secure_transport,
+        ..Default::default()
     };
     match mode {
         AuthMode::Dev { account } => Ok(caller(
@@ -75,16 +79,6 @@ pub fn authenticate(
             ),
         )),
         AuthMode::Verify => {
-            if parts
-                .headers
-                .iter()
-                .any(|(n, _)| n == "x-amz-security-token")
-            {
-                return Err(KmsError::new(
-                    ErrorCode::UnrecognizedClientException,
-                    "The security token included in the request is invalid (kmsd has issued no temporary credentials).",
-                ));
-            }
             let key = svc.access_key_secret(&auth.access_key_id)?.ok_or_else(|| {
                 KmsError::new(
                     ErrorCode::UnrecognizedClientException,
@@ -92,6 +86,35 @@ pub fn authenticate(
                 )
             })?;
             sigv4::verify(parts, &auth, &amz_date, &key.secret)?;
+            let token = parts
+                .headers
+                .iter()
+                .find(|(n, _)| n == "x-amz-security-token")
+                .map(|(_, v)| v.as_str());
+            match (&key.record.session_token_sha256, token) {
+                (None, None) => {}
+                (Some(expected), Some(given)) => {
+                    let given = hex::encode(kms_crypto::sha256(given.as_bytes()));
+                    if !kms_crypto::constant_time_eq(given.as_bytes(), expected.as_bytes()) {
+                        return Err(KmsError::new(
+                            ErrorCode::UnrecognizedClientException,
+                            "The security token included in the request is invalid.",
+                        ));
+                    }
+                    if key.record.expires_ms.is_some_and(|e| e <= now_secs * 1000) {
+                        return Err(KmsError::new(
+                            ErrorCode::ExpiredTokenException,
+                            "The security token included in the request is expired",
+                        ));
+                    }
+                }
+                _ => {
+                    return Err(KmsError::new(
+                        ErrorCode::UnrecognizedClientException,
+                        "The security token included in the request is invalid.",
+                    ));
+                }
+            }
             Ok(caller(
                 key.record.account.clone(),
                 key.record.principal_arn.clone(),

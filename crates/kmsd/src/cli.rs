@@ -30,6 +30,20 @@ pub enum Command {
     /// Check the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Manage accounts, users, roles, access keys and identity policies.
+    Admin {
+        /// The server's data directory.
+        #[arg(
+            long,
+            env = "KMSD_DATA_DIR",
+            default_value = "./kmsd-data",
+            global = true
+        )]
+        data_dir: PathBuf,
+        /// What to do.
+        #[command(subcommand)]
+        command: crate::admin_cli::AdminCommand,
+    },
     /// Administer HSM clusters (the CloudHSM management utility's part).
     #[command(subcommand)]
     Hsm(HsmCommand),
@@ -287,6 +301,10 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     let dir = args.data_dir.clone();
     let created = service
         .bootstrap_admin(&args.account_id, |c| write_credentials_file(&dir, c))
+        .await
+        .map_err(|e| e.to_string())?;
+    service
+        .ensure_admin_user(&args.account_id)
         .await
         .map_err(|e| e.to_string())?;
     if let Some(arn) = created {

@@ -5,6 +5,7 @@
 pub use kms_sigv4 as sigv4;
 
 pub mod admin;
+pub mod admin_cli;
 pub mod audit;
 pub mod auth;
 pub mod cli;

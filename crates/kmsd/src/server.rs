@@ -163,6 +163,7 @@ async fn handle(
     } else {
         "kms"
     };
+    let secure = parts.extensions.get::<crate::tls::TlsDetails>().is_some();
     let auth = authenticate(
         &app.service,
         &app.auth,
@@ -171,6 +172,7 @@ async fn handle(
         now_secs,
         Some(peer.ip()),
         &request_id,
+        secure,
     );
     let op = match (&target, is_sts) {
         (_, true) => crate::sts::action(&body).unwrap_or_default(),

@@ -80,11 +80,14 @@ pub fn read_config(path: &Path) -> Result<XksConfig, String> {
     toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
+/// Idle keep-alive connections by (address, TLS server name).
+type ConnectionPool = Mutex<HashMap<(String, String), Vec<SendRequest<Full<Bytes>>>>>;
+
 /// HTTPS transport to XKS proxies.
 pub struct HttpsTransport {
     config: XksConfig,
     tls: tokio_rustls::TlsConnector,
-    pool: Mutex<HashMap<(String, String), Vec<SendRequest<Full<Bytes>>>>>,
+    pool: ConnectionPool,
 }
 
 impl HttpsTransport {

@@ -320,8 +320,10 @@ async fn errors_reach_the_sdk_as_modeled_exceptions() {
         "{err:?}"
     );
     let err = kms
-        .list_grants()
+        .get_parameters_for_import()
         .key_id("1234abcd-12ab-34cd-56ef-1234567890ab")
+        .wrapping_algorithm(aws_sdk_kms::types::AlgorithmSpec::RsaesOaepSha256)
+        .wrapping_key_spec(aws_sdk_kms::types::WrappingKeySpec::Rsa2048)
         .send()
         .await
         .unwrap_err();

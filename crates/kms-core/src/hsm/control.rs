@@ -59,6 +59,7 @@ impl Service {
                 "this kmsd declares no HSMs (start it with --hsm-config)",
             ));
         }
+        self.authorize(caller, &format!("cloudhsm:{op}"), None, "*")?;
         match op {
             "CreateCluster" => json(self.create_cluster(caller, input(body)?).await?),
             "DescribeClusters" => json(self.describe_clusters(caller, input(body)?)?),

@@ -60,6 +60,8 @@ fn env() -> Env {
         request_id: "r".into(),
         operation: String::new(),
         resources: Default::default(),
+        skip_authorization: true,
+        ..Default::default()
     };
     Env {
         svc,

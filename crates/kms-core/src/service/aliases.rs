@@ -77,6 +77,9 @@ impl Service {
     ) -> Result<(), KmsError> {
         let name = r.alias_name.unwrap_or_default();
         check_alias_name(&name)?;
+        let alias_arn = format!("arn:aws:kms:{}:{}:{name}", caller.region, caller.account);
+        // Alias operations need the permission on the alias (identity policy) and on the key.
+        self.authorize(caller, "kms:CreateAlias", None, &alias_arn)?;
         let _guard = self.write_lock.lock().await;
         let key = self.alias_target_key(caller, r.target_key_id.as_deref().unwrap_or_default())?;
         if self
@@ -118,6 +121,13 @@ impl Service {
         r: UpdateAliasRequest,
     ) -> Result<(), KmsError> {
         let name = r.alias_name.unwrap_or_default();
+        let alias_arn = format!("arn:aws:kms:{}:{}:{name}", caller.region, caller.account);
+        self.authorize(
+            caller,
+            &format!("kms:{}", caller.operation),
+            None,
+            &alias_arn,
+        )?;
         let _guard = self.write_lock.lock().await;
         let mut alias = self
             .store
@@ -134,6 +144,7 @@ impl Service {
             })?;
         let key = self.alias_target_key(caller, r.target_key_id.as_deref().unwrap_or_default())?;
         if let Some(old) = self.load_key(&caller.region, &alias.target_key_id)? {
+            self.authorize(caller, "kms:UpdateAlias", Some(&old), &old.arn())?;
             if old.key_usage != key.key_usage
                 || old.key_spec.starts_with("HMAC") != key.key_spec.starts_with("HMAC")
                 || (old.key_spec == "SYMMETRIC_DEFAULT") != (key.key_spec == "SYMMETRIC_DEFAULT")
@@ -165,20 +176,29 @@ impl Service {
         r: DeleteAliasRequest,
     ) -> Result<(), KmsError> {
         let name = r.alias_name.unwrap_or_default();
+        let alias_arn = format!("arn:aws:kms:{}:{}:{name}", caller.region, caller.account);
+        self.authorize(
+            caller,
+            &format!("kms:{}", caller.operation),
+            None,
+            &alias_arn,
+        )?;
         let _guard = self.write_lock.lock().await;
-        if self
+        let alias = self
             .store
             .get_alias(&caller.account, &caller.region, &name)
             .map_err(internal)?
-            .is_none()
-        {
-            return Err(KmsError::new(
-                ErrorCode::NotFoundException,
-                format!(
-                    "Alias arn:aws:kms:{}:{}:{name} is not found.",
-                    caller.region, caller.account
-                ),
-            ));
+            .ok_or_else(|| {
+                KmsError::new(
+                    ErrorCode::NotFoundException,
+                    format!(
+                        "Alias arn:aws:kms:{}:{}:{name} is not found.",
+                        caller.region, caller.account
+                    ),
+                )
+            })?;
+        if let Some(key) = self.load_key(&caller.region, &alias.target_key_id)? {
+            self.authorize(caller, "kms:DeleteAlias", Some(&key), &key.arn())?;
         }
         self.commit(vec![WriteOp::DeleteAlias {
             account: caller.account.clone(),

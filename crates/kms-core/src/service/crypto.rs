@@ -240,8 +240,17 @@ impl Service {
         expected_key: Option<&str>,
         algorithm: Option<&str>,
     ) -> Result<Opened, KmsError> {
+        // The source half of ReEncrypt needs kms:ReEncryptFrom; Decrypt needs kms:Decrypt.
+        let action = if caller.operation == "ReEncrypt" {
+            "kms:ReEncryptFrom"
+        } else {
+            "kms:Decrypt"
+        };
         if let Some(named) = expected_key {
-            let k = self.resolve_cached(caller, named, true)?;
+            let id = self.resolve_as(caller, named, true, action)?;
+            let k = self
+                .cached_key(&caller.region, &id)?
+                .ok_or_else(invalid_ciphertext)?;
             if let Some(spec) = rsa_encryption_spec(&k) {
                 return self.open_rsa(k, spec, blob, context, algorithm);
             }
@@ -263,7 +272,7 @@ impl Service {
         let key = key.ok_or_else(invalid_ciphertext)?;
         caller.touch(key.record.arn());
         if let Some(named) = expected_key {
-            let named_id = self.resolve(caller, named, true)?;
+            let named_id = self.resolve_as(caller, named, true, action)?;
             if named_id != key.record.key_id {
                 return Err(KmsError::new(
                     ErrorCode::IncorrectKeyException,
@@ -271,9 +280,7 @@ impl Service {
                 ));
             }
         }
-        if key.record.account != caller.account {
-            return Err(super::access_denied(caller, &key.record.arn()));
-        }
+        self.authorize(caller, action, Some(&key.record), &key.record.arn())?;
         check_usable(&key)?;
         check_algorithm(&key, algorithm)?;
         if xks_env.is_some() != key.record.xks_key_id.is_some() {
@@ -407,11 +414,15 @@ impl Service {
         r: ReEncryptRequest,
     ) -> Result<ReEncryptResponse, KmsError> {
         check_grant_tokens(r.grant_tokens.as_ref())?;
-        let dest = self.resolve_cached(
+        let dest_id = self.resolve_as(
             caller,
             r.destination_key_id.as_deref().unwrap_or_default(),
             true,
+            "kms:ReEncryptTo",
         )?;
+        let dest = self
+            .cached_key(&caller.region, &dest_id)?
+            .ok_or_else(invalid_ciphertext)?;
         let Some(blob) = r.ciphertext_blob.as_ref() else {
             return Err(KmsError::new(
                 ErrorCode::ValidationException,

@@ -154,7 +154,7 @@ impl Service {
                 "kmsd does not support multi-Region keys yet",
             ));
         }
-        let policy = match r.policy {
+        let policy = match r.policy.clone() {
             Some(p) => {
                 check_policy_document(&p)?;
                 p
@@ -170,6 +170,30 @@ impl Service {
         let key_id = uuid::Uuid::new_v4().to_string();
         let arn = key_arn(&caller.region, &caller.account, &key_id);
         let material_id = hex::encode(kms_crypto::random_array::<16>().map_err(internal)?);
+        if r.policy.is_some() && r.bypass_policy_lockout_safety_check != Some(true) {
+            let provisional = KeyRecord {
+                account: caller.account.clone(),
+                region: caller.region.clone(),
+                key_id: key_id.clone(),
+                created_ms: 0,
+                description: String::new(),
+                key_spec: spec.clone(),
+                key_usage: usage.clone(),
+                origin: origin.clone(),
+                state: "Enabled".into(),
+                deletion_date_ms: None,
+                pending_window_days: None,
+                policy: policy.clone(),
+                tags: tags.clone(),
+                materials: vec![],
+                multi_region: false,
+                public_key_hex: None,
+                custom_key_store_id: None,
+                cloud_hsm_cluster_id: None,
+                xks_key_id: None,
+            };
+            self.check_lockout(caller, &policy, &provisional)?;
+        }
         let xks_key_id = r.xks_key_id.clone();
         let hsm_store = key_store
             .as_ref()

@@ -2,8 +2,11 @@
 
 mod aliases;
 mod asymmetric;
+mod authz;
+mod conditions;
 mod crypto;
 pub(crate) mod dispatch;
+mod grants;
 mod keys;
 pub(crate) mod paging;
 mod policy;
@@ -54,8 +57,13 @@ pub struct Service {
     key_cache: RwLock<HashMap<(String, String), Arc<CachedKey>>>,
     /// Alias targets by (account, region, alias name), same rule.
     alias_cache: RwLock<HashMap<(String, String, String), Option<String>>>,
-    /// Unsealed access-key secrets by access key id.
-    secret_cache: RwLock<HashMap<String, Arc<principals::AccessKeySecret>>>,
+    /// Unsealed access-key secrets by access key id, with when they were read.
+    secret_cache: RwLock<HashMap<String, (std::time::Instant, Arc<principals::AccessKeySecret>)>>,
+    /// Parsed key policies by document text.
+    pub(crate) policy_cache: RwLock<HashMap<String, Arc<crate::policy::Policy>>>,
+    /// Parsed identity policies by principal ARN, with when they were read.
+    pub(crate) identity_cache:
+        RwLock<HashMap<String, (std::time::Instant, Arc<crate::iam::IdentityView>)>>,
     /// Serialises read-modify-write operations.
     pub(crate) write_lock: tokio::sync::Mutex<()>,
     /// HSM fleet and driver, when kmsd runs with declared HSMs.
@@ -87,6 +95,8 @@ impl Service {
             key_cache: RwLock::new(HashMap::new()),
             alias_cache: RwLock::new(HashMap::new()),
             secret_cache: RwLock::new(HashMap::new()),
+            identity_cache: RwLock::new(HashMap::new()),
+            policy_cache: RwLock::new(HashMap::new()),
             write_lock: tokio::sync::Mutex::new(()),
             events: RwLock::new(None),
             hsm: RwLock::new(None),
@@ -200,6 +210,7 @@ impl Service {
                 } => aliases.push((account.clone(), region.clone(), name.clone())),
                 WriteOp::PutAccessKey(_)
                 | WriteOp::PutMeta { .. }
+                | WriteOp::DeleteAccessKey { .. }
                 | WriteOp::PutDoc { .. }
                 | WriteOp::DeleteDoc { .. } => {}
             }
@@ -316,6 +327,18 @@ impl Service {
         key_id: &str,
         allow_alias: bool,
     ) -> Result<String, KmsError> {
+        let action = format!("kms:{}", caller.operation);
+        self.resolve_as(caller, key_id, allow_alias, &action)
+    }
+
+    /// Resolves a key reference and authorises `action` on the key.
+    fn resolve_as(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        allow_alias: bool,
+        action: &str,
+    ) -> Result<String, KmsError> {
         let r = parse_key_ref(key_id, allow_alias)?;
         let not_found = || {
             KmsError::new(
@@ -376,9 +399,7 @@ impl Service {
             return Err(not_found());
         }
         caller.touch(entry.record.arn());
-        if account != caller.account {
-            return Err(access_denied(caller, &entry.record.arn()));
-        }
+        self.authorize(caller, action, Some(&entry.record), &entry.record.arn())?;
         Ok(id)
     }
 
@@ -424,28 +445,7 @@ impl Service {
     }
 }
 
-/// AWS's AccessDenied wording for a key the default key policy does not open to the caller.
-fn access_denied(caller: &Caller, resource: &str) -> KmsError {
-    KmsError::new(
-        ErrorCode::AccessDeniedException,
-        format!(
-            "User: {} is not authorized to perform this operation on resource: {} because no resource-based policy allows it",
-            caller.principal_arn, resource
-        ),
-    )
-}
-
-/// Grant tokens can only come from CreateGrant, which kmsd does not offer yet, so any token
-/// given is one kmsd never issued.
-fn check_grant_tokens(tokens: Option<&Vec<String>>) -> Result<(), KmsError> {
-    match tokens {
-        Some(t) if !t.is_empty() => Err(KmsError::new(
-            ErrorCode::InvalidGrantTokenException,
-            "The grant token is not valid: kmsd has issued no grants (grants are not supported yet)",
-        )),
-        _ => Ok(()),
-    }
-}
+use grants::check_grant_tokens;
 
 /// The success signal of a `DryRun` request.
 fn dry_run_succeeded() -> KmsError {

@@ -36,29 +36,8 @@ pub(super) fn check_policy_document(policy: &str) -> Result<(), KmsError> {
             ),
         ));
     }
-    let doc: serde_json::Value =
-        serde_json::from_str(policy).map_err(|e| malformed(&format!("it is not JSON ({e})")))?;
-    let obj = doc
-        .as_object()
-        .ok_or_else(|| malformed("it is not a JSON object"))?;
-    let statements: Vec<&serde_json::Value> = match obj.get("Statement") {
-        Some(serde_json::Value::Array(list)) if !list.is_empty() => list.iter().collect(),
-        Some(s @ serde_json::Value::Object(_)) => vec![s],
-        _ => return Err(malformed("it has no Statement")),
-    };
-    for s in statements {
-        let s = s
-            .as_object()
-            .ok_or_else(|| malformed("a Statement is not an object"))?;
-        match s.get("Effect").and_then(|e| e.as_str()) {
-            Some("Allow") | Some("Deny") => {}
-            _ => {
-                return Err(malformed(
-                    "every Statement needs Effect \"Allow\" or \"Deny\"",
-                ))
-            }
-        }
-    }
+    crate::policy::Policy::parse(policy, crate::policy::PolicyKind::Key)
+        .map_err(|e| malformed(&e.0))?;
     Ok(())
 }
 
@@ -98,7 +77,11 @@ impl Service {
         check_policy_name(r.policy_name.as_deref())?;
         let policy = r.policy.unwrap_or_default();
         check_policy_document(&policy)?;
+        let bypass = r.bypass_policy_lockout_safety_check == Some(true);
         self.update_key(caller, r.key_id.as_deref().unwrap_or_default(), |k| {
+            if !bypass {
+                self.check_lockout(caller, &policy, k)?;
+            }
             k.policy = policy;
             Ok(vec![])
         })
@@ -151,19 +134,22 @@ mod tests {
             ErrorCode::MalformedPolicyDocumentException
         );
         assert_eq!(
-            check_policy_document(r#"{"Statement":[{"Effect":"Maybe"}]}"#)
+            check_policy_document(r#"{"Statement":[{"Effect":"Maybe","Principal":"*","Action":"kms:*","Resource":"*"}]}"#)
                 .unwrap_err()
                 .code,
             ErrorCode::MalformedPolicyDocumentException
         );
         let big = format!(
-            r#"{{"Statement":{{"Effect":"Allow","Sid":"{}"}}}}"#,
+            r#"{{"Statement":{{"Effect":"Allow","Principal":"*","Action":"kms:*","Resource":"*","Sid":"{}"}}}}"#,
             "x".repeat(40_000)
         );
         assert_eq!(
             check_policy_document(&big).unwrap_err().code,
             ErrorCode::LimitExceededException
         );
-        check_policy_document(r#"{"Statement":{"Effect":"Deny"}}"#).unwrap();
+        check_policy_document(
+            r#"{"Statement":{"Effect":"Deny","Principal":"*","Action":"kms:*","Resource":"*"}}"#,
+        )
+        .unwrap();
     }
 }

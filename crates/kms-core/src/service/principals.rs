@@ -5,6 +5,7 @@ use std::sync::Arc;
 use zeroize::Zeroizing;
 
 use super::{internal, Service};
+use crate::iam::{random_id, secret_aad};
 use crate::model::AccessKeyRecord;
 use crate::store::WriteOp;
 use kms_types::KmsError;
@@ -25,23 +26,6 @@ pub struct AccessKeySecret {
     pub record: AccessKeyRecord,
     /// The secret access key.
     pub secret: Zeroizing<String>,
-}
-
-const BASE32: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-
-fn random_id(prefix: &str, len: usize) -> Result<String, KmsError> {
-    let bytes = kms_crypto::random_bytes(len).map_err(internal)?;
-    Ok(format!(
-        "{prefix}{}",
-        bytes
-            .iter()
-            .map(|b| BASE32[(*b & 31) as usize] as char)
-            .collect::<String>()
-    ))
-}
-
-fn secret_aad(access_key_id: &str) -> Vec<u8> {
-    format!("kmsd-access-key|{access_key_id}").into_bytes()
 }
 
 impl Service {
@@ -79,6 +63,9 @@ impl Service {
             user_id: random_id("AIDA", 17)?,
             sealed_secret_hex: hex::encode(sealed),
             created_ms: self.now_ms(),
+            expires_ms: None,
+            session_token_sha256: None,
+            role_arn: None,
         };
         let creds = AdminCredentials {
             access_key_id,
@@ -94,7 +81,15 @@ impl Service {
             },
         ])
         .await?;
+        self.ensure_admin_user(account).await?;
         Ok(Some(principal_arn))
+    }
+
+    /// Drops an access key from the cache.
+    pub(crate) fn forget_access_key(&self, access_key_id: &str) {
+        if let Ok(mut c) = self.secret_cache.write() {
+            c.remove(access_key_id);
+        }
     }
 
     /// The record and secret of an access key, or `None` if kmsd does not know it.
@@ -102,13 +97,17 @@ impl Service {
         &self,
         access_key_id: &str,
     ) -> Result<Option<Arc<AccessKeySecret>>, KmsError> {
-        if let Some(hit) = self
+        let now = std::time::Instant::now();
+        if let Some((at, hit)) = self
             .secret_cache
             .read()
             .ok()
             .and_then(|c| c.get(access_key_id).cloned())
         {
-            return Ok(Some(hit));
+            // Short-lived, so deleted keys stop working at once on a running server.
+            if now.duration_since(at) < std::time::Duration::from_secs(1) {
+                return Ok(Some(hit));
+            }
         }
         let Some(record) = self.store.get_access_key(access_key_id).map_err(internal)? else {
             return Ok(None);
@@ -121,7 +120,7 @@ impl Service {
         let secret = Zeroizing::new(String::from_utf8(secret.to_vec()).map_err(internal)?);
         let entry = Arc::new(AccessKeySecret { record, secret });
         if let Ok(mut c) = self.secret_cache.write() {
-            c.insert(access_key_id.to_owned(), entry.clone());
+            c.insert(access_key_id.to_owned(), (now, entry.clone()));
         }
         Ok(Some(entry))
     }

@@ -24,6 +24,7 @@ impl Service {
                 region: k.region.clone(),
                 key_id: k.key_id.clone(),
             }];
+            ops.extend(self.delete_grants_of(&k)?);
             ops.extend(aliases.into_iter().map(|a| WriteOp::DeleteAlias {
                 account: a.account,
                 region: a.region,

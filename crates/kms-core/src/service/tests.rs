@@ -20,6 +20,8 @@ fn setup() -> (Service, Arc<ManualClock>, Caller) {
         request_id: "req".into(),
         operation: String::new(),
         resources: Default::default(),
+        skip_authorization: true,
+        ..Default::default()
     };
     (svc, clock, caller)
 }
@@ -418,6 +420,8 @@ async fn other_accounts_keys_are_refused() {
     let id = new_key(&svc, &c).await;
     let mut other = c.clone();
     other.account = "444455556666".into();
+    other.principal_arn = "arn:aws:iam::444455556666:user/admin".into();
+    other.skip_authorization = false;
     let err = call::<DescribeKeyResponse>(
         &svc,
         &other,

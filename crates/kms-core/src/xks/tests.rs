@@ -124,6 +124,8 @@ fn setup() -> (Service, Arc<FakeProxy>, Caller) {
         request_id: "req-1".into(),
         operation: String::new(),
         resources: Default::default(),
+        skip_authorization: true,
+        ..Default::default()
     };
     (svc, proxy, caller)
 }
