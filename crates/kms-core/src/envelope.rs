@@ -209,7 +209,8 @@ pub const XKS_ENVELOPE_VERSION: u8 = 2;
 /// ```
 /// The inner layer is AES-256-GCM under kmsd's own material for the key (AAD = the 33 header
 /// bytes || canonical context); its ciphertext-and-tag is the plaintext the external key
-/// encrypts through the proxy, with the same AAD.
+/// encrypts through the proxy, with AAD = the 33 header bytes only (the proxy never sees the
+/// encryption context).
 #[derive(Debug, PartialEq, Eq)]
 pub struct XksEnvelope<'a> {
     /// The 33 header bytes.
