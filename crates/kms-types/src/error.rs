@@ -1,10 +1,32 @@
 //! The error every KMS operation answers with: an AWS error code (`__type`) and a message.
 
-/// AWS error codes kmsd emits: the model's exceptions plus the common errors of every AWS JSON
-/// service. `status()` is the HTTP status from the Smithy model's `httpError` traits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[allow(missing_docs)]
-pub enum ErrorCode {
+/// Defines [`ErrorCode`] from one list: the variants, their `__type` strings and `ALL`.
+macro_rules! error_codes {
+    ($($code:ident,)+) => {
+        /// AWS error codes kmsd emits: the model's exceptions plus the common errors of every
+        /// AWS JSON service. `status()` is the HTTP status from the Smithy model's `httpError`
+        /// traits.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[allow(missing_docs)]
+        pub enum ErrorCode {
+            $($code,)+
+        }
+
+        impl ErrorCode {
+            /// Every code, in declaration order.
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$code,)+];
+
+            /// The `__type` string.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$code => stringify!($code),)+
+                }
+            }
+        }
+    };
+}
+
+error_codes! {
     AlreadyExistsException,
     CloudHsmClusterInUseException,
     CloudHsmClusterInvalidConfigurationException,
@@ -76,87 +98,6 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    /// The `__type` string.
-    pub fn as_str(self) -> &'static str {
-        use ErrorCode::*;
-        match self {
-            AlreadyExistsException => "AlreadyExistsException",
-            CloudHsmClusterInUseException => "CloudHsmClusterInUseException",
-            CloudHsmClusterInvalidConfigurationException => {
-                "CloudHsmClusterInvalidConfigurationException"
-            }
-            CloudHsmClusterNotActiveException => "CloudHsmClusterNotActiveException",
-            CloudHsmClusterNotFoundException => "CloudHsmClusterNotFoundException",
-            CloudHsmClusterNotRelatedException => "CloudHsmClusterNotRelatedException",
-            ConflictException => "ConflictException",
-            CustomKeyStoreHasCMKsException => "CustomKeyStoreHasCMKsException",
-            CustomKeyStoreInvalidStateException => "CustomKeyStoreInvalidStateException",
-            CustomKeyStoreNameInUseException => "CustomKeyStoreNameInUseException",
-            CustomKeyStoreNotFoundException => "CustomKeyStoreNotFoundException",
-            DependencyTimeoutException => "DependencyTimeoutException",
-            DisabledException => "DisabledException",
-            DryRunOperationException => "DryRunOperationException",
-            ExpiredImportTokenException => "ExpiredImportTokenException",
-            IncorrectKeyException => "IncorrectKeyException",
-            IncorrectKeyMaterialException => "IncorrectKeyMaterialException",
-            IncorrectTrustAnchorException => "IncorrectTrustAnchorException",
-            InvalidAliasNameException => "InvalidAliasNameException",
-            InvalidArnException => "InvalidArnException",
-            InvalidCiphertextException => "InvalidCiphertextException",
-            InvalidGrantIdException => "InvalidGrantIdException",
-            InvalidGrantTokenException => "InvalidGrantTokenException",
-            InvalidImportTokenException => "InvalidImportTokenException",
-            InvalidKeyUsageException => "InvalidKeyUsageException",
-            InvalidMarkerException => "InvalidMarkerException",
-            KMSInternalException => "KMSInternalException",
-            KMSInvalidMacException => "KMSInvalidMacException",
-            KMSInvalidSignatureException => "KMSInvalidSignatureException",
-            KMSInvalidStateException => "KMSInvalidStateException",
-            KeyUnavailableException => "KeyUnavailableException",
-            LimitExceededException => "LimitExceededException",
-            MalformedPolicyDocumentException => "MalformedPolicyDocumentException",
-            NotFoundException => "NotFoundException",
-            TagException => "TagException",
-            UnsupportedOperationException => "UnsupportedOperationException",
-            XksKeyAlreadyInUseException => "XksKeyAlreadyInUseException",
-            XksKeyInvalidConfigurationException => "XksKeyInvalidConfigurationException",
-            XksKeyNotFoundException => "XksKeyNotFoundException",
-            XksProxyIncorrectAuthenticationCredentialException => {
-                "XksProxyIncorrectAuthenticationCredentialException"
-            }
-            XksProxyInvalidConfigurationException => "XksProxyInvalidConfigurationException",
-            XksProxyInvalidResponseException => "XksProxyInvalidResponseException",
-            XksProxyUriEndpointInUseException => "XksProxyUriEndpointInUseException",
-            XksProxyUriInUseException => "XksProxyUriInUseException",
-            XksProxyUriUnreachableException => "XksProxyUriUnreachableException",
-            XksProxyVpcEndpointServiceInUseException => "XksProxyVpcEndpointServiceInUseException",
-            XksProxyVpcEndpointServiceInvalidConfigurationException => {
-                "XksProxyVpcEndpointServiceInvalidConfigurationException"
-            }
-            XksProxyVpcEndpointServiceNotFoundException => {
-                "XksProxyVpcEndpointServiceNotFoundException"
-            }
-            CloudHsmAccessDeniedException => "CloudHsmAccessDeniedException",
-            CloudHsmInternalFailureException => "CloudHsmInternalFailureException",
-            CloudHsmInvalidRequestException => "CloudHsmInvalidRequestException",
-            CloudHsmResourceLimitExceededException => "CloudHsmResourceLimitExceededException",
-            CloudHsmResourceNotFoundException => "CloudHsmResourceNotFoundException",
-            CloudHsmServiceException => "CloudHsmServiceException",
-            CloudHsmTagException => "CloudHsmTagException",
-            AccessDeniedException => "AccessDeniedException",
-            ValidationException => "ValidationException",
-            ThrottlingException => "ThrottlingException",
-            UnrecognizedClientException => "UnrecognizedClientException",
-            InvalidSignatureException => "InvalidSignatureException",
-            IncompleteSignatureException => "IncompleteSignatureException",
-            MissingAuthenticationTokenException => "MissingAuthenticationTokenException",
-            ExpiredTokenException => "ExpiredTokenException",
-            UnknownOperationException => "UnknownOperationException",
-            SerializationException => "SerializationException",
-            InternalFailure => "InternalFailure",
-        }
-    }
-
     /// HTTP status (Smithy `httpError`; 400 for the rest).
     pub fn status(self) -> u16 {
         use ErrorCode::*;
@@ -228,79 +169,12 @@ mod tests {
 
     #[test]
     fn every_model_exception_has_a_code() {
-        // The hand-written enum must cover every exception the generated model lists.
-        let known: Vec<&str> = ALL.iter().map(|c| c.as_str()).collect();
-        for e in crate::generated::EXCEPTIONS {
-            assert!(known.contains(e), "{e} missing from ErrorCode");
-        }
-    }
-
-    const ALL: &[ErrorCode] = {
-        use ErrorCode::*;
-        &[
-            AlreadyExistsException,
-            CloudHsmClusterInUseException,
-            CloudHsmClusterInvalidConfigurationException,
-            CloudHsmClusterNotActiveException,
-            CloudHsmClusterNotFoundException,
-            CloudHsmClusterNotRelatedException,
-            ConflictException,
-            CustomKeyStoreHasCMKsException,
-            CustomKeyStoreInvalidStateException,
-            CustomKeyStoreNameInUseException,
-            CustomKeyStoreNotFoundException,
-            DependencyTimeoutException,
-            DisabledException,
-            DryRunOperationException,
-            ExpiredImportTokenException,
-            IncorrectKeyException,
-            IncorrectKeyMaterialException,
-            IncorrectTrustAnchorException,
-            InvalidAliasNameException,
-            InvalidArnException,
-            InvalidCiphertextException,
-            InvalidGrantIdException,
-            InvalidGrantTokenException,
-            InvalidImportTokenException,
-            InvalidKeyUsageException,
-            InvalidMarkerException,
-            KMSInternalException,
-            KMSInvalidMacException,
-            KMSInvalidSignatureException,
-            KMSInvalidStateException,
-            KeyUnavailableException,
-            LimitExceededException,
-            MalformedPolicyDocumentException,
-            NotFoundException,
-            TagException,
-            UnsupportedOperationException,
-            XksKeyAlreadyInUseException,
-            XksKeyInvalidConfigurationException,
-            XksKeyNotFoundException,
-            XksProxyIncorrectAuthenticationCredentialException,
-            XksProxyInvalidConfigurationException,
-            XksProxyInvalidResponseException,
-            XksProxyUriEndpointInUseException,
-            XksProxyUriInUseException,
-            XksProxyUriUnreachableException,
-            XksProxyVpcEndpointServiceInUseException,
-            XksProxyVpcEndpointServiceInvalidConfigurationException,
-            XksProxyVpcEndpointServiceNotFoundException,
-        ]
-    };
-
-    #[test]
-    fn every_cloudhsm_exception_has_a_code() {
-        let known = [
-            ErrorCode::CloudHsmAccessDeniedException.as_str(),
-            ErrorCode::CloudHsmInternalFailureException.as_str(),
-            ErrorCode::CloudHsmInvalidRequestException.as_str(),
-            ErrorCode::CloudHsmResourceLimitExceededException.as_str(),
-            ErrorCode::CloudHsmResourceNotFoundException.as_str(),
-            ErrorCode::CloudHsmServiceException.as_str(),
-            ErrorCode::CloudHsmTagException.as_str(),
-        ];
-        for e in crate::cloudhsm::EXCEPTIONS {
+        // The hand-written list must cover every exception the KMS and CloudHSM models name.
+        let known: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        for e in crate::generated::EXCEPTIONS
+            .iter()
+            .chain(crate::cloudhsm::EXCEPTIONS)
+        {
             assert!(known.contains(e), "{e} missing from ErrorCode");
         }
     }
