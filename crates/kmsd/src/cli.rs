@@ -188,6 +188,10 @@ pub struct ServeArgs {
     /// addresses of endpoint hosts and VPC endpoint services, the per-call budget.
     #[arg(long, env = "KMSD_XKS_CONFIG")]
     pub xks_config: Option<PathBuf>,
+    /// Proxies or load balancers in front of kmsd whose `X-Forwarded-For` header is believed
+    /// for `aws:SourceIp` and the audit trail's source address (comma-separated IPs).
+    #[arg(long, env = "KMSD_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// TOML config file: any of these flags by long name with `_` (e.g. `data_dir = "/var/lib/kmsd"`,
     /// `log_level = "info"`). Command line and `KMSD_*` variables take precedence.
     #[arg(long, env = "KMSD_CONFIG")]
@@ -374,6 +378,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         clock,
         audit: audit.clone(),
         metrics: Arc::new(crate::metrics::Metrics::new()),
+        trusted_proxies: args.trusted_proxies.clone(),
     });
     let admin = match args.admin_listen {
         Some(addr) => {

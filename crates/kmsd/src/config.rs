@@ -26,6 +26,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("no_mlock", "KMSD_NO_MLOCK"),
     ("hsm_config", "KMSD_HSM_CONFIG"),
     ("xks_config", "KMSD_XKS_CONFIG"),
+    ("trusted_proxies", "KMSD_TRUSTED_PROXIES"),
 ];
 
 /// Reads a config file into (env var, value) pairs; unknown keys and non-scalar values are

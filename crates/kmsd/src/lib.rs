@@ -9,6 +9,7 @@ pub mod admin_cli;
 pub mod audit;
 pub mod auth;
 pub mod cli;
+pub mod client_ip;
 pub mod config;
 pub mod hsm_driver;
 pub mod hsm_fleet;

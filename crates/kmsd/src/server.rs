@@ -30,6 +30,8 @@ pub struct AppState {
     pub audit: kms_audit::AuditWriter,
     /// Prometheus metrics.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Proxies whose `X-Forwarded-For` is believed (see [`crate::client_ip`]).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 /// The router: every path goes to one handler, as AWS JSON services use `POST /`.
@@ -164,13 +166,20 @@ async fn handle(
         "kms"
     };
     let secure = parts.extensions.get::<crate::tls::TlsDetails>().is_some();
+    let forwarded_for: Vec<&str> = parts
+        .headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let client_ip = crate::client_ip::resolve(peer.ip(), &forwarded_for, &app.trusted_proxies);
     let auth = authenticate(
         &app.service,
         &app.auth,
         &req_parts,
         service,
         now_secs,
-        Some(peer.ip()),
+        Some(client_ip),
         &request_id,
         secure,
     );
@@ -228,7 +237,7 @@ async fn handle(
             .as_ref()
             .map(|c| c.access_key_id.clone())
             .or_else(|| claimed.as_ref().map(|a| a.access_key_id.clone())),
-        source_ip: peer.ip().to_string(),
+        source_ip: client_ip.to_string(),
         user_agent: parts
             .headers
             .get(header::USER_AGENT)

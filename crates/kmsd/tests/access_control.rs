@@ -403,3 +403,47 @@ async fn least_privilege_in_one_account_and_across_accounts() {
         Some("UnrecognizedClientException")
     );
 }
+
+/// Behind a trusted proxy, `aws:SourceIp` is the address the proxy reports in X-Forwarded-For.
+#[tokio::test]
+async fn source_ip_conditions_see_the_client_behind_a_trusted_proxy() {
+    let server = Server::start(&["--trusted-proxies", "127.0.0.1"]);
+    let root = server.client();
+    let policy = r#"{"Version":"2012-10-17","Statement":[
+        {"Sid":"Enable IAM User Permissions","Effect":"Allow",
+         "Principal":{"AWS":"arn:aws:iam::111122223333:root"},"Action":"kms:*","Resource":"*"},
+        {"Sid":"Only from the office","Effect":"Deny","Principal":"*","Action":"kms:Encrypt",
+         "Resource":"*","Condition":{"NotIpAddress":{"aws:SourceIp":"203.0.113.0/24"}}}]}"#;
+    let key = root
+        .create_key()
+        .policy(policy)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata()
+        .unwrap()
+        .key_id()
+        .to_owned();
+    let encrypt_from = |forwarded: Option<&'static str>| {
+        let call = root
+            .encrypt()
+            .key_id(&key)
+            .plaintext(Blob::new(b"x".to_vec()))
+            .customize()
+            .mutate_request(move |req| {
+                if let Some(ip) = forwarded {
+                    req.headers_mut().insert("x-forwarded-for", ip);
+                }
+            });
+        async move { call.send().await }
+    };
+    encrypt_from(Some("203.0.113.7")).await.unwrap();
+    // A forged leftmost hop does not help: the proxy's own report is the rightmost entry.
+    let msg = is_denied(encrypt_from(Some("203.0.113.7, 198.51.100.1")).await);
+    assert!(
+        msg.contains("explicit deny in a resource-based policy"),
+        "{msg}"
+    );
+    // Without the header the proxy (loopback) is the client, outside the range.
+    is_denied(encrypt_from(None).await);
+}
