@@ -18,7 +18,7 @@ fn main() -> std::process::ExitCode {
             .enable_all()
             .build()
         {
-            Ok(rt) => rt.block_on(serve(args)),
+            Ok(rt) => rt.block_on(serve(*args)),
             Err(e) => Err(format!("starting the runtime: {e}")),
         },
         Command::Audit(cmd) => audit_command(cmd),

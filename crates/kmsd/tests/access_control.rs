@@ -447,3 +447,53 @@ async fn source_ip_conditions_see_the_client_behind_a_trusted_proxy() {
     // Without the header the proxy (loopback) is the client, outside the range.
     is_denied(encrypt_from(None).await);
 }
+
+/// `kms:ResourceAliases`: a key policy that allows use only while the key has a given alias.
+#[tokio::test]
+async fn resource_alias_conditions_follow_the_keys_aliases() {
+    let server = Server::start(&[]);
+    let root = server.client();
+    let policy = r#"{"Version":"2012-10-17","Statement":[
+        {"Sid":"Enable IAM User Permissions","Effect":"Allow",
+         "Principal":{"AWS":"arn:aws:iam::111122223333:root"},"Action":"kms:*","Resource":"*"},
+        {"Sid":"Finance keys only","Effect":"Deny","Principal":"*","Action":"kms:Encrypt",
+         "Resource":"*","Condition":{"ForAllValues:StringNotEquals":{"kms:ResourceAliases":"alias/finance"}}}]}"#;
+    let key = root
+        .create_key()
+        .policy(policy)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata()
+        .unwrap()
+        .key_id()
+        .to_owned();
+    let encrypt = || {
+        root.encrypt()
+            .key_id(&key)
+            .plaintext(Blob::new(b"x".to_vec()))
+            .send()
+    };
+    // No alias: ForAllValues over an absent key is true, so the deny applies.
+    is_denied(encrypt().await);
+    root.create_alias()
+        .alias_name("alias/other")
+        .target_key_id(&key)
+        .send()
+        .await
+        .unwrap();
+    is_denied(encrypt().await);
+    root.create_alias()
+        .alias_name("alias/finance")
+        .target_key_id(&key)
+        .send()
+        .await
+        .unwrap();
+    encrypt().await.unwrap();
+    root.delete_alias()
+        .alias_name("alias/finance")
+        .send()
+        .await
+        .unwrap();
+    is_denied(encrypt().await);
+}

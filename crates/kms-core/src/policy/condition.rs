@@ -141,6 +141,13 @@ pub(crate) struct Condition {
     values: Values,
 }
 
+impl Condition {
+    /// The condition key, normalised (see [`crate::policy::normalize_key`]).
+    pub(crate) fn key(&self) -> &str {
+        &self.key
+    }
+}
+
 /// The base operators: name, negated, and what kind of values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {

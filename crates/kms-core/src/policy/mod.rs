@@ -311,6 +311,15 @@ impl Policy {
         self.statements.len()
     }
 
+    /// Whether any statement has a condition on `key` (any case), so callers can skip
+    /// computing costly context values no statement reads.
+    pub fn uses_condition_key(&self, key: &str) -> bool {
+        let key = normalize_key(key);
+        self.statements
+            .iter()
+            .any(|st| st.conditions.iter().any(|c| c.key() == key))
+    }
+
     /// Evaluates the statements that apply to this request (all of them: the result does not
     /// depend on statement order except which Deny is reported).
     pub fn evaluate(&self, req: &Request<'_>) -> Evaluation {

@@ -57,6 +57,9 @@ fn principal_of(caller: &Caller) -> Principal {
     }
 }
 
+/// The condition key that lists a key's aliases.
+const RESOURCE_ALIASES: &str = "kms:ResourceAliases";
+
 impl Service {
     /// The condition context of a request: the caller's, the request's, and the key's values.
     fn condition_context(
@@ -116,7 +119,19 @@ impl Service {
         }
         let policy_owner = caller.principal_arn.clone();
         let identity = self.identity_policies(&role_or_self(caller, &policy_owner))?;
-        let context = self.condition_context(caller, action, key, &identity.tags);
+        let key_policy = key.map(|k| self.key_policy(k)).transpose()?;
+        let mut context = self.condition_context(caller, action, key, &identity.tags);
+        if let Some(k) = key {
+            // kms:ResourceAliases costs a store read: only when some policy reads it.
+            let reads_aliases = key_policy
+                .iter()
+                .map(|p| p.as_ref())
+                .chain(identity.policies.iter())
+                .any(|p| p.uses_condition_key(RESOURCE_ALIASES));
+            if reads_aliases {
+                context.set_many(RESOURCE_ALIASES, self.alias_names_of(k)?);
+            }
+        }
         let principal = principal_of(caller);
         let req = Request {
             principal: &principal,
@@ -137,7 +152,7 @@ impl Service {
             }
             id_allow |= e.allow;
         }
-        let Some(key) = key else {
+        let (Some(key), Some(key_policy)) = (key, key_policy) else {
             return if id_allow {
                 Ok(())
             } else {
@@ -149,7 +164,6 @@ impl Service {
                 ))
             };
         };
-        let key_policy = self.key_policy(key)?;
         let e = key_policy.evaluate(&req);
         if e.explicit_deny.is_some() {
             return Err(denied(
@@ -180,6 +194,17 @@ impl Service {
             resource,
             &format!("because no resource-based policy allows the {action} action"),
         ))
+    }
+
+    /// The names of the aliases pointing at `key` (at most 50, as in AWS's kms:ResourceAliases).
+    fn alias_names_of(&self, key: &KeyRecord) -> Result<Vec<String>, KmsError> {
+        Ok(self
+            .store
+            .list_aliases(&key.account, &key.region, Some(&key.key_id), None, 50)
+            .map_err(|e| KmsError::internal(e.to_string()))?
+            .into_iter()
+            .map(|a| a.name)
+            .collect())
     }
 
     /// The parsed key policy (cached with the key until the key changes).
