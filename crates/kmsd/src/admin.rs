@@ -1,4 +1,5 @@
-//! The admin listener: `/healthz` (liveness), `/readyz` (storage and audit trail usable),
+//! The admin listener: `/healthz` (liveness), `/readyz` (storage and audit trail usable; key
+//! store connection states),
 //! `/metrics` (Prometheus). Separate from the API listener so it can stay on a private address.
 
 use std::sync::Arc;
@@ -31,12 +32,21 @@ async fn readyz(State(app): State<Arc<AppState>>) -> impl IntoResponse {
         "error: audit writer stopped".to_owned()
     };
     let ready = storage == "ok" && audit == "ok";
+    // A disconnected or failed key store makes only its own keys unusable, so it is reported
+    // here but does not take the whole instance out of service.
+    let key_stores: serde_json::Map<String, serde_json::Value> = app
+        .service
+        .key_store_states()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|k| (k.id, serde_json::Value::String(k.connection_state)))
+        .collect();
     let body = serde_json::json!({
         "ready": ready,
         "storage": storage,
         "audit": audit,
         "auditPendingRecords": app.audit.pending(),
-        "customKeyStores": "none configured",
+        "customKeyStores": key_stores,
     });
     let status = if ready {
         StatusCode::OK
@@ -56,6 +66,9 @@ async fn metrics(State(app): State<Arc<AppState>>) -> impl IntoResponse {
             "content-type",
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        app.metrics.render(app.audit.pending()),
+        app.metrics.render(
+            app.audit.pending(),
+            &app.service.key_store_states().unwrap_or_default(),
+        ),
     )
 }

@@ -1,4 +1,5 @@
-//! Prometheus metrics: requests by operation and error, latency histograms, audit lag.
+//! Prometheus metrics: requests by operation and error, latency histograms, audit lag, custom
+//! key store connection states.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -23,12 +24,33 @@ pub struct OperationLabel {
     pub operation: String,
 }
 
+/// Labels of the key store connection-state gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KeyStoreLabels {
+    /// `cks-...`
+    pub custom_key_store_id: String,
+    /// `AWS_CLOUDHSM` or `EXTERNAL_KEY_STORE`.
+    pub custom_key_store_type: String,
+    /// One of the five connection states.
+    pub state: String,
+}
+
+/// The connection states DescribeCustomKeyStores reports.
+const CONNECTION_STATES: [&str; 5] = [
+    "CONNECTED",
+    "CONNECTING",
+    "DISCONNECTED",
+    "DISCONNECTING",
+    "FAILED",
+];
+
 /// All of kmsd's metrics.
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     latency: Family<OperationLabel, Histogram>,
     audit_pending: Gauge,
+    key_store_states: Family<KeyStoreLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -61,11 +83,18 @@ impl Metrics {
             "Audit records queued but not yet on disk (audit lag)",
             audit_pending.clone(),
         );
+        let key_store_states = Family::<KeyStoreLabels, Gauge>::default();
+        registry.register(
+            "custom_key_store_connection_state",
+            "1 for the state each custom key store is in, 0 for the others",
+            key_store_states.clone(),
+        );
         Metrics {
             registry,
             requests,
             latency,
             audit_pending,
+            key_store_states,
         }
     }
 
@@ -84,13 +113,53 @@ impl Metrics {
             .observe(seconds);
     }
 
-    /// The Prometheus text exposition, with the audit lag sampled now.
-    pub fn render(&self, audit_pending: u64) -> String {
+    /// The Prometheus text exposition, with the audit lag and key store states sampled now.
+    pub fn render(
+        &self,
+        audit_pending: u64,
+        key_stores: &[kms_core::hsm::KeyStoreState],
+    ) -> String {
         self.audit_pending.set(audit_pending as i64);
+        // Deleted key stores disappear: the family is rebuilt from the current list.
+        self.key_store_states.clear();
+        for store in key_stores {
+            for state in CONNECTION_STATES {
+                self.key_store_states
+                    .get_or_create(&KeyStoreLabels {
+                        custom_key_store_id: store.id.clone(),
+                        custom_key_store_type: store.store_type.clone(),
+                        state: state.to_owned(),
+                    })
+                    .set(i64::from(store.connection_state == state));
+            }
+        }
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
             out.clear();
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_store_states_are_one_hot_and_follow_the_current_list() {
+        let m = Metrics::new();
+        let store = |id: &str, state: &str| kms_core::hsm::KeyStoreState {
+            id: id.into(),
+            store_type: "AWS_CLOUDHSM".into(),
+            connection_state: state.into(),
+        };
+        let text = m.render(0, &[store("cks-1", "FAILED")]);
+        let line = |state: &str, v: u8| {
+            format!("kmsd_custom_key_store_connection_state{{custom_key_store_id=\"cks-1\",custom_key_store_type=\"AWS_CLOUDHSM\",state=\"{state}\"}} {v}")
+        };
+        assert!(text.contains(&line("FAILED", 1)), "{text}");
+        assert!(text.contains(&line("CONNECTED", 0)), "{text}");
+        let text = m.render(0, &[]);
+        assert!(!text.contains("cks-1"), "deleted stores disappear: {text}");
     }
 }

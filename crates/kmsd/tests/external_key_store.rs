@@ -40,7 +40,12 @@ async fn external_key_store_against_our_proxy() {
         ),
     )
     .unwrap();
-    let server = Server::start(&["--xks-config", xks_config.to_str().unwrap()]);
+    let server = Server::start(&[
+        "--xks-config",
+        xks_config.to_str().unwrap(),
+        "--admin-listen",
+        "127.0.0.1:0",
+    ]);
     let kms = server.client();
     let (akid, secret) = proxy.credential();
 
@@ -105,6 +110,15 @@ async fn external_key_store_against_our_proxy() {
         entry.xks_proxy_configuration().unwrap().access_key_id(),
         Some(akid.as_str())
     );
+    // The admin listener reports the connection state.
+    let admin = common::admin_addr(&server);
+    let metrics = String::from_utf8(common::get(admin, "/metrics").await.body).unwrap();
+    assert!(
+        metrics.contains(&format!("kmsd_custom_key_store_connection_state{{custom_key_store_id=\"{store}\",custom_key_store_type=\"EXTERNAL_KEY_STORE\",state=\"CONNECTED\"}} 1")),
+        "{metrics}"
+    );
+    let ready = common::get(admin, "/readyz").await.json();
+    assert_eq!(ready["customKeyStores"][&store], "CONNECTED", "{ready}");
 
     let err = kms
         .create_key()

@@ -9,32 +9,7 @@ use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{parse_response, raw, Server};
-
-async fn get(addr: SocketAddr, path: &str) -> common::RawResponse {
-    let req = format!("GET {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n");
-    parse_response(&raw(addr, req.as_bytes()).await.unwrap()).unwrap()
-}
-
-fn admin_addr(server: &Server) -> SocketAddr {
-    for _ in 0..100 {
-        if let Some(line) = server
-            .log
-            .lock()
-            .unwrap()
-            .lines()
-            .find(|l| l.starts_with("kmsd admin listening on "))
-        {
-            return line
-                .trim_start_matches("kmsd admin listening on ")
-                .trim()
-                .parse()
-                .unwrap();
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("no admin listener line");
-}
+use common::{admin_addr, get, Server};
 
 #[tokio::test]
 async fn config_file_admin_endpoints_and_json_logs() {

@@ -18,6 +18,7 @@ pub use connection::Connections;
 pub use control::SUPPORTED_CLOUDHSM_OPERATIONS;
 pub use driver::{HsmDriver, HsmFault, HsmSession};
 pub use fleet::{DeclaredHsm, DeclaredSubnet, FleetSource, HsmFleet, SgRule, StaticFleet};
+pub use store_ops::KeyStoreState;
 
 /// Document kind of clusters in the store.
 pub const CLUSTER_DOC: &str = "cloudhsm-cluster";

@@ -13,6 +13,17 @@ fn corrupt<E: std::fmt::Display>(e: E) -> KmsError {
     KmsError::internal("kmsd hit an internal error reading its own records")
 }
 
+/// A custom key store's connection state, as DescribeCustomKeyStores reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyStoreState {
+    /// `cks-...`
+    pub id: String,
+    /// `AWS_CLOUDHSM` or `EXTERNAL_KEY_STORE`.
+    pub store_type: String,
+    /// `DISCONNECTED`, `CONNECTING`, `CONNECTED`, `DISCONNECTING` or `FAILED`.
+    pub connection_state: String,
+}
+
 impl Service {
     /// A cluster by id (any account).
     pub(crate) fn load_cluster(&self, cluster_id: &str) -> Result<Option<ClusterRecord>, KmsError> {
@@ -49,6 +60,19 @@ impl Service {
             .map_err(corrupt)?
             .map(|b| serde_json::from_str(&b).map_err(corrupt))
             .transpose()
+    }
+
+    /// The connection state of every custom key store (any account), for health and metrics.
+    pub fn key_store_states(&self) -> Result<Vec<KeyStoreState>, KmsError> {
+        Ok(self
+            .all_key_stores()?
+            .into_iter()
+            .map(|k| KeyStoreState {
+                id: k.id,
+                store_type: k.store_type,
+                connection_state: k.connection_state,
+            })
+            .collect())
     }
 
     /// Every key store (any account).

@@ -275,3 +275,30 @@ pub async fn advance_dev_clock(addr: SocketAddr, secs: i64) {
         String::from_utf8_lossy(&resp.body)
     );
 }
+
+/// GET `path` from `addr` (one request, connection closed).
+pub async fn get(addr: SocketAddr, path: &str) -> RawResponse {
+    let req = format!("GET {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n");
+    parse_response(&raw(addr, req.as_bytes()).await.unwrap()).unwrap()
+}
+
+/// The admin listener's address, from the server's `kmsd admin listening on` line.
+pub fn admin_addr(server: &Server) -> SocketAddr {
+    for _ in 0..100 {
+        if let Some(line) = server
+            .log
+            .lock()
+            .unwrap()
+            .lines()
+            .find(|l| l.starts_with("kmsd admin listening on "))
+        {
+            return line
+                .trim_start_matches("kmsd admin listening on ")
+                .trim()
+                .parse()
+                .unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("no admin listener line");
+}
