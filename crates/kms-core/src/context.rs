@@ -92,6 +92,8 @@ impl Clock for ManualClock {
 pub trait EventSink: Send + Sync {
     /// A key was deleted at the end of its waiting period.
     fn key_deleted(&self, key_arn: &str, account: &str, region: &str, time_ms: i64);
+    /// A key's material was rotated automatically on its schedule.
+    fn key_rotated(&self, key_arn: &str, account: &str, region: &str, time_ms: i64);
 }
 
 /// Receives each HSM cluster's own audit events (an audit path independent of kmsd's).

@@ -13,6 +13,9 @@ pub struct MaterialRecord {
     pub created_ms: i64,
     /// Material sealed by the root key, AAD = `sealing_aad(key_arn, material_id)` (hex).
     pub sealed_hex: String,
+    /// `AUTOMATIC` or `ON_DEMAND` for material a rotation made; None for the key's first.
+    #[serde(default)]
+    pub rotation_type: Option<String>,
 }
 
 /// A KMS key. Identity is (`region`, `key_id`); key ids are random UUIDs, unique everywhere.
@@ -60,6 +63,18 @@ pub struct KeyRecord {
     /// The proxy's identifier of the external key, for EXTERNAL_KEY_STORE keys.
     #[serde(default)]
     pub xks_key_id: Option<String>,
+    /// Automatic rotation, when enabled.
+    #[serde(default)]
+    pub rotation: Option<RotationSchedule>,
+}
+
+/// A key's automatic rotation schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RotationSchedule {
+    /// RotationPeriodInDays (90..2560).
+    pub period_days: i32,
+    /// When the next automatic rotation is due (ms).
+    pub next_ms: i64,
 }
 
 impl KeyRecord {

@@ -84,6 +84,8 @@ pub trait Store: Send + Sync {
     ) -> Result<Vec<KeyRecord>, StoreError>;
     /// Keys (any account, any Region) in PendingDeletion whose deletion date is <= `now_ms`.
     fn keys_due_for_deletion(&self, now_ms: i64) -> Result<Vec<KeyRecord>, StoreError>;
+    /// Enabled keys (any account, any Region) whose automatic rotation is due at `now_ms`.
+    fn keys_due_for_rotation(&self, now_ms: i64) -> Result<Vec<KeyRecord>, StoreError>;
     /// An alias by account, Region and name.
     fn get_alias(
         &self,
@@ -176,6 +178,16 @@ impl Store for MemStore {
             .filter(|k| {
                 k.state == "PendingDeletion" && k.deletion_date_ms.is_some_and(|d| d <= now_ms)
             })
+            .cloned()
+            .collect())
+    }
+
+    fn keys_due_for_rotation(&self, now_ms: i64) -> Result<Vec<KeyRecord>, StoreError> {
+        Ok(self
+            .lock()?
+            .keys
+            .values()
+            .filter(|k| k.state == "Enabled" && k.rotation.is_some_and(|r| r.next_ms <= now_ms))
             .cloned()
             .collect())
     }

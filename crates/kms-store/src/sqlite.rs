@@ -90,6 +90,17 @@ fn migrate(c: &Connection) -> Result<(), StoreError> {
         )
         .map_err(err)?;
     }
+    let has_rotation: bool = c
+        .prepare("SELECT 1 FROM pragma_table_info('keys') WHERE name = 'rotation_ms'")
+        .and_then(|mut s| s.exists([]))
+        .map_err(err)?;
+    if !has_rotation {
+        c.execute_batch(
+            "ALTER TABLE keys ADD COLUMN rotation_ms INTEGER;
+             CREATE INDEX IF NOT EXISTS keys_by_rotation ON keys (rotation_ms);",
+        )
+        .map_err(err)?;
+    }
     Ok(())
 }
 
@@ -164,6 +175,13 @@ impl Store for SqliteStore {
     fn keys_due_for_deletion(&self, now_ms: i64) -> Result<Vec<KeyRecord>, StoreError> {
         self.bodies(
             "SELECT body FROM keys WHERE state = 'PendingDeletion' AND deletion_ms <= ?1 ORDER BY deletion_ms",
+            params![now_ms],
+        )
+    }
+
+    fn keys_due_for_rotation(&self, now_ms: i64) -> Result<Vec<KeyRecord>, StoreError> {
+        self.bodies(
+            "SELECT body FROM keys WHERE rotation_ms <= ?1 AND state = 'Enabled' ORDER BY rotation_ms",
             params![now_ms],
         )
     }
@@ -262,8 +280,8 @@ impl Store for SqliteStore {
             match op {
                 WriteOp::PutKey(k) => {
                     tx.execute(
-                        "INSERT OR REPLACE INTO keys (region, key_id, account, state, deletion_ms, custom_key_store_id, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                        params![k.region, k.key_id, k.account, k.state, k.deletion_date_ms, k.custom_key_store_id, encode(k)?],
+                        "INSERT OR REPLACE INTO keys (region, key_id, account, state, deletion_ms, custom_key_store_id, rotation_ms, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                        params![k.region, k.key_id, k.account, k.state, k.deletion_date_ms, k.custom_key_store_id, k.rotation.map(|r| r.next_ms), encode(k)?],
                     )
                     .map_err(err)?;
                 }
@@ -359,6 +377,7 @@ mod tests {
             custom_key_store_id: None,
             cloud_hsm_cluster_id: None,
             xks_key_id: None,
+            rotation: None,
         }
     }
 

@@ -74,22 +74,41 @@ pub struct AuditEventSink {
     pub writer: AuditWriter,
 }
 
-impl kms_core::EventSink for AuditEventSink {
-    fn key_deleted(&self, key_arn: &str, account: &str, region: &str, time_ms: i64) {
+impl AuditEventSink {
+    /// Records a service event (an action kmsd took by itself) about one key.
+    fn service_event(
+        &self,
+        event_name: &str,
+        key_arn: &str,
+        account: &str,
+        region: &str,
+        time_ms: i64,
+    ) {
         let record = ServiceEventRecord {
             time_ms,
-            event_name: "DeleteKey".into(),
+            event_name: event_name.into(),
             region: region.into(),
             account: account.into(),
             key_arn: key_arn.into(),
             event_id: uuid::Uuid::new_v4().to_string(),
         };
         let writer = self.writer.clone();
+        let event_name = event_name.to_owned();
         tokio::spawn(async move {
             if let Err(e) = writer.record(record.to_json()).await {
-                tracing::error!(error = %e, "could not audit a key deletion");
+                tracing::error!(error = %e, event = %event_name, "could not audit a service event");
             }
         });
+    }
+}
+
+impl kms_core::EventSink for AuditEventSink {
+    fn key_deleted(&self, key_arn: &str, account: &str, region: &str, time_ms: i64) {
+        self.service_event("DeleteKey", key_arn, account, region, time_ms);
+    }
+
+    fn key_rotated(&self, key_arn: &str, account: &str, region: &str, time_ms: i64) {
+        self.service_event("RotateKey", key_arn, account, region, time_ms);
     }
 }
 

@@ -153,7 +153,8 @@ pub struct ServeArgs {
     /// Private key (PEM, PKCS#8/PKCS#1/SEC1) for --tls-cert. Reloaded on SIGHUP.
     #[arg(long, env = "KMSD_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
-    /// How often the sweeper deletes keys whose waiting period has ended, in seconds.
+    /// How often the sweeper deletes keys whose waiting period has ended and rotates keys whose
+    /// automatic rotation is due, in seconds.
     #[arg(long, default_value_t = 60, env = "KMSD_SWEEP_INTERVAL_SECS")]
     pub sweep_interval_secs: u64,
     /// Audit trail directory (default: DATA_DIR/audit).
@@ -408,6 +409,9 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
                 tick.tick().await;
                 if let Err(e) = service.sweep_due_deletions().await {
                     tracing::error!(error = %e, "deletion sweep failed");
+                }
+                if let Err(e) = service.sweep_due_rotations().await {
+                    tracing::error!(error = %e, "rotation sweep failed");
                 }
             }
         })

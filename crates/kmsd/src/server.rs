@@ -419,13 +419,21 @@ async fn advance_clock(app: &AppState, body: &[u8], request_id: &str) -> Respons
         return json_error(&e, request_id);
     };
     app.clock.advance_ms(secs.saturating_mul(1000));
-    match app.service.sweep_due_deletions().await {
-        Ok(n) => respond(
+    let swept = match app.service.sweep_due_deletions().await {
+        Ok(deleted) => app
+            .service
+            .sweep_due_rotations()
+            .await
+            .map(|rotated| (deleted, rotated)),
+        Err(e) => Err(e),
+    };
+    match swept {
+        Ok((deleted, rotated)) => respond(
             200,
             "application/json",
             request_id,
             None,
-            format!("{{\"DeletedKeys\":{n}}}").into_bytes(),
+            format!("{{\"DeletedKeys\":{deleted},\"RotatedKeys\":{rotated}}}").into_bytes(),
         ),
         Err(e) => json_error(&e, request_id),
     }

@@ -264,31 +264,84 @@ async fn acknowledged_calls_are_in_the_trail_after_sigkill() {
 }
 
 #[tokio::test]
-async fn scheduled_deletion_is_an_aws_service_event() {
+async fn scheduled_deletion_and_automatic_rotation_are_aws_service_events() {
     let mut server = Server::start(&["--dev"]);
     let kms = server.client_with("test", "test", "us-east-1");
-    let id = kms
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata()
-        .unwrap()
-        .key_id()
-        .to_owned();
+    let new_key = || async {
+        kms.create_key()
+            .send()
+            .await
+            .unwrap()
+            .key_metadata()
+            .unwrap()
+            .key_id()
+            .to_owned()
+    };
+    let id = new_key().await;
     kms.schedule_key_deletion()
         .key_id(&id)
         .pending_window_in_days(7)
         .send()
         .await
         .unwrap();
+    // A key rotating every 90 days, with a ciphertext from before its rotation.
+    let rotating = new_key().await;
+    let old = kms
+        .encrypt()
+        .key_id(&rotating)
+        .plaintext(Blob::new(b"old".to_vec()))
+        .send()
+        .await
+        .unwrap();
+    kms.enable_key_rotation()
+        .key_id(&rotating)
+        .rotation_period_in_days(90)
+        .send()
+        .await
+        .unwrap();
+    let status = kms
+        .get_key_rotation_status()
+        .key_id(&rotating)
+        .send()
+        .await
+        .unwrap();
+    assert!(status.key_rotation_enabled());
+    assert_eq!(status.rotation_period_in_days(), Some(90));
     common::advance_dev_clock(server.addr, 8 * 86_400).await;
+    common::advance_dev_clock(server.addr, 90 * 86_400).await;
+    let rotations = kms
+        .list_key_rotations()
+        .key_id(&rotating)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rotations.rotations().len(), 1);
+    assert_eq!(
+        rotations.rotations()[0].rotation_type(),
+        Some(&aws_sdk_kms::types::RotationType::Automatic)
+    );
+    let plain = kms
+        .decrypt()
+        .ciphertext_blob(old.ciphertext_blob().unwrap().clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(plain.plaintext().unwrap().as_ref(), b"old");
     assert!(server.terminate());
     let recs = records(&server.data_dir);
-    let ev = recs
+    let events: Vec<_> = recs
         .iter()
-        .find(|r| r["eventType"] == "AwsServiceEvent")
-        .expect("service event");
-    assert_eq!(ev["eventName"], "DeleteKey");
-    assert!(ev["resources"][0]["ARN"].as_str().unwrap().ends_with(&id));
+        .filter(|r| r["eventType"] == "AwsServiceEvent")
+        .collect();
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(events[0]["eventName"], "DeleteKey");
+    assert!(events[0]["resources"][0]["ARN"]
+        .as_str()
+        .unwrap()
+        .ends_with(&id));
+    assert_eq!(events[1]["eventName"], "RotateKey");
+    assert!(events[1]["resources"][0]["ARN"]
+        .as_str()
+        .unwrap()
+        .ends_with(&rotating));
 }

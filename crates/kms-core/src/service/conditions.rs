@@ -77,6 +77,11 @@ pub(crate) fn request_conditions(action: &str, body: &Value) -> ConditionContext
             constraints.keys().cloned().collect(),
         );
     }
+    if action == "kms:EnableKeyRotation" {
+        // The period the request sets (AWS fills in the default when it is omitted).
+        let days = body["RotationPeriodInDays"].as_i64().unwrap_or(365);
+        c.set("kms:RotationPeriodInDays", days.to_string());
+    }
     if let Some(b) = body["BypassPolicyLockoutSafetyCheck"].as_bool() {
         c.set("kms:BypassPolicyLockoutSafetyCheck", b.to_string());
     }

@@ -43,7 +43,12 @@ pub const SUPPORTED_OPERATIONS: &[&str] = &[
     "DeriveSharedSecret",
     "DescribeKey",
     "DisableKey",
+    "DisableKeyRotation",
     "EnableKey",
+    "EnableKeyRotation",
+    "GetKeyRotationStatus",
+    "ListKeyRotations",
+    "RotateKeyOnDemand",
     "Encrypt",
     "GenerateDataKey",
     "GenerateDataKeyPair",
@@ -193,6 +198,19 @@ impl Service {
                 .await
                 .and_then(|_| empty()),
             "ListKeyPolicies" => json(self.list_key_policies(caller, input(body)?).await?),
+            "EnableKeyRotation" => self
+                .enable_key_rotation(caller, input(body)?)
+                .await
+                .and_then(|_| empty()),
+            "DisableKeyRotation" => self
+                .disable_key_rotation(caller, input(body)?)
+                .await
+                .and_then(|_| empty()),
+            "GetKeyRotationStatus" => {
+                json(self.get_key_rotation_status(caller, input(body)?).await?)
+            }
+            "RotateKeyOnDemand" => json(self.rotate_key_on_demand(caller, input(body)?).await?),
+            "ListKeyRotations" => json(self.list_key_rotations(caller, input(body)?).await?),
             other if is_model_operation(other) => Err(KmsError::new(
                 ErrorCode::UnsupportedOperationException,
                 format!("kmsd does not support the {other} operation yet"),

@@ -71,7 +71,7 @@ fn non_empty(v: Vec<String>) -> Option<Vec<String>> {
 }
 
 /// The `KeyMaterialId` for a material id: a digest of public values only.
-fn key_material_id(key_id: &str, material_id: &str) -> String {
+pub(super) fn key_material_id(key_id: &str, material_id: &str) -> String {
     hex::encode(kms_crypto::sha256(
         format!("kmsd-key-material-id|{key_id}|{material_id}").as_bytes(),
     ))
@@ -191,6 +191,7 @@ impl Service {
                 custom_key_store_id: None,
                 cloud_hsm_cluster_id: None,
                 xks_key_id: None,
+                rotation: None,
             };
             self.check_lockout(caller, &policy, &provisional)?;
         }
@@ -261,12 +262,14 @@ impl Service {
                 material_id,
                 created_ms: now,
                 sealed_hex: hex::encode(sealed),
+                rotation_type: None,
             }],
             multi_region: false,
             public_key_hex: public_key,
             custom_key_store_id: key_store.as_ref().map(|k| k.id.clone()),
             cloud_hsm_cluster_id,
             xks_key_id: xks_key_id.clone(),
+            rotation: None,
         };
         self.commit(vec![WriteOp::PutKey(record.clone())]).await?;
         caller.touch(record.arn());

@@ -11,6 +11,7 @@ mod keys;
 pub(crate) mod paging;
 mod policy;
 mod principals;
+mod rotation;
 mod sweeper;
 mod tags;
 

@@ -442,3 +442,203 @@ async fn other_accounts_keys_are_refused() {
     .unwrap_err();
     assert_eq!(err.code, ErrorCode::AccessDeniedException);
 }
+
+async fn status(svc: &Service, c: &Caller, id: &str) -> GetKeyRotationStatusResponse {
+    call(
+        svc,
+        c,
+        "GetKeyRotationStatus",
+        serde_json::json!({ "KeyId": id }),
+    )
+    .await
+    .unwrap()
+}
+
+async fn current_material(svc: &Service, c: &Caller, id: &str) -> Option<String> {
+    call::<DescribeKeyResponse>(svc, c, "DescribeKey", serde_json::json!({ "KeyId": id }))
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .current_key_material_id
+}
+
+#[tokio::test]
+async fn rotation_on_schedule_and_on_demand_keeps_old_ciphertexts_decryptable() {
+    use crate::Clock as _;
+    use serde_json::{json, Value};
+    let (svc, clock, c) = setup();
+    let id = new_key(&svc, &c).await;
+    let encrypt = |plaintext: &'static [u8]| {
+        let (svc, c, id) = (&svc, &c, id.clone());
+        async move {
+            let e: EncryptResponse = call(
+                svc,
+                c,
+                "Encrypt",
+                json!({"KeyId": id, "Plaintext": b64(plaintext)}),
+            )
+            .await
+            .unwrap();
+            b64(e.ciphertext_blob.unwrap().as_bytes())
+        }
+    };
+    let decrypts = |blob: String| {
+        let (svc, c) = (&svc, &c);
+        async move {
+            call::<DecryptResponse>(svc, c, "Decrypt", json!({ "CiphertextBlob": blob }))
+                .await
+                .unwrap()
+                .plaintext
+                .unwrap()
+                .as_bytes()
+                .to_vec()
+        }
+    };
+    let s = status(&svc, &c, &id).await;
+    assert_eq!(s.key_rotation_enabled, Some(false));
+    assert_eq!(s.next_rotation_date, None);
+    let before = encrypt(b"before").await;
+    let first_material = current_material(&svc, &c, &id).await;
+
+    // Out-of-range periods are refused by the model's constraint.
+    let err = call::<Value>(
+        &svc,
+        &c,
+        "EnableKeyRotation",
+        json!({"KeyId": id, "RotationPeriodInDays": 89}),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code, ErrorCode::ValidationException);
+    call::<Value>(
+        &svc,
+        &c,
+        "EnableKeyRotation",
+        json!({"KeyId": id, "RotationPeriodInDays": 90}),
+    )
+    .await
+    .unwrap();
+    let s = status(&svc, &c, &id).await;
+    assert_eq!(s.key_rotation_enabled, Some(true));
+    assert_eq!(s.rotation_period_in_days, Some(90));
+    assert_eq!(
+        s.next_rotation_date.unwrap().as_millis(),
+        clock.now_ms() + 90 * 86_400_000
+    );
+
+    // Not yet due; then due.
+    clock.advance_ms(89 * 86_400_000);
+    assert_eq!(svc.sweep_due_rotations().await.unwrap(), 0);
+    clock.advance_ms(86_400_000);
+    assert_eq!(svc.sweep_due_rotations().await.unwrap(), 1);
+    assert_eq!(svc.sweep_due_rotations().await.unwrap(), 0, "rescheduled");
+    assert_ne!(current_material(&svc, &c, &id).await, first_material);
+    let s = status(&svc, &c, &id).await;
+    assert_eq!(
+        s.next_rotation_date.unwrap().as_millis(),
+        clock.now_ms() + 90 * 86_400_000
+    );
+
+    // On demand, independent of the schedule.
+    let after_auto = encrypt(b"after-auto").await;
+    call::<RotateKeyOnDemandResponse>(&svc, &c, "RotateKeyOnDemand", json!({ "KeyId": id }))
+        .await
+        .unwrap();
+    let after_demand = encrypt(b"after-demand").await;
+    assert_eq!(decrypts(before).await, b"before");
+    assert_eq!(decrypts(after_auto).await, b"after-auto");
+    assert_eq!(decrypts(after_demand).await, b"after-demand");
+
+    let list: ListKeyRotationsResponse = call(&svc, &c, "ListKeyRotations", json!({ "KeyId": id }))
+        .await
+        .unwrap();
+    let rotations = list.rotations.unwrap();
+    let types: Vec<_> = rotations
+        .iter()
+        .map(|r| r.rotation_type.as_deref().unwrap())
+        .collect();
+    assert_eq!(types, ["AUTOMATIC", "ON_DEMAND"]);
+    assert_eq!(rotations[1].key_material_state.as_deref(), Some("CURRENT"));
+    assert_eq!(
+        rotations[0].key_material_state.as_deref(),
+        Some("NON_CURRENT")
+    );
+    // Paging, and the first material with ALL_KEY_MATERIAL.
+    let page: ListKeyRotationsResponse = call(
+        &svc,
+        &c,
+        "ListKeyRotations",
+        json!({"KeyId": id, "Limit": 1, "IncludeKeyMaterial": "ALL_KEY_MATERIAL"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(page.truncated, Some(true));
+    assert_eq!(page.rotations.as_ref().unwrap()[0].rotation_type, None);
+    let rest: ListKeyRotationsResponse = call(
+        &svc,
+        &c,
+        "ListKeyRotations",
+        json!({"KeyId": id, "Limit": 10, "IncludeKeyMaterial": "ALL_KEY_MATERIAL", "Marker": page.next_marker}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(rest.rotations.unwrap().len(), 2);
+    assert_eq!(rest.truncated, Some(false));
+
+    // Disabled keys: no rotation settings, no automatic rotation; status still readable.
+    call::<Value>(&svc, &c, "DisableKey", json!({ "KeyId": id }))
+        .await
+        .unwrap();
+    let err = call::<Value>(&svc, &c, "DisableKeyRotation", json!({ "KeyId": id }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::DisabledException);
+    clock.advance_ms(91 * 86_400_000);
+    assert_eq!(svc.sweep_due_rotations().await.unwrap(), 0);
+    assert_eq!(status(&svc, &c, &id).await.key_rotation_enabled, Some(true));
+    call::<Value>(&svc, &c, "EnableKey", json!({ "KeyId": id }))
+        .await
+        .unwrap();
+    call::<Value>(&svc, &c, "DisableKeyRotation", json!({ "KeyId": id }))
+        .await
+        .unwrap();
+    assert_eq!(
+        status(&svc, &c, &id).await.key_rotation_enabled,
+        Some(false)
+    );
+    assert_eq!(svc.sweep_due_rotations().await.unwrap(), 0);
+
+    // Keys that cannot rotate.
+    let hmac: CreateKeyResponse = call(
+        &svc,
+        &c,
+        "CreateKey",
+        json!({"KeySpec": "HMAC_256", "KeyUsage": "GENERATE_VERIFY_MAC"}),
+    )
+    .await
+    .unwrap();
+    let hmac = hmac.key_metadata.unwrap().key_id.unwrap();
+    for op in ["EnableKeyRotation", "RotateKeyOnDemand", "ListKeyRotations"] {
+        let err = call::<Value>(&svc, &c, op, json!({ "KeyId": hmac }))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::UnsupportedOperationException, "{op}");
+    }
+    assert_eq!(
+        status(&svc, &c, &hmac).await.key_rotation_enabled,
+        Some(false)
+    );
+
+    // The on-demand quota.
+    let other = new_key(&svc, &c).await;
+    for _ in 0..25 {
+        call::<Value>(&svc, &c, "RotateKeyOnDemand", json!({ "KeyId": other }))
+            .await
+            .unwrap();
+    }
+    let err = call::<Value>(&svc, &c, "RotateKeyOnDemand", json!({ "KeyId": other }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::LimitExceededException);
+}
