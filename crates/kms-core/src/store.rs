@@ -82,6 +82,8 @@ pub trait Store: Send + Sync {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<KeyRecord>, StoreError>;
+    /// How many keys an account has in a Region (every state).
+    fn count_keys(&self, account: &str, region: &str) -> Result<usize, StoreError>;
     /// Keys (any account, any Region) in PendingDeletion whose deletion date is <= `now_ms`.
     fn keys_due_for_deletion(&self, now_ms: i64) -> Result<Vec<KeyRecord>, StoreError>;
     /// Enabled keys (any account, any Region) whose automatic rotation is due at `now_ms`.
@@ -168,6 +170,15 @@ impl Store for MemStore {
             .take(limit)
             .cloned()
             .collect())
+    }
+
+    fn count_keys(&self, account: &str, region: &str) -> Result<usize, StoreError> {
+        Ok(self
+            .lock()?
+            .keys
+            .values()
+            .filter(|k| k.account == account && k.region == region)
+            .count())
     }
 
     fn keys_due_for_deletion(&self, now_ms: i64) -> Result<Vec<KeyRecord>, StoreError> {

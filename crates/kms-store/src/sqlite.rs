@@ -172,6 +172,15 @@ impl Store for SqliteStore {
         )
     }
 
+    fn count_keys(&self, account: &str, region: &str) -> Result<usize, StoreError> {
+        let c = self.reader()?;
+        let n: i64 = c
+            .prepare_cached("SELECT COUNT(*) FROM keys WHERE account = ?1 AND region = ?2")
+            .and_then(|mut stmt| stmt.query_row(params![account, region], |r| r.get(0)))
+            .map_err(err)?;
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
+    }
+
     fn keys_due_for_deletion(&self, now_ms: i64) -> Result<Vec<KeyRecord>, StoreError> {
         self.bodies(
             "SELECT body FROM keys WHERE state = 'PendingDeletion' AND deletion_ms <= ?1 ORDER BY deletion_ms",
@@ -427,6 +436,13 @@ mod tests {
                 .len(),
             1
         );
+        assert_eq!(
+            s.count_keys("111122223333", "us-east-1").unwrap(),
+            s.list_keys("111122223333", "us-east-1", None, 1000)
+                .unwrap()
+                .len()
+        );
+        assert_eq!(s.count_keys("111122223333", "eu-west-1").unwrap(), 0);
         assert_eq!(s.keys_due_for_deletion(99).unwrap().len(), 0);
         assert_eq!(s.keys_due_for_deletion(100).unwrap().len(), 1);
         assert_eq!(

@@ -78,6 +78,25 @@ pub(super) fn key_material_id(key_id: &str, material_id: &str) -> String {
 }
 
 impl Service {
+    /// `LimitExceededException` when the caller's account has its quota of keys in the Region.
+    fn check_key_quota(&self, caller: &Caller) -> Result<(), KmsError> {
+        let quota = self.key_quota.load(std::sync::atomic::Ordering::Relaxed);
+        let have = self
+            .store
+            .count_keys(&caller.account, &caller.region)
+            .map_err(internal)?;
+        if have >= quota {
+            return Err(KmsError::new(
+                ErrorCode::LimitExceededException,
+                format!(
+                    "Account {} already has {have} KMS keys in {}: the quota is {quota} keys per account and Region.",
+                    caller.account, caller.region
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// KeyMetadata with the key's effective state: keys of a custom key store that is not
     /// connected are `Unavailable` (except keys pending deletion, which stay cancellable).
     pub(super) fn metadata(&self, k: &KeyRecord) -> KeyMetadata {
@@ -167,6 +186,8 @@ impl Service {
             ErrorCode::TagException,
         )?;
 
+        // Checked before any material is made (again before the insert, under the write lock).
+        self.check_key_quota(caller)?;
         let key_id = uuid::Uuid::new_v4().to_string();
         let arn = key_arn(&caller.region, &caller.account, &key_id);
         let material_id = hex::encode(kms_crypto::random_array::<16>().map_err(internal)?);
@@ -271,7 +292,12 @@ impl Service {
             xks_key_id: xks_key_id.clone(),
             rotation: None,
         };
-        self.commit(vec![WriteOp::PutKey(record.clone())]).await?;
+        {
+            // Count and insert under the write lock, so concurrent creates cannot overshoot.
+            let _guard = self.write_lock.lock().await;
+            self.check_key_quota(caller)?;
+            self.commit(vec![WriteOp::PutKey(record.clone())]).await?;
+        }
         caller.touch(record.arn());
         Ok(CreateKeyResponse {
             key_metadata: Some(self.metadata(&record)),

@@ -79,7 +79,12 @@ pub struct Service {
     hsm_audit_sink: RwLock<Option<Arc<dyn crate::context::HsmAuditSink>>>,
     /// Where lifecycle events go (the audit trail).
     events: RwLock<Option<Arc<dyn crate::context::EventSink>>>,
+    /// Keys an account may have per Region (AWS: 100,000).
+    key_quota: std::sync::atomic::AtomicUsize,
 }
+
+/// AWS's quota of KMS keys per account and Region.
+pub const DEFAULT_KEY_QUOTA: usize = 100_000;
 
 fn internal<E: std::fmt::Display>(e: E) -> KmsError {
     tracing::error!(error = %e, "internal error");
@@ -105,7 +110,14 @@ impl Service {
             hsm_audit_sink: RwLock::new(None),
             xks_client: RwLock::new(None),
             xks_targets: RwLock::new(HashMap::new()),
+            key_quota: std::sync::atomic::AtomicUsize::new(DEFAULT_KEY_QUOTA),
         }
+    }
+
+    /// Sets how many keys an account may have per Region (default 100,000, AWS's quota).
+    pub fn set_key_quota(&self, keys: usize) {
+        self.key_quota
+            .store(keys, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Enables CloudHSM-style key stores over the operator's declared HSMs.

@@ -642,3 +642,22 @@ async fn rotation_on_schedule_and_on_demand_keeps_old_ciphertexts_decryptable() 
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::LimitExceededException);
 }
+
+#[tokio::test]
+async fn create_key_stops_at_the_key_quota() {
+    let (svc, _, c) = setup();
+    svc.set_key_quota(2);
+    new_key(&svc, &c).await;
+    new_key(&svc, &c).await;
+    let err = call::<CreateKeyResponse>(&svc, &c, "CreateKey", serde_json::json!({}))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::LimitExceededException);
+    assert!(err.message.contains("quota is 2 keys"), "{}", err.message);
+    // Another Region has its own quota.
+    let west = Caller {
+        region: "us-west-2".into(),
+        ..c.clone()
+    };
+    new_key(&svc, &west).await;
+}
