@@ -145,3 +145,88 @@ async fn sigterm_stops_cleanly_and_data_stays_sealed() {
         }
     }
 }
+
+/// SIGTERM while a request is in flight (its body half sent): kmsd keeps serving it, answers it
+/// in full, and only then exits cleanly.
+#[tokio::test]
+async fn sigterm_drains_an_in_flight_request() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut server = Server::start(&[]);
+    let kms = server.client();
+    let key = kms
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata()
+        .unwrap()
+        .key_id()
+        .to_owned();
+    let (akid, secret) = server.admin_credentials();
+    let body = format!(r#"{{"KeyId":"{key}","Plaintext":"aGVsbG8="}}"#);
+    let mut headers = vec![
+        ("host".to_owned(), server.addr.to_string()),
+        (
+            "content-type".to_owned(),
+            "application/x-amz-json-1.1".to_owned(),
+        ),
+        ("x-amz-target".to_owned(), "TrentService.Encrypt".to_owned()),
+    ];
+    let parts = kmsd::sigv4::RequestParts {
+        method: "POST",
+        path: "/",
+        query: "",
+        headers: headers.clone(),
+        body: body.as_bytes(),
+    };
+    headers.extend(
+        kmsd::sigv4::sign(
+            &parts,
+            &akid,
+            &secret,
+            "us-east-1",
+            "kms",
+            common::now_secs(),
+        )
+        .unwrap(),
+    );
+    let mut head = String::from("POST / HTTP/1.1\r\n");
+    for (n, v) in &headers {
+        head.push_str(&format!("{n}: {v}\r\n"));
+    }
+    head.push_str(&format!(
+        "content-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    ));
+    let (first, rest) = body.as_bytes().split_at(body.len() / 2);
+
+    let mut conn = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    conn.write_all(head.as_bytes()).await.unwrap();
+    conn.write_all(first).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    std::process::Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        server.child.try_wait().unwrap().is_none(),
+        "kmsd exited with a request in flight"
+    );
+    conn.write_all(rest).await.unwrap();
+    let mut answer = Vec::new();
+    conn.read_to_end(&mut answer).await.unwrap();
+    let resp = common::parse_response(&answer).expect("a whole HTTP response");
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+    assert!(resp.json()["CiphertextBlob"].is_string());
+    // Then it stops, cleanly.
+    let mut exited = None;
+    for _ in 0..100 {
+        if let Some(st) = server.child.try_wait().unwrap() {
+            exited = Some(st);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(exited.expect("kmsd did not exit").success());
+}
