@@ -55,6 +55,8 @@ pub struct TemporaryCredentials {
     pub expires_ms: i64,
     /// `arn:aws:sts::<acct>:assumed-role/<role>/<session>`.
     pub assumed_role_arn: String,
+    /// `<role id>:<session>` (STS `AssumedRoleId`, the session's `aws:userid`).
+    pub assumed_role_id: String,
 }
 
 /// The policy AWS calls AdministratorAccess: what each account's bootstrap admin gets.
@@ -329,6 +331,45 @@ impl Service {
         self.commit(vec![Self::put_principal(&p)?]).await
     }
 
+    /// STS AssumeRole for an authenticated caller: the role's trust must name the caller, or
+    /// name the caller's account and then the caller's identity policies must allow
+    /// `sts:AssumeRole` on the role, as in AWS.
+    pub async fn assume_role_for(
+        &self,
+        caller: &crate::Caller,
+        role_arn: &str,
+        session_name: &str,
+        duration_secs: i64,
+    ) -> Result<TemporaryCredentials, KmsError> {
+        let denied = || {
+            KmsError::new(
+                ErrorCode::AccessDeniedException,
+                format!(
+                    "User: {} is not authorized to perform: sts:AssumeRole on resource: {role_arn}",
+                    caller.principal_arn
+                ),
+            )
+        };
+        let role = self
+            .principal(role_arn)?
+            .filter(|p| p.kind == "role")
+            .ok_or_else(denied)?;
+        let names_caller = role.trusted.contains(&caller.principal_arn);
+        if !names_caller {
+            self.authorize(caller, "sts:AssumeRole", None, role_arn)
+                .map_err(|_| denied())?;
+        }
+        self.assume_role(role_arn, session_name, &caller.principal_arn, duration_secs)
+            .await
+            .map_err(|e| {
+                if e.code == ErrorCode::AccessDeniedException {
+                    denied()
+                } else {
+                    e
+                }
+            })
+    }
+
     /// Assumes a role as `caller_arn` (must be trusted by the role), for `duration_secs`
     /// (900..43200).
     pub async fn assume_role(
@@ -397,6 +438,7 @@ impl Service {
             session_token: token,
             expires_ms,
             assumed_role_arn: assumed,
+            assumed_role_id: format!("{}:{session_name}", role.id),
         })
     }
 

@@ -211,7 +211,7 @@ async fn handle(
                 },
             )
         }
-        Ok(caller) if is_sts => sts_call(caller, &op, &request_id),
+        Ok(caller) if is_sts => sts_call(&app, caller, &op, &body, &request_id).await,
         Ok(caller) => kms_call(&app, caller, target.as_deref(), &op, &body, &request_id).await,
     };
     let caller = auth.ok();
@@ -296,26 +296,82 @@ fn source_of(is_sts: bool, is_cloudhsm: bool) -> &'static str {
     }
 }
 
-fn sts_call(caller: &kms_core::Caller, action: &str, request_id: &str) -> (Response, CallInfo) {
-    let info = |error| CallInfo {
+async fn sts_call(
+    app: &AppState,
+    caller: &kms_core::Caller,
+    action: &str,
+    body: &[u8],
+    request_id: &str,
+) -> (Response, CallInfo) {
+    let info = |error, request_parameters, response_elements| CallInfo {
         event_name: action.to_owned(),
         event_source: "sts.amazonaws.com",
-        request_parameters: serde_json::Value::Null,
-        response_elements: serde_json::Value::Null,
+        request_parameters,
+        response_elements,
         error,
     };
-    if action == "GetCallerIdentity" {
-        let body = crate::sts::get_caller_identity(caller).into_bytes();
-        return (respond(200, "text/xml", request_id, None, body), info(None));
+    let null = serde_json::Value::Null;
+    match action {
+        "GetCallerIdentity" => {
+            let body = crate::sts::get_caller_identity(caller).into_bytes();
+            (
+                respond(200, "text/xml", request_id, None, body),
+                info(None, null.clone(), null),
+            )
+        }
+        "AssumeRole" => {
+            let role_arn = crate::sts::param(body, "RoleArn").unwrap_or_default();
+            let session = crate::sts::param(body, "RoleSessionName").unwrap_or_default();
+            let duration = crate::sts::param(body, "DurationSeconds");
+            let params = serde_json::json!({
+                "roleArn": role_arn,
+                "roleSessionName": session,
+                "durationSeconds": duration,
+            });
+            let result = match duration.as_deref().map(str::parse::<i64>) {
+                Some(Err(_)) => Err(KmsError::new(
+                    ErrorCode::ValidationException,
+                    "DurationSeconds must be a number of seconds",
+                )),
+                d => {
+                    let secs = d.and_then(Result::ok).unwrap_or(3600);
+                    app.service
+                        .assume_role_for(caller, &role_arn, &session, secs)
+                        .await
+                }
+            };
+            match result {
+                Ok(creds) => {
+                    let elements = serde_json::json!({
+                        "credentials": {
+                            "accessKeyId": creds.access_key_id,
+                            "expiration": creds.expires_ms / 1000,
+                        },
+                        "assumedRoleUser": {
+                            "assumedRoleId": creds.assumed_role_id,
+                            "arn": creds.assumed_role_arn,
+                        },
+                    });
+                    let body = crate::sts::assume_role(&creds, request_id).into_bytes();
+                    (
+                        respond(200, "text/xml", request_id, None, body),
+                        info(None, params, elements),
+                    )
+                }
+                Err(e) => (sts_error(&e, request_id), info(Some(e), params, null)),
+            }
+        }
+        _ => {
+            let e = KmsError::new(
+                ErrorCode::UnsupportedOperationException,
+                format!(
+                    "kmsd answers the STS actions GetCallerIdentity and AssumeRole, not {}",
+                    if action.is_empty() { "(none)" } else { action }
+                ),
+            );
+            (sts_error(&e, request_id), info(Some(e), null.clone(), null))
+        }
     }
-    let e = KmsError::new(
-        ErrorCode::UnsupportedOperationException,
-        format!(
-            "kmsd answers only the STS action GetCallerIdentity, not {}",
-            if action.is_empty() { "(none)" } else { action }
-        ),
-    );
-    (sts_error(&e, request_id), info(Some(e)))
 }
 
 async fn kms_call(
@@ -397,7 +453,7 @@ async fn kms_call(
 
 fn sts_error(e: &KmsError, request_id: &str) -> Response {
     respond(
-        e.code.status(),
+        crate::sts::status(e.code),
         "text/xml",
         request_id,
         None,

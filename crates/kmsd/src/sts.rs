@@ -1,4 +1,5 @@
-//! The one STS action kmsd answers: `GetCallerIdentity` (Query protocol, XML response).
+//! The STS actions kmsd answers (Query protocol, XML responses): `GetCallerIdentity`, and
+//! `AssumeRole` for kmsd's roles.
 
 use kms_core::Caller;
 use kms_types::KmsError;
@@ -16,6 +17,53 @@ pub fn action(body: &[u8]) -> Option<String> {
     form_urlencoded::parse(body)
         .find(|(k, _)| k == "Action")
         .map(|(_, v)| v.into_owned())
+}
+
+/// One parameter of a Query-protocol body.
+pub fn param(body: &[u8], name: &str) -> Option<String> {
+    form_urlencoded::parse(body)
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// ISO 8601 UTC (`2026-11-23T20:00:00Z`), as STS writes `Expiration`.
+fn iso8601(ms: i64) -> String {
+    let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+    time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
+        .ok()
+        .and_then(|t| t.format(fmt).ok())
+        .unwrap_or_default()
+}
+
+/// The AssumeRole response document (it carries the session's secret: never log it).
+pub fn assume_role(c: &kms_core::iam::TemporaryCredentials, request_id: &str) -> String {
+    format!(
+        "<AssumeRoleResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\n  <AssumeRoleResult>\n    <Credentials>\n      <AccessKeyId>{}</AccessKeyId>\n      <SecretAccessKey>{}</SecretAccessKey>\n      <SessionToken>{}</SessionToken>\n      <Expiration>{}</Expiration>\n    </Credentials>\n    <AssumedRoleUser>\n      <AssumedRoleId>{}</AssumedRoleId>\n      <Arn>{}</Arn>\n    </AssumedRoleUser>\n  </AssumeRoleResult>\n  <ResponseMetadata>\n    <RequestId>{}</RequestId>\n  </ResponseMetadata>\n</AssumeRoleResponse>\n",
+        xml_escape(&c.access_key_id),
+        xml_escape(c.secret_access_key.as_str()),
+        xml_escape(c.session_token.as_str()),
+        iso8601(c.expires_ms),
+        xml_escape(&c.assumed_role_id),
+        xml_escape(&c.assumed_role_arn),
+        xml_escape(request_id)
+    )
+}
+
+/// STS's name for an error code (`AccessDenied`, `ValidationError`, ...).
+fn sts_code(code: kms_types::ErrorCode) -> &'static str {
+    match code {
+        kms_types::ErrorCode::AccessDeniedException => "AccessDenied",
+        kms_types::ErrorCode::ValidationException => "ValidationError",
+        other => other.as_str(),
+    }
+}
+
+/// The HTTP status STS uses for an error.
+pub fn status(code: kms_types::ErrorCode) -> u16 {
+    match code {
+        kms_types::ErrorCode::AccessDeniedException => 403,
+        other => other.status(),
+    }
 }
 
 /// The GetCallerIdentity response document.
@@ -38,7 +86,7 @@ pub fn error(e: &KmsError, request_id: &str) -> String {
     };
     format!(
         "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\n  <Error>\n    <Type>{kind}</Type>\n    <Code>{}</Code>\n    <Message>{}</Message>\n  </Error>\n  <RequestId>{}</RequestId>\n</ErrorResponse>\n",
-        e.code.as_str(),
+        sts_code(e.code),
         xml_escape(&e.message),
         xml_escape(request_id)
     )

@@ -27,6 +27,36 @@ fn admin(server: &Server, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `aws sts assume-role` against kmsd with the given access key: (success, stdout or stderr).
+fn sts_assume_role(server: &Server, akid: &str, secret: &str, role: &str) -> (bool, String) {
+    let out = Command::new("aws")
+        .args([
+            "--endpoint-url",
+            &server.endpoint(),
+            "--region",
+            "us-east-1",
+        ])
+        .args(["--output", "json", "sts", "assume-role", "--role-arn", role])
+        .args(["--role-session-name", "cli-session"])
+        .env("AWS_ACCESS_KEY_ID", akid)
+        .env("AWS_SECRET_ACCESS_KEY", secret)
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_SESSION_TOKEN")
+        .output()
+        .expect("the `aws` CLI must be installed (.ci/run installs it)");
+    let text = if out.status.success() {
+        out.stdout
+    } else {
+        out.stderr
+    };
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&text).into_owned(),
+    )
+}
+
 /// (access key id, secret, session token) from `print_credentials` output.
 fn creds(text: &str) -> (String, String, Option<String>) {
     let get = |k: &str| {
@@ -393,6 +423,33 @@ async fn least_privilege_in_one_account_and_across_accounts() {
         err.as_service_error().unwrap().meta().code(),
         Some("UnrecognizedClientException")
     );
+
+    // The same through STS AssumeRole on the endpoint, with the real `aws` CLI as alice.
+    let (ok, out) = sts_assume_role(&server, &a_id, &a_secret, &role);
+    assert!(ok, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let c = &v["Credentials"];
+    assert!(v["AssumedRoleUser"]["Arn"]
+        .as_str()
+        .unwrap()
+        .ends_with(":assumed-role/Encrypter/cli-session"));
+    let via_sts = client_with_token(
+        &server,
+        c["AccessKeyId"].as_str().unwrap(),
+        c["SecretAccessKey"].as_str().unwrap(),
+        c["SessionToken"].as_str().map(str::to_owned),
+    );
+    via_sts
+        .encrypt()
+        .key_id(&key)
+        .plaintext(Blob::new(b"g".to_vec()))
+        .send()
+        .await
+        .unwrap();
+    // Bob is not trusted by the role, and no policy of his allows sts:AssumeRole.
+    let (ok, out) = sts_assume_role(&server, &b_id, &b_secret, &role);
+    assert!(!ok);
+    assert!(out.contains("AccessDenied"), "{out}");
 
     // A deleted access key stops working.
     admin(&server, &["delete-access-key", &b_id]);
