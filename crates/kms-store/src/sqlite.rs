@@ -77,31 +77,32 @@ fn encode<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
     serde_json::to_string(v).map_err(err)
 }
 
-/// Schema changes after the first release, applied idempotently.
-fn migrate(c: &Connection) -> Result<(), StoreError> {
-    let has_cks: bool = c
-        .prepare("SELECT 1 FROM pragma_table_info('keys') WHERE name = 'custom_key_store_id'")
-        .and_then(|mut s| s.exists([]))
+/// Adds a column to `keys` (and its index) unless it is there already.
+fn add_key_column(c: &Connection, column: &str, ddl: &str) -> Result<(), StoreError> {
+    let present: bool = c
+        .prepare("SELECT 1 FROM pragma_table_info('keys') WHERE name = ?1")
+        .and_then(|mut s| s.exists([column]))
         .map_err(err)?;
-    if !has_cks {
-        c.execute_batch(
-            "ALTER TABLE keys ADD COLUMN custom_key_store_id TEXT;
-             CREATE INDEX IF NOT EXISTS keys_by_custom_key_store ON keys (custom_key_store_id);",
-        )
-        .map_err(err)?;
-    }
-    let has_rotation: bool = c
-        .prepare("SELECT 1 FROM pragma_table_info('keys') WHERE name = 'rotation_ms'")
-        .and_then(|mut s| s.exists([]))
-        .map_err(err)?;
-    if !has_rotation {
-        c.execute_batch(
-            "ALTER TABLE keys ADD COLUMN rotation_ms INTEGER;
-             CREATE INDEX IF NOT EXISTS keys_by_rotation ON keys (rotation_ms);",
-        )
-        .map_err(err)?;
+    if !present {
+        c.execute_batch(ddl).map_err(err)?;
     }
     Ok(())
+}
+
+/// Schema changes after the first release, applied idempotently.
+fn migrate(c: &Connection) -> Result<(), StoreError> {
+    add_key_column(
+        c,
+        "custom_key_store_id",
+        "ALTER TABLE keys ADD COLUMN custom_key_store_id TEXT;
+         CREATE INDEX IF NOT EXISTS keys_by_custom_key_store ON keys (custom_key_store_id);",
+    )?;
+    add_key_column(
+        c,
+        "rotation_ms",
+        "ALTER TABLE keys ADD COLUMN rotation_ms INTEGER;
+         CREATE INDEX IF NOT EXISTS keys_by_rotation ON keys (rotation_ms);",
+    )
 }
 
 impl SqliteStore {

@@ -368,15 +368,7 @@ async fn rsa_encryption_ecdh_and_data_key_pairs_interoperate() {
 
     // Data key pairs: the peer and openssl load them; the encrypted private key decrypts under
     // the wrapping key with the encryption context.
-    let wrap = kms
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata()
-        .unwrap()
-        .key_id()
-        .to_owned();
+    let wrap = common::new_key_id(&kms).await;
     for spec in [
         DataKeyPairSpec::Rsa2048,
         DataKeyPairSpec::EccNistP256,
@@ -507,15 +499,7 @@ async fn hmac_keys_usage_rules_and_metadata() {
         .is_invalid_key_usage_exception());
 
     // Wrong usage for the operation, invalid spec/usage pairs, SM2.
-    let sym = kms
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata()
-        .unwrap()
-        .key_id()
-        .to_owned();
+    let sym = common::new_key_id(&kms).await;
     let err = kms
         .sign()
         .key_id(&sym)

@@ -218,15 +218,7 @@ async fn acknowledged_calls_are_in_the_trail_after_sigkill() {
     let dir = tmp.path().join("data");
     let mut server = Server::start_in(&dir, &[]);
     let kms = server.client();
-    let key = kms
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata()
-        .unwrap()
-        .key_id()
-        .to_owned();
+    let key = common::new_key_id(&kms).await;
     let mut tasks = Vec::new();
     for _ in 0..8 {
         let kms = kms.clone();
@@ -267,17 +259,7 @@ async fn acknowledged_calls_are_in_the_trail_after_sigkill() {
 async fn scheduled_deletion_and_automatic_rotation_are_aws_service_events() {
     let mut server = Server::start(&["--dev"]);
     let kms = server.client_with("test", "test", "us-east-1");
-    let new_key = || async {
-        kms.create_key()
-            .send()
-            .await
-            .unwrap()
-            .key_metadata()
-            .unwrap()
-            .key_id()
-            .to_owned()
-    };
-    let id = new_key().await;
+    let id = common::new_key_id(&kms).await;
     kms.schedule_key_deletion()
         .key_id(&id)
         .pending_window_in_days(7)
@@ -285,7 +267,7 @@ async fn scheduled_deletion_and_automatic_rotation_are_aws_service_events() {
         .await
         .unwrap();
     // A key rotating every 90 days, with a ciphertext from before its rotation.
-    let rotating = new_key().await;
+    let rotating = common::new_key_id(&kms).await;
     let old = kms
         .encrypt()
         .key_id(&rotating)

@@ -99,15 +99,7 @@ async fn sigterm_stops_cleanly_and_data_stays_sealed() {
     let dir = tmp.path().join("data");
     let mut server = Server::start_in(&dir, &[]);
     let kms = server.client();
-    let id = kms
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata()
-        .unwrap()
-        .key_id()
-        .to_owned();
+    let id = common::new_key_id(&kms).await;
     let secret = b"plaintext-marker-8c1f".to_vec();
     kms.encrypt()
         .key_id(&id)
@@ -153,15 +145,7 @@ async fn sigterm_drains_an_in_flight_request() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut server = Server::start(&[]);
     let kms = server.client();
-    let key = kms
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata()
-        .unwrap()
-        .key_id()
-        .to_owned();
+    let key = common::new_key_id(&kms).await;
     let (akid, secret) = server.admin_credentials();
     let body = format!(r#"{{"KeyId":"{key}","Plaintext":"aGVsbG8="}}"#);
     let mut headers = vec![

@@ -173,15 +173,7 @@ async fn external_key_store_against_our_proxy() {
         .await
         .unwrap();
     assert!(dk.ciphertext_blob().is_some());
-    let other = kms
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata()
-        .unwrap()
-        .key_id()
-        .to_owned();
+    let other = common::new_key_id(&kms).await;
     kms.re_encrypt()
         .ciphertext_blob(blob.clone())
         .source_encryption_context("a", "b")

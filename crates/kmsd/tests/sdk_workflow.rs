@@ -105,15 +105,7 @@ async fn symmetric_workflow_through_the_sdk() {
     assert!(dkw.ciphertext_blob().is_some());
 
     // ReEncrypt to a second key.
-    let other = kms
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata()
-        .unwrap()
-        .key_id()
-        .to_owned();
+    let other = common::new_key_id(&kms).await;
     let re = kms
         .re_encrypt()
         .ciphertext_blob(blob.clone())
@@ -391,15 +383,7 @@ async fn dev_mode_accepts_dummy_credentials() {
     }
     // Scheduled deletion happens when the (dev) clock passes the deletion date.
     let kms = server.client_with("test", "test", "us-east-1");
-    let id = kms
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata()
-        .unwrap()
-        .key_id()
-        .to_owned();
+    let id = common::new_key_id(&kms).await;
     kms.schedule_key_deletion()
         .key_id(&id)
         .pending_window_in_days(7)

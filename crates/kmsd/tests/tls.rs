@@ -163,15 +163,7 @@ async fn sdk_and_cli_work_over_https_with_a_private_ca() {
     let server = start_tls(pki.path());
     let ca = std::fs::read(pki.path().join("ca.pem")).unwrap();
     let kms = sdk_over_tls(&server, &ca);
-    let id = kms
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata()
-        .unwrap()
-        .key_id()
-        .to_owned();
+    let id = common::new_key_id(&kms).await;
     let ct = kms
         .encrypt()
         .key_id(&id)

@@ -302,3 +302,15 @@ pub fn admin_addr(server: &Server) -> SocketAddr {
     }
     panic!("no admin listener line");
 }
+
+/// Creates a default (symmetric) key; returns its key id.
+pub async fn new_key_id(kms: &aws_sdk_kms::Client) -> String {
+    kms.create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata()
+        .unwrap()
+        .key_id()
+        .to_owned()
+}
