@@ -348,6 +348,46 @@ async fn cloudhsm_key_store_with_softhsm() {
     }
     std::fs::rename(tmp.path().join("hsm-a-unplugged"), &hsm_a_dir).unwrap();
 
+    // A third HSM joins the active cluster: it receives the crypto user, the cluster wrapping
+    // key and the key (inside the HSMs), and then serves alone with the first two unplugged.
+    let h = aws(
+        &server,
+        &[
+            "cloudhsmv2",
+            "create-hsm",
+            "--cluster-id",
+            &cluster,
+            "--availability-zone",
+            "us-east-1c",
+        ],
+    );
+    assert_eq!(h["Hsm"]["State"], "ACTIVE", "{h}");
+    let token_dir = |label: &str| {
+        dirs.iter()
+            .find(|d| {
+                std::fs::read(d.join("token.object"))
+                    .map(|b| b.windows(label.len()).any(|w| w == label.as_bytes()))
+                    .unwrap_or(false)
+            })
+            .unwrap_or_else(|| panic!("token directory of {label}"))
+            .clone()
+    };
+    let hsm_b_dir = token_dir("hsm-b");
+    std::fs::rename(&hsm_a_dir, tmp.path().join("hsm-a-unplugged")).unwrap();
+    std::fs::rename(&hsm_b_dir, tmp.path().join("hsm-b-unplugged")).unwrap();
+    for _ in 0..3 {
+        let pt = kms
+            .decrypt()
+            .ciphertext_blob(blob.clone())
+            .encryption_context("app", "hsm")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(pt.plaintext().unwrap().as_ref(), b"inside the HSM");
+    }
+    std::fs::rename(tmp.path().join("hsm-a-unplugged"), &hsm_a_dir).unwrap();
+    std::fs::rename(tmp.path().join("hsm-b-unplugged"), &hsm_b_dir).unwrap();
+
     // Disconnect: the key is Unavailable and unusable; deletion of the store needs no keys.
     kms.disconnect_custom_key_store()
         .custom_key_store_id(&store)

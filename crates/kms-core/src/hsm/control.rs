@@ -317,6 +317,25 @@ impl Service {
             "CreateHsm",
             serde_json::json!({"hsmId": record.hsm_id, "token": record.token_label}),
         );
+        // An HSM joining a cluster that has its crypto user gets the user and every key, as
+        // CloudHSM's cluster sync does; if that fails the HSM is DEGRADED with the reason.
+        if c.crypto_user.is_some() && record.state == "ACTIVE" {
+            match self.sync_added_hsm(&c, &record).await {
+                Ok(keys) => self.hsm_audit(
+                    &c.cluster_id,
+                    "SyncHsm",
+                    serde_json::json!({"hsmId": record.hsm_id, "keys": keys}),
+                ),
+                Err(why) => {
+                    tracing::warn!(cluster = %c.cluster_id, hsm = %record.hsm_id, %why, "HSM not synchronised");
+                    if let Some(h) = c.hsms.iter_mut().find(|h| h.hsm_id == record.hsm_id) {
+                        h.state = "DEGRADED".into();
+                        h.state_message = Some(why);
+                    }
+                    self.commit(vec![Self::put_cluster(&c)?]).await?;
+                }
+            }
+        }
         let wire = c
             .to_wire()
             .hsms

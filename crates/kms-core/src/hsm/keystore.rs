@@ -146,7 +146,7 @@ impl Service {
         ))
     }
 
-    fn open_password(
+    pub(crate) fn open_password(
         &self,
         store_id: &str,
         sealed_hex: &str,

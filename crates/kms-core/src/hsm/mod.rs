@@ -13,6 +13,7 @@ mod keys;
 pub mod keystore;
 pub mod memory;
 mod store_ops;
+mod sync;
 
 pub use connection::Connections;
 pub use control::SUPPORTED_CLOUDHSM_OPERATIONS;

@@ -608,3 +608,106 @@ async fn a_rotation_interrupted_by_a_crash_keeps_a_working_password() {
     );
     let _ = cloudhsm::OPERATIONS;
 }
+
+#[tokio::test]
+async fn an_hsm_added_to_an_active_cluster_gets_the_user_and_every_key() {
+    let e = env();
+    let (cluster, anchor) = active_cluster(&e).await;
+    let id = new_store(&e, &cluster, &anchor, "store").await;
+    kms(&e, "ConnectCustomKeyStore", json!({"CustomKeyStoreId": id}))
+        .await
+        .unwrap();
+    let key = kms(
+        &e,
+        "CreateKey",
+        json!({"Origin": "AWS_CLOUDHSM", "CustomKeyStoreId": id}),
+    )
+    .await
+    .unwrap()["KeyMetadata"]["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ct = kms(
+        &e,
+        "Encrypt",
+        json!({"KeyId": key, "Plaintext": "aGVsbG8="}),
+    )
+    .await
+    .unwrap();
+
+    // Added while the store is connected: synchronised from the store's own sessions, and
+    // used at once.
+    let h = hsm(
+        &e,
+        "CreateHsm",
+        json!({"ClusterId": cluster, "AvailabilityZone": "us-east-1c"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(h["Hsm"]["State"], "ACTIVE", "{h}");
+    assert_eq!(e.driver.key_count("hsm-c"), 1);
+    assert_eq!(e.driver.user_pin("hsm-c"), e.driver.user_pin("hsm-a"));
+    e.driver.set_unreachable("hsm-a", true);
+    e.driver.set_unreachable("hsm-b", true);
+    let pt = kms(
+        &e,
+        "Decrypt",
+        json!({"CiphertextBlob": ct["CiphertextBlob"]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(pt["Plaintext"], "aGVsbG8=");
+    e.driver.set_unreachable("hsm-a", false);
+    e.driver.set_unreachable("hsm-b", false);
+
+    // Added while the store is disconnected: kmsd logs in with the password the store holds.
+    kms(
+        &e,
+        "DisconnectCustomKeyStore",
+        json!({"CustomKeyStoreId": id}),
+    )
+    .await
+    .unwrap();
+    let h = hsm(
+        &e,
+        "CreateHsm",
+        json!({"ClusterId": cluster, "AvailabilityZone": "us-east-1a"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(h["Hsm"]["State"], "ACTIVE", "{h}");
+    assert_eq!(e.driver.key_count("hsm-d"), 1);
+    kms(&e, "ConnectCustomKeyStore", json!({"CustomKeyStoreId": id}))
+        .await
+        .unwrap();
+    assert_eq!(state(&e, &id).await, ("CONNECTED".into(), None));
+    for other in ["hsm-a", "hsm-b", "hsm-c"] {
+        e.driver.set_unreachable(other, true);
+    }
+    let pt = kms(
+        &e,
+        "Decrypt",
+        json!({"CiphertextBlob": ct["CiphertextBlob"]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(pt["Plaintext"], "aGVsbG8=");
+}
+
+#[tokio::test]
+async fn an_hsm_added_without_a_key_store_is_degraded_with_the_reason() {
+    let e = env();
+    let (cluster, _) = active_cluster(&e).await;
+    let h = hsm(
+        &e,
+        "CreateHsm",
+        json!({"ClusterId": cluster, "AvailabilityZone": "us-east-1c"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(h["Hsm"]["State"], "DEGRADED", "{h}");
+    assert!(h["Hsm"]["StateMessage"]
+        .as_str()
+        .unwrap()
+        .contains("no key store is associated"));
+}

@@ -1,0 +1,178 @@
+//! Bringing an HSM added to an active cluster up to date, as CloudHSM's cluster sync does: the
+//! crypto user (with the password the cluster's key store holds), the cluster wrapping key, and
+//! every key of the key store, copied from an HSM that has it without leaving the HSMs.
+
+use std::sync::Arc;
+
+use super::cluster::{ClusterRecord, HsmRecord};
+use super::driver::{HsmFault, HsmSession};
+use super::keystore::KeyStoreRecord;
+use crate::service::Service;
+
+/// Why an added HSM could not be synchronised (kept as its state message).
+fn failure(what: &str, e: impl std::fmt::Display) -> String {
+    format!("The HSM could not be synchronised with its cluster ({what}): {e}")
+}
+
+impl Service {
+    /// Synchronises `added` (already in `cluster.hsms`) with the rest of its cluster. Returns
+    /// the number of keys copied, or why it failed. Called under the write lock.
+    pub(crate) async fn sync_added_hsm(
+        &self,
+        cluster: &ClusterRecord,
+        added: &HsmRecord,
+    ) -> Result<usize, String> {
+        let env = self
+            .hsm_env()
+            .ok_or_else(|| failure("setup", "no HSMs declared"))?;
+        // Only the key store knows the crypto user's current password (rotated at each connect).
+        let store: KeyStoreRecord = self
+            .all_key_stores()
+            .map_err(|e| failure("reading key stores", e))?
+            .into_iter()
+            .find(|s| s.cluster_id.as_deref() == Some(cluster.cluster_id.as_str()))
+            .ok_or_else(|| {
+                failure(
+                    "crypto user",
+                    "no key store is associated with the cluster, so kmsd does not know the crypto user's password; create the key store, then delete and re-create this HSM",
+                )
+            })?;
+        let password = self
+            .open_password(
+                &store.id,
+                store.password_sealed_hex.as_deref().unwrap_or_default(),
+            )
+            .map_err(|e| failure("crypto user password", e))?;
+        let fleet = env
+            .fleet
+            .load()
+            .map_err(|e| failure("HSM declaration", e))?;
+        let mut declared = Vec::new();
+        for h in cluster.hsms.iter().filter(|h| h.state == "ACTIVE") {
+            let d = fleet
+                .hsm(&h.token_label)
+                .ok_or_else(|| {
+                    failure(
+                        "HSM declaration",
+                        format!("{} is not declared", h.token_label),
+                    )
+                })?
+                .clone();
+            let so = env.fleet.so_pin(&d).map_err(|e| failure("SO PIN", e))?;
+            declared.push((h.hsm_id.clone(), d, so));
+        }
+        let keys: Vec<([u8; 16], String)> = self
+            .store()
+            .keys_in_custom_key_store(&store.id)
+            .map_err(|e| failure("reading keys", e))?
+            .iter()
+            .flat_map(|k| {
+                let label = k.arn();
+                k.materials.iter().filter_map(move |m| {
+                    let id = hex::decode(&m.material_id).ok()?.try_into().ok()?;
+                    Some((id, label.clone()))
+                })
+            })
+            .collect();
+        // PKCS#11 login state is per process and token: the SO logins that copy the cluster
+        // wrapping key are refused while this process holds crypto-user sessions there, so a
+        // connected store pauses (its sessions are logged out) for the few milliseconds of the
+        // copy and is logged in again on every HSM, the new one included.
+        let connection = self.connections().get(&store.id);
+        if let Some(c) = &connection {
+            let paused = c.sessions.write().map(|mut s| std::mem::take(&mut *s));
+            for (_, session) in paused.unwrap_or_default() {
+                session.logout();
+            }
+        }
+        let reconnect = connection.is_some();
+        let driver = env.driver.clone();
+        let added_id = added.hsm_id.clone();
+        let (copied, sessions) = tokio::task::spawn_blocking(move || {
+            let copied = copy_to_added_hsm(driver.as_ref(), &declared, &added_id, &keys, &password);
+            let sessions: Vec<(String, Arc<dyn HsmSession>)> = if reconnect {
+                declared
+                    .iter()
+                    .filter(|(id, _, _)| copied.is_ok() || *id != added_id)
+                    .filter_map(|(id, d, _)| match driver.login(d, &password) {
+                        Ok(s) => Some((id.clone(), s)),
+                        Err(e) => {
+                            tracing::warn!(hsm = %id, error = %e, "could not log in again after adding an HSM");
+                            None
+                        }
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            (copied, sessions)
+        })
+        .await
+        .map_err(|e| failure("task", e))?;
+        if let Some(c) = &connection {
+            if let Ok(mut s) = c.sessions.write() {
+                *s = sessions;
+            }
+        }
+        copied.map_err(|e| failure("copying the crypto user and keys", e))
+    }
+}
+
+/// In the HSMs: the crypto user on the added HSM, the cluster wrapping key from another HSM,
+/// then every key copied wrapped under it. Returns the number of keys.
+fn copy_to_added_hsm(
+    driver: &dyn super::HsmDriver,
+    declared: &[(String, super::DeclaredHsm, zeroize::Zeroizing<String>)],
+    added_id: &str,
+    keys: &[([u8; 16], String)],
+    password: &str,
+) -> Result<usize, HsmFault> {
+    let (_, new_hsm, new_so) = declared
+        .iter()
+        .find(|(id, _, _)| id == added_id)
+        .ok_or_else(|| HsmFault::Unreachable("the added HSM is not active".into()))?;
+    let others: Vec<_> = declared
+        .iter()
+        .filter(|(id, _, _)| id != added_id)
+        .collect();
+    driver.create_user(new_hsm, new_so, password)?;
+    // The cluster wrapping key comes from another HSM that answers (never from the new one
+    // alone, which would make it a different key).
+    let mut last = HsmFault::Unreachable("no other active HSM".into());
+    let prepared = others.iter().any(|(_, d, so)| {
+        match driver.prepare_cluster(&[(d, so.as_str()), (new_hsm, new_so.as_str())], password) {
+            Ok(()) => true,
+            Err(e) => {
+                last = e;
+                false
+            }
+        }
+    });
+    if !prepared {
+        return Err(last);
+    }
+    let target = driver.login(new_hsm, password)?;
+    // The first other HSM that can give every key wins (copies already made are skipped).
+    for (_, d, _) in &others {
+        let source = match driver.login(d, password) {
+            Ok(s) => s,
+            Err(e) => {
+                last = e;
+                continue;
+            }
+        };
+        let result = keys.iter().try_for_each(|(id, label)| {
+            driver.replicate_key(&source, std::slice::from_ref(&target), id, label)
+        });
+        source.logout();
+        if result.is_ok() {
+            target.logout();
+            return Ok(keys.len());
+        }
+        if let Err(e) = result {
+            last = e;
+        }
+    }
+    target.logout();
+    Err(last)
+}
