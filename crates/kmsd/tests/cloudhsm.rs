@@ -326,15 +326,17 @@ async fn cloudhsm_key_store_with_softhsm() {
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
-    let hsm_a_dir = dirs
-        .iter()
-        .find(|d| {
-            std::fs::read(d.join("token.object"))
-                .map(|b| b.windows(5).any(|w| w == b"hsm-a"))
-                .unwrap_or(false)
-        })
-        .expect("token directory of hsm-a")
-        .clone();
+    let token_dir = |label: &str| {
+        dirs.iter()
+            .find(|d| {
+                std::fs::read(d.join("token.object"))
+                    .map(|b| b.windows(label.len()).any(|w| w == label.as_bytes()))
+                    .unwrap_or(false)
+            })
+            .unwrap_or_else(|| panic!("token directory of {label}"))
+            .clone()
+    };
+    let hsm_a_dir = token_dir("hsm-a");
     std::fs::rename(&hsm_a_dir, tmp.path().join("hsm-a-unplugged")).unwrap();
     for _ in 0..6 {
         let pt = kms
@@ -362,16 +364,6 @@ async fn cloudhsm_key_store_with_softhsm() {
         ],
     );
     assert_eq!(h["Hsm"]["State"], "ACTIVE", "{h}");
-    let token_dir = |label: &str| {
-        dirs.iter()
-            .find(|d| {
-                std::fs::read(d.join("token.object"))
-                    .map(|b| b.windows(label.len()).any(|w| w == label.as_bytes()))
-                    .unwrap_or(false)
-            })
-            .unwrap_or_else(|| panic!("token directory of {label}"))
-            .clone()
-    };
     let hsm_b_dir = token_dir("hsm-b");
     std::fs::rename(&hsm_a_dir, tmp.path().join("hsm-a-unplugged")).unwrap();
     std::fs::rename(&hsm_b_dir, tmp.path().join("hsm-b-unplugged")).unwrap();
