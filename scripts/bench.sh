@@ -27,7 +27,9 @@
 #   --warmup S        warmup seconds per run (2)
 #   --max-other C     a run during which other processes used more than C cores is retried (0.25)
 #   --tries N         at most this many tries per run (3); the last try is kept either way
-#   --out DIR         results directory (default bench-results/<UTC date>-<short sha>)
+#   --quiet-wait S    before each try, wait up to S seconds (120) until the machine's other load
+#                     is at most --max-other cores
+#   --out DIR         results directory (default $TMPDIR/kmsd-bench-results/<UTC date>-<sha>)
 #   --no-build        do not run cargo build (use the binaries as found)
 #
 # Environment:
@@ -38,6 +40,11 @@
 #                     with `git worktree add` in a temporary directory, built there in release
 #                     (CARGO_TARGET_DIR=${BEFORE_TARGET_DIR:-/tmp/wt-before-target}), copied out,
 #                     and the worktree removed.
+#   ACL_FLAGS         kmsd flags of the `acl` runs (default: --audit-durability sync)
+#   EXTRA_KMSD_FLAGS  appended to every `kmsd serve` (e.g. "--audit-durability buffered" for the
+#                     cloudhsm, xks and profile sections; the others set that flag themselves)
+#   BENCH_COMMIT      commit recorded with the results (default: this checkout's HEAD)
+#   KEEP_PERF=1       keep the profile's perf.data in DIR (hundreds of MB)
 #
 # Output: DIR/results.jsonl (one kmsd-bench JSON line per kept run, tagged with section, variant
 # and run), DIR/tries.jsonl (every try), DIR/raw.jsonl, DIR/summary.md (tables of medians, made
@@ -54,6 +61,7 @@ DURATION=10
 WARMUP=2
 MAX_OTHER=0.25
 TRIES=3
+QUIET_WAIT=120
 OUT=""
 BUILD=1
 SECTIONS=()
@@ -65,6 +73,7 @@ while [ $# -gt 0 ]; do
         --warmup) WARMUP=$2; shift 2 ;;
         --max-other) MAX_OTHER=$2; shift 2 ;;
         --tries) TRIES=$2; shift 2 ;;
+        --quiet-wait) QUIET_WAIT=$2; shift 2 ;;
         --out) OUT=$2; shift 2 ;;
         --no-build) BUILD=0; shift ;;
         -h|--help) sed -n '2,/^$/p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
@@ -75,8 +84,9 @@ while [ $# -gt 0 ]; do
 done
 [ ${#SECTIONS[@]} -gt 0 ] || { echo "bench.sh: name at least one section (see --help)" >&2; exit 2; }
 
-SHA=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-OUT=${OUT:-$ROOT/bench-results/$(date -u +%Y%m%dT%H%M%SZ)-$SHA}
+# The commit the binaries were built from (default: HEAD of this checkout).
+SHA=${BENCH_COMMIT:-$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)}
+OUT=${OUT:-${TMPDIR:-/tmp}/kmsd-bench-results/$(date -u +%Y%m%dT%H%M%SZ)-$SHA}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/kmsd-bench.XXXXXX")
@@ -86,6 +96,8 @@ KMSD=${KMSD_BIN:-$ROOT/target/release/kmsd}
 BENCH=${KMSD_BENCH_BIN:-$ROOT/target/release/kmsd-bench}
 XKS_PROXY=${XKS_PROXY_BIN:-$ROOT/target/release/xks-proxy}
 SOFTHSM_MODULE=${SOFTHSM_MODULE:-/usr/lib/softhsm/libsofthsm2.so}
+ACL_FLAGS=${ACL_FLAGS:---audit-durability sync}
+EXTRA_KMSD_FLAGS=${EXTRA_KMSD_FLAGS:-}
 
 log() { printf '[bench %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 
@@ -94,6 +106,9 @@ PIDS=()
 cleanup() {
     local p
     for p in "${PIDS[@]}"; do stop_pid "$p"; done
+    if [ -d "$WORK/wt-before" ]; then
+        git -C "$ROOT" worktree remove --force "$WORK/wt-before" >/dev/null 2>&1 || true
+    fi
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -134,7 +149,8 @@ wait_line() {
 start_kmsd() {
     local bin=$1 dir=$2 logf=$3; shift 3
     mkdir -p "$dir"
-    "$bin" serve --listen 127.0.0.1:0 --data-dir "$dir" "$@" </dev/null >/dev/null 2>"$logf" &
+    # shellcheck disable=SC2086
+    "$bin" serve --listen 127.0.0.1:0 --data-dir "$dir" "$@" $EXTRA_KMSD_FLAGS </dev/null >/dev/null 2>"$logf" &
     KMSD_PID=$!
     PIDS+=("$KMSD_PID")
     KMSD_ADDR=$(wait_line "$logf" "kmsd listening on ")
@@ -150,6 +166,31 @@ tag() {
         "$1" "$2" "$3" "$4" "$SHA" "${5#\{}"
 }
 
+# Busy cores of the whole machine over $1 seconds (from /proc/stat; USER_HZ = 100).
+busy_cores() {
+    local a b
+    a=$(awk '/^cpu /{print $2+$3+$4+$7+$8+$9; exit}' /proc/stat)
+    sleep "$1"
+    b=$(awk '/^cpu /{print $2+$3+$4+$7+$8+$9; exit}' /proc/stat)
+    awk -v a="$a" -v b="$b" -v t="$1" 'BEGIN{printf "%.2f", (b-a)/100/t}'
+}
+
+# Waits (at most QUIET_WAIT seconds) until other processes use at most MAX_OTHER cores, so a
+# run does not start in the middle of someone else's build.
+wait_quiet() {
+    local waited=0 c
+    while :; do
+        c=$(busy_cores 2)
+        awk -v c="$c" -v m="$MAX_OTHER" 'BEGIN{exit !(c <= m)}' && return 0
+        waited=$((waited + 2))
+        if [ "$waited" -ge "$QUIET_WAIT" ]; then
+            log "machine still busy ($c cores) after ${QUIET_WAIT} s; running anyway"
+            return 0
+        fi
+        [ $((waited % 30)) = 0 ] && log "waiting for a quiet machine ($c cores busy)"
+    done
+}
+
 # bench_run SECTION VARIANT RUN SERVER_PIDS(comma list) ENDPOINT kmsd-bench-args...
 # Retries while other processes used more than MAX_OTHER cores; keeps the last try.
 bench_run() {
@@ -157,16 +198,16 @@ bench_run() {
     local pidargs=() p try line other
     for p in ${pids//,/ }; do pidargs+=(--server-pid "$p"); done
     for try in $(seq "$TRIES"); do
+        wait_quiet
         line=$("$BENCH" --endpoint "$endpoint" --duration-secs "$DURATION" --warmup-secs "$WARMUP" \
             --json "${pidargs[@]}" "$@") || { echo "kmsd-bench failed: $line" >&2; return 1; }
         tag "$section" "$variant" "$run" "$try" "$line" >> "$OUT/tries.jsonl"
         other=$(printf '%s' "$line" | python3 -c 'import json,sys; c=json.load(sys.stdin).get("cpu") or {}; print(c.get("other_cores",0))')
-        log "$section $variant run $run try $try: $(printf '%s' "$line" | python3 -c 'import json,sys; v=json.load(sys.stdin); print(f"{v[\"requests_per_sec\"]:.0f} req/s p50 {v[\"p50_ms\"]} p99 {v[\"p99_ms\"]} errors {v[\"errors\"]}")') other=$other"
+        log "$section $variant run $run try $try: $(printf '%s' "$line" | python3 -c 'import json,sys; v=json.load(sys.stdin); print("%.0f req/s p50 %s p99 %s errors %s" % (v["requests_per_sec"], v["p50_ms"], v["p99_ms"], v["errors"]))') other=$other"
         if python3 -c "import sys; sys.exit(0 if $other <= $MAX_OTHER else 1)" || [ "$try" = "$TRIES" ]; then
             tag "$section" "$variant" "$run" "$try" "$line" >> "$OUT/results.jsonl"
             return 0
         fi
-        sleep 3
     done
 }
 
@@ -228,9 +269,9 @@ section_acl() {
     before=$(before_bin)
     for run in $(seq "$RUNS"); do
         for c in 8 32; do
-            fresh_run acl "before/encrypt/$c" "$run" "$before" "--audit-durability sync" \
+            fresh_run acl "before/encrypt/$c" "$run" "$before" "$ACL_FLAGS" \
                 --op encrypt --connections "$c"
-            fresh_run acl "after/encrypt/$c" "$run" "$KMSD" "--audit-durability sync" \
+            fresh_run acl "after/encrypt/$c" "$run" "$KMSD" "$ACL_FLAGS" \
                 --op encrypt --connections "$c"
         done
     done
@@ -254,9 +295,11 @@ section_asym() {
     section_raw
 }
 
-# The AWS CLI against a kmsd at $KMSD_ADDR with $DATA/admin-credentials.
+# The AWS CLI against a kmsd at $KMSD_ADDR with $DATA/admin-credentials (AWS CLI v1 would fetch
+# parameters that look like URLs, such as --xks-proxy-uri-endpoint https://...: turned off).
 awsk() {
-    AWS_SHARED_CREDENTIALS_FILE="$DATA/admin-credentials" AWS_CONFIG_FILE=/dev/null AWS_PROFILE='' \
+    [ -f "$WORK/aws-config" ] || printf '[default]\ncli_follow_urlparam = false\n' > "$WORK/aws-config"
+    env -u AWS_PROFILE AWS_SHARED_CREDENTIALS_FILE="$DATA/admin-credentials" AWS_CONFIG_FILE="$WORK/aws-config" \
         aws --endpoint-url "http://$KMSD_ADDR" --region us-east-1 --output text "$@"
 }
 
@@ -418,7 +461,7 @@ EOF
 section_profile() {
     local dir="$WORK/profile" bench_pid
     rm -rf "$dir"
-    start_kmsd "$KMSD" "$dir/data" "$OUT/kmsd-profile.log" --audit-durability sync
+    start_kmsd "$KMSD" "$dir/data" "$OUT/kmsd-profile.log"
     log "profile: perf record of kmsd (pid $KMSD_PID) during Encrypt at 32 connections"
     "$BENCH" --endpoint "http://$KMSD_ADDR" --credentials-file "$dir/data/admin-credentials" \
         --op encrypt --connections 32 --warmup-secs 2 --duration-secs 8 --json \
@@ -429,12 +472,15 @@ section_profile() {
         -o "$WORK/perf.data" -- sleep 6 2>"$OUT/perf-record.log" >&2 || true
     wait "$bench_pid"
     stop_kmsd
-    perf report -i "$WORK/perf.data" --no-children --sort symbol --stdio 2>/dev/null \
-        | grep -v '^$' | head -400 > "$OUT/perf-self.txt" || true
-    perf report -i "$WORK/perf.data" --children --sort symbol --stdio -g none 2>/dev/null \
-        | grep -v '^$' | head -400 > "$OUT/perf-children.txt" || true
-    perf report -i "$WORK/perf.data" --no-children --sort dso --stdio 2>/dev/null \
+    perf report -i "$WORK/perf.data" --no-children --sort symbol --stdio -g none \
+        --percent-limit 0.2 2>/dev/null | grep -v '^$' | cut -c1-240 | sed 's/ *$//' \
+        > "$OUT/perf-self.txt" || true
+    perf report -i "$WORK/perf.data" --children --sort symbol --stdio -g none \
+        --percent-limit 0.5 2>/dev/null | grep -v '^$' | cut -c1-240 | sed 's/ *$//' \
+        > "$OUT/perf-children.txt" || true
+    perf report -i "$WORK/perf.data" --no-children --sort dso --stdio -g none 2>/dev/null \
         | grep -v '^$' | head -60 > "$OUT/perf-dso.txt" || true
+    if [ "${KEEP_PERF:-0}" = 1 ]; then mv "$WORK/perf.data" "$OUT/perf.data"; fi
     rm -rf "$dir"
 }
 
@@ -446,6 +492,7 @@ build
     echo "kmsd $KMSD"
     echo "kmsd-bench $BENCH"
     echo "runs $RUNS duration $DURATION warmup $WARMUP max-other $MAX_OTHER tries $TRIES"
+    echo "acl flags: $ACL_FLAGS; extra kmsd flags: ${EXTRA_KMSD_FLAGS:-none}"
     nproc; uname -r; grep -m1 'model name' /proc/cpuinfo || true
 } > "$OUT/machine.txt"
 for s in "${SECTIONS[@]}"; do

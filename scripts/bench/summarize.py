@@ -155,7 +155,7 @@ def summary(d):
     except FileNotFoundError:
         pass
     out += load_table(rows, "default", "Default store, verifying server (variant = op/connections/audit durability)")
-    out += load_table(rows, "acl", "Access control: before vs after (Encrypt, sync)")
+    out += load_table(rows, "acl", "Access control: before vs after (Encrypt; kmsd flags: see acl flags above)")
     out += acl_table(rows)
     out += load_table(rows, "asym", "Sign / Verify / GenerateMac at 8 connections")
     out += raw_table(raw)

@@ -1,13 +1,25 @@
 //! `kmsd-bench`: a closed-loop load generator for kmsd.
 //!
 //! It opens `--connections` keep-alive HTTP/1.1 connections to a loopback kmsd endpoint and, on
-//! each, sends SigV4-signed `Encrypt` or `GenerateDataKey` requests back to back (every request is
-//! freshly signed, as a real SDK client would). After `--warmup-secs` it records the latency of
-//! every response for `--duration-secs`, then prints a summary (or one JSON line with `--json`).
+//! each, sends SigV4-signed requests of one operation back to back (every request is freshly
+//! signed, as a real SDK client would): `Encrypt`, `GenerateDataKey`, `Sign` (RSA_2048 with
+//! RSASSA_PSS_SHA_256, or ECC_NIST_P256 with ECDSA_SHA_256), `Verify` (of a signature made once
+//! at setup), or `GenerateMac` (HMAC_256, HMAC_SHA_256). Setup creates a key of the right spec
+//! unless `--key-id` names one (e.g. a key in a custom key store). `--op xks-encrypt` instead
+//! talks to an XKS proxy directly (HTTPS, SigV4 service `kms-xks-proxy`), the way kmsd calls it
+//! for a key in an external key store, so the proxy's own latency can be measured alone.
+//!
+//! After `--warmup-secs` it records the latency of every response for `--duration-secs`, then
+//! prints a summary (or one JSON line with `--json`), including the CPU used during the
+//! measured window by this client, by each `--server-pid`, and by everything else on the machine
+//! (from `/proc`), so contended runs can be recognised.
 //!
 //! The hidden `--raw-aes` mode instead times aws-lc-rs AES-256-GCM seals of
-//! `--plaintext-bytes` bytes on one thread, and `--raw-sign` times SigV4 signing of an Encrypt
-//! request, so kmsd's overhead over the primitives is visible.
+//! `--plaintext-bytes` bytes on one thread, `--raw-sign` times SigV4 signing of an Encrypt
+//! request, and `--raw-asym` times the primitives behind Sign, Verify and GenerateMac (RSA-2048
+//! PSS-SHA256 sign and verify, P-256 ECDSA sign and verify, HMAC-SHA256) on one thread, both
+//! bare (key parsed once) and through `kms_crypto` as kmsd calls them per request, so kmsd's
+//! overhead over the primitives is visible.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -32,26 +44,92 @@ const JSON_CT: &str = "application/x-amz-json-1.1";
 /// The operation under load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Op {
-    /// `TrentService.Encrypt` of `--plaintext-bytes` random bytes.
+    /// `TrentService.Encrypt` of `--plaintext-bytes` random bytes (symmetric key).
     Encrypt,
-    /// `TrentService.GenerateDataKey` with `KeySpec` `AES_256`.
+    /// `TrentService.GenerateDataKey` with `KeySpec` `AES_256` (symmetric key).
     GenerateDataKey,
+    /// `TrentService.Sign` of a `--plaintext-bytes` message, RSA_2048 key, RSASSA_PSS_SHA_256.
+    SignRsa,
+    /// `TrentService.Sign` of a `--plaintext-bytes` message, ECC_NIST_P256 key, ECDSA_SHA_256.
+    SignEcc,
+    /// `TrentService.Verify` (RSA_2048, RSASSA_PSS_SHA_256) of a signature made at setup.
+    VerifyRsa,
+    /// `TrentService.Verify` (ECC_NIST_P256, ECDSA_SHA_256) of a signature made at setup.
+    VerifyEcc,
+    /// `TrentService.GenerateMac` of a `--plaintext-bytes` message, HMAC_256 key, HMAC_SHA_256.
+    GenerateMac,
+    /// XKS proxy API `POST <--xks-path>/keys/<--key-id>/encrypt` sent straight to a proxy
+    /// (`https://` endpoint), AES_GCM with AAD and the SHA_256 integrity value, as kmsd sends it.
+    XksEncrypt,
 }
 
 impl Op {
-    /// The operation name as used in `X-Amz-Target` and in reports.
-    fn name(self) -> &'static str {
+    /// The API operation name (the `X-Amz-Target` suffix for kmsd operations).
+    fn api(self) -> &'static str {
         match self {
             Op::Encrypt => "Encrypt",
             Op::GenerateDataKey => "GenerateDataKey",
+            Op::SignRsa | Op::SignEcc => "Sign",
+            Op::VerifyRsa | Op::VerifyEcc => "Verify",
+            Op::GenerateMac => "GenerateMac",
+            Op::XksEncrypt => "XksEncrypt",
         }
     }
 
-    /// A field every successful answer carries, checked on each connection's first answer.
-    fn answer_field(self) -> &'static str {
+    /// The name used in reports.
+    fn label(self) -> &'static str {
         match self {
-            Op::Encrypt => "CiphertextBlob",
-            Op::GenerateDataKey => "Plaintext",
+            Op::Encrypt => "Encrypt",
+            Op::GenerateDataKey => "GenerateDataKey",
+            Op::SignRsa => "Sign RSA_2048 RSASSA_PSS_SHA_256",
+            Op::SignEcc => "Sign ECC_NIST_P256 ECDSA_SHA_256",
+            Op::VerifyRsa => "Verify RSA_2048 RSASSA_PSS_SHA_256",
+            Op::VerifyEcc => "Verify ECC_NIST_P256 ECDSA_SHA_256",
+            Op::GenerateMac => "GenerateMac HMAC_256 HMAC_SHA_256",
+            Op::XksEncrypt => "XKS proxy Encrypt",
+        }
+    }
+
+    /// The CreateKey body for this operation's key.
+    fn create_key_body(self) -> &'static [u8] {
+        match self {
+            Op::Encrypt | Op::GenerateDataKey | Op::XksEncrypt => b"{}",
+            Op::SignRsa | Op::VerifyRsa => br#"{"KeySpec":"RSA_2048","KeyUsage":"SIGN_VERIFY"}"#,
+            Op::SignEcc | Op::VerifyEcc => {
+                br#"{"KeySpec":"ECC_NIST_P256","KeyUsage":"SIGN_VERIFY"}"#
+            }
+            Op::GenerateMac => br#"{"KeySpec":"HMAC_256","KeyUsage":"GENERATE_VERIFY_MAC"}"#,
+        }
+    }
+
+    /// The signing algorithm of Sign/Verify operations.
+    fn signing_algorithm(self) -> Option<&'static str> {
+        match self {
+            Op::SignRsa | Op::VerifyRsa => Some("RSASSA_PSS_SHA_256"),
+            Op::SignEcc | Op::VerifyEcc => Some("ECDSA_SHA_256"),
+            _ => None,
+        }
+    }
+
+    /// Whether a successful answer looks right (checked on each connection's first answer).
+    fn answer_ok(self, body: &[u8]) -> bool {
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+            return false;
+        };
+        let non_empty = |field: &str| {
+            v.get(field)
+                .and_then(|f| f.as_str())
+                .is_some_and(|s| !s.is_empty())
+        };
+        match self {
+            Op::Encrypt => non_empty("CiphertextBlob"),
+            Op::GenerateDataKey => non_empty("Plaintext") && non_empty("CiphertextBlob"),
+            Op::SignRsa | Op::SignEcc => non_empty("Signature"),
+            Op::VerifyRsa | Op::VerifyEcc => {
+                v.get("SignatureValid") == Some(&serde_json::Value::Bool(true))
+            }
+            Op::GenerateMac => non_empty("Mac"),
+            Op::XksEncrypt => non_empty("ciphertext") && non_empty("ciphertextDataIntegrityValue"),
         }
     }
 }
@@ -60,11 +138,11 @@ impl Op {
 #[derive(Debug, Parser)]
 #[command(
     name = "kmsd-bench",
-    about = "Closed-loop load generator for a loopback kmsd"
+    about = "Closed-loop load generator for a loopback kmsd (or XKS proxy)"
 )]
 struct Args {
-    /// kmsd endpoint, e.g. `http://127.0.0.1:8080` (loopback addresses only).
-    #[arg(long, required_unless_present_any = ["raw_aes", "raw_sign"])]
+    /// Endpoint, e.g. `http://127.0.0.1:8080` or `https://localhost:8443` (loopback only).
+    #[arg(long, required_unless_present_any = ["raw_aes", "raw_sign", "raw_asym"])]
     endpoint: Option<String>,
     /// Operation to send.
     #[arg(long, value_enum, default_value_t = Op::Encrypt)]
@@ -78,7 +156,8 @@ struct Args {
     /// Warmup in seconds (load is sent but not recorded).
     #[arg(long, default_value_t = 2)]
     warmup_secs: u64,
-    /// Plaintext size for Encrypt (and for `--raw-aes`).
+    /// Plaintext size for Encrypt, message size for Sign/Verify/GenerateMac (and for the raw
+    /// modes).
     #[arg(long, default_value_t = 256)]
     plaintext_bytes: usize,
     /// AWS shared credentials file; the `[default]` profile is used. Without it the access key
@@ -88,9 +167,19 @@ struct Args {
     /// SigV4 signing region.
     #[arg(long, default_value = "us-east-1")]
     region: String,
-    /// Key to use; if absent one is created with CreateKey.
+    /// Key to use; if absent one of the operation's spec is created with CreateKey. For
+    /// `xks-encrypt`, the proxy's external key id (required).
     #[arg(long)]
     key_id: Option<String>,
+    /// URI path of the XKS proxy's key store (`xks-encrypt` only).
+    #[arg(long, default_value = "/example/kms/xks/v1")]
+    xks_path: String,
+    /// PEM CA bundle to trust for an `https://` endpoint.
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
+    /// A server process whose CPU use during the measured window is reported (repeatable).
+    #[arg(long)]
+    server_pid: Vec<u32>,
     /// Client runtime worker threads (0 = number of CPUs).
     #[arg(long, default_value_t = 0)]
     client_threads: usize,
@@ -103,6 +192,17 @@ struct Args {
     /// Time SigV4 signing of an Encrypt request on one thread instead of load testing.
     #[arg(long, hide = true)]
     raw_sign: bool,
+    /// Time RSA-2048 PSS / P-256 ECDSA sign and verify and HMAC-SHA256 on one thread.
+    #[arg(long, hide = true)]
+    raw_asym: bool,
+}
+
+/// TLS settings of an `https://` endpoint.
+struct Tls {
+    /// The connector (rustls, aws-lc-rs provider).
+    connector: tokio_rustls::TlsConnector,
+    /// The server name to verify (the endpoint's host).
+    name: rustls::pki_types::ServerName<'static>,
 }
 
 /// What every connection needs to build and sign requests.
@@ -111,14 +211,22 @@ struct Ctx {
     addr: SocketAddr,
     /// `Host` header value (`host:port` as given in the endpoint).
     host: String,
+    /// TLS, for `https://` endpoints.
+    tls: Option<Tls>,
     /// Access key id.
     access_key_id: String,
     /// Secret access key.
     secret: String,
     /// Signing region.
     region: String,
-    /// `X-Amz-Target` value.
-    target: String,
+    /// SigV4 service name (`kms` or `kms-xks-proxy`).
+    service: &'static str,
+    /// Request path.
+    path: String,
+    /// Content type.
+    content_type: &'static str,
+    /// `X-Amz-Target` value, if any.
+    target: Option<String>,
     /// The JSON request body (identical for every request).
     body: Bytes,
     /// The operation under load.
@@ -148,9 +256,22 @@ struct WorkerResult {
 /// The first error seen by any connection, printed once in the summary.
 static FIRST_ERROR: OnceLock<String> = OnceLock::new();
 
+/// CPU use during the measured window, in cores (CPU seconds per second).
+#[derive(Debug, Clone, Default)]
+struct CpuUse {
+    /// All CPUs of the machine, busy (everything but idle and iowait).
+    machine: f64,
+    /// This process.
+    client: f64,
+    /// Each `--server-pid`.
+    servers: Vec<(u32, f64)>,
+    /// The rest: machine minus client minus servers (other load on the machine).
+    other: f64,
+}
+
 /// The final numbers, printed as text or JSON.
 struct Summary {
-    /// Operation name.
+    /// Operation label.
     op: &'static str,
     /// Number of connections.
     connections: usize,
@@ -164,12 +285,18 @@ struct Summary {
     rps: f64,
     /// Median latency in ms.
     p50_ms: f64,
+    /// 90th percentile latency in ms.
+    p90_ms: f64,
     /// 99th percentile latency in ms.
     p99_ms: f64,
     /// 99.9th percentile latency in ms.
     p999_ms: f64,
     /// Largest latency in ms.
     max_ms: f64,
+    /// Mean latency in ms.
+    mean_ms: f64,
+    /// CPU use, if it could be read.
+    cpu: Option<CpuUse>,
 }
 
 /// Entry point: parses arguments, builds the runtime, and runs the selected mode.
@@ -179,6 +306,8 @@ fn main() -> std::process::ExitCode {
         raw_aes(&args)
     } else if args.raw_sign {
         raw_sign(&args)
+    } else if args.raw_asym {
+        raw_asym(&args)
     } else {
         let threads = if args.client_threads == 0 {
             std::thread::available_parallelism()
@@ -206,7 +335,7 @@ fn main() -> std::process::ExitCode {
 /// Runs the load test described by `args` and prints the summary.
 async fn run(args: &Args) -> Result<(), BoxError> {
     let endpoint = args.endpoint.as_deref().ok_or("--endpoint is required")?;
-    let (addr, host) = resolve_loopback(endpoint).await?;
+    let (addr, host, https) = resolve_loopback(endpoint).await?;
     let (access_key_id, secret) = match &args.credentials_file {
         Some(path) => read_credentials(path)?,
         None => ("bench".to_owned(), "bench".to_owned()),
@@ -214,22 +343,77 @@ async fn run(args: &Args) -> Result<(), BoxError> {
     if args.connections == 0 {
         return Err("--connections must be at least 1".into());
     }
+    let tls = if https {
+        Some(tls_settings(&host, args.ca_file.as_deref())?)
+    } else {
+        None
+    };
     let mut ctx = Ctx {
         addr,
         host,
+        tls,
         access_key_id,
         secret,
         region: args.region.clone(),
-        target: "TrentService.CreateKey".to_owned(),
-        body: Bytes::from_static(b"{}"),
+        service: "kms",
+        path: "/".to_owned(),
+        content_type: JSON_CT,
+        target: None,
+        body: Bytes::new(),
         op: args.op,
     };
-    let key_id = match &args.key_id {
-        Some(k) => k.clone(),
-        None => create_key(&ctx).await?,
+    let key_id = if args.op == Op::XksEncrypt {
+        let key = args
+            .key_id
+            .clone()
+            .ok_or("--op xks-encrypt needs --key-id (the proxy's external key id)")?;
+        ctx.service = "kms-xks-proxy";
+        ctx.content_type = "application/json";
+        ctx.path = format!("{}/keys/{key}/encrypt", args.xks_path.trim_end_matches('/'));
+        ctx.body = Bytes::from(xks_encrypt_body(args.plaintext_bytes)?);
+        key
+    } else {
+        let key_id = match &args.key_id {
+            Some(k) => k.clone(),
+            None => {
+                let v = call(
+                    &ctx,
+                    "CreateKey",
+                    Bytes::from_static(args.op.create_key_body()),
+                )
+                .await?;
+                v["KeyMetadata"]["KeyId"]
+                    .as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| format!("CreateKey answer has no KeyMetadata.KeyId: {v}"))?
+            }
+        };
+        let message = kms_crypto::random_bytes(args.plaintext_bytes)?;
+        let signature = match (args.op, args.op.signing_algorithm()) {
+            (Op::VerifyRsa | Op::VerifyEcc, Some(alg)) => {
+                let body = serde_json::json!({
+                    "KeyId": key_id, "Message": b64(&message), "MessageType": "RAW",
+                    "SigningAlgorithm": alg,
+                });
+                let v = call(&ctx, "Sign", Bytes::from(serde_json::to_vec(&body)?)).await?;
+                Some(
+                    v["Signature"]
+                        .as_str()
+                        .map(str::to_owned)
+                        .ok_or_else(|| format!("Sign answer has no Signature: {v}"))?,
+                )
+            }
+            _ => None,
+        };
+        ctx.target = Some(format!("TrentService.{}", args.op.api()));
+        ctx.body = Bytes::from(request_body(
+            args.op,
+            &key_id,
+            &message,
+            signature.as_deref(),
+        )?);
+        key_id
     };
-    ctx.target = format!("TrentService.{}", args.op.name());
-    ctx.body = Bytes::from(request_body(args.op, &key_id, args.plaintext_bytes)?);
     let ctx = Arc::new(ctx);
 
     let start = Instant::now();
@@ -238,6 +422,7 @@ async fn run(args: &Args) -> Result<(), BoxError> {
         warm_end,
         deadline: warm_end + Duration::from_secs(args.duration_secs),
     };
+    let cpu_task = tokio::spawn(measure_cpu(timing, args.server_pid.clone()));
     let workers: Vec<_> = (0..args.connections)
         .map(|_| tokio::spawn(worker(Arc::clone(&ctx), timing)))
         .collect();
@@ -249,12 +434,18 @@ async fn run(args: &Args) -> Result<(), BoxError> {
         http_errors += r.http_errors;
         transport_errors += r.transport_errors;
     }
+    let cpu = cpu_task.await.ok().flatten();
     latencies.sort_unstable();
     let requests = latencies.len() as u64 + transport_errors;
     let errors = http_errors + transport_errors;
     let duration_secs = args.duration_secs as f64;
+    let mean_ms = if latencies.is_empty() {
+        0.0
+    } else {
+        latencies.iter().sum::<u64>() as f64 / latencies.len() as f64 / 1000.0
+    };
     let summary = Summary {
-        op: args.op.name(),
+        op: args.op.label(),
         connections: args.connections,
         duration_secs,
         requests,
@@ -265,20 +456,26 @@ async fn run(args: &Args) -> Result<(), BoxError> {
             0.0
         },
         p50_ms: percentile_ms(&latencies, 0.50),
+        p90_ms: percentile_ms(&latencies, 0.90),
         p99_ms: percentile_ms(&latencies, 0.99),
         p999_ms: percentile_ms(&latencies, 0.999),
         max_ms: latencies.last().map_or(0.0, |&us| us as f64 / 1000.0),
+        mean_ms,
+        cpu,
     };
     print_summary(&summary, args.json, &key_id);
     Ok(())
 }
 
-/// Parses `http://host:port`, resolves it and insists every address is loopback.
-async fn resolve_loopback(endpoint: &str) -> Result<(SocketAddr, String), BoxError> {
+/// Parses `http(s)://host:port`, resolves it and insists every address is loopback; returns
+/// the address, the `host:port` authority and whether it is HTTPS.
+async fn resolve_loopback(endpoint: &str) -> Result<(SocketAddr, String, bool), BoxError> {
     let uri: hyper::Uri = endpoint.parse()?;
-    if uri.scheme_str() != Some("http") {
-        return Err(format!("endpoint must be http://host:port, not {endpoint}").into());
-    }
+    let https = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
+        _ => return Err(format!("endpoint must be http(s)://host:port, not {endpoint}").into()),
+    };
     let authority = uri.authority().ok_or("endpoint has no host:port")?;
     let port = authority
         .port_u16()
@@ -287,13 +484,47 @@ async fn resolve_loopback(endpoint: &str) -> Result<(SocketAddr, String), BoxErr
         tokio::net::lookup_host((authority.host().trim_matches(['[', ']']), port))
             .await?
             .collect();
-    let first = *addrs.first().ok_or("endpoint host did not resolve")?;
+    // Prefer IPv4 (servers here listen on 127.0.0.1; `localhost` may resolve to ::1 first).
+    let first = *addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .ok_or("endpoint host did not resolve")?;
     if !addrs.iter().all(|a| a.ip().is_loopback()) {
         return Err(
             format!("kmsd-bench only sends to loopback addresses; {endpoint} is not").into(),
         );
     }
-    Ok((first, authority.as_str().to_owned()))
+    Ok((first, authority.as_str().to_owned(), https))
+}
+
+/// A rustls client (TLS 1.3/1.2, aws-lc-rs) trusting the system roots plus `ca_file`.
+fn tls_settings(authority: &str, ca_file: Option<&Path>) -> Result<Tls, BoxError> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(c);
+    }
+    if let Some(path) = ca_file {
+        for c in rustls::pki_types::CertificateDer::pem_file_iter(path)
+            .map_err(|e| format!("{}: {e}", path.display()))?
+        {
+            roots.add(c.map_err(|e| format!("{}: {e}", path.display()))?)?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let host = authority
+        .rsplit_once(':')
+        .map_or(authority, |(h, _)| h)
+        .trim_matches(['[', ']']);
+    Ok(Tls {
+        connector: tokio_rustls::TlsConnector::from(Arc::new(cfg)),
+        name: rustls::pki_types::ServerName::try_from(host.to_owned())?,
+    })
 }
 
 /// Reads `aws_access_key_id` and `aws_secret_access_key` of `[default]` from a shared
@@ -324,17 +555,57 @@ fn read_credentials(path: &Path) -> Result<(String, String), BoxError> {
     }
 }
 
-/// The JSON body sent for `op` (the same for every request).
-fn request_body(op: Op, key_id: &str, plaintext_bytes: usize) -> Result<Vec<u8>, BoxError> {
+/// Standard base64.
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// The JSON body sent for a kmsd `op` (the same for every request).
+fn request_body(
+    op: Op,
+    key_id: &str,
+    message: &[u8],
+    signature: Option<&str>,
+) -> Result<Vec<u8>, BoxError> {
     let key = serde_json::Value::from(key_id);
     let body = match op {
-        Op::Encrypt => {
-            let plaintext = kms_crypto::random_bytes(plaintext_bytes)?;
-            let b64 = base64::engine::general_purpose::STANDARD.encode(&plaintext[..]);
-            serde_json::json!({ "KeyId": key, "Plaintext": b64 })
-        }
+        Op::Encrypt => serde_json::json!({ "KeyId": key, "Plaintext": b64(message) }),
         Op::GenerateDataKey => serde_json::json!({ "KeyId": key, "KeySpec": "AES_256" }),
+        Op::SignRsa | Op::SignEcc => serde_json::json!({
+            "KeyId": key, "Message": b64(message), "MessageType": "RAW",
+            "SigningAlgorithm": op.signing_algorithm(),
+        }),
+        Op::VerifyRsa | Op::VerifyEcc => serde_json::json!({
+            "KeyId": key, "Message": b64(message), "MessageType": "RAW",
+            "SigningAlgorithm": op.signing_algorithm(),
+            "Signature": signature.ok_or("Verify needs a signature")?,
+        }),
+        Op::GenerateMac => serde_json::json!({
+            "KeyId": key, "Message": b64(message), "MacAlgorithm": "HMAC_SHA_256",
+        }),
+        Op::XksEncrypt => return Err("xks-encrypt has no kmsd request body".into()),
     };
+    Ok(serde_json::to_vec(&body)?)
+}
+
+/// The body of an XKS proxy Encrypt as kmsd sends it for a key in an external key store:
+/// `plaintext_bytes` of inner ciphertext, the 33-byte envelope header as AAD, and the SHA_256
+/// ciphertext data integrity value.
+fn xks_encrypt_body(plaintext_bytes: usize) -> Result<Vec<u8>, BoxError> {
+    let plaintext = kms_crypto::random_bytes(plaintext_bytes)?;
+    let aad = kms_crypto::random_bytes(33)?;
+    let body = serde_json::json!({
+        "requestMetadata": {
+            "kmsRequestId": "00000000-0000-4000-8000-000000000000",
+            "kmsOperation": "Encrypt",
+            "awsPrincipalArn": "arn:aws:iam::111122223333:user/admin",
+            "kmsKeyArn": "arn:aws:kms:us-east-1:111122223333:key/00000000-0000-4000-8000-000000000000",
+        },
+        "plaintext": b64(&plaintext),
+        "encryptionAlgorithm": "AES_GCM",
+        "additionalAuthenticatedData": b64(&aad),
+        "ciphertextDataIntegrityValueAlgorithm": "SHA_256",
+    });
     Ok(serde_json::to_vec(&body)?)
 }
 
@@ -345,45 +616,67 @@ fn now_secs() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-/// Builds a freshly signed `POST /` for the current `ctx.target` and `ctx.body`.
-fn signed_request(ctx: &Ctx) -> Result<Request<Full<Bytes>>, BoxError> {
-    let headers = vec![
+/// Builds a freshly signed `POST` of `body` to `ctx.path`, with `target` as `X-Amz-Target`.
+fn signed(ctx: &Ctx, target: Option<&str>, body: &Bytes) -> Result<Request<Full<Bytes>>, BoxError> {
+    let mut headers = vec![
         ("host".to_owned(), ctx.host.clone()),
-        ("content-type".to_owned(), JSON_CT.to_owned()),
-        ("x-amz-target".to_owned(), ctx.target.clone()),
+        ("content-type".to_owned(), ctx.content_type.to_owned()),
     ];
+    if let Some(t) = target {
+        headers.push(("x-amz-target".to_owned(), t.to_owned()));
+    }
     let parts = RequestParts {
         method: "POST",
-        path: "/",
+        path: &ctx.path,
         query: "",
         headers,
-        body: &ctx.body,
+        body,
     };
     let added = sigv4::sign(
         &parts,
         &ctx.access_key_id,
         &ctx.secret,
         &ctx.region,
-        "kms",
+        ctx.service,
         now_secs(),
     )?;
-    let mut builder = Request::builder().method("POST").uri("/");
+    let mut builder = Request::builder().method("POST").uri(ctx.path.as_str());
     for (name, value) in parts.headers.iter().chain(added.iter()) {
         builder = builder.header(name.as_str(), value.as_str());
     }
-    Ok(builder.body(Full::new(ctx.body.clone()))?)
+    Ok(builder.body(Full::new(body.clone()))?)
 }
 
-/// Opens one keep-alive HTTP/1.1 connection; its driver runs on a spawned task.
+/// Builds a freshly signed request of the operation under load.
+fn signed_request(ctx: &Ctx) -> Result<Request<Full<Bytes>>, BoxError> {
+    signed(ctx, ctx.target.as_deref(), &ctx.body)
+}
+
+/// Opens one keep-alive HTTP/1.1 connection (over TLS for `https://`); its driver runs on a
+/// spawned task.
 async fn connect(ctx: &Ctx) -> Result<SendRequest<Full<Bytes>>, BoxError> {
     let stream = TcpStream::connect(ctx.addr).await?;
     stream.set_nodelay(true)?;
-    let io = hyper_util::rt::TokioIo::new(stream);
-    let (sender, conn) = hyper::client::conn::http1::handshake(io).await?;
-    tokio::spawn(async move {
-        // The connection ends when the sender is dropped; errors surface on send_request.
-        let _ = conn.await;
-    });
+    let sender = match &ctx.tls {
+        None => {
+            let (sender, conn) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+            tokio::spawn(async move {
+                // The connection ends when the sender is dropped; errors surface on send_request.
+                let _ = conn.await;
+            });
+            sender
+        }
+        Some(tls) => {
+            let stream = tls.connector.connect(tls.name.clone(), stream).await?;
+            let (sender, conn) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            sender
+        }
+    };
     Ok(sender)
 }
 
@@ -406,22 +699,20 @@ fn note_first_error(msg: impl FnOnce() -> String) {
     }
 }
 
-/// Creates a symmetric key and returns its id.
-async fn create_key(ctx: &Ctx) -> Result<String, BoxError> {
+/// Sends one setup request `TrentService.<operation>` with `body` on a fresh connection;
+/// returns the parsed JSON answer (an error unless 200).
+async fn call(ctx: &Ctx, operation: &str, body: Bytes) -> Result<serde_json::Value, BoxError> {
     let mut sender = connect(ctx).await?;
-    let (status, body) = send(&mut sender, signed_request(ctx)?).await?;
+    let req = signed(ctx, Some(&format!("TrentService.{operation}")), &body)?;
+    let (status, answer) = send(&mut sender, req).await?;
     if status != StatusCode::OK {
         return Err(format!(
-            "CreateKey failed: {status}: {}",
-            String::from_utf8_lossy(&body)
+            "{operation} failed: {status}: {}",
+            String::from_utf8_lossy(&answer)
         )
         .into());
     }
-    let v: serde_json::Value = serde_json::from_slice(&body)?;
-    v["KeyMetadata"]["KeyId"]
-        .as_str()
-        .map(str::to_owned)
-        .ok_or_else(|| format!("CreateKey answer has no KeyMetadata.KeyId: {v}").into())
+    Ok(serde_json::from_slice(&answer)?)
 }
 
 /// One connection's closed loop: send, wait for the answer, record, repeat until the deadline.
@@ -459,12 +750,12 @@ async fn worker(ctx: Arc<Ctx>, timing: Timing) -> WorkerResult {
                     }
                     if status == StatusCode::OK && !validated {
                         validated = true;
-                        if !answer_has_field(&body, ctx.op.answer_field()) {
+                        if !ctx.op.answer_ok(&body) {
                             res.http_errors += 1;
                             note_first_error(|| {
                                 format!(
-                                    "200 without {}: {}",
-                                    ctx.op.answer_field(),
+                                    "unexpected 200 answer to {}: {}",
+                                    ctx.op.label(),
                                     String::from_utf8_lossy(&body)
                                 )
                             });
@@ -492,12 +783,65 @@ async fn worker(ctx: Arc<Ctx>, timing: Timing) -> WorkerResult {
     res
 }
 
-/// Whether a JSON answer has a non-empty string `field` at the top level.
-fn answer_has_field(body: &[u8], field: &str) -> bool {
-    serde_json::from_slice::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| v.get(field).and_then(|f| f.as_str()).map(|s| !s.is_empty()))
-        .unwrap_or(false)
+/// Clock ticks per second of `/proc` CPU times (`USER_HZ`, 100 on Linux).
+const USER_HZ: f64 = 100.0;
+
+/// Busy ticks (all but idle and iowait) of all CPUs, from `/proc/stat`.
+fn machine_busy_ticks() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = text.lines().next()?.strip_prefix("cpu ")?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is already in user).
+    let total: u64 = v.iter().take(8).sum();
+    Some(total - v.get(3)? - v.get(4)?)
+}
+
+/// User plus system ticks of process `pid` (`self` for this one), from `/proc/PID/stat`.
+fn process_ticks(pid: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may contain spaces: fields are counted after its closing parenthesis.
+    let rest = &text[text.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // rest[0] is field 3 (state); utime and stime are fields 14 and 15.
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+}
+
+/// One reading of the machine, this process and each server.
+fn cpu_sample(pids: &[u32]) -> Option<(u64, u64, Vec<Option<u64>>)> {
+    Some((
+        machine_busy_ticks()?,
+        process_ticks("self")?,
+        pids.iter().map(|p| process_ticks(&p.to_string())).collect(),
+    ))
+}
+
+/// Samples CPU times at the start and end of the measured window; `None` if `/proc` is not
+/// readable.
+async fn measure_cpu(timing: Timing, pids: Vec<u32>) -> Option<CpuUse> {
+    tokio::time::sleep_until(timing.warm_end.into()).await;
+    let t0 = Instant::now();
+    let (m0, c0, s0) = cpu_sample(&pids)?;
+    tokio::time::sleep_until(timing.deadline.into()).await;
+    let (m1, c1, s1) = cpu_sample(&pids)?;
+    let secs = t0.elapsed().as_secs_f64().max(1e-3);
+    let cores = |a: u64, b: u64| b.saturating_sub(a) as f64 / USER_HZ / secs;
+    let servers: Vec<(u32, f64)> = pids
+        .iter()
+        .zip(s0.iter().zip(s1.iter()))
+        .filter_map(|(p, (a, b))| Some((*p, cores((*a)?, (*b)?))))
+        .collect();
+    let machine = cores(m0, m1);
+    let client = cores(c0, c1);
+    let other = (machine - client - servers.iter().map(|s| s.1).sum::<f64>()).max(0.0);
+    Some(CpuUse {
+        machine,
+        client,
+        servers,
+        other,
+    })
 }
 
 /// Nearest-rank percentile of sorted microsecond latencies, in milliseconds.
@@ -509,9 +853,22 @@ fn percentile_ms(sorted_us: &[u64], q: f64) -> f64 {
     sorted_us[rank - 1] as f64 / 1000.0
 }
 
+/// Rounds to 3 decimals (for JSON output).
+fn r3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
 /// Prints the summary as text, or as one JSON line.
 fn print_summary(s: &Summary, json: bool, key_id: &str) {
     if json {
+        let cpu = s.cpu.as_ref().map(|c| {
+            serde_json::json!({
+                "machine_cores": r3(c.machine),
+                "client_cores": r3(c.client),
+                "server_cores": c.servers.iter().map(|(p, x)| serde_json::json!({"pid": p, "cores": r3(*x)})).collect::<Vec<_>>(),
+                "other_cores": r3(c.other),
+            })
+        });
         let v = serde_json::json!({
             "op": s.op,
             "connections": s.connections,
@@ -520,9 +877,12 @@ fn print_summary(s: &Summary, json: bool, key_id: &str) {
             "errors": s.errors,
             "requests_per_sec": (s.rps * 10.0).round() / 10.0,
             "p50_ms": s.p50_ms,
+            "p90_ms": s.p90_ms,
             "p99_ms": s.p99_ms,
             "p999_ms": s.p999_ms,
             "max_ms": s.max_ms,
+            "mean_ms": r3(s.mean_ms),
+            "cpu": cpu,
             "key_id": key_id,
             "first_error": FIRST_ERROR.get(),
         });
@@ -537,9 +897,23 @@ fn print_summary(s: &Summary, json: bool, key_id: &str) {
     println!("errors:      {}", s.errors);
     println!("requests/s:  {:.1}", s.rps);
     println!(
-        "latency ms:  p50 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}",
-        s.p50_ms, s.p99_ms, s.p999_ms, s.max_ms
+        "latency ms:  p50 {:.3}  p90 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}  mean {:.3}",
+        s.p50_ms, s.p90_ms, s.p99_ms, s.p999_ms, s.max_ms, s.mean_ms
     );
+    if let Some(c) = &s.cpu {
+        let servers: Vec<String> = c
+            .servers
+            .iter()
+            .map(|(p, x)| format!("pid {p} {x:.2}"))
+            .collect();
+        println!(
+            "cpu cores:   machine {:.2}  client {:.2}  servers [{}]  other {:.2}",
+            c.machine,
+            c.client,
+            servers.join(", "),
+            c.other
+        );
+    }
     if let Some(e) = FIRST_ERROR.get() {
         println!("first error: {e}");
     }
@@ -554,13 +928,13 @@ fn raw_aes(args: &Args) -> Result<(), BoxError> {
     let buf = vec![0u8; args.plaintext_bytes];
 
     let key = kms_crypto::AesGcmKey::new(&[0u8; 32])?;
-    let (n, elapsed) = time_loop(secs, || {
+    let (n, elapsed) = time_loop(secs, 1024, || {
         std::hint::black_box(key.seal(b"", &buf)?);
         Ok(())
     })?;
     report_raw(args, "raw-aes-256-gcm-seal", n, elapsed, buf.len());
 
-    let (n, elapsed) = time_loop(secs, || {
+    let (n, elapsed) = time_loop(secs, 1024, || {
         std::hint::black_box(kms_crypto::random_array::<12>()?);
         Ok(())
     })?;
@@ -571,7 +945,7 @@ fn raw_aes(args: &Args) -> Result<(), BoxError> {
     );
     let mut counter = 0u64;
     let mut in_out = Vec::with_capacity(buf.len() + 16);
-    let (n, elapsed) = time_loop(secs, || {
+    let (n, elapsed) = time_loop(secs, 1024, || {
         counter += 1;
         let mut iv = [0u8; 12];
         iv[..8].copy_from_slice(&counter.to_le_bytes());
@@ -588,21 +962,27 @@ fn raw_aes(args: &Args) -> Result<(), BoxError> {
 
 /// Hidden mode: SigV4 signing of a typical Encrypt request in a loop on this thread.
 fn raw_sign(args: &Args) -> Result<(), BoxError> {
+    let message = kms_crypto::random_bytes(args.plaintext_bytes)?;
     let ctx = Ctx {
         addr: SocketAddr::from(([127, 0, 0, 1], 1)),
         host: "127.0.0.1:1".to_owned(),
+        tls: None,
         access_key_id: "bench".to_owned(),
         secret: "bench".to_owned(),
         region: args.region.clone(),
-        target: "TrentService.Encrypt".to_owned(),
+        service: "kms",
+        path: "/".to_owned(),
+        content_type: JSON_CT,
+        target: Some("TrentService.Encrypt".to_owned()),
         body: Bytes::from(request_body(
             Op::Encrypt,
             "00000000-0000-0000-0000-000000000000",
-            args.plaintext_bytes,
+            &message,
+            None,
         )?),
         op: Op::Encrypt,
     };
-    let (n, elapsed) = time_loop(args.duration_secs.max(1), || {
+    let (n, elapsed) = time_loop(args.duration_secs.max(1), 1024, || {
         std::hint::black_box(signed_request(&ctx)?);
         Ok(())
     })?;
@@ -616,19 +996,162 @@ fn raw_sign(args: &Args) -> Result<(), BoxError> {
     Ok(())
 }
 
-/// Calls `f` repeatedly for about `secs` seconds; returns the count and elapsed time.
+/// Hidden mode: the primitives behind Sign, Verify and GenerateMac on one thread, each timed
+/// twice: bare aws-lc-rs with the key parsed once ("raw-aws-lc-rs-..."), and the `kms_crypto`
+/// call kmsd makes per request ("raw-kms-crypto-..."), which parses the PKCS#8 private key or the
+/// SubjectPublicKeyInfo (or builds the HMAC key) every time.
+fn raw_asym(args: &Args) -> Result<(), BoxError> {
+    use aws_lc_rs::signature::{
+        EcdsaKeyPair, ParsedPublicKey, ECDSA_P256_SHA256_ASN1, ECDSA_P256_SHA256_ASN1_SIGNING,
+        RSA_PSS_2048_8192_SHA256, RSA_PSS_SHA256,
+    };
+    use aws_lc_rs::{hmac, rand::SystemRandom, rsa};
+    use kms_crypto::asymmetric::{
+        self as asym, AsymmetricSpec, HmacAlgorithm, SignInput, SigningAlgorithm,
+    };
+    let secs = args.duration_secs.max(1);
+    let msg = kms_crypto::random_bytes(args.plaintext_bytes)?;
+    let msg: &[u8] = &msg;
+    let bytes = msg.len();
+    let rng = SystemRandom::new();
+    fn rejected<E>(what: &'static str) -> impl Fn(E) -> BoxError {
+        move |_| what.into()
+    }
+
+    // RSA-2048, RSASSA-PSS with SHA-256.
+    let spec = AsymmetricSpec::Rsa2048;
+    let pkcs8 = asym::generate_private_key(spec)?;
+    let spki = asym::public_key_spki(spec, &pkcs8)?;
+    let key = rsa::KeyPair::from_pkcs8(&pkcs8).map_err(rejected("RSA key rejected"))?;
+    let mut sig = vec![0u8; key.public_modulus_len()];
+    let (n, t) = time_loop(secs, 16, || {
+        key.sign(&RSA_PSS_SHA256, &rng, msg, &mut sig)
+            .map_err(rejected("RSA sign failed"))?;
+        std::hint::black_box(&sig);
+        Ok(())
+    })?;
+    report_raw(args, "raw-aws-lc-rs-rsa2048-pss-sha256-sign", n, t, bytes);
+    let (n, t) = time_loop(secs, 16, || {
+        let s = asym::sign(
+            spec,
+            &pkcs8,
+            SigningAlgorithm::RsaPssSha256,
+            SignInput::Raw(msg),
+        )?;
+        std::hint::black_box(s);
+        Ok(())
+    })?;
+    report_raw(args, "raw-kms-crypto-rsa2048-pss-sha256-sign", n, t, bytes);
+    let public = ParsedPublicKey::new(&RSA_PSS_2048_8192_SHA256, &spki)
+        .map_err(rejected("RSA public key rejected"))?;
+    let (n, t) = time_loop(secs, 64, || {
+        public
+            .verify_sig(msg, &sig)
+            .map_err(rejected("RSA verify failed"))?;
+        Ok(())
+    })?;
+    report_raw(args, "raw-aws-lc-rs-rsa2048-pss-sha256-verify", n, t, bytes);
+    let (n, t) = time_loop(secs, 64, || {
+        let ok = asym::verify(
+            spec,
+            &spki,
+            SigningAlgorithm::RsaPssSha256,
+            SignInput::Raw(msg),
+            &sig,
+        )?;
+        if !ok {
+            return Err("RSA verify failed".into());
+        }
+        Ok(())
+    })?;
+    report_raw(
+        args,
+        "raw-kms-crypto-rsa2048-pss-sha256-verify",
+        n,
+        t,
+        bytes,
+    );
+
+    // ECC_NIST_P256, ECDSA with SHA-256 (DER signatures).
+    let spec = AsymmetricSpec::EccNistP256;
+    let pkcs8 = asym::generate_private_key(spec)?;
+    let spki = asym::public_key_spki(spec, &pkcs8)?;
+    let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &pkcs8)
+        .map_err(rejected("P-256 key rejected"))?;
+    let mut last_sig = Vec::new();
+    let (n, t) = time_loop(secs, 64, || {
+        let s = key.sign(&rng, msg).map_err(rejected("ECDSA sign failed"))?;
+        last_sig.clear();
+        last_sig.extend_from_slice(s.as_ref());
+        Ok(())
+    })?;
+    report_raw(args, "raw-aws-lc-rs-p256-ecdsa-sha256-sign", n, t, bytes);
+    let (n, t) = time_loop(secs, 64, || {
+        let s = asym::sign(
+            spec,
+            &pkcs8,
+            SigningAlgorithm::EcdsaSha256,
+            SignInput::Raw(msg),
+        )?;
+        std::hint::black_box(s);
+        Ok(())
+    })?;
+    report_raw(args, "raw-kms-crypto-p256-ecdsa-sha256-sign", n, t, bytes);
+    let public = ParsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, &spki)
+        .map_err(rejected("P-256 public key rejected"))?;
+    let (n, t) = time_loop(secs, 64, || {
+        public
+            .verify_sig(msg, &last_sig)
+            .map_err(rejected("ECDSA verify failed"))?;
+        Ok(())
+    })?;
+    report_raw(args, "raw-aws-lc-rs-p256-ecdsa-sha256-verify", n, t, bytes);
+    let (n, t) = time_loop(secs, 64, || {
+        let ok = asym::verify(
+            spec,
+            &spki,
+            SigningAlgorithm::EcdsaSha256,
+            SignInput::Raw(msg),
+            &last_sig,
+        )?;
+        if !ok {
+            return Err("ECDSA verify failed".into());
+        }
+        Ok(())
+    })?;
+    report_raw(args, "raw-kms-crypto-p256-ecdsa-sha256-verify", n, t, bytes);
+
+    // HMAC_256 key, HMAC-SHA-256.
+    let secret = asym::hmac_generate_key(HmacAlgorithm::Sha256)?;
+    let key = hmac::Key::new(hmac::HMAC_SHA256, &secret);
+    let (n, t) = time_loop(secs, 1024, || {
+        std::hint::black_box(hmac::sign(&key, msg));
+        Ok(())
+    })?;
+    report_raw(args, "raw-aws-lc-rs-hmac-sha256", n, t, bytes);
+    let (n, t) = time_loop(secs, 1024, || {
+        std::hint::black_box(asym::hmac_sign(HmacAlgorithm::Sha256, &secret, msg));
+        Ok(())
+    })?;
+    report_raw(args, "raw-kms-crypto-hmac-sha256", n, t, bytes);
+    Ok(())
+}
+
+/// Calls `f` repeatedly, checking the clock every `batch` calls, for about `secs` seconds;
+/// returns the count and elapsed time.
 fn time_loop(
     secs: u64,
+    batch: u64,
     mut f: impl FnMut() -> Result<(), BoxError>,
 ) -> Result<(u64, Duration), BoxError> {
     let start = Instant::now();
     let end = start + Duration::from_secs(secs);
     let mut n = 0u64;
     loop {
-        for _ in 0..1024 {
+        for _ in 0..batch {
             f()?;
         }
-        n += 1024;
+        n += batch;
         if Instant::now() >= end {
             return Ok((n, start.elapsed()));
         }
