@@ -152,6 +152,11 @@ impl Pattern {
         self.pieces == [Piece::Star]
     }
 
+    /// Whether matching reads the request context (the pattern has a policy variable).
+    pub(crate) fn has_variables(&self) -> bool {
+        self.pieces.iter().any(|p| matches!(p, Piece::Var { .. }))
+    }
+
     /// Whether `text` matches the whole pattern.
     pub(crate) fn matches(&self, text: &str, ctx: &ConditionContext) -> bool {
         let pieces = self.pieces.as_slice();
@@ -263,6 +268,11 @@ impl ArnPattern {
     /// Whether the pattern is the single wildcard `*`.
     pub(crate) fn is_star(&self) -> bool {
         self.whole.is_star()
+    }
+
+    /// Whether matching reads the request context (the pattern has a policy variable).
+    pub(crate) fn has_variables(&self) -> bool {
+        self.whole.has_variables()
     }
 
     /// Whether `text` matches.

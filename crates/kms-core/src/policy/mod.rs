@@ -320,6 +320,15 @@ impl Policy {
             .any(|st| st.conditions.iter().any(|c| c.key() == key))
     }
 
+    /// Whether evaluating this policy reads the request's condition context at all (a
+    /// statement has a Condition, or a Resource with a policy variable). When no evaluated
+    /// policy does, callers can skip building the context.
+    pub fn reads_context(&self) -> bool {
+        self.statements.iter().any(|st| {
+            !st.conditions.is_empty() || st.resource.patterns.iter().any(|p| p.has_variables())
+        })
+    }
+
     /// Evaluates the statements that apply to this request (all of them: the result does not
     /// depend on statement order except which Deny is reported).
     pub fn evaluate(&self, req: &Request<'_>) -> Evaluation {

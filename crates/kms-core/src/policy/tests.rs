@@ -2208,3 +2208,17 @@ fn policy_eval_timing() {
     let per = start.elapsed().as_nanos() / u128::from(n);
     println!("policy evaluate: {per} ns/eval (3 statements, 4 conditions)");
 }
+
+#[test]
+fn policy_reads_context_only_with_conditions_or_variables() {
+    let id = |body: &str| Policy::parse(body, PolicyKind::Identity).map(|p| p.reads_context());
+    let plain = r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"kms:*","Resource":"*"}}"#;
+    assert_eq!(id(plain), Ok(false));
+    let cond = r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"kms:*","Resource":"*","Condition":{"Bool":{"aws:SecureTransport":"true"}}}}"#;
+    assert_eq!(id(cond), Ok(true));
+    let var = r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"kms:*","Resource":"arn:aws:kms:*:*:alias/${aws:username}"}}"#;
+    assert_eq!(id(var), Ok(true));
+    // Without the 2012-10-17 version, `${...}` is literal text.
+    let literal = r#"{"Statement":{"Effect":"Allow","Action":"kms:*","Resource":"arn:aws:kms:*:*:alias/${aws:username}"}}"#;
+    assert_eq!(id(literal), Ok(false));
+}

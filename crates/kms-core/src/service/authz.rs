@@ -120,15 +120,23 @@ impl Service {
         let policy_owner = caller.principal_arn.clone();
         let identity = self.identity_policies(&role_or_self(caller, &policy_owner))?;
         let key_policy = key.map(|k| self.key_policy(k)).transpose()?;
-        let mut context = self.condition_context(caller, action, key, &identity.tags);
-        if let Some(k) = key {
-            // kms:ResourceAliases costs a store read: only when some policy reads it.
-            let reads_aliases = key_policy
+        let policies = || {
+            key_policy
                 .iter()
                 .map(|p| p.as_ref())
                 .chain(identity.policies.iter())
-                .any(|p| p.uses_condition_key(RESOURCE_ALIASES));
-            if reads_aliases {
+        };
+        // Building the condition context costs a dozen allocations per request: only when a
+        // policy reads it (grants, checked last, build their own).
+        let reads_context = policies().any(Policy::reads_context);
+        let mut context = if reads_context {
+            self.condition_context(caller, action, key, &identity.tags)
+        } else {
+            ConditionContext::new()
+        };
+        if let Some(k) = key {
+            // kms:ResourceAliases costs a store read: only when some policy reads it.
+            if policies().any(|p| p.uses_condition_key(RESOURCE_ALIASES)) {
                 context.set_many(RESOURCE_ALIASES, self.alias_names_of(k)?);
             }
         }
@@ -176,7 +184,12 @@ impl Service {
         let same_account = caller.account == key.account;
         let allowed = (e.allow_principal && (same_account || id_allow))
             || (e.allow_account && id_allow)
-            || self.grant_allows(caller, action, key, &context);
+            || if reads_context {
+                self.grant_allows(caller, action, key, &context)
+            } else {
+                let full = self.condition_context(caller, action, Some(key), &identity.tags);
+                self.grant_allows(caller, action, key, &full)
+            };
         if allowed {
             return Ok(());
         }
