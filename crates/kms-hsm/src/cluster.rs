@@ -245,11 +245,77 @@ pub(crate) fn establish(tokens: &[TokenRef], so_pins: &[&str]) -> Result<Vec<u8>
     Ok(cluster_key_id)
 }
 
+/// Wraps key `id` of `source` under its cluster wrapping key (`C_WrapKey`,
+/// `CKM_AES_KEY_WRAP_PAD`): the blob is ciphertext only a token holding the same cluster
+/// wrapping key can unwrap. Returns the cluster key id (`CKA_ID`) and the blob.
+pub fn wrap_under_cluster_key(
+    source: &Hsm,
+    id: &[u8; 16],
+) -> Result<(Vec<u8>, Zeroizing<Vec<u8>>), HsmError> {
+    let (cwk, cwk_id) = {
+        // Released before `with_key` takes a session (a pool of one must not deadlock).
+        let mut s = source.session()?;
+        let r = find_cluster_key_in(&s, source.token_label());
+        let cwk = s
+            .check(r)?
+            .ok_or_else(|| HsmError::ClusterKeyNotFound(source.token_label().to_string()))?;
+        let r = id_of(&s, cwk);
+        (cwk, s.check(r)?)
+    };
+    let wrapped = source.with_key(
+        id,
+        |s, h| s.wrap_key(&Mechanism::AesKeyWrapPad, cwk, h),
+        map_ck,
+    )?;
+    Ok((cwk_id, Zeroizing::new(wrapped)))
+}
+
+/// Unwraps a blob made by [`wrap_under_cluster_key`] on `target` as the persistent KMS key `id`
+/// (with the KMS key policy, which the wrapping key's `CKA_UNWRAP_TEMPLATE` enforces). A target
+/// already holding `id` is left alone, so the call is idempotent. `from` names the blob's origin
+/// in errors.
+pub fn unwrap_under_cluster_key(
+    target: &Hsm,
+    id: &[u8; 16],
+    label: &str,
+    wrapped: &[u8],
+    from: &str,
+) -> Result<(), HsmError> {
+    if target.has_key(id)? {
+        return Ok(());
+    }
+    let mut s = target.session()?;
+    let r = find_cluster_key_in(&s, target.token_label());
+    let cwk = s
+        .check(r)?
+        .ok_or_else(|| HsmError::ClusterKeyNotFound(target.token_label().to_string()))?;
+    let r = s.unwrap_key(
+        &Mechanism::AesKeyWrapPad,
+        cwk,
+        wrapped,
+        &template::kms_key_template(id, label, false),
+    );
+    if let Err(e) = r {
+        let err = match rv_of(&e) {
+            // AES-KWP integrity check failed: a different wrapping key.
+            Some(
+                RvError::GeneralError | RvError::WrappedKeyInvalid | RvError::EncryptedDataInvalid,
+            ) => HsmError::ClusterKeyMismatch(format!(
+                "{:?} cannot unwrap a key wrapped by {from}",
+                target.token_label()
+            )),
+            _ => map_ck(e),
+        };
+        return s.check(Err(err));
+    }
+    tracing::debug!(from = %from, to = %target.token_label(), key_id = %hex::encode(id), "unwrapped HSM key");
+    Ok(())
+}
+
 /// Makes the key `id` present on every HSM in `targets` (it exists on `source`) without its
-/// plaintext ever leaving hardware: `C_WrapKey(CKM_AES_KEY_WRAP_PAD)` under the cluster
-/// wrapping key on `source`, `C_UnwrapKey` under the same key on each target, with the KMS key
-/// policy (which the wrapping key's `CKA_UNWRAP_TEMPLATE` enforces). Targets that already hold
-/// the key are skipped, so the call is idempotent. All tokens must belong to one cluster (see
+/// plaintext ever leaving hardware: [`wrap_under_cluster_key`] on `source`,
+/// [`unwrap_under_cluster_key`] on each target. Targets that already hold the key are skipped,
+/// so the call is idempotent. All tokens must belong to one cluster (see
 /// [`crate::admin::establish_cluster_wrapping_key`]).
 pub fn replicate_key(
     source: &Hsm,
@@ -258,59 +324,17 @@ pub fn replicate_key(
     label: &str,
 ) -> Result<(), HsmError> {
     let mut blob: Option<Zeroizing<Vec<u8>>> = None;
+    let from = format!("{:?}", source.token_label());
     for target in targets {
         if target.has_key(id)? {
             continue;
         }
         if blob.is_none() {
-            let cwk = {
-                // Released before `with_key` takes a session (a pool of one must not deadlock).
-                let mut s = source.session()?;
-                let r = find_cluster_key_in(&s, source.token_label());
-                s.check(r)?
-                    .ok_or_else(|| HsmError::ClusterKeyNotFound(source.token_label().to_string()))?
-            };
-            let wrapped = source.with_key(
-                id,
-                |s, h| s.wrap_key(&Mechanism::AesKeyWrapPad, cwk, h),
-                map_ck,
-            )?;
-            blob = Some(Zeroizing::new(wrapped));
+            blob = Some(wrap_under_cluster_key(source, id)?.1);
         }
-        let Some(wrapped) = blob.as_ref() else {
-            continue;
-        };
-        let mut s = target.session()?;
-        let r = find_cluster_key_in(&s, target.token_label());
-        let cwk = s
-            .check(r)?
-            .ok_or_else(|| HsmError::ClusterKeyNotFound(target.token_label().to_string()))?;
-        let r = s.unwrap_key(
-            &Mechanism::AesKeyWrapPad,
-            cwk,
-            wrapped,
-            &template::kms_key_template(id, label, false),
-        );
-        match r {
-            Ok(_) => {}
-            Err(e) => {
-                let err = match rv_of(&e) {
-                    // AES-KWP integrity check failed: a different wrapping key.
-                    Some(
-                        RvError::GeneralError
-                        | RvError::WrappedKeyInvalid
-                        | RvError::EncryptedDataInvalid,
-                    ) => HsmError::ClusterKeyMismatch(format!(
-                        "{:?} cannot unwrap a key wrapped by {:?}",
-                        target.token_label(),
-                        source.token_label()
-                    )),
-                    _ => map_ck(e),
-                };
-                return s.check(Err(err));
-            }
+        if let Some(wrapped) = blob.as_ref() {
+            unwrap_under_cluster_key(target, id, label, wrapped, &from)?;
         }
-        tracing::debug!(from = %source.token_label(), to = %target.token_label(), key_id = %hex::encode(id), "replicated HSM key");
     }
     Ok(())
 }

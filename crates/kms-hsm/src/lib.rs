@@ -28,7 +28,7 @@ pub mod xks;
 #[cfg(test)]
 mod tests;
 
-pub use cluster::replicate_key;
+pub use cluster::{replicate_key, unwrap_under_cluster_key, wrap_under_cluster_key};
 pub use error::HsmError;
 pub use hsm::{Hsm, DEFAULT_POOL_SIZE, GCM_TAG_LEN};
 pub use module::refresh_module;

@@ -413,6 +413,9 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
                 if let Err(e) = service.sweep_due_rotations().await {
                     tracing::error!(error = %e, "rotation sweep failed");
                 }
+                if let Err(e) = service.sweep_due_backups().await {
+                    tracing::error!(error = %e, "cluster backup sweep failed");
+                }
             }
         })
     };

@@ -112,12 +112,10 @@ impl HsmDriver for Pkcs11Driver {
         &self,
         hsms: &[(&DeclaredHsm, &str)],
         _user_pin: &str,
-    ) -> Result<(), HsmFault> {
+    ) -> Result<Vec<u8>, HsmFault> {
         let tokens: Vec<TokenRef> = hsms.iter().map(|(h, _)| token(h)).collect();
         let so_pins: Vec<&str> = hsms.iter().map(|(_, p)| *p).collect();
-        kms_hsm::admin::establish_cluster_wrapping_key(&tokens, &so_pins)
-            .map(|_| ())
-            .map_err(fault)
+        kms_hsm::admin::establish_cluster_wrapping_key(&tokens, &so_pins).map_err(fault)
     }
 
     fn replicate_key(
@@ -127,15 +125,37 @@ impl HsmDriver for Pkcs11Driver {
         id: &[u8; 16],
         label: &str,
     ) -> Result<(), HsmFault> {
-        let src = source
-            .as_any()
-            .downcast_ref::<Session>()
-            .ok_or_else(|| HsmFault::Other("not a PKCS#11 session".into()))?;
-        let dst: Vec<&Hsm> = targets
-            .iter()
-            .map(|t| t.as_any().downcast_ref::<Session>().map(|s| &s.0))
-            .collect::<Option<Vec<_>>>()
-            .ok_or_else(|| HsmFault::Other("not a PKCS#11 session".into()))?;
-        kms_hsm::replicate_key(&src.0, &dst, id, label).map_err(fault)
+        let src = pkcs11(source)?;
+        let dst: Vec<&Hsm> = targets.iter().map(pkcs11).collect::<Result<Vec<_>, _>>()?;
+        kms_hsm::replicate_key(src, &dst, id, label).map_err(fault)
     }
+
+    fn wrap_for_backup(
+        &self,
+        source: &Arc<dyn HsmSession>,
+        id: &[u8; 16],
+    ) -> Result<(Vec<u8>, Vec<u8>), HsmFault> {
+        let (cwk_id, blob) = kms_hsm::wrap_under_cluster_key(pkcs11(source)?, id).map_err(fault)?;
+        // The blob is ciphertext under a key that never leaves the HSMs.
+        Ok((cwk_id, blob.to_vec()))
+    }
+
+    fn restore_from_backup(
+        &self,
+        target: &Arc<dyn HsmSession>,
+        id: &[u8; 16],
+        label: &str,
+        blob: &[u8],
+    ) -> Result<(), HsmFault> {
+        kms_hsm::unwrap_under_cluster_key(pkcs11(target)?, id, label, blob, "a cluster backup")
+            .map_err(fault)
+    }
+}
+
+/// The PKCS#11 HSM behind a session of this driver.
+fn pkcs11(s: &Arc<dyn HsmSession>) -> Result<&Hsm, HsmFault> {
+    s.as_any()
+        .downcast_ref::<Session>()
+        .map(|s| &s.0)
+        .ok_or_else(|| HsmFault::Other("not a PKCS#11 session".into()))
 }

@@ -462,7 +462,7 @@ fn sts_error(e: &KmsError, request_id: &str) -> Response {
 }
 
 /// `--dev` only: moves the service clock forward by the number of seconds in the body and runs
-/// the deletion sweeper at once. Lets tests see scheduled deletions happen.
+/// the sweepers (deletions, rotations, daily cluster backups) at once. Lets tests see scheduled deletions happen.
 async fn advance_clock(app: &AppState, body: &[u8], request_id: &str) -> Response {
     let secs: Option<i64> = std::str::from_utf8(body)
         .ok()
@@ -475,21 +475,19 @@ async fn advance_clock(app: &AppState, body: &[u8], request_id: &str) -> Respons
         return json_error(&e, request_id);
     };
     app.clock.advance_ms(secs.saturating_mul(1000));
-    let swept = match app.service.sweep_due_deletions().await {
-        Ok(deleted) => app
-            .service
-            .sweep_due_rotations()
-            .await
-            .map(|rotated| (deleted, rotated)),
-        Err(e) => Err(e),
+    let swept = async {
+        let deleted = app.service.sweep_due_deletions().await?;
+        let rotated = app.service.sweep_due_rotations().await?;
+        let backed_up = app.service.sweep_due_backups().await?;
+        Ok::<_, KmsError>((deleted, rotated, backed_up))
     };
-    match swept {
-        Ok((deleted, rotated)) => respond(
+    match swept.await {
+        Ok((deleted, rotated, backed_up)) => respond(
             200,
             "application/json",
             request_id,
             None,
-            format!("{{\"DeletedKeys\":{deleted},\"RotatedKeys\":{rotated}}}").into_bytes(),
+            format!("{{\"DeletedKeys\":{deleted},\"RotatedKeys\":{rotated},\"BackedUpClusters\":{backed_up}}}").into_bytes(),
         ),
         Err(e) => json_error(&e, request_id),
     }

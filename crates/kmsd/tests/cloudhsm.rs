@@ -66,7 +66,7 @@ fn hsm_setup(dir: &Path) -> std::path::PathBuf {
     )
     .unwrap();
     std::env::set_var("SOFTHSM2_CONF", &conf);
-    for label in ["hsm-a", "hsm-b", "hsm-c"] {
+    for label in ["hsm-a", "hsm-b", "hsm-c", "hsm-d", "hsm-e"] {
         run(Command::new("softhsm2-util").args([
             "--init-token",
             "--free",
@@ -81,9 +81,10 @@ fn hsm_setup(dir: &Path) -> std::path::PathBuf {
     std::fs::write(dir.join("so-pin"), SO_PIN).unwrap();
     let module = "/usr/lib/softhsm/libsofthsm2.so";
     let mut toml = String::new();
-    for z in ["a", "b", "c"] {
+    // hsm-d and hsm-e stand in zones a and b for a cluster restored from a backup.
+    for (label, z) in [("a", "a"), ("b", "b"), ("c", "c"), ("d", "a"), ("e", "b")] {
         toml.push_str(&format!(
-            "[[hsm]]\nmodule = \"{module}\"\ntoken_label = \"hsm-{z}\"\navailability_zone = \"us-east-1{z}\"\nso_pin_file = \"{}\"\n\n",
+            "[[hsm]]\nmodule = \"{module}\"\ntoken_label = \"hsm-{label}\"\navailability_zone = \"us-east-1{z}\"\nso_pin_file = \"{}\"\n\n",
             dir.join("so-pin").display()
         ));
     }
@@ -480,6 +481,118 @@ async fn cloudhsm_key_store_with_softhsm() {
         .await
         .unwrap();
     assert_eq!(pt.plaintext().unwrap().as_ref(), b"inside the HSM");
+
+    // Backups were taken at activation and when HSMs joined; a cluster created from the latest
+    // one receives the key (wrapped inside the HSMs) and shares the backup history.
+    let b = aws(
+        &server,
+        &[
+            "cloudhsmv2",
+            "describe-backups",
+            "--filters",
+            &format!("clusterIds={cluster}"),
+        ],
+    );
+    let backups = b["Backups"].as_array().unwrap();
+    assert_eq!(
+        backups.len(),
+        2,
+        "activation and the HSM added to the active cluster: {b}"
+    );
+    assert!(backups.iter().all(|b| b["BackupState"] == "READY"), "{b}");
+    let backup = backups[0]["BackupId"].as_str().unwrap().to_owned();
+    let c2 = aws(
+        &server,
+        &[
+            "cloudhsmv2",
+            "create-cluster",
+            "--hsm-type",
+            "hsm1.medium",
+            "--subnet-ids",
+            "subnet-0a0a0a0a",
+            "subnet-0b0b0b0b",
+            "--source-backup-id",
+            &backup,
+        ],
+    );
+    assert_eq!(c2["Cluster"]["SourceBackupId"], backup.as_str(), "{c2}");
+    let cluster2 = c2["Cluster"]["ClusterId"].as_str().unwrap().to_owned();
+    for az in ["us-east-1a", "us-east-1b"] {
+        let h = aws(
+            &server,
+            &[
+                "cloudhsmv2",
+                "create-hsm",
+                "--cluster-id",
+                &cluster2,
+                "--availability-zone",
+                az,
+            ],
+        );
+        assert_eq!(h["Hsm"]["State"], "ACTIVE", "{h}");
+    }
+    let d = aws(
+        &server,
+        &[
+            "cloudhsmv2",
+            "describe-clusters",
+            "--filters",
+            &format!("clusterIds={cluster2}"),
+        ],
+    );
+    assert_eq!(d["Clusters"][0]["State"], "ACTIVE", "{d}");
+    let err = kms
+        .create_custom_key_store()
+        .custom_key_store_name("SecondStore")
+        .cloud_hsm_cluster_id(&cluster2)
+        .trust_anchor_certificate(&anchor)
+        .key_store_password("kmsPswd123")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        err.as_service_error()
+            .unwrap()
+            .is_cloud_hsm_cluster_in_use_exception(),
+        "{err:?}"
+    );
+    // The store moves to the restored cluster (whose HSMs have the backup's kmsuser password)
+    // and decrypts there what it encrypted on the first cluster.
+    kms.disconnect_custom_key_store()
+        .custom_key_store_id(&store)
+        .send()
+        .await
+        .unwrap();
+    kms.update_custom_key_store()
+        .custom_key_store_id(&store)
+        .cloud_hsm_cluster_id(&cluster2)
+        .send()
+        .await
+        .unwrap();
+    kms.connect_custom_key_store()
+        .custom_key_store_id(&store)
+        .send()
+        .await
+        .unwrap();
+    let s = kms
+        .describe_custom_key_stores()
+        .custom_key_store_id(&store)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        s.custom_key_stores()[0].connection_state(),
+        Some(&ConnectionStateType::Connected),
+        "{s:?}"
+    );
+    let pt = kms
+        .decrypt()
+        .ciphertext_blob(blob.clone())
+        .encryption_context("app", "hsm")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pt.plaintext().unwrap().as_ref(), b"inside the HSM");
     assert!(server.terminate());
 
     // The cluster's own audit log recorded the HSM operations and verifies.
@@ -509,6 +622,7 @@ async fn cloudhsm_key_store_with_softhsm() {
         "Encrypt",
         "Decrypt",
         "ConnectFailed",
+        "CreateBackup",
     ] {
         assert!(
             q.contains(&format!("\"eventName\":\"{event}\"")),

@@ -35,6 +35,10 @@ pub struct CryptoUser {
     /// Consecutive failed logins (kmsd provides the lockout PKCS#11 modules like SoftHSM2 lack).
     #[serde(default)]
     pub failed_logins: u32,
+    /// The password the user was created (or restored) with, sealed under the root key (hex):
+    /// what backups hold while no key store (which rotates it) is associated with the cluster.
+    #[serde(default)]
+    pub password_sealed_hex: Option<String>,
 }
 
 /// Failed logins after which the crypto user is locked out, as an HSM would.

@@ -40,10 +40,14 @@ fn input<T: serde::de::DeserializeOwned + Validate>(body: &[u8]) -> Result<T, Km
 pub const SUPPORTED_CLOUDHSM_OPERATIONS: &[&str] = &[
     "CreateCluster",
     "CreateHsm",
+    "DeleteBackup",
     "DeleteCluster",
     "DeleteHsm",
+    "DescribeBackups",
     "DescribeClusters",
     "InitializeCluster",
+    "ModifyBackupAttributes",
+    "RestoreBackup",
 ];
 
 impl Service {
@@ -67,6 +71,12 @@ impl Service {
             "CreateHsm" => json(self.create_hsm(caller, input(body)?).await?),
             "DeleteHsm" => json(self.delete_hsm(caller, input(body)?).await?),
             "DeleteCluster" => json(self.delete_cluster(caller, input(body)?).await?),
+            "DescribeBackups" => json(self.describe_backups(caller, input(body)?)?),
+            "DeleteBackup" => json(self.delete_backup(caller, input(body)?).await?),
+            "RestoreBackup" => json(self.restore_backup(caller, input(body)?).await?),
+            "ModifyBackupAttributes" => {
+                json(self.modify_backup_attributes(caller, input(body)?).await?)
+            }
             other
                 if kms_types::cloudhsm::OPERATIONS
                     .iter()
@@ -102,11 +112,22 @@ impl Service {
     ) -> Result<CreateClusterResponse, KmsError> {
         let env = self.hsm_env().ok_or_else(|| invalid("no HSMs declared"))?;
         let fleet = env.fleet.load().map_err(internal)?;
-        if r.source_backup_id.is_some() {
-            return Err(not_found(
-                "Backup not found: kmsd does not keep cluster backups yet",
-            ));
-        }
+        let source = match r.source_backup_id.as_deref() {
+            Some(id) => {
+                let b = self
+                    .load_backup(&caller.account, &caller.region, id)?
+                    .ok_or_else(|| not_found(format!("Backup {id} not found")))?;
+                if b.state_at(self.now_ms()) != "READY" {
+                    return Err(invalid(format!(
+                        "Backup {} is {}, not READY",
+                        b.backup_id,
+                        b.state_at(self.now_ms())
+                    )));
+                }
+                Some(b)
+            }
+            None => None,
+        };
         let subnet_ids = r.subnet_ids.unwrap_or_default();
         if subnet_ids.is_empty() {
             return Err(invalid("SubnetIds must name at least one subnet"));
@@ -137,7 +158,7 @@ impl Service {
                 &key,
             )
             .map_err(internal)?;
-        let record = ClusterRecord {
+        let mut record = ClusterRecord {
             account: caller.account.clone(),
             region: caller.region.clone(),
             cluster_id: cluster_id.clone(),
@@ -161,6 +182,9 @@ impl Service {
             source_backup_id: None,
             crypto_user: None,
         };
+        if let Some(b) = &source {
+            self.restore_cluster_from(&mut record, b)?;
+        }
         self.commit(vec![Self::put_cluster(&record)?]).await?;
         self.hsm_audit(
             &cluster_id,
@@ -213,10 +237,16 @@ impl Service {
     ) -> Result<InitializeClusterResponse, KmsError> {
         let _guard = self.write_lock.lock().await;
         let mut c = self.caller_cluster(caller, r.cluster_id.as_deref().unwrap_or_default())?;
-        if c.state != "UNINITIALIZED" {
+        if c.state != "UNINITIALIZED" || c.cluster_certificate_pem.is_some() {
             return Err(invalid(format!(
-                "Cluster {} is {}, not UNINITIALIZED",
-                c.cluster_id, c.state
+                "Cluster {} is {}{}, not UNINITIALIZED",
+                c.cluster_id,
+                c.state,
+                if c.source_backup_id.is_some() {
+                    " and restored from a backup (already initialized)"
+                } else {
+                    ""
+                }
             )));
         }
         if c.hsms.is_empty() {
@@ -251,6 +281,9 @@ impl Service {
             "InitializeCluster",
             serde_json::json!({"principal": caller.principal_arn}),
         );
+        if c.state == "ACTIVE" {
+            self.backup_cluster(&c, "ActivateCluster").await;
+        }
         Ok(InitializeClusterResponse {
             state: Some(c.state.clone()),
             state_message: c.state_message.clone(),
@@ -317,15 +350,30 @@ impl Service {
             "CreateHsm",
             serde_json::json!({"hsmId": record.hsm_id, "token": record.token_label}),
         );
-        // An HSM joining a cluster that has its crypto user gets the user and every key, as
-        // CloudHSM's cluster sync does; if that fails the HSM is DEGRADED with the reason.
+        // An HSM joining a cluster that has its crypto user gets the user and every key: from
+        // the other HSMs, as CloudHSM's cluster sync does, or, when it is the only one, from the
+        // cluster's latest backup. If that fails the HSM is DEGRADED with the reason.
         if c.crypto_user.is_some() && record.state == "ACTIVE" {
-            match self.sync_added_hsm(&c, &record).await {
-                Ok(keys) => self.hsm_audit(
-                    &c.cluster_id,
-                    "SyncHsm",
-                    serde_json::json!({"hsmId": record.hsm_id, "keys": keys}),
-                ),
+            let alone = !c.active_hsms().any(|h| h.hsm_id != record.hsm_id);
+            let outcome = if alone {
+                self.restore_backup_onto(&c, &record).await
+            } else {
+                self.sync_added_hsm(&c, &record).await.inspect(|keys| {
+                    self.hsm_audit(
+                        &c.cluster_id,
+                        "SyncHsm",
+                        serde_json::json!({"hsmId": record.hsm_id, "keys": keys}),
+                    )
+                })
+            };
+            match outcome {
+                Ok(_) if c.state == "UNINITIALIZED" && c.source_backup_id.is_some() => {
+                    // A cluster created from a backup is active once an HSM holds the backup.
+                    c.state = "ACTIVE".into();
+                    c.state_message = None;
+                    self.commit(vec![Self::put_cluster(&c)?]).await?;
+                }
+                Ok(_) => {}
                 Err(why) => {
                     tracing::warn!(cluster = %c.cluster_id, hsm = %record.hsm_id, %why, "HSM not synchronised");
                     if let Some(h) = c.hsms.iter_mut().find(|h| h.hsm_id == record.hsm_id) {
@@ -334,6 +382,9 @@ impl Service {
                     }
                     self.commit(vec![Self::put_cluster(&c)?]).await?;
                 }
+            }
+            if c.state == "ACTIVE" {
+                self.backup_cluster(&c, "CreateHsm").await;
             }
         }
         let wire = c
@@ -361,6 +412,10 @@ impl Service {
                     || r.eni_ip.as_deref() == Some(h.eni_ip.as_str())
             })
             .ok_or_else(|| not_found("HSM not found in the cluster"))?;
+        // CloudHSM backs an active cluster up when an HSM is removed (the last one included).
+        if c.state == "ACTIVE" && c.crypto_user.is_some() {
+            self.backup_cluster(&c, "DeleteHsm").await;
+        }
         let removed = c.hsms.remove(pos);
         self.commit(vec![Self::put_cluster(&c)?]).await?;
         self.connections().drop_hsm(&c.cluster_id, &removed.hsm_id);
@@ -448,7 +503,7 @@ impl Service {
             }
             let pairs: Vec<(&super::DeclaredHsm, &str)> =
                 declared.iter().map(|(d, so)| (d, so.as_str())).collect();
-            driver.prepare_cluster(&pairs, &password_owned)
+            driver.prepare_cluster(&pairs, &password_owned).map(|_| ())
         })
         .await
         .map_err(internal)?;
@@ -457,8 +512,10 @@ impl Service {
             name: name.to_owned(),
             two_factor,
             failed_logins: 0,
+            password_sealed_hex: Some(self.seal_user_password(cluster_id, password)?),
         });
-        if c.state == "INITIALIZED" {
+        let activated = c.state == "INITIALIZED";
+        if activated {
             c.state = "ACTIVE".into();
             c.state_message = None;
         }
@@ -468,6 +525,9 @@ impl Service {
             "CreateUser",
             serde_json::json!({"user": name, "twoFactor": two_factor}),
         );
+        if activated {
+            self.backup_cluster(&c, "ActivateCluster").await;
+        }
         Ok(())
     }
 }

@@ -80,12 +80,13 @@ pub trait HsmDriver: Send + Sync {
     fn login(&self, hsm: &DeclaredHsm, user_pin: &str) -> Result<Arc<dyn HsmSession>, HsmFault>;
     /// Prepares a set of tokens of one cluster for key replication (e.g. a shared wrapping key
     /// established inside the tokens); idempotent. Called with the SO PINs when the cluster's
-    /// crypto user is created.
+    /// crypto user is created. Returns the id of the cluster wrapping key the tokens now share
+    /// (the one of the first token holding one, else a new one made on the first token).
     fn prepare_cluster(
         &self,
         hsms: &[(&DeclaredHsm, &str)],
         user_pin: &str,
-    ) -> Result<(), HsmFault>;
+    ) -> Result<Vec<u8>, HsmFault>;
     /// Makes key `id` (present on `source`) present on every session of `targets` without its
     /// plaintext leaving the HSMs.
     fn replicate_key(
@@ -94,5 +95,21 @@ pub trait HsmDriver: Send + Sync {
         targets: &[Arc<dyn HsmSession>],
         id: &[u8; 16],
         label: &str,
+    ) -> Result<(), HsmFault>;
+    /// Wraps key `id` of `source` under the cluster wrapping key, for a backup: returns the
+    /// wrapping key's id and the blob, ciphertext only an HSM holding that key can unwrap.
+    fn wrap_for_backup(
+        &self,
+        source: &Arc<dyn HsmSession>,
+        id: &[u8; 16],
+    ) -> Result<(Vec<u8>, Vec<u8>), HsmFault>;
+    /// Unwraps a backup blob on `target` as the non-extractable key `id` (a target already
+    /// holding `id` is left alone).
+    fn restore_from_backup(
+        &self,
+        target: &Arc<dyn HsmSession>,
+        id: &[u8; 16],
+        label: &str,
+        blob: &[u8],
     ) -> Result<(), HsmFault>;
 }

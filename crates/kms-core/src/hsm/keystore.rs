@@ -538,6 +538,17 @@ impl Service {
         if let Some(h) = &store.pending_password_sealed_hex {
             candidates.push(self.open_password(&store.id, h)?);
         }
+        // A cluster restored from a backup has the crypto user's password of the backup's
+        // time, which kmsd kept until a store first logs in there: tried last, so a store moved
+        // to a related cluster connects without a password reset.
+        if c.source_backup_id.is_some() {
+            if let Some(p) = self.cluster_user_password(c)? {
+                if !candidates.iter().any(|x| **x == *p) {
+                    candidates.push(p);
+                }
+            }
+        }
+        let old_passwords = candidates.clone();
         // Log in everywhere (blocking PKCS#11 calls off the async workers).
         let driver = env.driver.clone();
         let logins = tokio::task::spawn_blocking(move || {
@@ -592,6 +603,10 @@ impl Service {
         }
         if let Some(u) = c.crypto_user.as_mut() {
             u.failed_logins = 0;
+            if c.source_backup_id.is_some() {
+                // The store rotates the password now and holds it from here on.
+                u.password_sealed_hex = None;
+            }
         }
         self.hsm_audit(
             &c.cluster_id,
@@ -602,16 +617,6 @@ impl Service {
         // Rotate the password: record the new one as pending first, so a crash in the middle of
         // C_SetPIN leaves a password that works on every HSM.
         let new = new_password()?;
-        let old_passwords: Vec<zeroize::Zeroizing<String>> = {
-            let mut v = Vec::new();
-            if let Some(h) = &store.password_sealed_hex {
-                v.push(self.open_password(&store.id, h)?);
-            }
-            if let Some(h) = &store.pending_password_sealed_hex {
-                v.push(self.open_password(&store.id, h)?);
-            }
-            v
-        };
         store.pending_password_sealed_hex = Some(self.seal_password(&store.id, &new)?);
         self.commit(vec![Self::put_key_store(store)?]).await?;
         let rotate_new = new.clone();
@@ -779,11 +784,28 @@ impl Service {
         if !keys.is_empty() {
             return Err(err(ErrorCode::CustomKeyStoreHasCMKsException, format!("Custom key store {id} still holds {} KMS keys (including keys pending deletion)", keys.len())));
         }
-        self.commit(vec![crate::store::WriteOp::DeleteDoc {
+        let mut writes = vec![crate::store::WriteOp::DeleteDoc {
             kind: super::KEY_STORE_DOC.into(),
-            id,
-        }])
-        .await
+            id: id.clone(),
+        }];
+        // The store rotated the crypto user's password: the cluster keeps the last one, so
+        // later backups and HSM syncs can still log in.
+        if let (Some(mut c), Some(sealed)) = (
+            store
+                .cluster_id
+                .as_deref()
+                .map(|c| self.load_cluster(c))
+                .transpose()?
+                .flatten(),
+            store.password_sealed_hex.as_deref(),
+        ) {
+            let password = self.open_password(&id, sealed)?;
+            if let Some(u) = c.crypto_user.as_mut() {
+                u.password_sealed_hex = Some(self.seal_user_password(&c.cluster_id, &password)?);
+                writes.push(Self::put_cluster(&c)?);
+            }
+        }
+        self.commit(writes).await
     }
 
     /// Reconnects, at start-up, the key stores that were CONNECTED when kmsd stopped.

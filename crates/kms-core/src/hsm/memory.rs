@@ -12,6 +12,8 @@ use super::fleet::DeclaredHsm;
 struct Token {
     user_pin: Option<String>,
     keys: HashMap<[u8; 16], [u8; 32]>,
+    /// The cluster wrapping key: (id, value).
+    cluster_key: Option<([u8; 16], [u8; 32])>,
     unreachable: bool,
 }
 
@@ -52,6 +54,12 @@ impl MemoryDriver {
     pub fn set_user_pin(&self, label: &str, pin: &str) {
         if let Ok(mut t) = self.tokens.lock() {
             t.entry(label.to_owned()).or_default().user_pin = Some(pin.to_owned());
+        }
+    }
+    /// Erases a token (its user, keys and cluster wrapping key), as re-initialising it would.
+    pub fn wipe(&self, label: &str) {
+        if let Ok(mut t) = self.tokens.lock() {
+            t.insert(label.to_owned(), Token::default());
         }
     }
     fn with<T>(
@@ -179,10 +187,35 @@ impl HsmDriver for MemoryDriver {
     }
     fn prepare_cluster(
         &self,
-        _hsms: &[(&DeclaredHsm, &str)],
+        hsms: &[(&DeclaredHsm, &str)],
         _user_pin: &str,
-    ) -> Result<(), HsmFault> {
-        Ok(())
+    ) -> Result<Vec<u8>, HsmFault> {
+        let mut existing = None;
+        for (h, _) in hsms {
+            if let Some(k) = self.with(&h.token_label, |t| Ok(t.cluster_key))? {
+                existing.get_or_insert(k);
+            }
+        }
+        let key = match existing {
+            Some(k) => k,
+            None => (
+                kms_crypto::random_array().map_err(|e| HsmFault::Other(e.to_string()))?,
+                kms_crypto::random_array().map_err(|e| HsmFault::Other(e.to_string()))?,
+            ),
+        };
+        for (h, _) in hsms {
+            self.with(&h.token_label, |t| match t.cluster_key {
+                Some((id, _)) if id != key.0 => Err(HsmFault::Other(format!(
+                    "token {} holds another cluster wrapping key",
+                    h.token_label
+                ))),
+                _ => {
+                    t.cluster_key = Some(key);
+                    Ok(())
+                }
+            })?;
+        }
+        Ok(key.0.to_vec())
     }
     fn replicate_key(
         &self,
@@ -210,4 +243,57 @@ impl HsmDriver for MemoryDriver {
         }
         Ok(())
     }
+    fn wrap_for_backup(
+        &self,
+        source: &Arc<dyn HsmSession>,
+        id: &[u8; 16],
+    ) -> Result<(Vec<u8>, Vec<u8>), HsmFault> {
+        let src = memory_session(source)?;
+        let (cwk, key) = self.with(&src.label, |t| {
+            let cwk = t
+                .cluster_key
+                .ok_or_else(|| HsmFault::Other("no cluster wrapping key".into()))?;
+            Ok((cwk, t.keys.get(id).copied().ok_or(HsmFault::KeyNotFound)?))
+        })?;
+        let iv: [u8; 12] =
+            kms_crypto::random_array().map_err(|e| HsmFault::Other(e.to_string()))?;
+        let mut blob = iv.to_vec();
+        blob.extend(
+            cipher(&cwk.1)?
+                .seal_with_iv(iv, id, &key)
+                .map_err(|e| HsmFault::Other(e.to_string()))?,
+        );
+        Ok((cwk.0.to_vec(), blob))
+    }
+    fn restore_from_backup(
+        &self,
+        target: &Arc<dyn HsmSession>,
+        id: &[u8; 16],
+        _label: &str,
+        blob: &[u8],
+    ) -> Result<(), HsmFault> {
+        let dst = memory_session(target)?;
+        let cwk = self.with(&dst.label, |t| {
+            t.cluster_key
+                .ok_or_else(|| HsmFault::Other("no cluster wrapping key".into()))
+        })?;
+        let (iv, ct) = blob.split_at_checked(12).ok_or(HsmFault::DecryptFailed)?;
+        let key = cipher(&cwk.1)?.open(iv, id, ct).map_err(|_| {
+            HsmFault::Other("the blob was wrapped under another cluster wrapping key".into())
+        })?;
+        let key: [u8; 32] = key
+            .as_slice()
+            .try_into()
+            .map_err(|_| HsmFault::Other("not an AES-256 key".into()))?;
+        self.with(&dst.label, |t| {
+            t.keys.entry(*id).or_insert(key);
+            Ok(())
+        })
+    }
+}
+
+fn memory_session(s: &Arc<dyn HsmSession>) -> Result<&MemorySession, HsmFault> {
+    s.as_any()
+        .downcast_ref::<MemorySession>()
+        .ok_or_else(|| HsmFault::Other("foreign session".into()))
 }

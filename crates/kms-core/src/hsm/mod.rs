@@ -4,6 +4,8 @@
 //! The domain sees tokens only through [`HsmDriver`] / [`HsmSession`]; the binary implements
 //! them with PKCS#11 (`kms-hsm`), tests with [`memory::MemoryDriver`].
 
+pub mod backup;
+mod backup_ops;
 pub mod cluster;
 mod connection;
 mod control;

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use super::cluster::{ClusterRecord, HsmRecord};
 use super::driver::{HsmFault, HsmSession};
-use super::keystore::KeyStoreRecord;
 use crate::service::Service;
 
 /// Why an added HSM could not be synchronised (kept as its state message).
@@ -25,24 +24,18 @@ impl Service {
         let env = self
             .hsm_env()
             .ok_or_else(|| failure("setup", "no HSMs declared"))?;
-        // Only the key store knows the crypto user's current password (rotated at each connect).
-        let store: KeyStoreRecord = self
-            .all_key_stores()
-            .map_err(|e| failure("reading key stores", e))?
-            .into_iter()
-            .find(|s| s.cluster_id.as_deref() == Some(cluster.cluster_id.as_str()))
+        let password = self
+            .crypto_user_password(cluster)
+            .map_err(|e| failure("crypto user password", e))?
             .ok_or_else(|| {
                 failure(
                     "crypto user",
-                    "no key store is associated with the cluster, so kmsd does not know the crypto user's password; create the key store, then delete and re-create this HSM",
+                    "kmsd does not know the crypto user's password (created before kmsd kept it); create a key store with it, then delete and re-create this HSM",
                 )
             })?;
-        let password = self
-            .open_password(
-                &store.id,
-                store.password_sealed_hex.as_deref().unwrap_or_default(),
-            )
-            .map_err(|e| failure("crypto user password", e))?;
+        let store = self
+            .cluster_key_store(&cluster.cluster_id)
+            .map_err(|e| failure("reading key stores", e))?;
         let fleet = env
             .fleet
             .load()
@@ -61,24 +54,14 @@ impl Service {
             let so = env.fleet.so_pin(&d).map_err(|e| failure("SO PIN", e))?;
             declared.push((h.hsm_id.clone(), d, so));
         }
-        let keys: Vec<([u8; 16], String)> = self
-            .store()
-            .keys_in_custom_key_store(&store.id)
-            .map_err(|e| failure("reading keys", e))?
-            .iter()
-            .flat_map(|k| {
-                let label = k.arn();
-                k.materials.iter().filter_map(move |m| {
-                    let id = hex::decode(&m.material_id).ok()?.try_into().ok()?;
-                    Some((id, label.clone()))
-                })
-            })
-            .collect();
+        let keys = self
+            .lineage_keys(cluster)
+            .map_err(|e| failure("reading keys", e))?;
         // PKCS#11 login state is per process and token: the SO logins that copy the cluster
         // wrapping key are refused while this process holds crypto-user sessions there, so a
         // connected store pauses (its sessions are logged out) for the few milliseconds of the
         // copy and is logged in again on every HSM, the new one included.
-        let connection = self.connections().get(&store.id);
+        let connection = store.as_ref().and_then(|s| self.connections().get(&s.id));
         if let Some(c) = &connection {
             let paused = c.sessions.write().map(|mut s| std::mem::take(&mut *s));
             for (_, session) in paused.unwrap_or_default() {
@@ -141,7 +124,7 @@ fn copy_to_added_hsm(
     let mut last = HsmFault::Unreachable("no other active HSM".into());
     let prepared = others.iter().any(|(_, d, so)| {
         match driver.prepare_cluster(&[(d, so.as_str()), (new_hsm, new_so.as_str())], password) {
-            Ok(()) => true,
+            Ok(_) => true,
             Err(e) => {
                 last = e;
                 false
@@ -152,7 +135,8 @@ fn copy_to_added_hsm(
         return Err(last);
     }
     let target = driver.login(new_hsm, password)?;
-    // The first other HSM that can give every key wins (copies already made are skipped).
+    // The first other HSM that answers gives every key it holds (a cluster restored from an
+    // older backup lacks the store's newer keys; copies already made are skipped).
     for (_, d, _) in &others {
         let source = match driver.login(d, password) {
             Ok(s) => s,
@@ -161,16 +145,24 @@ fn copy_to_added_hsm(
                 continue;
             }
         };
+        let mut copied = 0;
         let result = keys.iter().try_for_each(|(id, label)| {
-            driver.replicate_key(&source, std::slice::from_ref(&target), id, label)
+            match driver.replicate_key(&source, std::slice::from_ref(&target), id, label) {
+                Ok(()) => {
+                    copied += 1;
+                    Ok(())
+                }
+                Err(HsmFault::KeyNotFound) => Ok(()),
+                Err(e) => Err(e),
+            }
         });
         source.logout();
-        if result.is_ok() {
-            target.logout();
-            return Ok(keys.len());
-        }
-        if let Err(e) = result {
-            last = e;
+        match result {
+            Ok(()) => {
+                target.logout();
+                return Ok(copied);
+            }
+            Err(e) => last = e,
         }
     }
     target.logout();

@@ -695,7 +695,7 @@ async fn an_hsm_added_to_an_active_cluster_gets_the_user_and_every_key() {
 }
 
 #[tokio::test]
-async fn an_hsm_added_without_a_key_store_is_degraded_with_the_reason() {
+async fn an_hsm_added_without_a_key_store_gets_the_user_created_with_kmsd() {
     let e = env();
     let (cluster, _) = active_cluster(&e).await;
     let h = hsm(
@@ -705,9 +705,298 @@ async fn an_hsm_added_without_a_key_store_is_degraded_with_the_reason() {
     )
     .await
     .unwrap();
-    assert_eq!(h["Hsm"]["State"], "DEGRADED", "{h}");
-    assert!(h["Hsm"]["StateMessage"]
+    assert_eq!(h["Hsm"]["State"], "ACTIVE", "{h}");
+    assert_eq!(e.driver.user_pin("hsm-c").as_deref(), Some("kmsPswd123"));
+}
+
+async fn backups_of(e: &Env, cluster: &str) -> Vec<Value> {
+    hsm(
+        e,
+        "DescribeBackups",
+        json!({"Filters": {"clusterIds": [cluster]}}),
+    )
+    .await
+    .unwrap()["Backups"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+async fn hsm_state(e: &Env, cluster: &str, az: &str) -> Value {
+    hsm(
+        e,
+        "CreateHsm",
+        json!({"ClusterId": cluster, "AvailabilityZone": az}),
+    )
+    .await
+    .unwrap()["Hsm"]
+        .clone()
+}
+
+#[tokio::test]
+async fn a_cluster_restored_from_a_backup_holds_the_keys_and_shares_the_backup_history() {
+    let e = env();
+    let (cluster, anchor) = active_cluster(&e).await;
+    let first = backups_of(&e, &cluster).await;
+    assert_eq!(first.len(), 1, "activation backs the cluster up");
+    assert_eq!(first[0]["BackupState"], "READY");
+    assert!(first[0]["BackupArn"]
         .as_str()
         .unwrap()
-        .contains("no key store is associated"));
+        .starts_with("arn:aws:cloudhsm:us-east-1:111122223333:backup/backup-"));
+    let store = new_store(&e, &cluster, &anchor, "store").await;
+    kms(
+        &e,
+        "ConnectCustomKeyStore",
+        json!({"CustomKeyStoreId": store}),
+    )
+    .await
+    .unwrap();
+    let key = kms(
+        &e,
+        "CreateKey",
+        json!({"Origin": "AWS_CLOUDHSM", "CustomKeyStoreId": store}),
+    )
+    .await
+    .unwrap()["KeyMetadata"]["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ct = kms(
+        &e,
+        "Encrypt",
+        json!({"KeyId": key, "Plaintext": "aGVsbG8="}),
+    )
+    .await
+    .unwrap()["CiphertextBlob"]
+        .clone();
+
+    // A day later the sweeper backs the cluster up (with the key, wrapped inside the HSMs).
+    assert_eq!(e.svc.sweep_due_backups().await.unwrap(), 0);
+    e.clock.advance_ms(24 * 3600 * 1000);
+    assert_eq!(e.svc.sweep_due_backups().await.unwrap(), 1);
+    let backups = backups_of(&e, &cluster).await;
+    assert_eq!(backups.len(), 2);
+    let backup = backups[0]["BackupId"].as_str().unwrap().to_owned();
+    assert_ne!(backup, first[0]["BackupId"], "newest first by default");
+    let asc = hsm(
+        &e,
+        "DescribeBackups",
+        json!({"SortAscending": true, "MaxResults": 1}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(asc["Backups"][0]["BackupId"], first[0]["BackupId"]);
+    assert_eq!(asc["NextToken"], "1");
+
+    // A cluster created from it: initialised already, ACTIVE once its first HSM holds it.
+    let c2 = hsm(&e, "CreateCluster", json!({"HsmType": "hsm1.medium", "SubnetIds": ["subnet-0a0a0a0a", "subnet-0c0c0c0c"], "SourceBackupId": backup})).await.unwrap();
+    let c2 = c2["Cluster"].clone();
+    assert_eq!(c2["SourceBackupId"], backup.as_str());
+    assert!(c2["Certificates"]["ClusterCertificate"].is_string());
+    assert!(c2["Certificates"]["ClusterCsr"].is_null());
+    let c2 = c2["ClusterId"].as_str().unwrap().to_owned();
+    let err = hsm(
+        &e,
+        "InitializeCluster",
+        json!({"ClusterId": c2, "SignedCert": "x", "TrustAnchor": "y"}),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code, ErrorCode::CloudHsmInvalidRequestException);
+    // The old store is connected: its sessions pause while the wrapping key is copied.
+    let h = hsm_state(&e, &c2, "us-east-1c").await;
+    assert_eq!(h["State"], "ACTIVE", "{h}");
+    assert_eq!(e.driver.key_count("hsm-c"), 1);
+    assert_eq!(state(&e, &store).await, ("CONNECTED".into(), None));
+    kms(&e, "Decrypt", json!({"CiphertextBlob": ct}))
+        .await
+        .unwrap();
+    let h = hsm_state(&e, &c2, "us-east-1a").await;
+    assert_eq!(h["State"], "ACTIVE", "{h}");
+    assert_eq!(e.driver.key_count("hsm-d"), 1);
+    let d = hsm(
+        &e,
+        "DescribeClusters",
+        json!({"Filters": {"clusterIds": [c2]}}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(d["Clusters"][0]["State"], "ACTIVE");
+
+    // Shared backup history: no second store on it, but the store may move to it.
+    let err = kms(&e, "CreateCustomKeyStore", json!({"CustomKeyStoreName": "second", "CloudHsmClusterId": c2, "TrustAnchorCertificate": anchor, "KeyStorePassword": "kmsPswd123"})).await.unwrap_err();
+    assert_eq!(
+        err.code,
+        ErrorCode::CloudHsmClusterInUseException,
+        "{}",
+        err.message
+    );
+    // A reconnect rotates the password: the restored HSMs still have the backup's, which kmsd
+    // kept for them.
+    for op in [
+        "DisconnectCustomKeyStore",
+        "ConnectCustomKeyStore",
+        "DisconnectCustomKeyStore",
+    ] {
+        kms(&e, op, json!({"CustomKeyStoreId": store}))
+            .await
+            .unwrap();
+    }
+    assert_ne!(e.driver.user_pin("hsm-a"), e.driver.user_pin("hsm-c"));
+    kms(
+        &e,
+        "UpdateCustomKeyStore",
+        json!({"CustomKeyStoreId": store, "CloudHsmClusterId": c2}),
+    )
+    .await
+    .unwrap();
+    kms(
+        &e,
+        "ConnectCustomKeyStore",
+        json!({"CustomKeyStoreId": store}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(state(&e, &store).await, ("CONNECTED".into(), None));
+    assert_eq!(e.driver.user_pin("hsm-c"), e.driver.user_pin("hsm-d"));
+    e.driver.set_unreachable("hsm-a", true);
+    e.driver.set_unreachable("hsm-b", true);
+    let pt = kms(&e, "Decrypt", json!({"CiphertextBlob": ct}))
+        .await
+        .unwrap();
+    assert_eq!(pt["Plaintext"], "aGVsbG8=");
+
+    // DeleteBackup keeps it restorable for 7 days; it cannot seed a cluster meanwhile.
+    let d = hsm(&e, "DeleteBackup", json!({"BackupId": backup}))
+        .await
+        .unwrap();
+    assert_eq!(d["Backup"]["BackupState"], "PENDING_DELETION");
+    assert!(d["Backup"]["DeleteTimestamp"].is_number());
+    let err = hsm(&e, "CreateCluster", json!({"HsmType": "hsm1.medium", "SubnetIds": ["subnet-0a0a0a0a"], "SourceBackupId": backup})).await.unwrap_err();
+    assert_eq!(err.code, ErrorCode::CloudHsmInvalidRequestException);
+    let r = hsm(&e, "RestoreBackup", json!({"BackupId": backup}))
+        .await
+        .unwrap();
+    assert_eq!(r["Backup"]["BackupState"], "READY");
+    let m = hsm(
+        &e,
+        "ModifyBackupAttributes",
+        json!({"BackupId": backup, "NeverExpires": true}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(m["Backup"]["NeverExpires"], true);
+    hsm(&e, "DeleteBackup", json!({"BackupId": backup}))
+        .await
+        .unwrap();
+    e.clock.advance_ms(8 * 24 * 3600 * 1000);
+    let err = hsm(&e, "RestoreBackup", json!({"BackupId": backup}))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::CloudHsmResourceNotFoundException);
+    let err = hsm(&e, "CreateCluster", json!({"HsmType": "hsm1.medium", "SubnetIds": ["subnet-0a0a0a0a"], "SourceBackupId": "backup-aaaaaaaaaaa"})).await.unwrap_err();
+    assert_eq!(err.code, ErrorCode::CloudHsmResourceNotFoundException);
+}
+
+#[tokio::test]
+async fn an_hsm_created_after_the_last_was_deleted_gets_the_latest_backup() {
+    let e = env();
+    let (cluster, anchor) = active_cluster(&e).await;
+    let store = new_store(&e, &cluster, &anchor, "store").await;
+    kms(
+        &e,
+        "ConnectCustomKeyStore",
+        json!({"CustomKeyStoreId": store}),
+    )
+    .await
+    .unwrap();
+    let key = kms(
+        &e,
+        "CreateKey",
+        json!({"Origin": "AWS_CLOUDHSM", "CustomKeyStoreId": store}),
+    )
+    .await
+    .unwrap()["KeyMetadata"]["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ct = kms(
+        &e,
+        "Encrypt",
+        json!({"KeyId": key, "Plaintext": "aGVsbG8="}),
+    )
+    .await
+    .unwrap()["CiphertextBlob"]
+        .clone();
+    kms(
+        &e,
+        "DisconnectCustomKeyStore",
+        json!({"CustomKeyStoreId": store}),
+    )
+    .await
+    .unwrap();
+    let d = hsm(&e, "DescribeClusters", json!({})).await.unwrap();
+    for h in d["Clusters"][0]["Hsms"].as_array().unwrap() {
+        hsm(
+            &e,
+            "DeleteHsm",
+            json!({"ClusterId": cluster, "HsmId": h["HsmId"]}),
+        )
+        .await
+        .unwrap();
+    }
+    let backups = backups_of(&e, &cluster).await;
+    assert_eq!(backups.len(), 3, "activation and each removal");
+    // The first token is erased: the wrapping key comes from the other one the backup names.
+    e.driver.wipe("hsm-a");
+    let h = hsm_state(&e, &cluster, "us-east-1a").await;
+    assert_eq!(h["State"], "ACTIVE", "{h}");
+    assert_eq!(e.driver.key_count("hsm-a"), 1);
+    hsm_state(&e, &cluster, "us-east-1b").await;
+    kms(
+        &e,
+        "ConnectCustomKeyStore",
+        json!({"CustomKeyStoreId": store}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(state(&e, &store).await, ("CONNECTED".into(), None));
+    e.driver.set_unreachable("hsm-b", true);
+    let pt = kms(&e, "Decrypt", json!({"CiphertextBlob": ct}))
+        .await
+        .unwrap();
+    assert_eq!(pt["Plaintext"], "aGVsbG8=");
+
+    // With no token holding the wrapping key any more, the HSM is DEGRADED with the reason.
+    e.driver.set_unreachable("hsm-b", false);
+    kms(
+        &e,
+        "DisconnectCustomKeyStore",
+        json!({"CustomKeyStoreId": store}),
+    )
+    .await
+    .unwrap();
+    let d = hsm(&e, "DescribeClusters", json!({})).await.unwrap();
+    for h in d["Clusters"][0]["Hsms"].as_array().unwrap() {
+        hsm(
+            &e,
+            "DeleteHsm",
+            json!({"ClusterId": cluster, "HsmId": h["HsmId"]}),
+        )
+        .await
+        .unwrap();
+    }
+    for t in ["hsm-a", "hsm-b", "hsm-c", "hsm-d"] {
+        e.driver.wipe(t);
+    }
+    let h = hsm_state(&e, &cluster, "us-east-1a").await;
+    assert_eq!(h["State"], "DEGRADED", "{h}");
+    assert!(
+        h["StateMessage"]
+            .as_str()
+            .unwrap()
+            .contains("still holds the cluster wrapping key"),
+        "{h}"
+    );
 }

@@ -1,0 +1,190 @@
+//! The backup operations of the CloudHSM v2 API: DescribeBackups, DeleteBackup, RestoreBackup,
+//! ModifyBackupAttributes, and CreateCluster's SourceBackupId.
+
+use kms_types::cloudhsm::*;
+use kms_types::{ErrorCode, KmsError};
+
+use super::backup::BackupRecord;
+use super::cluster::{ClusterRecord, CryptoUser};
+use crate::context::Caller;
+use crate::service::Service;
+
+/// How long DeleteBackup keeps a backup restorable (CloudHSM: 7 days).
+const PENDING_DELETION_MS: i64 = 7 * 24 * 3600 * 1000;
+
+fn not_found(msg: impl Into<String>) -> KmsError {
+    KmsError::new(ErrorCode::CloudHsmResourceNotFoundException, msg)
+}
+
+fn invalid(msg: impl Into<String>) -> KmsError {
+    KmsError::new(ErrorCode::CloudHsmInvalidRequestException, msg)
+}
+
+impl Service {
+    /// Makes a new cluster record a restore of `b`: same backup history, certificates and
+    /// crypto user; it becomes ACTIVE once its first HSM holds the backup.
+    pub(crate) fn restore_cluster_from(
+        &self,
+        c: &mut ClusterRecord,
+        b: &BackupRecord,
+    ) -> Result<(), KmsError> {
+        c.lineage = b.lineage.clone();
+        c.source_backup_id = Some(b.backup_id.clone());
+        c.hsm_type = b.hsm_type.clone();
+        c.cluster_certificate_pem = b.cluster_certificate_pem.clone();
+        c.trust_anchor_pem = b.trust_anchor_pem.clone();
+        c.csr_pem.clear();
+        c.csr_spki_hex.clear();
+        c.csr_key_sealed_hex.clear();
+        c.crypto_user = match &b.crypto_user {
+            Some(u) => {
+                let password = match &u.password_sealed_hex {
+                    Some(sealed) => Some(self.seal_user_password(
+                        &c.cluster_id,
+                        &self.open_backup_password(b, sealed)?,
+                    )?),
+                    None => None,
+                };
+                Some(CryptoUser {
+                    name: u.name.clone(),
+                    two_factor: u.two_factor,
+                    failed_logins: 0,
+                    password_sealed_hex: password,
+                })
+            }
+            None => None,
+        };
+        c.state_message = Some(format!(
+            "Restored from {}: create an HSM to receive its users and keys",
+            b.backup_id
+        ));
+        Ok(())
+    }
+
+    fn caller_backup(&self, caller: &Caller, id: Option<&str>) -> Result<BackupRecord, KmsError> {
+        let id = id.unwrap_or_default();
+        self.load_backup(&caller.account, &caller.region, id)?
+            .filter(|b| b.state_at(self.now_ms()) != "DELETED")
+            .ok_or_else(|| not_found(format!("Backup {id} not found")))
+    }
+
+    pub(crate) fn describe_backups(
+        &self,
+        caller: &Caller,
+        r: DescribeBackupsRequest,
+    ) -> Result<DescribeBackupsResponse, KmsError> {
+        let now = self.now_ms();
+        let filters = r.filters.unwrap_or_default();
+        if let Some(bad) = filters.keys().find(|k| {
+            !matches!(
+                k.as_str(),
+                "backupIds" | "sourceBackupIds" | "clusterIds" | "states" | "neverExpires"
+            )
+        }) {
+            return Err(invalid(format!(
+                "Unknown filter {bad}: use backupIds, sourceBackupIds, clusterIds, states or neverExpires"
+            )));
+        }
+        let matches = |name: &str, value: &str| {
+            filters
+                .get(name)
+                .is_none_or(|vs| vs.iter().any(|v| v == value))
+        };
+        let mut backups: Vec<BackupRecord> = self
+            .all_backups()?
+            .into_iter()
+            .filter(|b| b.account == caller.account && b.region == caller.region)
+            .filter(|b| {
+                matches("backupIds", &b.backup_id)
+                    && matches("clusterIds", &b.cluster_id)
+                    && matches("states", b.state_at(now))
+                    && matches("neverExpires", &b.never_expires.to_string())
+                    // Only copies (CopyBackupToRegion, which kmsd lacks) have a source backup.
+                    && !filters.contains_key("sourceBackupIds")
+            })
+            .collect();
+        backups.sort_by(|a, b| (a.created_ms, &a.backup_id).cmp(&(b.created_ms, &b.backup_id)));
+        if !r.sort_ascending.unwrap_or(false) {
+            backups.reverse();
+        }
+        let start: usize = match r.next_token.as_deref() {
+            Some(t) => t
+                .parse()
+                .map_err(|_| invalid("NextToken is not one kmsd issued"))?,
+            None => 0,
+        };
+        let max = r.max_results.unwrap_or(50).clamp(1, 50) as usize;
+        let page: Vec<_> = backups.iter().skip(start).take(max).collect();
+        let end = start + page.len();
+        Ok(DescribeBackupsResponse {
+            backups: Some(page.into_iter().map(|b| b.to_wire(now)).collect()),
+            next_token: (end < backups.len()).then(|| end.to_string()),
+        })
+    }
+
+    pub(crate) async fn delete_backup(
+        &self,
+        caller: &Caller,
+        r: DeleteBackupRequest,
+    ) -> Result<DeleteBackupResponse, KmsError> {
+        let _guard = self.write_lock.lock().await;
+        let mut b = self.caller_backup(caller, r.backup_id.as_deref())?;
+        if b.state != "READY" {
+            return Err(invalid(format!(
+                "Backup {} is {}, not READY",
+                b.backup_id, b.state
+            )));
+        }
+        b.state = "PENDING_DELETION".into();
+        b.delete_ms = Some(self.now_ms() + PENDING_DELETION_MS);
+        self.commit(vec![Self::put_backup(&b)?]).await?;
+        self.hsm_audit(
+            &b.cluster_id,
+            "DeleteBackup",
+            serde_json::json!({"backupId": b.backup_id}),
+        );
+        Ok(DeleteBackupResponse {
+            backup: Some(b.to_wire(self.now_ms())),
+        })
+    }
+
+    pub(crate) async fn restore_backup(
+        &self,
+        caller: &Caller,
+        r: RestoreBackupRequest,
+    ) -> Result<RestoreBackupResponse, KmsError> {
+        let _guard = self.write_lock.lock().await;
+        let mut b = self.caller_backup(caller, r.backup_id.as_deref())?;
+        if b.state != "PENDING_DELETION" {
+            return Err(invalid(format!(
+                "Backup {} is {}, not PENDING_DELETION",
+                b.backup_id, b.state
+            )));
+        }
+        b.state = "READY".into();
+        b.delete_ms = None;
+        self.commit(vec![Self::put_backup(&b)?]).await?;
+        self.hsm_audit(
+            &b.cluster_id,
+            "RestoreBackup",
+            serde_json::json!({"backupId": b.backup_id}),
+        );
+        Ok(RestoreBackupResponse {
+            backup: Some(b.to_wire(self.now_ms())),
+        })
+    }
+
+    pub(crate) async fn modify_backup_attributes(
+        &self,
+        caller: &Caller,
+        r: ModifyBackupAttributesRequest,
+    ) -> Result<ModifyBackupAttributesResponse, KmsError> {
+        let _guard = self.write_lock.lock().await;
+        let mut b = self.caller_backup(caller, r.backup_id.as_deref())?;
+        b.never_expires = r.never_expires.unwrap_or(false);
+        self.commit(vec![Self::put_backup(&b)?]).await?;
+        Ok(ModifyBackupAttributesResponse {
+            backup: Some(b.to_wire(self.now_ms())),
+        })
+    }
+}
