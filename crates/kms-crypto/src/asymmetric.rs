@@ -409,56 +409,92 @@ fn prepare<'a>(
     }
 }
 
+/// A private signing key of one asymmetric spec, parsed once from PKCS#8 (parsing an RSA key
+/// costs about as much as a signature, so callers keep this with the key). aws-lc frees and
+/// cleanses the key's memory on drop.
+pub struct SigningKey {
+    spec: AsymmetricSpec,
+    key: LoadedKey,
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKey")
+            .field("spec", &self.spec)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SigningKey {
+    /// Parses the PKCS#8 private key of `spec`.
+    pub fn from_pkcs8(spec: AsymmetricSpec, pkcs8: &[u8]) -> Result<SigningKey, CryptoError> {
+        Ok(SigningKey {
+            spec,
+            key: load(spec, pkcs8)?,
+        })
+    }
+
+    /// Signs `input` under `alg`; returns the signature.
+    pub fn sign(
+        &self,
+        alg: SigningAlgorithm,
+        input: SignInput<'_>,
+    ) -> Result<Vec<u8>, CryptoError> {
+        let input = prepare(self.spec, alg, input)?;
+        match &self.key {
+            LoadedKey::Rsa(key) => {
+                let encoding = alg.rsa_encoding().ok_or(CryptoError::InvalidInput(
+                    "the signing algorithm is not valid for the key spec",
+                ))?;
+                let mut sig = vec![0u8; key.public_modulus_len()];
+                match input {
+                    Prepared::Raw(m) => key.sign(encoding, &rand::SystemRandom::new(), m, &mut sig),
+                    Prepared::Digest(d) => key.sign_digest(encoding, &d, &mut sig),
+                }
+                .map_err(|_| CryptoError::Primitive)?;
+                Ok(sig)
+            }
+            LoadedKey::Ecdsa(key) => {
+                let sig = match input {
+                    Prepared::Raw(m) => key.sign(&rand::SystemRandom::new(), m),
+                    Prepared::Digest(d) => key.sign_digest(&d),
+                }
+                .map_err(|_| CryptoError::Primitive)?;
+                Ok(sig.as_ref().to_vec())
+            }
+            LoadedKey::Ed25519(key) => match input {
+                Prepared::Raw(m) => key
+                    .try_sign(m)
+                    .map(|s| s.as_ref().to_vec())
+                    .map_err(|_| CryptoError::Primitive),
+                Prepared::Digest(_) => Err(CryptoError::InvalidInput(
+                    "ED25519_SHA_512 signs only a RAW message",
+                )),
+            },
+            LoadedKey::MlDsa(key) => match input {
+                Prepared::Raw(m) => {
+                    let mut sig = vec![0u8; key.algorithm().signature_len()];
+                    let n = key.sign(m, &mut sig).map_err(|_| CryptoError::Primitive)?;
+                    sig.truncate(n);
+                    Ok(sig)
+                }
+                Prepared::Digest(_) => Err(CryptoError::InvalidInput(
+                    "ML-DSA signs a RAW message or an EXTERNAL_MU, not a DIGEST",
+                )),
+            },
+        }
+    }
+}
+
 /// Signs `input` with the PKCS#8 private key of `spec` under `alg`; returns the signature.
+/// (Parses the key each call: keep a [`SigningKey`] to sign repeatedly.)
 pub fn sign(
     spec: AsymmetricSpec,
     pkcs8: &[u8],
     alg: SigningAlgorithm,
     input: SignInput<'_>,
 ) -> Result<Vec<u8>, CryptoError> {
-    let input = prepare(spec, alg, input)?;
-    match load(spec, pkcs8)? {
-        LoadedKey::Rsa(key) => {
-            let encoding = alg.rsa_encoding().ok_or(CryptoError::InvalidInput(
-                "the signing algorithm is not valid for the key spec",
-            ))?;
-            let mut sig = vec![0u8; key.public_modulus_len()];
-            match input {
-                Prepared::Raw(m) => key.sign(encoding, &rand::SystemRandom::new(), m, &mut sig),
-                Prepared::Digest(d) => key.sign_digest(encoding, &d, &mut sig),
-            }
-            .map_err(|_| CryptoError::Primitive)?;
-            Ok(sig)
-        }
-        LoadedKey::Ecdsa(key) => {
-            let sig = match input {
-                Prepared::Raw(m) => key.sign(&rand::SystemRandom::new(), m),
-                Prepared::Digest(d) => key.sign_digest(&d),
-            }
-            .map_err(|_| CryptoError::Primitive)?;
-            Ok(sig.as_ref().to_vec())
-        }
-        LoadedKey::Ed25519(key) => match input {
-            Prepared::Raw(m) => key
-                .try_sign(m)
-                .map(|s| s.as_ref().to_vec())
-                .map_err(|_| CryptoError::Primitive),
-            Prepared::Digest(_) => Err(CryptoError::InvalidInput(
-                "ED25519_SHA_512 signs only a RAW message",
-            )),
-        },
-        LoadedKey::MlDsa(key) => match input {
-            Prepared::Raw(m) => {
-                let mut sig = vec![0u8; key.algorithm().signature_len()];
-                let n = key.sign(m, &mut sig).map_err(|_| CryptoError::Primitive)?;
-                sig.truncate(n);
-                Ok(sig)
-            }
-            Prepared::Digest(_) => Err(CryptoError::InvalidInput(
-                "ML-DSA signs a RAW message or an EXTERNAL_MU, not a DIGEST",
-            )),
-        },
-    }
+    SigningKey::from_pkcs8(spec, pkcs8)?.sign(alg, input)
 }
 
 /// Parses the DER SPKI `spki` of `spec` for verification under `alg`.

@@ -431,7 +431,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
                 log_handle.clone(),
             ));
             eprintln!("kmsd listening on {local}");
-            crate::tls::serve(listener, config, app, shutdown_signal()).await;
+            crate::tls::serve(listener, Some(config), app, shutdown_signal()).await;
             reloader.abort();
             Ok(())
         }
@@ -443,11 +443,8 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
             ));
             let _reloader = AbortOnDrop(reloader);
             eprintln!("kmsd listening on {local}");
-            let app = app.into_make_service_with_connect_info::<SocketAddr>();
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown_signal())
-                .await
-                .map_err(|e| e.to_string())
+            crate::tls::serve(listener, None, app, shutdown_signal()).await;
+            Ok(())
         }
     };
     sweeper.abort();

@@ -1,6 +1,7 @@
 //! HTTPS: rustls with the aws-lc-rs provider, TLS 1.3 and 1.2 only (rustls has no non-PFS
 //! suites, so every TLS 1.2 suite is ECDHE), X25519MLKEM768 offered first, certificate reload
-//! without dropping connections, and an accept loop that drains on shutdown.
+//! without dropping connections, and the accept loop (HTTPS, or plain HTTP without a
+//! certificate) with handshake and header timeouts that drains on shutdown.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -9,7 +10,7 @@ use std::time::Duration;
 
 use axum::extract::ConnectInfo;
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
@@ -105,15 +106,16 @@ pub fn server_config(cert: Arc<ReloadableCert>) -> Result<Arc<ServerConfig>, Str
     Ok(Arc::new(cfg))
 }
 
-/// Serves `app` over TLS until `shutdown` resolves, then lets in-flight requests finish
-/// (at most 30 s).
+/// Serves `app` (over TLS when `config` is given, else plain HTTP) until `shutdown` resolves,
+/// then lets in-flight requests finish (at most 30 s). A client has 10 s for its TLS handshake
+/// and 10 s for each request's headers.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    config: Arc<ServerConfig>,
+    config: Option<Arc<ServerConfig>>,
     app: Router,
     shutdown: impl Future<Output = ()>,
 ) {
-    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    let acceptor = config.map(tokio_rustls::TlsAcceptor::from);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
@@ -131,8 +133,12 @@ pub async fn serve(
         };
         let acceptor = acceptor.clone();
         let app = app.clone();
-        let mut stop = stop_rx.clone();
+        let stop = stop_rx.clone();
         tasks.spawn(async move {
+            let Some(acceptor) = acceptor else {
+                serve_connection(TokioIo::new(tcp), peer, None, app, stop).await;
+                return;
+            };
             let tls =
                 match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
                     Ok(Ok(tls)) => tls,
@@ -162,28 +168,7 @@ pub async fn serve(
                         .unwrap_or_default(),
                 }
             };
-            let service = hyper::service::service_fn(
-                move |mut req: hyper::Request<hyper::body::Incoming>| {
-                    req.extensions_mut().insert(ConnectInfo(peer));
-                    req.extensions_mut().insert(details.clone());
-                    let mut app = app.clone();
-                    async move { app.call(req.map(axum::body::Body::new)).await }
-                },
-            );
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
-            tokio::pin!(conn);
-            tokio::select! {
-                r = conn.as_mut() => {
-                    if let Err(e) = r {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
-                    }
-                }
-                _ = stop.changed() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
-                }
-            }
+            serve_connection(TokioIo::new(tls), peer, Some(details), app, stop).await;
         });
         // Reap finished connections so the set does not grow.
         while tasks.try_join_next().is_some() {}
@@ -195,5 +180,46 @@ pub async fn serve(
         .is_err()
     {
         tracing::warn!("some connections did not finish within 30 s of shutdown");
+    }
+}
+
+/// Serves one connection (HTTP/1.1 or h2) until it ends, or until `stop` fires: then it
+/// finishes its in-flight requests and closes.
+async fn serve_connection<I>(
+    io: TokioIo<I>,
+    peer: std::net::SocketAddr,
+    details: Option<TlsDetails>,
+    app: Router,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service =
+        hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(ConnectInfo(peer));
+            if let Some(d) = &details {
+                req.extensions_mut().insert(d.clone());
+            }
+            let mut app = app.clone();
+            async move { app.call(req.map(axum::body::Body::new)).await }
+        });
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    // Slow clients may not hold connections open forever.
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(10));
+    let conn = builder.serve_connection_with_upgrades(io, service);
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        }
+        _ = stop.changed() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
     }
 }

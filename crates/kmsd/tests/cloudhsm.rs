@@ -52,6 +52,34 @@ fn aws(server: &Server, args: &[&str]) -> Value {
     }
 }
 
+/// The test's ciphertext decrypts (context app=hsm) to its plaintext.
+async fn decrypts_inside_the_hsm(kms: &aws_sdk_kms::Client, blob: &Blob) {
+    let pt = kms
+        .decrypt()
+        .ciphertext_blob(blob.clone())
+        .encryption_context("app", "hsm")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pt.plaintext().unwrap().as_ref(), b"inside the HSM");
+}
+
+/// `aws cloudhsmv2 create-hsm`, which must leave the HSM ACTIVE.
+fn create_active_hsm(server: &Server, cluster: &str, az: &str) {
+    let h = aws(
+        server,
+        &[
+            "cloudhsmv2",
+            "create-hsm",
+            "--cluster-id",
+            cluster,
+            "--availability-zone",
+            az,
+        ],
+    );
+    assert_eq!(h["Hsm"]["State"], "ACTIVE", "{h}");
+}
+
 /// Tokens and the HSM declaration: tokens a/b/c in zones us-east-1a/b/c.
 fn hsm_setup(dir: &Path) -> std::path::PathBuf {
     let tokens = dir.join("tokens");
@@ -166,18 +194,7 @@ async fn cloudhsm_key_store_with_softhsm() {
     let cluster = c["Cluster"]["ClusterId"].as_str().unwrap().to_owned();
     assert!(cluster.starts_with("cluster-"));
     for az in ["us-east-1a", "us-east-1b"] {
-        let h = aws(
-            &server,
-            &[
-                "cloudhsmv2",
-                "create-hsm",
-                "--cluster-id",
-                &cluster,
-                "--availability-zone",
-                az,
-            ],
-        );
-        assert_eq!(h["Hsm"]["State"], "ACTIVE", "{h}");
+        create_active_hsm(&server, &cluster, az);
     }
     let d = aws(
         &server,
@@ -276,14 +293,7 @@ async fn cloudhsm_key_store_with_softhsm() {
         .await
         .unwrap();
     let blob = ct.ciphertext_blob().unwrap().clone();
-    let pt = kms
-        .decrypt()
-        .ciphertext_blob(blob.clone())
-        .encryption_context("app", "hsm")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(pt.plaintext().unwrap().as_ref(), b"inside the HSM");
+    decrypts_inside_the_hsm(&kms, &blob).await;
     let rnd = kms
         .generate_random()
         .number_of_bytes(64)
@@ -340,43 +350,18 @@ async fn cloudhsm_key_store_with_softhsm() {
     let hsm_a_dir = token_dir("hsm-a");
     std::fs::rename(&hsm_a_dir, tmp.path().join("hsm-a-unplugged")).unwrap();
     for _ in 0..6 {
-        let pt = kms
-            .decrypt()
-            .ciphertext_blob(blob.clone())
-            .encryption_context("app", "hsm")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(pt.plaintext().unwrap().as_ref(), b"inside the HSM");
+        decrypts_inside_the_hsm(&kms, &blob).await;
     }
     std::fs::rename(tmp.path().join("hsm-a-unplugged"), &hsm_a_dir).unwrap();
 
     // A third HSM joins the active cluster: it receives the crypto user, the cluster wrapping
     // key and the key (inside the HSMs), and then serves alone with the first two unplugged.
-    let h = aws(
-        &server,
-        &[
-            "cloudhsmv2",
-            "create-hsm",
-            "--cluster-id",
-            &cluster,
-            "--availability-zone",
-            "us-east-1c",
-        ],
-    );
-    assert_eq!(h["Hsm"]["State"], "ACTIVE", "{h}");
+    create_active_hsm(&server, &cluster, "us-east-1c");
     let hsm_b_dir = token_dir("hsm-b");
     std::fs::rename(&hsm_a_dir, tmp.path().join("hsm-a-unplugged")).unwrap();
     std::fs::rename(&hsm_b_dir, tmp.path().join("hsm-b-unplugged")).unwrap();
     for _ in 0..3 {
-        let pt = kms
-            .decrypt()
-            .ciphertext_blob(blob.clone())
-            .encryption_context("app", "hsm")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(pt.plaintext().unwrap().as_ref(), b"inside the HSM");
+        decrypts_inside_the_hsm(&kms, &blob).await;
     }
     std::fs::rename(tmp.path().join("hsm-a-unplugged"), &hsm_a_dir).unwrap();
     std::fs::rename(tmp.path().join("hsm-b-unplugged"), &hsm_b_dir).unwrap();
@@ -473,14 +458,7 @@ async fn cloudhsm_key_store_with_softhsm() {
         .send()
         .await
         .unwrap();
-    let pt = kms
-        .decrypt()
-        .ciphertext_blob(blob.clone())
-        .encryption_context("app", "hsm")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(pt.plaintext().unwrap().as_ref(), b"inside the HSM");
+    decrypts_inside_the_hsm(&kms, &blob).await;
 
     // Backups were taken at activation and when HSMs joined; a cluster created from the latest
     // one receives the key (wrapped inside the HSMs) and shares the backup history.
@@ -518,18 +496,7 @@ async fn cloudhsm_key_store_with_softhsm() {
     assert_eq!(c2["Cluster"]["SourceBackupId"], backup.as_str(), "{c2}");
     let cluster2 = c2["Cluster"]["ClusterId"].as_str().unwrap().to_owned();
     for az in ["us-east-1a", "us-east-1b"] {
-        let h = aws(
-            &server,
-            &[
-                "cloudhsmv2",
-                "create-hsm",
-                "--cluster-id",
-                &cluster2,
-                "--availability-zone",
-                az,
-            ],
-        );
-        assert_eq!(h["Hsm"]["State"], "ACTIVE", "{h}");
+        create_active_hsm(&server, &cluster2, az);
     }
     let d = aws(
         &server,
@@ -585,14 +552,7 @@ async fn cloudhsm_key_store_with_softhsm() {
         Some(&ConnectionStateType::Connected),
         "{s:?}"
     );
-    let pt = kms
-        .decrypt()
-        .ciphertext_blob(blob.clone())
-        .encryption_context("app", "hsm")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(pt.plaintext().unwrap().as_ref(), b"inside the HSM");
+    decrypts_inside_the_hsm(&kms, &blob).await;
     assert!(server.terminate());
 
     // The cluster's own audit log recorded the HSM operations and verifies.

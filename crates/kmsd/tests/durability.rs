@@ -214,3 +214,25 @@ async fn sigterm_drains_an_in_flight_request() {
     }
     assert!(exited.expect("kmsd did not exit").success());
 }
+
+/// A client that never finishes its request headers (slowloris) is disconnected after the
+/// 10-second header timeout instead of holding a connection forever.
+#[tokio::test]
+async fn a_client_that_never_finishes_its_headers_is_disconnected() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = Server::start(&[]);
+    let mut conn = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    conn.write_all(b"POST / HTTP/1.1\r\nhost: kmsd\r\nx-amz-target: TrentService.ListKeys\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        conn.read_to_end(&mut answer),
+    )
+    .await;
+    assert!(
+        matches!(read, Ok(Ok(_)) | Ok(Err(_))),
+        "the connection was still open after 20 s"
+    );
+}

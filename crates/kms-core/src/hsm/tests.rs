@@ -709,6 +709,31 @@ async fn an_hsm_added_without_a_key_store_gets_the_user_created_with_kmsd() {
     assert_eq!(e.driver.user_pin("hsm-c").as_deref(), Some("kmsPswd123"));
 }
 
+/// A connected store on `cluster` with one key, and the ciphertext of "hello" under it.
+async fn connected_store_with_key(e: &Env, cluster: &str, anchor: &str) -> (String, Value) {
+    let store = new_store(e, cluster, anchor, "store").await;
+    kms(
+        e,
+        "ConnectCustomKeyStore",
+        json!({"CustomKeyStoreId": store}),
+    )
+    .await
+    .unwrap();
+    let key = kms(
+        e,
+        "CreateKey",
+        json!({"Origin": "AWS_CLOUDHSM", "CustomKeyStoreId": store}),
+    )
+    .await
+    .unwrap()["KeyMetadata"]["KeyId"]
+        .clone();
+    let ct = kms(e, "Encrypt", json!({"KeyId": key, "Plaintext": "aGVsbG8="}))
+        .await
+        .unwrap()["CiphertextBlob"]
+        .clone();
+    (store, ct)
+}
+
 async fn backups_of(e: &Env, cluster: &str) -> Vec<Value> {
     hsm(
         e,
@@ -744,32 +769,7 @@ async fn a_cluster_restored_from_a_backup_holds_the_keys_and_shares_the_backup_h
         .as_str()
         .unwrap()
         .starts_with("arn:aws:cloudhsm:us-east-1:111122223333:backup/backup-"));
-    let store = new_store(&e, &cluster, &anchor, "store").await;
-    kms(
-        &e,
-        "ConnectCustomKeyStore",
-        json!({"CustomKeyStoreId": store}),
-    )
-    .await
-    .unwrap();
-    let key = kms(
-        &e,
-        "CreateKey",
-        json!({"Origin": "AWS_CLOUDHSM", "CustomKeyStoreId": store}),
-    )
-    .await
-    .unwrap()["KeyMetadata"]["KeyId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let ct = kms(
-        &e,
-        "Encrypt",
-        json!({"KeyId": key, "Plaintext": "aGVsbG8="}),
-    )
-    .await
-    .unwrap()["CiphertextBlob"]
-        .clone();
+    let (store, ct) = connected_store_with_key(&e, &cluster, &anchor).await;
 
     // A day later the sweeper backs the cluster up (with the key, wrapped inside the HSMs).
     assert_eq!(e.svc.sweep_due_backups().await.unwrap(), 0);
@@ -903,32 +903,7 @@ async fn a_cluster_restored_from_a_backup_holds_the_keys_and_shares_the_backup_h
 async fn an_hsm_created_after_the_last_was_deleted_gets_the_latest_backup() {
     let e = env();
     let (cluster, anchor) = active_cluster(&e).await;
-    let store = new_store(&e, &cluster, &anchor, "store").await;
-    kms(
-        &e,
-        "ConnectCustomKeyStore",
-        json!({"CustomKeyStoreId": store}),
-    )
-    .await
-    .unwrap();
-    let key = kms(
-        &e,
-        "CreateKey",
-        json!({"Origin": "AWS_CLOUDHSM", "CustomKeyStoreId": store}),
-    )
-    .await
-    .unwrap()["KeyMetadata"]["KeyId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let ct = kms(
-        &e,
-        "Encrypt",
-        json!({"KeyId": key, "Plaintext": "aGVsbG8="}),
-    )
-    .await
-    .unwrap()["CiphertextBlob"]
-        .clone();
+    let (store, ct) = connected_store_with_key(&e, &cluster, &anchor).await;
     kms(
         &e,
         "DisconnectCustomKeyStore",

@@ -35,6 +35,20 @@ fn private_key(k: &CachedKey) -> Result<(AsymmetricSpec, &[u8]), KmsError> {
     }
 }
 
+/// The key's parsed private signing key (parsed once, kept with the cached key).
+fn signing_key(k: &CachedKey) -> Result<&asymmetric::SigningKey, KmsError> {
+    if let Some(key) = k.signing_key.get() {
+        return Ok(key);
+    }
+    let (spec, pkcs8) = private_key(k)?;
+    let key = asymmetric::SigningKey::from_pkcs8(spec, pkcs8).map_err(crypto_error)?;
+    // Another request may have set it meanwhile: either value is the same key.
+    let _ = k.signing_key.set(key);
+    k.signing_key
+        .get()
+        .ok_or_else(|| internal("signing key cache"))
+}
+
 /// Maps a crypto-layer input error to AWS's ValidationException; the rest is internal.
 fn crypto_error(e: CryptoError) -> KmsError {
     match e {
@@ -138,8 +152,7 @@ impl Service {
         if r.dry_run == Some(true) {
             return Err(dry_run_succeeded());
         }
-        let (spec, pkcs8) = private_key(&k)?;
-        let signature = asymmetric::sign(spec, pkcs8, alg, input).map_err(crypto_error)?;
+        let signature = signing_key(&k)?.sign(alg, input).map_err(crypto_error)?;
         Ok(SignResponse {
             key_id: Some(k.record.arn()),
             signature: Some(Blob::new(signature)),

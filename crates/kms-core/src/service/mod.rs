@@ -46,6 +46,9 @@ pub(crate) struct CachedKey {
     pub(crate) secret: Option<kms_crypto::SecretBytes>,
     /// Asymmetric keys: DER SubjectPublicKeyInfo.
     pub(crate) public_key: Option<Vec<u8>>,
+    /// Signing keys: the private key parsed at its first Sign (an RSA parse costs as much as a
+    /// signature).
+    pub(crate) signing_key: std::sync::OnceLock<kms_crypto::asymmetric::SigningKey>,
 }
 
 /// The KMS service. Cheap to share behind an `Arc`; every method takes `&self`.
@@ -297,6 +300,7 @@ impl Service {
             ciphers,
             secret,
             public_key,
+            signing_key: std::sync::OnceLock::new(),
         });
         if let Ok(mut c) = self.key_cache.write() {
             c.insert(k, entry.clone());
