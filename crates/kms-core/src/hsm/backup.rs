@@ -88,6 +88,15 @@ pub struct BackupRecord {
     pub cluster_key_holders: Vec<String>,
     /// The keys.
     pub keys: Vec<BackedUpKey>,
+    /// For a copy (CopyBackupToRegion): the backup it was copied from.
+    #[serde(default)]
+    pub source_backup: Option<String>,
+    /// For a copy: the Region of the backup it was copied from.
+    #[serde(default)]
+    pub source_region: Option<String>,
+    /// For a copy: when it was copied (ms).
+    #[serde(default)]
+    pub copied_ms: Option<i64>,
 }
 
 impl BackupRecord {
@@ -119,6 +128,13 @@ impl BackupRecord {
             hsm_type: Some(self.hsm_type.clone()),
             mode: Some("NON_FIPS".into()),
             never_expires: Some(self.never_expires),
+            copy_timestamp: self.copied_ms.map(kms_types::Timestamp::from_millis),
+            source_backup: self.source_backup.clone(),
+            source_region: self.source_region.clone(),
+            source_cluster: self
+                .source_backup
+                .is_some()
+                .then(|| self.cluster_id.clone()),
             ..Default::default()
         }
     }
@@ -193,6 +209,18 @@ impl Service {
             .and_then(|u| u.password_sealed_hex.as_deref())
             .map(|sealed| self.open_sealed_text(&user_password_aad(&c.cluster_id), sealed))
             .transpose()
+    }
+
+    /// Seals a crypto user password for backup `backup_id`.
+    pub(crate) fn seal_backup_password(
+        &self,
+        backup_id: &str,
+        password: &str,
+    ) -> Result<String, KmsError> {
+        self.root_key()
+            .seal(&backup_password_aad(backup_id), password.as_bytes())
+            .map(hex::encode)
+            .map_err(|e| KmsError::internal(e.to_string()))
     }
 
     /// The crypto user password a backup holds.
@@ -398,15 +426,11 @@ impl Service {
                 })
                 .collect();
         }
-        let password_sealed_hex = match &password {
-            Some(p) => Some(
-                self.root_key()
-                    .seal(&backup_password_aad(&backup_id), p.as_bytes())
-                    .map(hex::encode)
-                    .map_err(|e| fail("sealing", e))?,
-            ),
-            None => None,
-        };
+        let password_sealed_hex = password
+            .as_ref()
+            .map(|p| self.seal_backup_password(&backup_id, p))
+            .transpose()
+            .map_err(|e| fail("sealing", e.message))?;
         let record = BackupRecord {
             account: c.account.clone(),
             region: c.region.clone(),
@@ -429,6 +453,9 @@ impl Service {
             cluster_key_id_hex,
             cluster_key_holders: holders,
             keys: wrapped,
+            source_backup: None,
+            source_region: None,
+            copied_ms: None,
         };
         self.commit(vec![Self::put_backup(&record).map_err(|e| e.message)?])
             .await
@@ -443,7 +470,9 @@ impl Service {
         let own = self
             .all_backups()?
             .into_iter()
-            .filter(|b| b.cluster_id == c.cluster_id && b.state_at(now) == "READY")
+            .filter(|b| {
+                b.cluster_id == c.cluster_id && b.region == c.region && b.state_at(now) == "READY"
+            })
             .max_by_key(|b| b.created_ms);
         match own {
             Some(b) => Ok(Some(b)),

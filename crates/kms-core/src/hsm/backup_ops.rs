@@ -1,5 +1,5 @@
 //! The backup operations of the CloudHSM v2 API: DescribeBackups, DeleteBackup, RestoreBackup,
-//! ModifyBackupAttributes, and CreateCluster's SourceBackupId.
+//! ModifyBackupAttributes, CopyBackupToRegion, and CreateCluster's SourceBackupId.
 
 use kms_types::cloudhsm::*;
 use kms_types::{ErrorCode, KmsError};
@@ -99,8 +99,10 @@ impl Service {
                     && matches("clusterIds", &b.cluster_id)
                     && matches("states", b.state_at(now))
                     && matches("neverExpires", &b.never_expires.to_string())
-                    // Only copies (CopyBackupToRegion, which kmsd lacks) have a source backup.
-                    && !filters.contains_key("sourceBackupIds")
+                    // Only copies (CopyBackupToRegion) have a source backup.
+                    && filters.get("sourceBackupIds").is_none_or(|ids| {
+                        b.source_backup.as_ref().is_some_and(|s| ids.contains(s))
+                    })
             })
             .collect();
         backups.sort_by(|a, b| (a.created_ms, &a.backup_id).cmp(&(b.created_ms, &b.backup_id)));
@@ -185,6 +187,67 @@ impl Service {
         self.commit(vec![Self::put_backup(&b)?]).await?;
         Ok(ModifyBackupAttributesResponse {
             backup: Some(b.to_wire(self.now_ms())),
+        })
+    }
+
+    /// CopyBackupToRegion: a READY copy in another Region of the account, with the same content
+    /// (the keys stay wrapped under the cluster wrapping key; the password is sealed anew).
+    pub(crate) async fn copy_backup_to_region(
+        &self,
+        caller: &Caller,
+        r: CopyBackupToRegionRequest,
+    ) -> Result<CopyBackupToRegionResponse, KmsError> {
+        let _guard = self.write_lock.lock().await;
+        let b = self.caller_backup(caller, r.backup_id.as_deref())?;
+        if b.state_at(self.now_ms()) != "READY" {
+            return Err(invalid(format!(
+                "Backup {} is {}, not READY",
+                b.backup_id, b.state
+            )));
+        }
+        let region = r.destination_region.unwrap_or_default();
+        let valid_region = region.split('-').count() >= 3
+            && region
+                .bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-');
+        if !valid_region {
+            return Err(invalid(format!(
+                "DestinationRegion {region:?} is not a Region name"
+            )));
+        }
+        if region == b.region {
+            return Err(invalid(format!(
+                "Backup {} is already in {region}: choose another destination Region",
+                b.backup_id
+            )));
+        }
+        let mut copy = b.clone();
+        copy.backup_id = super::cloudhsm_id("backup-", 11)?;
+        copy.region = region;
+        copy.never_expires = false;
+        copy.source_backup = Some(b.backup_id.clone());
+        copy.source_region = Some(b.region.clone());
+        copy.copied_ms = Some(self.now_ms());
+        if let Some(u) = copy.crypto_user.as_mut() {
+            if let Some(sealed) = &u.password_sealed_hex {
+                let password = self.open_backup_password(&b, sealed)?;
+                u.password_sealed_hex =
+                    Some(self.seal_backup_password(&copy.backup_id, &password)?);
+            }
+        }
+        self.commit(vec![Self::put_backup(&copy)?]).await?;
+        self.hsm_audit(
+            &b.cluster_id,
+            "CopyBackupToRegion",
+            serde_json::json!({"backupId": b.backup_id, "destinationBackupId": copy.backup_id, "destinationRegion": copy.region}),
+        );
+        Ok(CopyBackupToRegionResponse {
+            destination_backup: Some(DestinationBackup {
+                create_timestamp: Some(kms_types::Timestamp::from_millis(copy.created_ms)),
+                source_backup: Some(b.backup_id.clone()),
+                source_cluster: Some(b.cluster_id.clone()),
+                source_region: Some(b.region.clone()),
+            }),
         })
     }
 }

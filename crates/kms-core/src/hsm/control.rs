@@ -38,6 +38,7 @@ fn input<T: serde::de::DeserializeOwned + Validate>(body: &[u8]) -> Result<T, Km
 
 /// Operations of the CloudHSM v2 API kmsd answers.
 pub const SUPPORTED_CLOUDHSM_OPERATIONS: &[&str] = &[
+    "CopyBackupToRegion",
     "CreateCluster",
     "CreateHsm",
     "DeleteBackup",
@@ -74,6 +75,7 @@ impl Service {
             "DescribeBackups" => json(self.describe_backups(caller, input(body)?)?),
             "DeleteBackup" => json(self.delete_backup(caller, input(body)?).await?),
             "RestoreBackup" => json(self.restore_backup(caller, input(body)?).await?),
+            "CopyBackupToRegion" => json(self.copy_backup_to_region(caller, input(body)?).await?),
             "ModifyBackupAttributes" => {
                 json(self.modify_backup_attributes(caller, input(body)?).await?)
             }

@@ -975,3 +975,57 @@ async fn an_hsm_created_after_the_last_was_deleted_gets_the_latest_backup() {
         "{h}"
     );
 }
+
+#[tokio::test]
+async fn a_backup_copied_to_another_region_names_its_source() {
+    let mut e = env();
+    let (cluster, _) = active_cluster(&e).await;
+    let backup = backups_of(&e, &cluster).await[0]["BackupId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let err = hsm(
+        &e,
+        "CopyBackupToRegion",
+        json!({"BackupId": backup, "DestinationRegion": "us-east-1"}),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code, ErrorCode::CloudHsmInvalidRequestException);
+    let r = hsm(
+        &e,
+        "CopyBackupToRegion",
+        json!({"BackupId": backup, "DestinationRegion": "us-west-2"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r["DestinationBackup"]["SourceBackup"], backup.as_str());
+    assert_eq!(r["DestinationBackup"]["SourceRegion"], "us-east-1");
+    assert_eq!(r["DestinationBackup"]["SourceCluster"], cluster.as_str());
+    // The copy lives in the destination Region only.
+    e.caller.region = "us-west-2".into();
+    let d = hsm(
+        &e,
+        "DescribeBackups",
+        json!({"Filters": {"sourceBackupIds": [backup]}}),
+    )
+    .await
+    .unwrap();
+    let copies = d["Backups"].as_array().unwrap();
+    assert_eq!(copies.len(), 1, "{d}");
+    assert_eq!(copies[0]["BackupState"], "READY");
+    assert!(copies[0]["CopyTimestamp"].is_number());
+    assert_ne!(copies[0]["BackupId"], backup.as_str());
+    let err = hsm(&e, "DeleteBackup", json!({"BackupId": backup}))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::CloudHsmResourceNotFoundException);
+    // A cluster in the destination Region restores from the copy.
+    let c = hsm(&e, "CreateCluster", json!({"HsmType": "hsm1.medium", "SubnetIds": ["subnet-0c0c0c0c"], "SourceBackupId": copies[0]["BackupId"]}))
+        .await
+        .unwrap();
+    let restored = c["Cluster"]["ClusterId"].as_str().unwrap().to_owned();
+    let h = hsm_state(&e, &restored, "us-east-1c").await;
+    assert_eq!(h["State"], "ACTIVE", "{h}");
+    assert_eq!(e.driver.user_pin("hsm-c").as_deref(), Some("kmsPswd123"));
+}
