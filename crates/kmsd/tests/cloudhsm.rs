@@ -52,6 +52,25 @@ fn aws(server: &Server, args: &[&str]) -> Value {
     }
 }
 
+/// ConnectCustomKeyStore, then the store as DescribeCustomKeyStores shows it.
+async fn connect(
+    kms: &aws_sdk_kms::Client,
+    store: &str,
+) -> aws_sdk_kms::types::CustomKeyStoresListEntry {
+    kms.connect_custom_key_store()
+        .custom_key_store_id(store)
+        .send()
+        .await
+        .unwrap();
+    kms.describe_custom_key_stores()
+        .custom_key_store_id(store)
+        .send()
+        .await
+        .unwrap()
+        .custom_key_stores()[0]
+        .clone()
+}
+
 /// The test's ciphertext decrypts (context app=hsm) to its plaintext.
 async fn decrypts_inside_the_hsm(kms: &aws_sdk_kms::Client, blob: &Blob) {
     let pt = kms
@@ -423,25 +442,10 @@ async fn cloudhsm_key_store_with_softhsm() {
             .read_line(&mut line)
             .unwrap();
     }
-    kms.connect_custom_key_store()
-        .custom_key_store_id(&store)
-        .send()
-        .await
-        .unwrap();
-    let s = kms
-        .describe_custom_key_stores()
-        .custom_key_store_id(&store)
-        .send()
-        .await
-        .unwrap();
+    let s = connect(&kms, &store).await;
+    assert_eq!(s.connection_state(), Some(&ConnectionStateType::Failed));
     assert_eq!(
-        s.custom_key_stores()[0].connection_state(),
-        Some(&ConnectionStateType::Failed)
-    );
-    assert_eq!(
-        s.custom_key_stores()[0]
-            .connection_error_code()
-            .map(|c| c.as_str()),
+        s.connection_error_code().map(|c| c.as_str()),
         Some("USER_LOGGED_IN")
     );
     let _ = Command::new("kill")
@@ -536,19 +540,9 @@ async fn cloudhsm_key_store_with_softhsm() {
         .send()
         .await
         .unwrap();
-    kms.connect_custom_key_store()
-        .custom_key_store_id(&store)
-        .send()
-        .await
-        .unwrap();
-    let s = kms
-        .describe_custom_key_stores()
-        .custom_key_store_id(&store)
-        .send()
-        .await
-        .unwrap();
+    let s = connect(&kms, &store).await;
     assert_eq!(
-        s.custom_key_stores()[0].connection_state(),
+        s.connection_state(),
         Some(&ConnectionStateType::Connected),
         "{s:?}"
     );

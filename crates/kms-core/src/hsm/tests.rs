@@ -734,6 +734,27 @@ async fn connected_store_with_key(e: &Env, cluster: &str, anchor: &str) -> (Stri
     (store, ct)
 }
 
+/// Disconnects the store, then deletes every HSM of its (only) cluster.
+async fn disconnect_and_delete_every_hsm(e: &Env, store: &str, cluster: &str) {
+    kms(
+        e,
+        "DisconnectCustomKeyStore",
+        json!({"CustomKeyStoreId": store}),
+    )
+    .await
+    .unwrap();
+    let d = hsm(e, "DescribeClusters", json!({})).await.unwrap();
+    for h in d["Clusters"][0]["Hsms"].as_array().unwrap() {
+        hsm(
+            e,
+            "DeleteHsm",
+            json!({"ClusterId": cluster, "HsmId": h["HsmId"]}),
+        )
+        .await
+        .unwrap();
+    }
+}
+
 async fn backups_of(e: &Env, cluster: &str) -> Vec<Value> {
     hsm(
         e,
@@ -904,23 +925,7 @@ async fn an_hsm_created_after_the_last_was_deleted_gets_the_latest_backup() {
     let e = env();
     let (cluster, anchor) = active_cluster(&e).await;
     let (store, ct) = connected_store_with_key(&e, &cluster, &anchor).await;
-    kms(
-        &e,
-        "DisconnectCustomKeyStore",
-        json!({"CustomKeyStoreId": store}),
-    )
-    .await
-    .unwrap();
-    let d = hsm(&e, "DescribeClusters", json!({})).await.unwrap();
-    for h in d["Clusters"][0]["Hsms"].as_array().unwrap() {
-        hsm(
-            &e,
-            "DeleteHsm",
-            json!({"ClusterId": cluster, "HsmId": h["HsmId"]}),
-        )
-        .await
-        .unwrap();
-    }
+    disconnect_and_delete_every_hsm(&e, &store, &cluster).await;
     let backups = backups_of(&e, &cluster).await;
     assert_eq!(backups.len(), 3, "activation and each removal");
     // The first token is erased: the wrapping key comes from the other one the backup names.
@@ -945,23 +950,7 @@ async fn an_hsm_created_after_the_last_was_deleted_gets_the_latest_backup() {
 
     // With no token holding the wrapping key any more, the HSM is DEGRADED with the reason.
     e.driver.set_unreachable("hsm-b", false);
-    kms(
-        &e,
-        "DisconnectCustomKeyStore",
-        json!({"CustomKeyStoreId": store}),
-    )
-    .await
-    .unwrap();
-    let d = hsm(&e, "DescribeClusters", json!({})).await.unwrap();
-    for h in d["Clusters"][0]["Hsms"].as_array().unwrap() {
-        hsm(
-            &e,
-            "DeleteHsm",
-            json!({"ClusterId": cluster, "HsmId": h["HsmId"]}),
-        )
-        .await
-        .unwrap();
-    }
+    disconnect_and_delete_every_hsm(&e, &store, &cluster).await;
     for t in ["hsm-a", "hsm-b", "hsm-c", "hsm-d"] {
         e.driver.wipe(t);
     }
