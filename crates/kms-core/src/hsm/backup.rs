@@ -326,14 +326,17 @@ impl Service {
     }
 
     /// Takes a backup of an active cluster. A failure is logged and audited, never fatal to the
-    /// operation that triggered it (as in CloudHSM).
-    pub(crate) async fn backup_cluster(&self, c: &ClusterRecord, trigger: &str) {
+    /// operation that triggered it (as in CloudHSM). Returns whether a backup was made.
+    pub(crate) async fn backup_cluster(&self, c: &ClusterRecord, trigger: &str) -> bool {
         match self.take_backup(c, trigger).await {
-            Ok(b) => self.hsm_audit(
-                &c.cluster_id,
-                "CreateBackup",
-                serde_json::json!({"backupId": b.backup_id, "trigger": trigger, "keys": b.keys.len()}),
-            ),
+            Ok(b) => {
+                self.hsm_audit(
+                    &c.cluster_id,
+                    "CreateBackup",
+                    serde_json::json!({"backupId": b.backup_id, "trigger": trigger, "keys": b.keys.len()}),
+                );
+                true
+            }
             Err(why) => {
                 tracing::warn!(cluster = %c.cluster_id, trigger, %why, "cluster backup failed");
                 self.hsm_audit(
@@ -341,14 +344,17 @@ impl Service {
                     "CreateBackupFailed",
                     serde_json::json!({"trigger": trigger, "reason": why}),
                 );
+                false
             }
         }
     }
 
     /// Backs up every ACTIVE cluster whose latest backup is a day old (CloudHSM backs clusters
-    /// up at least once every 24 hours). Returns the number of clusters backed up.
+    /// up at least once every 24 hours); a cluster whose backup failed is retried after an hour.
+    /// Returns the number of clusters backed up.
     pub async fn sweep_due_backups(&self) -> Result<usize, KmsError> {
         const DAY_MS: i64 = 24 * 3600 * 1000;
+        const RETRY_MS: i64 = 3600 * 1000;
         if self.hsm_env().is_none() {
             return Ok(0);
         }
@@ -364,11 +370,26 @@ impl Service {
                 .filter(|b| b.cluster_id == c.cluster_id)
                 .map(|b| b.created_ms)
                 .max();
-            if latest.is_none_or(|t| now - t >= DAY_MS) {
-                let _guard = self.write_lock.lock().await;
-                self.backup_cluster(&c, "Periodic").await;
-                done += 1;
+            let failed_at = self
+                .backup_failures
+                .lock()
+                .ok()
+                .and_then(|f| f.get(&c.cluster_id).copied());
+            let due = latest.is_none_or(|t| now - t >= DAY_MS)
+                && failed_at.is_none_or(|t| now - t >= RETRY_MS);
+            if !due {
+                continue;
             }
+            let _guard = self.write_lock.lock().await;
+            let made = self.backup_cluster(&c, "Periodic").await;
+            if let Ok(mut f) = self.backup_failures.lock() {
+                if made {
+                    f.remove(&c.cluster_id);
+                } else {
+                    f.insert(c.cluster_id.clone(), now);
+                }
+            }
+            done += usize::from(made);
         }
         Ok(done)
     }

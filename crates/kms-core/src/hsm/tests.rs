@@ -1018,3 +1018,24 @@ async fn a_backup_copied_to_another_region_names_its_source() {
     assert_eq!(h["State"], "ACTIVE", "{h}");
     assert_eq!(e.driver.user_pin("hsm-c").as_deref(), Some("kmsPswd123"));
 }
+
+#[tokio::test]
+async fn a_failed_daily_backup_is_retried_an_hour_later() {
+    let e = env();
+    let (cluster, anchor) = active_cluster(&e).await;
+    connected_store_with_key(&e, &cluster, &anchor).await;
+    e.clock.advance_ms(24 * 3600 * 1000);
+    e.driver.set_unreachable("hsm-a", true);
+    e.driver.set_unreachable("hsm-b", true);
+    assert_eq!(e.svc.sweep_due_backups().await.unwrap(), 0);
+    e.driver.set_unreachable("hsm-a", false);
+    e.driver.set_unreachable("hsm-b", false);
+    assert_eq!(
+        e.svc.sweep_due_backups().await.unwrap(),
+        0,
+        "not before an hour"
+    );
+    e.clock.advance_ms(3600 * 1000);
+    assert_eq!(e.svc.sweep_due_backups().await.unwrap(), 1);
+    assert_eq!(backups_of(&e, &cluster).await.len(), 2);
+}

@@ -80,6 +80,8 @@ pub struct Service {
     pub(crate) xks_targets: RwLock<HashMap<String, Arc<crate::xks::XksTarget>>>,
     /// Where HSM clusters' own audit events go.
     hsm_audit_sink: RwLock<Option<Arc<dyn crate::context::HsmAuditSink>>>,
+    /// When the daily backup of a cluster last failed (ms), so the sweeper retries hourly.
+    pub(crate) backup_failures: std::sync::Mutex<HashMap<String, i64>>,
     /// Where lifecycle events go (the audit trail).
     events: RwLock<Option<Arc<dyn crate::context::EventSink>>>,
     /// Keys an account may have per Region (AWS: 100,000).
@@ -111,6 +113,7 @@ impl Service {
             hsm: RwLock::new(None),
             connections: crate::hsm::Connections::default(),
             hsm_audit_sink: RwLock::new(None),
+            backup_failures: std::sync::Mutex::new(HashMap::new()),
             xks_client: RwLock::new(None),
             xks_targets: RwLock::new(HashMap::new()),
             key_quota: std::sync::atomic::AtomicUsize::new(DEFAULT_KEY_QUOTA),
