@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs the whole kmsd test suite on a fresh machine: installs what the tests need
-# (the `aws` CLI; SoftHSM2 and PostgreSQL once tests use them), then lint, format check and tests.
+# Runs the whole kmsd test suite on a fresh machine: installs what the tests need (the `aws`
+# CLI, Python cryptography, openssl, SoftHSM2, a botocore >= 1.44 venv), then lint, format check
+# and tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,6 +27,17 @@ if ! command -v softhsm2-util >/dev/null 2>&1 && need_root; then
   echo "installing softhsm2 (apt)"
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq softhsm2) >/dev/null || echo "warning: softhsm2 install failed"
 fi
+
+# A botocore that speaks Smithy RPC v2 CBOR to CloudHSM v2 (>= 1.44), in its own venv so the
+# aws CLI above keeps its own botocore: the peer of tests/cloudhsm_cbor.rs.
+CBOR_VENV=target/test-venv-botocore-cbor
+if ! "$CBOR_VENV/bin/python" -c "import boto3, botocore, sys; sys.exit(tuple(map(int, botocore.__version__.split('.')[:2])) < (1, 44))" >/dev/null 2>&1; then
+  echo "installing boto3/botocore >= 1.44 in $CBOR_VENV (pip)"
+  mkdir -p target
+  python3 -m venv "$CBOR_VENV"
+  "$CBOR_VENV/bin/python" -m pip install --quiet 'boto3>=1.44' 'botocore>=1.44'
+fi
+export KMSD_TEST_CBOR_PYTHON="$PWD/$CBOR_VENV/bin/python"
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings

@@ -8,6 +8,7 @@ pub mod admin;
 pub mod admin_cli;
 pub mod audit;
 pub mod auth;
+pub mod cbor;
 pub mod cli;
 pub mod client_ip;
 pub mod config;

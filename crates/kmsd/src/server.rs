@@ -128,11 +128,31 @@ async fn handle(
     if let (AuthMode::Dev { .. }, "/_kmsd/dev/advance-clock") = (&app.auth, path.as_str()) {
         return advance_clock(&app, &body, &request_id).await;
     }
-    let target = parts
-        .headers
-        .get("x-amz-target")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    // CloudHSM v2 in Smithy RPC v2 CBOR (botocore >= 1.44): the operation is in the path and
+    // the body CBOR; the JSON 1.1 path serves it and the answer is re-encoded at the end. The
+    // signature stays checked over the body as sent.
+    let cbor_op = crate::cbor::operation_of(&path).map(str::to_owned);
+    let dispatch_body = match &cbor_op {
+        None => body.clone(),
+        Some(_) => match crate::cbor::request_to_json(&body) {
+            Ok(json) => axum::body::Bytes::from(json),
+            Err(why) => {
+                let e = KmsError::new(
+                    ErrorCode::SerializationException,
+                    format!("The request body is not valid RPC v2 CBOR: {why}"),
+                );
+                return crate::cbor::into_cbor_response(json_error(&e, &request_id)).await;
+            }
+        },
+    };
+    let target = match &cbor_op {
+        Some(op) => Some(format!("BaldrApiService.{op}")),
+        None => parts
+            .headers
+            .get("x-amz-target")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+    };
     let content_type = parts
         .headers
         .get(header::CONTENT_TYPE)
@@ -212,7 +232,17 @@ async fn handle(
             )
         }
         Ok(caller) if is_sts => sts_call(&app, caller, &op, &body, &request_id).await,
-        Ok(caller) => kms_call(&app, caller, target.as_deref(), &op, &body, &request_id).await,
+        Ok(caller) => {
+            kms_call(
+                &app,
+                caller,
+                target.as_deref(),
+                &op,
+                &dispatch_body,
+                &request_id,
+            )
+            .await
+        }
     };
     let caller = auth.ok();
     // For calls that failed authentication, record what the Authorization header claimed.
@@ -279,9 +309,14 @@ async fn handle(
         );
         return if is_sts {
             sts_error(&e, &request_id)
+        } else if cbor_op.is_some() {
+            crate::cbor::into_cbor_response(json_error(&e, &request_id)).await
         } else {
             json_error(&e, &request_id)
         };
+    }
+    if cbor_op.is_some() {
+        return crate::cbor::into_cbor_response(response).await;
     }
     response
 }
