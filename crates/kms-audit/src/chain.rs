@@ -172,8 +172,9 @@ impl AuditFileSet {
         Ok(())
     }
 
-    /// Appends records (each a JSON object) to the current file; call [`Self::sync`] to make them durable.
-    pub fn append(&mut self, records: &[Value], now_ms: i64) -> Result<(), String> {
+    /// Appends records (each a JSON object, which gets its `kmsdChain` member here, in place) to
+    /// the current file; call [`Self::sync`] to make them durable.
+    pub fn append(&mut self, records: &mut [Value], now_ms: i64) -> Result<(), String> {
         if self.file.is_none() {
             self.open_new(now_ms)?;
         }
@@ -181,10 +182,9 @@ impl AuditFileSet {
             return Err("no audit file".into());
         };
         let mut buf = Vec::with_capacity(records.len() * 1024);
-        for r in records {
-            let mut r = r.clone();
+        for r in records.iter_mut() {
             r["kmsdChain"] = json!({"seq": self.next_seq, "prev": self.last_hash});
-            let line = serde_json::to_vec(&r).map_err(|e| e.to_string())?;
+            let line = serde_json::to_vec(&*r).map_err(|e| e.to_string())?;
             self.last_hash = hex::encode(kms_crypto::sha256(&line));
             self.next_seq += 1;
             f.records += 1;

@@ -73,7 +73,7 @@ impl AuditWriter {
                     }
                     let now = clock();
                     let result = set
-                        .append(&batch, now)
+                        .append(&mut batch, now)
                         .and_then(|_| set.sync())
                         .and_then(|_| set.maybe_roll(max_bytes, max_age_ms, now));
                     if let Err(e) = &result {
