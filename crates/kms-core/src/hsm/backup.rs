@@ -595,7 +595,43 @@ impl Service {
             "RestoreHsmFromBackup",
             serde_json::json!({"backupId": backup.backup_id, "hsmId": added.hsm_id, "keys": copied}),
         );
+        self.join_connected_store(c, added).await;
         Ok(copied)
+    }
+
+    /// A store of `c` that stayed connected while the cluster had no HSM logs in to `added`
+    /// (with its current password) and uses it from now on.
+    async fn join_connected_store(&self, c: &ClusterRecord, added: &HsmRecord) {
+        let (Some(env), Ok(Some(store))) = (self.hsm_env(), self.cluster_key_store(&c.cluster_id))
+        else {
+            return;
+        };
+        let (Some(conn), Some(sealed)) = (
+            self.connections().get(&store.id),
+            store.password_sealed_hex.as_deref(),
+        ) else {
+            return;
+        };
+        let (Ok(password), Ok(fleet)) = (self.open_password(&store.id, sealed), env.fleet.load())
+        else {
+            return;
+        };
+        let Some(d) = fleet.hsm(&added.token_label).cloned() else {
+            return;
+        };
+        let driver = env.driver.clone();
+        let login = tokio::task::spawn_blocking(move || driver.login(&d, &password)).await;
+        match login {
+            Ok(Ok(session)) => {
+                if let Ok(mut s) = conn.sessions.write() {
+                    s.push((added.hsm_id.clone(), session));
+                }
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(cluster = %c.cluster_id, hsm = %added.hsm_id, error = %e, "the connected key store could not log in to the restored HSM; reconnect it")
+            }
+            Err(e) => tracing::warn!(error = %e, "login task failed"),
+        }
     }
 
     /// Logs out the connected CloudHSM key stores with a session on one of `tokens`.

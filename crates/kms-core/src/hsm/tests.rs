@@ -1039,3 +1039,30 @@ async fn a_failed_daily_backup_is_retried_an_hour_later() {
     assert_eq!(e.svc.sweep_due_backups().await.unwrap(), 1);
     assert_eq!(backups_of(&e, &cluster).await.len(), 2);
 }
+
+#[tokio::test]
+async fn a_store_connected_through_the_loss_of_every_hsm_uses_the_restored_one() {
+    let e = env();
+    let (cluster, anchor) = active_cluster(&e).await;
+    let (store, ct) = connected_store_with_key(&e, &cluster, &anchor).await;
+    let d = hsm(&e, "DescribeClusters", json!({})).await.unwrap();
+    for h in d["Clusters"][0]["Hsms"].as_array().unwrap() {
+        hsm(
+            &e,
+            "DeleteHsm",
+            json!({"ClusterId": cluster, "HsmId": h["HsmId"]}),
+        )
+        .await
+        .unwrap();
+    }
+    assert!(kms(&e, "Decrypt", json!({"CiphertextBlob": ct}))
+        .await
+        .is_err());
+    let h = hsm_state(&e, &cluster, "us-east-1c").await;
+    assert_eq!(h["State"], "ACTIVE", "{h}");
+    assert_eq!(state(&e, &store).await, ("CONNECTED".into(), None));
+    let pt = kms(&e, "Decrypt", json!({"CiphertextBlob": ct}))
+        .await
+        .unwrap();
+    assert_eq!(pt["Plaintext"], "aGVsbG8=");
+}
