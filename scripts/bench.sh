@@ -50,8 +50,8 @@
 # and run), DIR/tries.jsonl (every try), DIR/raw.jsonl, DIR/summary.md (tables of medians, made
 # by scripts/bench/summarize.py), server logs, and for `profile` DIR/perf-*.txt.
 #
-# Needs: bash, python3; for cloudhsm/xks: softhsm2-util, openssl, the aws CLI (v1,
-# botocore <= 1.43, JSON 1.1 for cloudhsmv2); for profile: perf.
+# Needs: bash, python3; for cloudhsm/xks: softhsm2-util, openssl, the aws CLI (any: kmsd answers
+# cloudhsmv2 in JSON 1.1 and RPC v2 CBOR); for profile: perf.
 
 set -euo pipefail
 
