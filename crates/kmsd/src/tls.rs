@@ -8,15 +8,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use axum::extract::ConnectInfo;
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
-use tower::Service as _;
 
 /// What a TLS connection negotiated; handlers find it in the request extensions.
 #[derive(Debug, Clone)]
@@ -108,7 +105,7 @@ pub fn server_config(cert: Arc<ReloadableCert>) -> Result<Arc<ServerConfig>, Str
 
 /// Serves `app` (over TLS when `config` is given, else plain HTTP) until `shutdown` resolves,
 /// then lets in-flight requests finish (at most 30 s). A client has 10 s for its TLS handshake
-/// and 10 s for each request's headers.
+/// and [`kms_serve::HEADER_READ_TIMEOUT`] for each request's headers.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     config: Option<Arc<ServerConfig>>,
@@ -116,39 +113,22 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let acceptor = config.map(tokio_rustls::TlsAcceptor::from);
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut tasks = tokio::task::JoinSet::new();
-    tokio::pin!(shutdown);
-    loop {
-        let (tcp, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = &mut shutdown => break,
-        };
+    let accept = move |tcp: tokio::net::TcpStream, peer: std::net::SocketAddr| {
         let acceptor = acceptor.clone();
-        let app = app.clone();
-        let stop = stop_rx.clone();
-        tasks.spawn(async move {
+        async move {
             let Some(acceptor) = acceptor else {
-                serve_connection(TokioIo::new(tcp), peer, None, app, stop).await;
-                return;
+                return Some((Box::new(tcp) as Box<dyn kms_serve::Stream>, None));
             };
             let tls =
                 match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
                     Ok(Ok(tls)) => tls,
                     Ok(Err(e)) => {
                         tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                        return;
+                        return None;
                     }
                     Err(_) => {
                         tracing::debug!(%peer, "TLS handshake timed out");
-                        return;
+                        return None;
                     }
                 };
             let details = {
@@ -168,58 +148,8 @@ pub async fn serve(
                         .unwrap_or_default(),
                 }
             };
-            serve_connection(TokioIo::new(tls), peer, Some(details), app, stop).await;
-        });
-        // Reap finished connections so the set does not grow.
-        while tasks.try_join_next().is_some() {}
-    }
-    let _ = stop_tx.send(true);
-    let drain = async { while tasks.join_next().await.is_some() {} };
-    if tokio::time::timeout(Duration::from_secs(30), drain)
-        .await
-        .is_err()
-    {
-        tracing::warn!("some connections did not finish within 30 s of shutdown");
-    }
-}
-
-/// Serves one connection (HTTP/1.1 or h2) until it ends, or until `stop` fires: then it
-/// finishes its in-flight requests and closes.
-async fn serve_connection<I>(
-    io: TokioIo<I>,
-    peer: std::net::SocketAddr,
-    details: Option<TlsDetails>,
-    app: Router,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) where
-    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let service =
-        hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-            req.extensions_mut().insert(ConnectInfo(peer));
-            if let Some(d) = &details {
-                req.extensions_mut().insert(d.clone());
-            }
-            let mut app = app.clone();
-            async move { app.call(req.map(axum::body::Body::new)).await }
-        });
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    // Slow clients may not hold connections open forever.
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(10));
-    let conn = builder.serve_connection_with_upgrades(io, service);
-    tokio::pin!(conn);
-    tokio::select! {
-        r = conn.as_mut() => {
-            if let Err(e) = r {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
+            Some((Box::new(tls) as Box<dyn kms_serve::Stream>, Some(details)))
         }
-        _ = stop.changed() => {
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
-        }
-    }
+    };
+    kms_serve::serve(listener, accept, app, shutdown, Duration::from_secs(30)).await;
 }

@@ -9,9 +9,7 @@ use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use axum::extract::ConnectInfo;
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
@@ -20,7 +18,6 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::{
     DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme,
 };
-use tower::Service as _;
 
 use crate::config::TlsSettings;
 
@@ -158,47 +155,31 @@ pub fn server_config(tls: &TlsSettings) -> Result<Arc<ServerConfig>, String> {
 pub type SharedServerConfig = Arc<RwLock<Arc<ServerConfig>>>;
 
 /// Serves `app` over TLS until `shutdown` resolves, then lets open connections finish their
-/// requests (at most 10 s).
+/// requests (at most 10 s). Each connection uses the configuration in force when it was
+/// accepted; its [`ConnInfo`] (peer, client certificate CN, TLS version) goes with every request.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     config: SharedServerConfig,
     app: Router,
     shutdown: impl Future<Output = ()>,
 ) {
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut tasks = tokio::task::JoinSet::new();
-    tokio::pin!(shutdown);
-    loop {
-        let (tcp, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = &mut shutdown => break,
-        };
+    let accept = move |tcp: tokio::net::TcpStream, peer: std::net::SocketAddr| {
         let cfg = config
             .read()
             .map(|c| c.clone())
             .unwrap_or_else(|p| p.into_inner().clone());
-        let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
-        let app = app.clone();
-        let mut stop = stop_rx.clone();
-        tasks.spawn(async move {
-            let _ = tcp.set_nodelay(true);
+        async move {
+            let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
             let tls =
                 match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
                     Ok(Ok(tls)) => tls,
                     Ok(Err(e)) => {
                         tracing::info!(%peer, error = %e, "TLS handshake failed");
-                        return;
+                        return None;
                     }
                     Err(_) => {
                         tracing::info!(%peer, "TLS handshake timed out");
-                        return;
+                        return None;
                     }
                 };
             let info = {
@@ -215,46 +196,8 @@ pub async fn serve(
                         .unwrap_or_default(),
                 }
             };
-            let service = hyper::service::service_fn(
-                move |mut req: hyper::Request<hyper::body::Incoming>| {
-                    req.extensions_mut().insert(ConnectInfo(peer));
-                    req.extensions_mut().insert(info.clone());
-                    let mut app = app.clone();
-                    async move { app.call(req.map(axum::body::Body::new)).await }
-                },
-            );
-            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            // Slow clients may not hold connections open forever.
-            builder
-                .http1()
-                .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10));
-            builder
-                .http2()
-                .timer(TokioTimer::new())
-                .keep_alive_interval(Duration::from_secs(30));
-            let conn = builder.serve_connection(TokioIo::new(tls), service);
-            tokio::pin!(conn);
-            tokio::select! {
-                r = conn.as_mut() => {
-                    if let Err(e) = r {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
-                    }
-                }
-                _ = stop.changed() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
-                }
-            }
-        });
-        while tasks.try_join_next().is_some() {}
-    }
-    let _ = stop_tx.send(true);
-    let drain = async { while tasks.join_next().await.is_some() {} };
-    if tokio::time::timeout(Duration::from_secs(10), drain)
-        .await
-        .is_err()
-    {
-        tracing::warn!("some connections did not finish within 10 s of shutdown");
-    }
+            Some((tls, Some(info)))
+        }
+    };
+    kms_serve::serve(listener, accept, app, shutdown, Duration::from_secs(10)).await;
 }
