@@ -284,6 +284,17 @@ pub fn unwrap_under_cluster_key(
     if target.has_key(id)? {
         return Ok(());
     }
+    unwrap_missing_key(target, id, label, wrapped, from)
+}
+
+/// [`unwrap_under_cluster_key`] for a target known not to hold `id`.
+fn unwrap_missing_key(
+    target: &Hsm,
+    id: &[u8; 16],
+    label: &str,
+    wrapped: &[u8],
+    from: &str,
+) -> Result<(), HsmError> {
     let mut s = target.session()?;
     let r = find_cluster_key_in(&s, target.token_label());
     let cwk = s
@@ -333,7 +344,7 @@ pub fn replicate_key(
             blob = Some(wrap_under_cluster_key(source, id)?.1);
         }
         if let Some(wrapped) = blob.as_ref() {
-            unwrap_under_cluster_key(target, id, label, wrapped, &from)?;
+            unwrap_missing_key(target, id, label, wrapped, &from)?;
         }
     }
     Ok(())

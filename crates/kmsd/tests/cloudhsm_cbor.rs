@@ -28,7 +28,6 @@ try:
 except c.exceptions.CloudHsmInvalidRequestException as e:
     print("error", e.response["Error"]["Code"], e.response["ResponseMetadata"]["HTTPStatusCode"])
 try:
-    c.describe_clusters(Filters={"clusterIds": ["cluster-aaaaaaaaaaa"]}).get("Clusters")
     c.delete_cluster(ClusterId="cluster-aaaaaaaaaaa")
 except c.exceptions.CloudHsmResourceNotFoundException as e:
     print("notfound", e.response["Error"]["Code"], e.response["ResponseMetadata"]["HTTPStatusCode"])

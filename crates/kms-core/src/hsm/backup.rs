@@ -22,7 +22,6 @@ use super::driver::{HsmFault, HsmSession};
 use super::fleet::DeclaredHsm;
 use super::keystore::KeyStoreRecord;
 use crate::service::Service;
-use crate::store::WriteOp;
 use kms_types::KmsError;
 
 /// Document kind of backups in the store.
@@ -166,10 +165,7 @@ impl Service {
         cluster_id: &str,
         password: &str,
     ) -> Result<String, KmsError> {
-        self.root_key()
-            .seal(&user_password_aad(cluster_id), password.as_bytes())
-            .map(hex::encode)
-            .map_err(|e| KmsError::internal(e.to_string()))
+        self.seal_text(&user_password_aad(cluster_id), password)
     }
 
     /// The key store associated with a cluster, if any.
@@ -207,7 +203,7 @@ impl Service {
         c.crypto_user
             .as_ref()
             .and_then(|u| u.password_sealed_hex.as_deref())
-            .map(|sealed| self.open_sealed_text(&user_password_aad(&c.cluster_id), sealed))
+            .map(|sealed| self.open_text(&user_password_aad(&c.cluster_id), sealed))
             .transpose()
     }
 
@@ -217,10 +213,7 @@ impl Service {
         backup_id: &str,
         password: &str,
     ) -> Result<String, KmsError> {
-        self.root_key()
-            .seal(&backup_password_aad(backup_id), password.as_bytes())
-            .map(hex::encode)
-            .map_err(|e| KmsError::internal(e.to_string()))
+        self.seal_text(&backup_password_aad(backup_id), password)
     }
 
     /// The crypto user password a backup holds.
@@ -229,22 +222,7 @@ impl Service {
         b: &BackupRecord,
         sealed_hex: &str,
     ) -> Result<Zeroizing<String>, KmsError> {
-        self.open_sealed_text(&backup_password_aad(&b.backup_id), sealed_hex)
-    }
-
-    fn open_sealed_text(
-        &self,
-        aad: &[u8],
-        sealed_hex: &str,
-    ) -> Result<Zeroizing<String>, KmsError> {
-        let sealed = hex::decode(sealed_hex).map_err(|e| KmsError::internal(e.to_string()))?;
-        let plain = self
-            .root_key()
-            .open(aad, &sealed)
-            .map_err(|e| KmsError::internal(e.to_string()))?;
-        Ok(Zeroizing::new(
-            String::from_utf8(plain.to_vec()).map_err(|e| KmsError::internal(e.to_string()))?,
-        ))
+        self.open_text(&backup_password_aad(&b.backup_id), sealed_hex)
     }
 
     /// The HSM keys (object id, label) of a key store's KMS keys.
@@ -286,43 +264,6 @@ impl Service {
             }
         }
         Ok(keys)
-    }
-
-    /// A backup by id or ARN, of the caller's account and Region.
-    pub(crate) fn load_backup(
-        &self,
-        account: &str,
-        region: &str,
-        id_or_arn: &str,
-    ) -> Result<Option<BackupRecord>, KmsError> {
-        let id = id_or_arn.rsplit('/').next().unwrap_or(id_or_arn);
-        Ok(self
-            .store()
-            .get_doc(BACKUP_DOC, id)
-            .map_err(|e| KmsError::internal(e.to_string()))?
-            .map(|b| serde_json::from_str::<BackupRecord>(&b))
-            .transpose()
-            .map_err(|e| KmsError::internal(e.to_string()))?
-            .filter(|b| b.account == account && b.region == region))
-    }
-
-    /// Every backup (any account).
-    pub(crate) fn all_backups(&self) -> Result<Vec<BackupRecord>, KmsError> {
-        self.store()
-            .list_docs(BACKUP_DOC)
-            .map_err(|e| KmsError::internal(e.to_string()))?
-            .into_iter()
-            .map(|(_, b)| serde_json::from_str(&b).map_err(|e| KmsError::internal(e.to_string())))
-            .collect()
-    }
-
-    /// The write that saves a backup.
-    pub(crate) fn put_backup(b: &BackupRecord) -> Result<WriteOp, KmsError> {
-        Ok(WriteOp::PutDoc {
-            kind: BACKUP_DOC.into(),
-            id: b.backup_id.clone(),
-            body: serde_json::to_string(b).map_err(|e| KmsError::internal(e.to_string()))?,
-        })
     }
 
     /// Takes a backup of an active cluster. A failure is logged and audited, never fatal to the
@@ -793,27 +734,27 @@ fn restore_on(
         driver.prepare_cluster(&[(new_hsm, new_so.as_str())], password)?;
         return Ok(0);
     };
-    let mut found = false;
-    for (d, so) in sources {
-        // Ask the source alone first: a token holding another wrapping key must not pass it on.
-        match driver.prepare_cluster(&[(d, so.as_str())], password) {
-            Ok(id) if id == cluster_key => {}
-            Ok(_) => continue,
-            Err(e) => {
-                tracing::debug!(token = %d.token_label, error = %e, "not a source of the cluster wrapping key");
-                continue;
-            }
+    // Ask each source alone first: a token holding another wrapping key must not pass it on.
+    let holds_it = |d: &DeclaredHsm, so: &str| match driver.prepare_cluster(&[(d, so)], password) {
+        Ok(id) => id == cluster_key,
+        Err(e) => {
+            tracing::debug!(token = %d.token_label, error = %e, "not a source of the cluster wrapping key");
+            false
         }
-        driver.prepare_cluster(&[(d, so.as_str()), (new_hsm, new_so.as_str())], password)?;
-        found = true;
-        break;
-    }
-    if !found {
-        return Err(HsmFault::Unreachable(format!(
-            "no declared HSM token still holds the cluster wrapping key {} the backup's keys are wrapped under",
-            hex::encode(cluster_key)
-        )));
-    }
+    };
+    let (source, source_so) = sources
+        .iter()
+        .find(|(d, so)| holds_it(d, so))
+        .ok_or_else(|| {
+            HsmFault::Unreachable(format!(
+                "no declared HSM token still holds the cluster wrapping key {} the backup's keys are wrapped under",
+                hex::encode(cluster_key)
+            ))
+        })?;
+    driver.prepare_cluster(
+        &[(source, source_so.as_str()), (new_hsm, new_so.as_str())],
+        password,
+    )?;
     let session = driver.login(new_hsm, password)?;
     let r = keys
         .iter()

@@ -20,6 +20,18 @@ fn invalid(msg: impl Into<String>) -> KmsError {
     KmsError::new(ErrorCode::CloudHsmInvalidRequestException, msg)
 }
 
+/// CloudHsmInvalidRequestException unless the backup is in `state`.
+fn require_state(b: &BackupRecord, state: &str) -> Result<(), KmsError> {
+    if b.state == state {
+        Ok(())
+    } else {
+        Err(invalid(format!(
+            "Backup {} is {}, not {state}",
+            b.backup_id, b.state
+        )))
+    }
+}
+
 impl Service {
     /// Makes a new cluster record a restore of `b`: same backup history, certificates and
     /// crypto user; it becomes ACTIVE once its first HSM holds the backup.
@@ -59,6 +71,14 @@ impl Service {
             b.backup_id
         ));
         Ok(())
+    }
+
+    /// A READY backup of the caller's account and Region, by id or ARN (CreateCluster's
+    /// SourceBackupId, CopyBackupToRegion).
+    pub(crate) fn ready_backup(&self, caller: &Caller, id: &str) -> Result<BackupRecord, KmsError> {
+        let b = self.caller_backup(caller, Some(id))?;
+        require_state(&b, "READY")?;
+        Ok(b)
     }
 
     fn caller_backup(&self, caller: &Caller, id: Option<&str>) -> Result<BackupRecord, KmsError> {
@@ -124,30 +144,48 @@ impl Service {
         })
     }
 
+    /// Loads a backup of the caller under the write lock, lets `change` check and modify it,
+    /// saves it (auditing `event` when given) and returns it as the API shows it.
+    async fn update_backup(
+        &self,
+        caller: &Caller,
+        backup_id: Option<&str>,
+        event: Option<&str>,
+        change: impl FnOnce(&mut BackupRecord, i64) -> Result<(), KmsError>,
+    ) -> Result<Backup, KmsError> {
+        let _guard = self.write_lock.lock().await;
+        let mut b = self.caller_backup(caller, backup_id)?;
+        change(&mut b, self.now_ms())?;
+        self.commit(vec![Self::put_backup(&b)?]).await?;
+        if let Some(event) = event {
+            self.hsm_audit(
+                &b.cluster_id,
+                event,
+                serde_json::json!({"backupId": b.backup_id}),
+            );
+        }
+        Ok(b.to_wire(self.now_ms()))
+    }
+
     pub(crate) async fn delete_backup(
         &self,
         caller: &Caller,
         r: DeleteBackupRequest,
     ) -> Result<DeleteBackupResponse, KmsError> {
-        let _guard = self.write_lock.lock().await;
-        let mut b = self.caller_backup(caller, r.backup_id.as_deref())?;
-        if b.state != "READY" {
-            return Err(invalid(format!(
-                "Backup {} is {}, not READY",
-                b.backup_id, b.state
-            )));
-        }
-        b.state = "PENDING_DELETION".into();
-        b.delete_ms = Some(self.now_ms() + PENDING_DELETION_MS);
-        self.commit(vec![Self::put_backup(&b)?]).await?;
-        self.hsm_audit(
-            &b.cluster_id,
-            "DeleteBackup",
-            serde_json::json!({"backupId": b.backup_id}),
-        );
-        Ok(DeleteBackupResponse {
-            backup: Some(b.to_wire(self.now_ms())),
-        })
+        let b = self
+            .update_backup(
+                caller,
+                r.backup_id.as_deref(),
+                Some("DeleteBackup"),
+                |b, now| {
+                    require_state(b, "READY")?;
+                    b.state = "PENDING_DELETION".into();
+                    b.delete_ms = Some(now + PENDING_DELETION_MS);
+                    Ok(())
+                },
+            )
+            .await?;
+        Ok(DeleteBackupResponse { backup: Some(b) })
     }
 
     pub(crate) async fn restore_backup(
@@ -155,25 +193,20 @@ impl Service {
         caller: &Caller,
         r: RestoreBackupRequest,
     ) -> Result<RestoreBackupResponse, KmsError> {
-        let _guard = self.write_lock.lock().await;
-        let mut b = self.caller_backup(caller, r.backup_id.as_deref())?;
-        if b.state != "PENDING_DELETION" {
-            return Err(invalid(format!(
-                "Backup {} is {}, not PENDING_DELETION",
-                b.backup_id, b.state
-            )));
-        }
-        b.state = "READY".into();
-        b.delete_ms = None;
-        self.commit(vec![Self::put_backup(&b)?]).await?;
-        self.hsm_audit(
-            &b.cluster_id,
-            "RestoreBackup",
-            serde_json::json!({"backupId": b.backup_id}),
-        );
-        Ok(RestoreBackupResponse {
-            backup: Some(b.to_wire(self.now_ms())),
-        })
+        let b = self
+            .update_backup(
+                caller,
+                r.backup_id.as_deref(),
+                Some("RestoreBackup"),
+                |b, _| {
+                    require_state(b, "PENDING_DELETION")?;
+                    b.state = "READY".into();
+                    b.delete_ms = None;
+                    Ok(())
+                },
+            )
+            .await?;
+        Ok(RestoreBackupResponse { backup: Some(b) })
     }
 
     pub(crate) async fn modify_backup_attributes(
@@ -181,13 +214,14 @@ impl Service {
         caller: &Caller,
         r: ModifyBackupAttributesRequest,
     ) -> Result<ModifyBackupAttributesResponse, KmsError> {
-        let _guard = self.write_lock.lock().await;
-        let mut b = self.caller_backup(caller, r.backup_id.as_deref())?;
-        b.never_expires = r.never_expires.unwrap_or(false);
-        self.commit(vec![Self::put_backup(&b)?]).await?;
-        Ok(ModifyBackupAttributesResponse {
-            backup: Some(b.to_wire(self.now_ms())),
-        })
+        let never_expires = r.never_expires.unwrap_or(false);
+        let b = self
+            .update_backup(caller, r.backup_id.as_deref(), None, |b, _| {
+                b.never_expires = never_expires;
+                Ok(())
+            })
+            .await?;
+        Ok(ModifyBackupAttributesResponse { backup: Some(b) })
     }
 
     /// CopyBackupToRegion: a READY copy in another Region of the account, with the same content
@@ -198,23 +232,9 @@ impl Service {
         r: CopyBackupToRegionRequest,
     ) -> Result<CopyBackupToRegionResponse, KmsError> {
         let _guard = self.write_lock.lock().await;
-        let b = self.caller_backup(caller, r.backup_id.as_deref())?;
-        if b.state_at(self.now_ms()) != "READY" {
-            return Err(invalid(format!(
-                "Backup {} is {}, not READY",
-                b.backup_id, b.state
-            )));
-        }
+        let b = self.ready_backup(caller, r.backup_id.as_deref().unwrap_or_default())?;
         let region = r.destination_region.unwrap_or_default();
-        let valid_region = region.split('-').count() >= 3
-            && region
-                .bytes()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-');
-        if !valid_region {
-            return Err(invalid(format!(
-                "DestinationRegion {region:?} is not a Region name"
-            )));
-        }
+        // Its form is checked against the model's pattern when the request is parsed.
         if region == b.region {
             return Err(invalid(format!(
                 "Backup {} is already in {region}: choose another destination Region",

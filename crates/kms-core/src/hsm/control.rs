@@ -114,22 +114,11 @@ impl Service {
     ) -> Result<CreateClusterResponse, KmsError> {
         let env = self.hsm_env().ok_or_else(|| invalid("no HSMs declared"))?;
         let fleet = env.fleet.load().map_err(internal)?;
-        let source = match r.source_backup_id.as_deref() {
-            Some(id) => {
-                let b = self
-                    .load_backup(&caller.account, &caller.region, id)?
-                    .ok_or_else(|| not_found(format!("Backup {id} not found")))?;
-                if b.state_at(self.now_ms()) != "READY" {
-                    return Err(invalid(format!(
-                        "Backup {} is {}, not READY",
-                        b.backup_id,
-                        b.state_at(self.now_ms())
-                    )));
-                }
-                Some(b)
-            }
-            None => None,
-        };
+        let source = r
+            .source_backup_id
+            .as_deref()
+            .map(|id| self.ready_backup(caller, id))
+            .transpose()?;
         let subnet_ids = r.subnet_ids.unwrap_or_default();
         if subnet_ids.is_empty() {
             return Err(invalid("SubnetIds must name at least one subnet"));
@@ -239,16 +228,16 @@ impl Service {
     ) -> Result<InitializeClusterResponse, KmsError> {
         let _guard = self.write_lock.lock().await;
         let mut c = self.caller_cluster(caller, r.cluster_id.as_deref().unwrap_or_default())?;
-        if c.state != "UNINITIALIZED" || c.cluster_certificate_pem.is_some() {
+        if c.source_backup_id.is_some() {
             return Err(invalid(format!(
-                "Cluster {} is {}{}, not UNINITIALIZED",
-                c.cluster_id,
-                c.state,
-                if c.source_backup_id.is_some() {
-                    " and restored from a backup (already initialized)"
-                } else {
-                    ""
-                }
+                "Cluster {} was created from a backup and is already initialized",
+                c.cluster_id
+            )));
+        }
+        if c.state != "UNINITIALIZED" {
+            return Err(invalid(format!(
+                "Cluster {} is {}, not UNINITIALIZED",
+                c.cluster_id, c.state
             )));
         }
         if c.hsms.is_empty() {

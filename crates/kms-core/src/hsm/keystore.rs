@@ -139,11 +139,7 @@ impl Service {
     }
 
     pub(crate) fn seal_password(&self, store_id: &str, password: &str) -> Result<String, KmsError> {
-        Ok(hex::encode(
-            self.root_key()
-                .seal(&password_aad(store_id), password.as_bytes())
-                .map_err(internal)?,
-        ))
+        self.seal_text(&password_aad(store_id), password)
     }
 
     pub(crate) fn open_password(
@@ -151,14 +147,7 @@ impl Service {
         store_id: &str,
         sealed_hex: &str,
     ) -> Result<zeroize::Zeroizing<String>, KmsError> {
-        let sealed = hex::decode(sealed_hex).map_err(internal)?;
-        let p = self
-            .root_key()
-            .open(&password_aad(store_id), &sealed)
-            .map_err(internal)?;
-        Ok(zeroize::Zeroizing::new(
-            String::from_utf8(p.to_vec()).map_err(internal)?,
-        ))
+        self.open_text(&password_aad(store_id), sealed_hex)
     }
 
     /// The configuration requirements AWS checks on a cluster for a key store: private subnets in

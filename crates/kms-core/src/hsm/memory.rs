@@ -224,18 +224,12 @@ impl HsmDriver for MemoryDriver {
         id: &[u8; 16],
         _label: &str,
     ) -> Result<(), HsmFault> {
-        let src = source
-            .as_any()
-            .downcast_ref::<MemorySession>()
-            .ok_or_else(|| HsmFault::Other("foreign session".into()))?;
+        let src = memory_session(source)?;
         let key = self.with(&src.label, |t| {
             t.keys.get(id).copied().ok_or(HsmFault::KeyNotFound)
         })?;
         for t in targets {
-            let dst = t
-                .as_any()
-                .downcast_ref::<MemorySession>()
-                .ok_or_else(|| HsmFault::Other("foreign session".into()))?;
+            let dst = memory_session(t)?;
             self.with(&dst.label, |tok| {
                 tok.keys.insert(*id, key);
                 Ok(())

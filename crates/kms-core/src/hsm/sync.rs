@@ -2,10 +2,8 @@
 //! crypto user (with the password the cluster's key store holds), the cluster wrapping key, and
 //! every key of the key store, copied from an HSM that has it without leaving the HSMs.
 
-use std::sync::Arc;
-
 use super::cluster::{ClusterRecord, HsmRecord};
-use super::driver::{HsmFault, HsmSession};
+use super::driver::HsmFault;
 use crate::service::Service;
 
 /// Why an added HSM could not be synchronised (kept as its state message).
@@ -33,9 +31,6 @@ impl Service {
                     "kmsd does not know the crypto user's password (created before kmsd kept it); create a key store with it, then delete and re-create this HSM",
                 )
             })?;
-        let store = self
-            .cluster_key_store(&cluster.cluster_id)
-            .map_err(|e| failure("reading key stores", e))?;
         let fleet = env
             .fleet
             .load()
@@ -60,44 +55,27 @@ impl Service {
         // PKCS#11 login state is per process and token: the SO logins that copy the cluster
         // wrapping key are refused while this process holds crypto-user sessions there, so a
         // connected store pauses (its sessions are logged out) for the few milliseconds of the
-        // copy and is logged in again on every HSM, the new one included.
-        let connection = store.as_ref().and_then(|s| self.connections().get(&s.id));
-        if let Some(c) = &connection {
-            let paused = c.sessions.write().map(|mut s| std::mem::take(&mut *s));
-            for (_, session) in paused.unwrap_or_default() {
-                session.logout();
-            }
-        }
-        let reconnect = connection.is_some();
+        // copy and is logged in again on every HSM, the new one included when it got the user.
+        let tokens: Vec<String> = declared
+            .iter()
+            .map(|(_, d, _)| d.token_label.clone())
+            .collect();
+        let paused = self.pause_stores_on(&tokens);
         let driver = env.driver.clone();
         let added_id = added.hsm_id.clone();
-        let (copied, sessions) = tokio::task::spawn_blocking(move || {
-            let copied = copy_to_added_hsm(driver.as_ref(), &declared, &added_id, &keys, &password);
-            let sessions: Vec<(String, Arc<dyn HsmSession>)> = if reconnect {
-                declared
-                    .iter()
-                    .filter(|(id, _, _)| copied.is_ok() || *id != added_id)
-                    .filter_map(|(id, d, _)| match driver.login(d, &password) {
-                        Ok(s) => Some((id.clone(), s)),
-                        Err(e) => {
-                            tracing::warn!(hsm = %id, error = %e, "could not log in again after adding an HSM");
-                            None
-                        }
-                    })
-                    .collect()
-            } else {
-                Vec::new()
-            };
-            (copied, sessions)
+        let copied = tokio::task::spawn_blocking(move || {
+            copy_to_added_hsm(driver.as_ref(), &declared, &added_id, &keys, &password)
         })
         .await
-        .map_err(|e| failure("task", e))?;
-        if let Some(c) = &connection {
-            if let Ok(mut s) = c.sessions.write() {
-                *s = sessions;
-            }
+        .map_err(|e| failure("task", e));
+        self.resume_stores(paused).await;
+        let copied =
+            copied.and_then(|r| r.map_err(|e| failure("copying the crypto user and keys", e)));
+        if copied.is_err() {
+            self.connections()
+                .drop_hsm(&cluster.cluster_id, &added.hsm_id);
         }
-        copied.map_err(|e| failure("copying the crypto user and keys", e))
+        copied
     }
 }
 
