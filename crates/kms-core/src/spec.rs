@@ -63,18 +63,12 @@ pub fn check_spec_usage(spec: &str, usage: Option<&str>) -> Result<String, KmsEr
         None if spec == "SYMMETRIC_DEFAULT" => Ok("ENCRYPT_DECRYPT".into()),
         None => Err(KmsError::new(
             ErrorCode::ValidationException,
-            format!(
-                "KeyUsage is required for KeySpec {spec}; valid values: {}",
-                allowed.join(", ")
-            ),
+            "You must specify a KeyUsage value for all KMS keys except for symmetric encryption keys.",
         )),
         Some(u) if allowed.contains(&u) => Ok(u.to_owned()),
         Some(u) => Err(KmsError::new(
             ErrorCode::ValidationException,
-            format!(
-                "KeyUsage {u} is not compatible with KeySpec {spec}; valid values: {}",
-                allowed.join(", ")
-            ),
+            format!("KeyUsage {u} is not compatible with KeySpec {spec}"),
         )),
     }
 }

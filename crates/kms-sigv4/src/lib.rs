@@ -72,14 +72,41 @@ pub fn parse_authorization(value: &str) -> Result<ParsedAuth, KmsError> {
             "The Signature must be 64 hexadecimal characters.",
         ));
     }
+    if !is_region_name(region) {
+        return Err(KmsError::new(
+            ErrorCode::InvalidSignatureException,
+            "Credential should be scoped to a valid region.",
+        ));
+    }
     Ok(ParsedAuth {
         access_key_id: akid.into(),
         date: date.into(),
         region: region.into(),
         service: service.into(),
         signed_headers: signed.split(';').map(|s| s.to_ascii_lowercase()).collect(),
-        signature: signature.to_ascii_lowercase(),
+        // Kept as sent: AWS compares the lowercase hex form, so uppercase hex does not match.
+        signature: signature.to_owned(),
     })
+}
+
+/// Whether `s` is a well-formed AWS Region name: two lowercase letters, one or more lowercase
+/// words, and a number of one or two digits, joined by `-` (`us-east-1`, `us-gov-west-1`,
+/// `cn-north-1`, `us-isob-east-1`), as AWS's pattern `^[a-z]{2}(-[a-z]+)+-\d{1,2}$`. The
+/// credential scope's Region becomes part of every ARN kmsd makes, so nothing else is accepted.
+pub fn is_region_name(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    let (Some(first), Some(last)) = (parts.first(), parts.last()) else {
+        return false;
+    };
+    parts.len() >= 3
+        && s.len() <= 32
+        && first.len() == 2
+        && first.bytes().all(|b| b.is_ascii_lowercase())
+        && (1..=2).contains(&last.len())
+        && last.bytes().all(|b| b.is_ascii_digit())
+        && parts[1..parts.len() - 1]
+            .iter()
+            .all(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_lowercase()))
 }
 
 /// What the canonical request is built from.

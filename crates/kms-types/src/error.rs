@@ -4,8 +4,8 @@
 macro_rules! error_codes {
     ($($code:ident,)+) => {
         /// AWS error codes kmsd emits: the model's exceptions plus the common errors of every
-        /// AWS JSON service. `status()` is the HTTP status from the Smithy model's `httpError`
-        /// traits.
+        /// AWS JSON service. `status()` is the HTTP status real AWS sends (400 for every client
+        /// error, whatever the Smithy model's `httpError` trait says).
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         #[allow(missing_docs)]
         pub enum ErrorCode {
@@ -98,16 +98,12 @@ error_codes! {
 }
 
 impl ErrorCode {
-    /// HTTP status (Smithy `httpError`; 400 for the rest).
+    /// The HTTP status real AWS sends: 400 for every client error (also those the Smithy model
+    /// marks 404/409/412, which the endpoint does not follow), 500 for internal faults, 503 for
+    /// DependencyTimeoutException. Recorded behaviour: `shared/reference/protocol.md` §4.2.
     pub fn status(self) -> u16 {
         use ErrorCode::*;
         match self {
-            AlreadyExistsException
-            | ConflictException
-            | DisabledException
-            | KMSInvalidStateException => 409,
-            NotFoundException => 404,
-            DryRunOperationException => 412,
             KMSInternalException
             | KeyUnavailableException
             | InternalFailure
@@ -147,11 +143,28 @@ impl KmsError {
         KmsError::new(ErrorCode::KMSInternalException, message)
     }
 
-    /// The JSON body AWS sends for this error.
+    /// The message as sent on the wire: none for the three codes AWS answers without one
+    /// (InvalidCiphertextException, KMSInvalidSignatureException, KMSInvalidMacException: a
+    /// failed check says nothing about why), nor for an empty message. kmsd's own text stays in
+    /// the server log and the audit record.
+    pub fn wire_message(&self) -> Option<&str> {
+        let silent = matches!(
+            self.code,
+            ErrorCode::InvalidCiphertextException
+                | ErrorCode::KMSInvalidSignatureException
+                | ErrorCode::KMSInvalidMacException
+        );
+        (!silent && !self.message.is_empty()).then_some(self.message.as_str())
+    }
+
+    /// The JSON body AWS sends for this error: `{"__type": ..., "message": ...}`, without
+    /// `message` where [`KmsError::wire_message`] has none.
     pub fn to_body(&self) -> Vec<u8> {
-        serde_json::json!({"__type": self.code.as_str(), "message": self.message})
-            .to_string()
-            .into_bytes()
+        let body = match self.wire_message() {
+            Some(m) => serde_json::json!({"__type": self.code.as_str(), "message": m}),
+            None => serde_json::json!({"__type": self.code.as_str()}),
+        };
+        body.to_string().into_bytes()
     }
 }
 
@@ -180,11 +193,36 @@ mod tests {
     }
 
     #[test]
-    fn statuses_follow_the_smithy_model() {
-        assert_eq!(ErrorCode::NotFoundException.status(), 404);
-        assert_eq!(ErrorCode::KMSInvalidStateException.status(), 409);
-        assert_eq!(ErrorCode::DryRunOperationException.status(), 412);
-        assert_eq!(ErrorCode::DependencyTimeoutException.status(), 503);
-        assert_eq!(ErrorCode::ThrottlingException.status(), 400);
+    fn failed_checks_carry_no_message_on_the_wire() {
+        for code in [
+            ErrorCode::InvalidCiphertextException,
+            ErrorCode::KMSInvalidSignatureException,
+            ErrorCode::KMSInvalidMacException,
+        ] {
+            let body = KmsError::new(code, "why it failed").to_body();
+            let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(v, serde_json::json!({"__type": code.as_str()}));
+        }
+        let body = KmsError::new(ErrorCode::NotFoundException, "Key 'x' does not exist").to_body();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["message"], "Key 'x' does not exist");
+    }
+
+    #[test]
+    fn statuses_are_what_aws_sends_not_the_smithy_http_error_trait() {
+        for code in ErrorCode::ALL {
+            let expected = match code {
+                ErrorCode::KMSInternalException
+                | ErrorCode::KeyUnavailableException
+                | ErrorCode::InternalFailure
+                | ErrorCode::CloudHsmInternalFailureException => 500,
+                ErrorCode::DependencyTimeoutException => 503,
+                _ => 400,
+            };
+            assert_eq!(code.status(), expected, "{code}");
+        }
+        assert_eq!(ErrorCode::NotFoundException.status(), 400);
+        assert_eq!(ErrorCode::KMSInvalidStateException.status(), 400);
+        assert_eq!(ErrorCode::DryRunOperationException.status(), 400);
     }
 }

@@ -51,6 +51,7 @@ pub fn authenticate(
         ));
     }
     let amz_date = sigv4::check_date(parts, &auth, now_secs)?;
+    require_signed(parts, &auth, &["x-amz-target", "content-type"])?;
     let caller = |account: String, arn: String, user_id: String| Caller {
         account,
         region: auth.region.clone(),
@@ -122,4 +123,23 @@ pub fn authenticate(
             ))
         }
     }
+}
+
+/// Refuses a request that carries one of `names` without signing it: the operation
+/// (`X-Amz-Target`) and the body's framing (`Content-Type`) must not be swappable in transit.
+fn require_signed(
+    parts: &RequestParts<'_>,
+    auth: &sigv4::ParsedAuth,
+    names: &[&str],
+) -> Result<(), KmsError> {
+    for name in names {
+        let present = parts.headers.iter().any(|(n, _)| n == name);
+        if present && !auth.signed_headers.iter().any(|h| h == name) {
+            return Err(KmsError::new(
+                ErrorCode::InvalidSignatureException,
+                format!("The {name} header must be signed."),
+            ));
+        }
+    }
+    Ok(())
 }

@@ -290,13 +290,33 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     if args.insecure_http && !loopback && !tls {
         tracing::warn!(listen = %args.listen, "serving plain HTTP on a non-loopback address (--insecure-http): requests and keys travel unencrypted");
     }
-    std::fs::create_dir_all(&args.data_dir)
-        .map_err(|e| format!("creating {}: {e}", args.data_dir.display()))?;
+    // One server per data dir and audit dir, locked before anything in them is read or
+    // written; then the listeners are bound, so a start that fails (a busy port) has written
+    // nothing: no key, no database, no audit record.
+    let _data_lock = crate::dir_lock::DirLock::acquire(&args.data_dir, "data dir")?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         let _ = std::fs::set_permissions(&args.data_dir, std::fs::Permissions::from_mode(0o700));
     }
+    let audit_dir = args
+        .audit_dir
+        .clone()
+        .unwrap_or_else(|| args.data_dir.join("audit"));
+    let _audit_lock = crate::dir_lock::DirLock::acquire(&audit_dir, "audit dir")?;
+    let admin_listener = match args.admin_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("binding the admin listener {addr}: {e}"))?,
+        ),
+        None => None,
+    };
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| format!("binding {}: {e}", args.listen))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+
     let root = kms_crypto::RootKey::load_or_create(&args.data_dir.join("root.key"))
         .map_err(|e| e.to_string())?;
     let store = kms_store::SqliteStore::open_in(&args.data_dir).map_err(|e| e.to_string())?;
@@ -325,10 +345,6 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         AuthMode::Verify
     };
     let signing_key = crate::audit::load_or_create_signing_key(&service, &args.data_dir)?;
-    let audit_dir = args
-        .audit_dir
-        .clone()
-        .unwrap_or_else(|| args.data_dir.join("audit"));
     let durability = if args.audit_durability == "buffered" {
         kms_audit::Durability::Buffered
     } else {
@@ -381,11 +397,8 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         metrics: Arc::new(crate::metrics::Metrics::new()),
         trusted_proxies: args.trusted_proxies.clone(),
     });
-    let admin = match args.admin_listen {
-        Some(addr) => {
-            let l = tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|e| format!("binding the admin listener {addr}: {e}"))?;
+    let admin = match admin_listener {
+        Some(l) => {
             let local = l.local_addr().map_err(|e| e.to_string())?;
             eprintln!("kmsd admin listening on {local}");
             let app = crate::admin::router(state.clone());
@@ -395,11 +408,6 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         }
         None => None,
     };
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .map_err(|e| format!("binding {}: {e}", args.listen))?;
-    let local = listener.local_addr().map_err(|e| e.to_string())?;
-
     let sweeper = {
         let service = service.clone();
         let every = std::time::Duration::from_secs(args.sweep_interval_secs.max(1));

@@ -12,6 +12,7 @@ pub mod cbor;
 pub mod cli;
 pub mod client_ip;
 pub mod config;
+pub mod dir_lock;
 pub mod hsm_driver;
 pub mod hsm_fleet;
 pub mod hygiene;

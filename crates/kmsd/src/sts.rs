@@ -54,14 +54,25 @@ fn sts_code(code: kms_types::ErrorCode) -> &'static str {
     match code {
         kms_types::ErrorCode::AccessDeniedException => "AccessDenied",
         kms_types::ErrorCode::ValidationException => "ValidationError",
+        kms_types::ErrorCode::UnrecognizedClientException => "InvalidClientTokenId",
+        kms_types::ErrorCode::InvalidSignatureException => "SignatureDoesNotMatch",
+        kms_types::ErrorCode::MissingAuthenticationTokenException => "MissingAuthenticationToken",
+        kms_types::ErrorCode::IncompleteSignatureException => "IncompleteSignature",
+        kms_types::ErrorCode::ExpiredTokenException => "ExpiredToken",
         other => other.as_str(),
     }
 }
 
-/// The HTTP status STS uses for an error.
+/// The HTTP status STS uses for an error: 403 for a refused caller (AccessDenied, an unknown
+/// access key, a wrong or missing signature), as STS sends; otherwise the KMS rule (400 for
+/// client errors, 5xx for faults).
 pub fn status(code: kms_types::ErrorCode) -> u16 {
+    use kms_types::ErrorCode::*;
     match code {
-        kms_types::ErrorCode::AccessDeniedException => 403,
+        AccessDeniedException
+        | UnrecognizedClientException
+        | InvalidSignatureException
+        | MissingAuthenticationTokenException => 403,
         other => other.status(),
     }
 }
@@ -90,4 +101,24 @@ pub fn error(e: &KmsError, request_id: &str) -> String {
         xml_escape(&e.message),
         xml_escape(request_id)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sts_names_and_statuses_are_what_sts_sends() {
+        use kms_types::ErrorCode::*;
+        assert_eq!(
+            sts_code(UnrecognizedClientException),
+            "InvalidClientTokenId"
+        );
+        assert_eq!(sts_code(InvalidSignatureException), "SignatureDoesNotMatch");
+        assert_eq!(status(UnrecognizedClientException), 403);
+        assert_eq!(status(AccessDeniedException), 403);
+        assert_eq!(status(ValidationException), 400);
+        assert_eq!(status(NotFoundException), 400);
+        assert_eq!(status(KMSInternalException), 500);
+    }
 }

@@ -89,11 +89,41 @@ impl ResolvesServerCert for ReloadableCert {
     }
 }
 
-/// The rustls server configuration kmsd uses.
-pub fn server_config(cert: Arc<ReloadableCert>) -> Result<Arc<ServerConfig>, String> {
-    // The default aws-lc-rs provider offers X25519MLKEM768 first, then X25519, P-256, P-384,
-    // and only ECDHE suites for TLS 1.2.
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+/// The rustls configurations kmsd serves with: one offering every group, and one offering only
+/// the hybrid post-quantum group X25519MLKEM768.
+///
+/// rustls picks the first group of the *client's* list that the server supports, so a client
+/// that lists X25519 before X25519MLKEM768 would get classical X25519. kmsd reads the
+/// ClientHello first and, when the client supports the hybrid group at all, answers with the
+/// hybrid-only configuration (a HelloRetryRequest if the client sent no hybrid key share): the
+/// server, not the client's ordering, decides that post-quantum protection is used.
+#[derive(Clone)]
+pub struct TlsConfigs {
+    any_group: Arc<ServerConfig>,
+    hybrid_only: Arc<ServerConfig>,
+}
+
+impl TlsConfigs {
+    /// The configuration for a client that offered `groups` (its supported_groups extension).
+    pub fn for_groups(&self, groups: Option<&[rustls::NamedGroup]>) -> Arc<ServerConfig> {
+        let hybrid = groups.is_some_and(|g| g.contains(&rustls::NamedGroup::X25519MLKEM768));
+        if hybrid {
+            self.hybrid_only.clone()
+        } else {
+            self.any_group.clone()
+        }
+    }
+}
+
+/// Builds one rustls server configuration over `kx_groups`.
+fn build_config(
+    cert: Arc<ReloadableCert>,
+    kx_groups: Vec<&'static dyn rustls::crypto::SupportedKxGroup>,
+) -> Result<Arc<ServerConfig>, String> {
+    let provider = Arc::new(rustls::crypto::CryptoProvider {
+        kx_groups,
+        ..rustls::crypto::aws_lc_rs::default_provider()
+    });
     let mut cfg = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| e.to_string())?
@@ -103,34 +133,52 @@ pub fn server_config(cert: Arc<ReloadableCert>) -> Result<Arc<ServerConfig>, Str
     Ok(Arc::new(cfg))
 }
 
+/// The rustls server configurations kmsd uses: the default aws-lc-rs provider (X25519MLKEM768,
+/// X25519, P-256, P-384; only ECDHE suites for TLS 1.2), and its hybrid-only twin.
+pub fn server_config(cert: Arc<ReloadableCert>) -> Result<TlsConfigs, String> {
+    let all = rustls::crypto::aws_lc_rs::default_provider().kx_groups;
+    Ok(TlsConfigs {
+        any_group: build_config(cert.clone(), all)?,
+        hybrid_only: build_config(
+            cert,
+            vec![rustls::crypto::aws_lc_rs::kx_group::X25519MLKEM768],
+        )?,
+    })
+}
+
 /// Serves `app` (over TLS when `config` is given, else plain HTTP) until `shutdown` resolves,
 /// then lets in-flight requests finish (at most 30 s). A client has 10 s for its TLS handshake
 /// and [`kms_serve::HEADER_READ_TIMEOUT`] for each request's headers.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    config: Option<Arc<ServerConfig>>,
+    config: Option<TlsConfigs>,
     app: Router,
     shutdown: impl Future<Output = ()>,
 ) {
-    let acceptor = config.map(tokio_rustls::TlsAcceptor::from);
     let accept = move |tcp: tokio::net::TcpStream, peer: std::net::SocketAddr| {
-        let acceptor = acceptor.clone();
+        let configs = config.clone();
         async move {
-            let Some(acceptor) = acceptor else {
+            let Some(configs) = configs else {
                 return Some((Box::new(tcp) as Box<dyn kms_serve::Stream>, None));
             };
-            let tls =
-                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                    Ok(Ok(tls)) => tls,
-                    Ok(Err(e)) => {
-                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                        return None;
-                    }
-                    Err(_) => {
-                        tracing::debug!(%peer, "TLS handshake timed out");
-                        return None;
-                    }
-                };
+            let handshake = async {
+                let start =
+                    tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp)
+                        .await?;
+                let cfg = configs.for_groups(start.client_hello().named_groups());
+                start.into_stream(cfg).await
+            };
+            let tls = match tokio::time::timeout(Duration::from_secs(10), handshake).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return None;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return None;
+                }
+            };
             let details = {
                 let conn = tls.get_ref().1;
                 TlsDetails {

@@ -217,7 +217,7 @@ async fn validation_serialization_and_unknown_members() {
     .await;
     assert_eq!(
         (r.status, r.error_type().as_str()),
-        (404, "NotFoundException")
+        (400, "NotFoundException")
     );
     // An empty body is accepted as {} for operations without required members.
     let r = kms_request(addr, "TrentService.ListAliases", "", creds, now_secs()).await;

@@ -130,9 +130,16 @@ async fn rustls_handshake(
     }
     let mut provider = rustls::crypto::aws_lc_rs::default_provider();
     if let Some(names) = groups {
-        provider
-            .kx_groups
-            .retain(|g| names.contains(&format!("{:?}", g.name()).as_str()));
+        // The client's preference order is the order of `names`.
+        let all = std::mem::take(&mut provider.kx_groups);
+        provider.kx_groups = names
+            .iter()
+            .filter_map(|n| {
+                all.iter()
+                    .find(|g| format!("{:?}", g.name()) == *n)
+                    .copied()
+            })
+            .collect();
     }
     let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
         .with_protocol_versions(versions)
@@ -226,6 +233,17 @@ async fn tls_versions_suites_and_post_quantum_key_exchange() {
     .await
     .unwrap();
     assert_eq!(g, "X25519");
+    // A client that prefers X25519 but supports the hybrid group gets the hybrid group: the
+    // server decides (it sent only an X25519 key share, so this costs a HelloRetryRequest).
+    let (v, g, _) = rustls_handshake(
+        server.addr,
+        &ca,
+        &[&rustls::version::TLS13],
+        Some(&["X25519", "X25519MLKEM768"]),
+    )
+    .await
+    .unwrap();
+    assert_eq!((v.as_str(), g.as_str()), ("TLSv1_3", "X25519MLKEM768"));
     let (v, g, _) = rustls_handshake(
         server.addr,
         &ca,

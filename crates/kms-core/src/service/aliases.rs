@@ -12,13 +12,25 @@ use crate::store::WriteOp;
 /// Aliases per key.
 const MAX_ALIASES_PER_KEY: usize = 50;
 
+/// CreateAlias's name rules, with AWS's errors: the `alias/` prefix (ValidationException, AWS's
+/// recorded text), then only letters, digits, `/`, `_` and `-` (the model's pattern also allows
+/// `:`, AWS refuses it), then a non-empty name outside the reserved `alias/aws/`.
 fn check_alias_name(name: &str) -> Result<(), KmsError> {
     let Some(rest) = name.strip_prefix("alias/") else {
         return Err(KmsError::new(
-            ErrorCode::InvalidAliasNameException,
-            format!("Alias '{name}' must begin with 'alias/'"),
+            ErrorCode::ValidationException,
+            "Alias must start with the prefix \"alias/\". Please see https://docs.aws.amazon.com/kms/latest/developerguide/kms-alias.html",
         ));
     };
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'-'))
+    {
+        return Err(KmsError::new(
+            ErrorCode::ValidationException,
+            format!("{name} contains invalid characters for an alias"),
+        ));
+    }
     if rest.is_empty() {
         return Err(KmsError::new(
             ErrorCode::InvalidAliasNameException,
@@ -43,12 +55,9 @@ impl Service {
         target: &str,
     ) -> Result<crate::model::KeyRecord, KmsError> {
         let id = self.resolve(caller, target, false)?;
-        let k = self.load_key(&caller.region, &id)?.ok_or_else(|| {
-            KmsError::new(
-                ErrorCode::NotFoundException,
-                format!("Key '{target}' does not exist"),
-            )
-        })?;
+        let k = self
+            .load_key(&caller.region, &id)?
+            .ok_or_else(|| super::key_not_found(&caller.region, &caller.account, &id))?;
         if k.state == "PendingDeletion" {
             return Err(invalid_state(&k, "PendingDeletion"));
         }

@@ -10,18 +10,6 @@ use super::{check_grant_tokens, dry_run_succeeded, internal, CachedKey, Service}
 use crate::context::Caller;
 use crate::spec::{self, SpecKind};
 
-fn usage_error(k: &CachedKey, wanted: &str, op: &str) -> KmsError {
-    KmsError::new(
-        ErrorCode::InvalidKeyUsageException,
-        format!(
-            "{op} needs a key with KeyUsage {wanted}; {} has KeyUsage {} (KeySpec {})",
-            k.record.arn(),
-            k.record.key_usage,
-            k.record.key_spec
-        ),
-    )
-}
-
 /// The key's private key and spec, for keys with asymmetric material.
 fn private_key(k: &CachedKey) -> Result<(AsymmetricSpec, &[u8]), KmsError> {
     match spec::spec_kind(&k.record.key_spec)? {
@@ -58,7 +46,8 @@ fn crypto_error(e: CryptoError) -> KmsError {
         }
         CryptoError::InvalidPeerKey => KmsError::new(
             ErrorCode::ValidationException,
-            "PublicKey is not a valid DER-encoded SubjectPublicKeyInfo on the key's curve",
+            // AWS's recorded answer carries no message.
+            "",
         ),
         other => internal(other),
     }
@@ -74,7 +63,7 @@ fn sign_input<'a>(
 ) -> Result<(asymmetric::SigningAlgorithm, SignInput<'a>), KmsError> {
     check_enabled(&k.record)?;
     if k.record.key_usage != "SIGN_VERIFY" {
-        return Err(usage_error(k, "SIGN_VERIFY", op));
+        return Err(super::key_usage_not_valid(&k.record, op));
     }
     let offered = spec::signing_algorithms(&k.record.key_spec, &k.record.key_usage);
     let alg = spec::signing_algorithm(algorithm)
@@ -111,7 +100,7 @@ fn sign_input<'a>(
             if message.len() != want {
                 return Err(KmsError::new(
                     ErrorCode::ValidationException,
-                    format!("With MessageType DIGEST and {algorithm} the message must be a {want}-byte digest, not {} bytes", message.len()),
+                    format!("Digest is invalid length for algorithm {algorithm}."),
                 ));
             }
             SignInput::Digest(message)
@@ -235,7 +224,7 @@ impl Service {
     ) -> Result<(asymmetric::HmacAlgorithm, &'a [u8]), KmsError> {
         check_enabled(&k.record)?;
         let SpecKind::Hmac(alg) = spec::spec_kind(&k.record.key_spec)? else {
-            return Err(usage_error(k, "GENERATE_VERIFY_MAC", op));
+            return Err(super::key_usage_not_valid(&k.record, op));
         };
         if !spec::mac_algorithms(&k.record.key_spec)
             .iter()
@@ -244,8 +233,7 @@ impl Service {
             return Err(KmsError::new(
                 ErrorCode::InvalidKeyUsageException,
                 format!(
-                    "MAC algorithm {algorithm} is not supported by {} ({})",
-                    k.record.arn(),
+                    "Algorithm {algorithm} is incompatible with key spec {}.",
                     k.record.key_spec
                 ),
             ));
@@ -322,7 +310,7 @@ impl Service {
         let k = self.resolve_cached(caller, r.key_id.as_deref().unwrap_or_default(), true)?;
         check_enabled(&k.record)?;
         if k.record.key_usage != "KEY_AGREEMENT" {
-            return Err(usage_error(&k, "KEY_AGREEMENT", "DeriveSharedSecret"));
+            return Err(super::key_usage_not_valid(&k.record, "DeriveSharedSecret"));
         }
         let algorithm = r.key_agreement_algorithm.clone().unwrap_or_default();
         if algorithm != "ECDH" {
@@ -370,7 +358,7 @@ impl Service {
         KmsError,
     > {
         let k = self.resolve_cached(caller, key_id.unwrap_or_default(), true)?;
-        super::crypto::check_usable(&k)?;
+        super::crypto::check_usable(&k, &caller.operation)?;
         if k.record.custom_key_store_id.is_some() {
             return Err(KmsError::new(
                 ErrorCode::UnsupportedOperationException,

@@ -14,17 +14,19 @@ use kms_crypto::asymmetric::{self, AsymmetricSpec, OaepHash};
 /// Symmetric plaintext limit (PlaintextType max).
 const MAX_PLAINTEXT: usize = 4096;
 
-/// Checks that a key can be used for symmetric encryption now.
-pub(super) fn check_usable(k: &CachedKey) -> Result<(), KmsError> {
+/// Checks that a key can be used for symmetric encryption now, by operation `op`.
+pub(super) fn check_usable(k: &CachedKey, op: &str) -> Result<(), KmsError> {
     let r = &k.record;
     check_enabled(r)?;
-    if r.key_usage != "ENCRYPT_DECRYPT" || r.key_spec != "SYMMETRIC_DEFAULT" {
+    if r.key_usage != "ENCRYPT_DECRYPT" {
+        return Err(super::key_usage_not_valid(r, op));
+    }
+    if r.key_spec != "SYMMETRIC_DEFAULT" {
         return Err(KmsError::new(
             ErrorCode::InvalidKeyUsageException,
             format!(
-                "{} key usage is {} and spec is {}: it cannot do symmetric encryption",
+                "{} key spec is {} which is not valid for {op}.",
                 r.arn(),
-                r.key_usage,
                 r.key_spec
             ),
         ));
@@ -125,10 +127,9 @@ impl Service {
                 return Err(KmsError::new(
                     ErrorCode::ValidationException,
                     format!(
-                        "Plaintext is {} bytes; {} with {} takes at most {max}",
-                        plaintext.len(),
-                        k.record.key_spec,
-                        algorithm.unwrap_or_default()
+                        "Algorithm {} and key spec {} cannot encrypt data larger than {max} bytes.",
+                        algorithm.unwrap_or_default(),
+                        k.record.key_spec
                     ),
                 ));
             }
@@ -142,7 +143,7 @@ impl Service {
             let ct = asymmetric::rsa_oaep_encrypt(spki, hash, plaintext).map_err(internal)?;
             return Ok((ct, algorithm.unwrap_or_default().to_owned(), None));
         }
-        check_usable(k)?;
+        check_usable(k, &caller.operation)?;
         check_algorithm(k, algorithm)?;
         if dry_run == Some(true) {
             return Err(dry_run_succeeded());
@@ -276,12 +277,12 @@ impl Service {
             if named_id != key.record.key_id {
                 return Err(KmsError::new(
                     ErrorCode::IncorrectKeyException,
-                    format!("The key ID in the request does not identify the KMS key that encrypted the ciphertext ({named})"),
+                    "The key ID in the request does not identify a CMK that can perform this operation.",
                 ));
             }
         }
         self.authorize(caller, action, Some(&key.record), &key.record.arn())?;
-        check_usable(&key)?;
+        check_usable(&key, &caller.operation)?;
         check_algorithm(&key, algorithm)?;
         if xks_env.is_some() != key.record.xks_key_id.is_some() {
             return Err(invalid_ciphertext());
@@ -377,7 +378,7 @@ impl Service {
             if ignore_ciphertext {
                 if let Some(id) = r.key_id.as_deref() {
                     let k = self.resolve_cached(caller, id, true)?;
-                    check_usable(&k)?;
+                    check_usable(&k, &caller.operation)?;
                 }
                 return Err(dry_run_succeeded());
             }
@@ -487,7 +488,7 @@ impl Service {
             }
         };
         let k = self.resolve_cached(caller, key_id.unwrap_or_default(), true)?;
-        check_usable(&k)?;
+        check_usable(&k, &caller.operation)?;
         if dry_run == Some(true) {
             return Err(dry_run_succeeded());
         }
@@ -555,10 +556,7 @@ impl Service {
     ) -> Result<GenerateRandomResponse, KmsError> {
         no_recipient(r.recipient.as_ref())?;
         let n = r.number_of_bytes.ok_or_else(|| {
-            KmsError::new(
-                ErrorCode::ValidationException,
-                "1 validation error detected: Value null at 'numberOfBytes' failed to satisfy constraint: Member must not be null",
-            )
+            KmsError::new(ErrorCode::ValidationException, "NumberOfBytes is required.")
         })?;
         let bytes = match &r.custom_key_store_id {
             Some(id) => self.hsm_random(caller, id, n as usize)?,

@@ -450,16 +450,10 @@ impl Service {
         let grant_id = match (&r.grant_token, &r.grant_id) {
             (Some(t), _) => token_grant_id(t)?,
             (None, Some(id)) => {
-                let key = r.key_id.as_deref().ok_or_else(|| {
-                    err(
+                if r.key_id.is_none() {
+                    return Err(err(
                         ErrorCode::ValidationException,
                         "RetireGrant needs GrantToken, or KeyId and GrantId",
-                    )
-                })?;
-                if !key.starts_with("arn:") {
-                    return Err(err(
-                        ErrorCode::InvalidArnException,
-                        "With GrantId, KeyId must be the key ARN",
                     ));
                 }
                 id.clone()
@@ -478,7 +472,15 @@ impl Service {
             )
         })?;
         if let Some(key) = r.key_id.as_deref() {
-            if key != g.key_arn {
+            // A key ARN, or a key id of the caller's Region (AWS accepts both with GrantId).
+            let names_grant_key = match crate::ids::parse_key_ref(key, false)? {
+                crate::ids::KeyRef::Id(id) => {
+                    g.key_arn.ends_with(&format!(":key/{id}"))
+                        && g.key_arn.split(':').nth(3) == Some(caller.region.as_str())
+                }
+                _ => key == g.key_arn,
+            };
+            if !names_grant_key {
                 return Err(err(
                     ErrorCode::NotFoundException,
                     format!("Grant {grant_id} is not a grant of {key}"),

@@ -180,11 +180,7 @@ impl Service {
             }
             None => default_key_policy(&caller.account),
         };
-        let tags = check_new_tags(
-            &BTreeMap::new(),
-            r.tags.as_deref().unwrap_or_default(),
-            ErrorCode::TagException,
-        )?;
+        let tags = check_new_tags(&BTreeMap::new(), r.tags.as_deref().unwrap_or_default())?;
 
         // Checked before any material is made (again before the insert, under the write lock).
         self.check_key_quota(caller)?;

@@ -360,12 +360,6 @@ impl Service {
         action: &str,
     ) -> Result<String, KmsError> {
         let r = parse_key_ref(key_id, allow_alias)?;
-        let not_found = || {
-            KmsError::new(
-                ErrorCode::NotFoundException,
-                format!("Key '{key_id}' does not exist"),
-            )
-        };
         let (account, id) = match r {
             KeyRef::Id(id) => (caller.account.clone(), id),
             KeyRef::KeyArn {
@@ -374,7 +368,11 @@ impl Service {
                 key_id: id,
             } => {
                 if region != caller.region {
-                    return Err(not_found());
+                    // AWS's recorded answer for an ARN of another Region.
+                    return Err(KmsError::new(
+                        ErrorCode::NotFoundException,
+                        format!("Invalid arn {region}"),
+                    ));
                 }
                 (account, id)
             }
@@ -412,6 +410,7 @@ impl Service {
                 (account, id)
             }
         };
+        let not_found = || key_not_found(&caller.region, &account, &id);
         let entry = self
             .cached_key(&caller.region, &id)?
             .ok_or_else(not_found)?;
@@ -431,12 +430,8 @@ impl Service {
         allow_alias: bool,
     ) -> Result<Arc<CachedKey>, KmsError> {
         let id = self.resolve(caller, key_id, allow_alias)?;
-        self.cached_key(&caller.region, &id)?.ok_or_else(|| {
-            KmsError::new(
-                ErrorCode::NotFoundException,
-                format!("Key '{key_id}' does not exist"),
-            )
-        })
+        self.cached_key(&caller.region, &id)?
+            .ok_or_else(|| key_not_found(&caller.region, &caller.account, &id))
     }
 
     /// Read-modify-write of one key under the write lock. `f` returns extra writes to commit
@@ -452,12 +447,9 @@ impl Service {
     {
         let _guard = self.write_lock.lock().await;
         let id = self.resolve(caller, key_id, false)?;
-        let mut record = self.load_key(&caller.region, &id)?.ok_or_else(|| {
-            KmsError::new(
-                ErrorCode::NotFoundException,
-                format!("Key '{key_id}' does not exist"),
-            )
-        })?;
+        let mut record = self
+            .load_key(&caller.region, &id)?
+            .ok_or_else(|| key_not_found(&caller.region, &caller.account, &id))?;
         let mut ops = f(&mut record)?;
         ops.insert(0, WriteOp::PutKey(record.clone()));
         self.commit(ops).await?;
@@ -466,6 +458,28 @@ impl Service {
 }
 
 use grants::check_grant_tokens;
+
+/// AWS's NotFoundException for a well-formed key id that names no key: `Key '<key-arn>' does
+/// not exist`, the ARN built from the Region and account the request is scoped to.
+pub(crate) fn key_not_found(region: &str, account: &str, key_id: &str) -> KmsError {
+    KmsError::new(
+        ErrorCode::NotFoundException,
+        format!("Key 'arn:aws:kms:{region}:{account}:key/{key_id}' does not exist"),
+    )
+}
+
+/// AWS's InvalidKeyUsageException for an operation the key's KeyUsage does not allow:
+/// `<key-arn> key usage is SIGN_VERIFY which is not valid for Encrypt.`
+pub(crate) fn key_usage_not_valid(record: &crate::model::KeyRecord, op: &str) -> KmsError {
+    KmsError::new(
+        ErrorCode::InvalidKeyUsageException,
+        format!(
+            "{} key usage is {} which is not valid for {op}.",
+            record.arn(),
+            record.key_usage
+        ),
+    )
+}
 
 /// The success signal of a `DryRun` request.
 fn dry_run_succeeded() -> KmsError {

@@ -130,12 +130,15 @@ impl Service {
         let k = self.resolve_cached(caller, r.key_id.as_deref().unwrap_or_default(), false)?;
         let k = &k.record;
         check_readable(k)?;
+        // A key pending deletion does not rotate: AWS answers `false` (the schedule is kept
+        // and shows again after CancelKeyDeletion).
+        let schedule = k.rotation.filter(|_| k.state != "PendingDeletion");
         Ok(GetKeyRotationStatusResponse {
             key_id: Some(k.arn()),
-            key_rotation_enabled: Some(k.rotation.is_some()),
-            next_rotation_date: k.rotation.map(|r| ts(r.next_ms)),
+            key_rotation_enabled: Some(schedule.is_some()),
+            next_rotation_date: schedule.map(|r| ts(r.next_ms)),
             on_demand_rotation_start_date: None,
-            rotation_period_in_days: k.rotation.map(|r| r.period_days),
+            rotation_period_in_days: schedule.map(|r| r.period_days),
         })
     }
 
@@ -150,7 +153,8 @@ impl Service {
             .update_key(caller, r.key_id.as_deref().unwrap_or_default(), |k| {
                 check_enabled(k)?;
                 if !rotatable(k) {
-                    return Err(not_rotatable(k));
+                    // AWS's recorded answer carries no message here.
+                    return Err(KmsError::new(ErrorCode::UnsupportedOperationException, ""));
                 }
                 let done = k
                     .materials
@@ -160,7 +164,7 @@ impl Service {
                 if done >= MAX_ON_DEMAND_ROTATIONS {
                     return Err(KmsError::new(
                         ErrorCode::LimitExceededException,
-                        format!("{} has reached the limit of {MAX_ON_DEMAND_ROTATIONS} on-demand rotations.", k.arn()),
+                        format!("The on-demand rotations limit has been reached for the given keyId. No more on-demand rotations can be performed for this key: {}", k.arn()),
                     ));
                 }
                 let m = self.new_material(k, "ON_DEMAND")?;
@@ -169,7 +173,7 @@ impl Service {
             })
             .await?;
         Ok(RotateKeyOnDemandResponse {
-            key_id: Some(k.key_id),
+            key_id: Some(k.arn()),
         })
     }
 

@@ -12,39 +12,29 @@ use crate::context::Caller;
 /// Tags per key.
 const MAX_TAGS: usize = 50;
 
-/// Merges `new` into `existing` with AWS's rules: no duplicate keys in one request, no `aws:`
-/// prefix, at most 50 tags per key (`over_limit` is the error code for exceeding it).
+/// Merges `new` into `existing` with AWS's rules and recorded messages: no duplicate keys in one
+/// request, no `aws:` prefix, at most 50 tags per key.
 pub(super) fn check_new_tags(
     existing: &BTreeMap<String, String>,
     new: &[Tag],
-    over_limit: ErrorCode,
 ) -> Result<BTreeMap<String, String>, KmsError> {
     let mut merged = existing.clone();
     let mut seen = std::collections::HashSet::new();
     for t in new {
         let k = t.tag_key.clone().unwrap_or_default();
         if !seen.insert(k.clone()) {
-            return Err(KmsError::new(
-                ErrorCode::TagException,
-                format!("Duplicate tag key '{k}' in the request"),
-            ));
+            return Err(KmsError::new(ErrorCode::TagException, "Duplicate tag keys"));
         }
         if k.to_ascii_lowercase().starts_with("aws:") {
             return Err(KmsError::new(
                 ErrorCode::TagException,
-                format!("Tag key '{k}' uses the reserved prefix 'aws:'"),
+                "Tags beginning with aws: are reserved",
             ));
         }
         merged.insert(k, t.tag_value.clone().unwrap_or_default());
     }
     if merged.len() > MAX_TAGS {
-        return Err(KmsError::new(
-            over_limit,
-            format!(
-                "A KMS key can have at most {MAX_TAGS} tags; this request would give it {}",
-                merged.len()
-            ),
-        ));
+        return Err(KmsError::new(ErrorCode::TagException, "Too many tags"));
     }
     Ok(merged)
 }
@@ -59,7 +49,7 @@ impl Service {
         let new = r.tags.unwrap_or_default();
         self.update_key(caller, r.key_id.as_deref().unwrap_or_default(), |k| {
             reject_pending_deletion(k)?;
-            k.tags = check_new_tags(&k.tags, &new, ErrorCode::LimitExceededException)?;
+            k.tags = check_new_tags(&k.tags, &new)?;
             Ok(vec![])
         })
         .await
