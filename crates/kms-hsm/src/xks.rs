@@ -105,7 +105,7 @@ fn marker_template(label: &str) -> Vec<Attribute> {
 }
 
 /// Template of a new XKS key: persistent, private, sensitive, never extractable, AES-GCM
-/// encrypt/decrypt only, modifiable (for enable/disable). `CKA_MODIFIABLE` last (see
+/// encrypt/decrypt only, modifiable (for `xks_set_key_usage`). `CKA_MODIFIABLE` last (see
 /// `template.rs` for the SoftHSM2 ordering quirk).
 fn key_template(label: &str) -> Vec<Attribute> {
     vec![
