@@ -1,10 +1,17 @@
 //! Keys for an XKS proxy (AWS KMS External Key Store, `xks-proxy`): AES-256 keys found by
-//! their `CKA_LABEL` (the external key id), which an operator can *disable* inside the HSM by
-//! clearing `CKA_ENCRYPT`/`CKA_DECRYPT`.
+//! their `CKA_LABEL` (the external key id).
+//!
+//! What a key may do is its usage flags `CKA_ENCRYPT` / `CKA_DECRYPT` (enforced by the token).
+//! Whether it is *disabled* is separate, as in the XKS API (a missing usage is
+//! `InvalidKeyUsageException`, a disabled key `InvalidStateException`): a key is disabled while
+//! a *disable marker* exists, a private token data object (`CKO_DATA`) with the key's label
+//! and `CKA_APPLICATION` = [`XKS_DISABLED_MARKER`]. The token does not enforce the marker; the
+//! proxy reads it at every call. (`CKA_END_DATE` would be the natural attribute, but SoftHSM2
+//! cannot read it back from private objects: SoftHSMv2 issues 655 and 804.)
 //!
 //! Unlike kmsd's CloudHSM-style keys (16-byte `CKA_ID`, not modifiable, extractable under the
 //! cluster wrapping key), an XKS key is never extractable and stays modifiable so that its
-//! usage flags can be switched off and on again (`C_SetAttributeValue`). Nothing here caches an
+//! usage flags can be changed (`C_SetAttributeValue`). Nothing here caches an
 //! object handle or an attribute: every call finds the key by label and reads its attributes
 //! again, so changes made by another process (e.g. `xks-proxy disable-key`) are seen by the
 //! next call, as far as the module itself does not cache them (SoftHSM2 with the file object
@@ -22,6 +29,9 @@ use zeroize::Zeroizing;
 /// Longest accepted label (an XKS external key id is at most 128 characters).
 pub const MAX_XKS_LABEL_LEN: usize = 128;
 
+/// `CKA_APPLICATION` of the data objects marking an XKS key disabled (see the module docs).
+pub const XKS_DISABLED_MARKER: &str = "xks-proxy disabled key";
+
 /// What [`Hsm::xks_key_info`] reads from the token about an XKS key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct XksKeyInfo {
@@ -31,14 +41,11 @@ pub struct XksKeyInfo {
     pub decrypt: bool,
     /// `CKA_VALUE_LEN` in bytes (32 for AES-256), if the token reports it.
     pub value_len: Option<u64>,
+    /// A disable marker exists for the key.
+    pub disabled: bool,
 }
 
 impl XksKeyInfo {
-    /// Enabled: both encryption and decryption are permitted.
-    pub fn enabled(&self) -> bool {
-        self.encrypt && self.decrypt
-    }
-
     /// An AES-256 key (`CKA_VALUE_LEN` = 32).
     pub fn is_aes256(&self) -> bool {
         self.value_len == Some(32)
@@ -81,8 +88,24 @@ fn search(label: &str) -> Vec<Attribute> {
     ]
 }
 
+/// Search template: the disable markers of the key `label`.
+fn marker_search(label: &str) -> Vec<Attribute> {
+    vec![
+        Attribute::Class(ObjectClass::DATA),
+        Attribute::Label(label.as_bytes().to_vec()),
+        Attribute::Application(XKS_DISABLED_MARKER.as_bytes().to_vec()),
+    ]
+}
+
+/// Template of a disable marker: a private token data object without a value.
+fn marker_template(label: &str) -> Vec<Attribute> {
+    let mut t = marker_search(label);
+    t.extend([Attribute::Token(true), Attribute::Private(true)]);
+    t
+}
+
 /// Template of a new XKS key: persistent, private, sensitive, never extractable, AES-GCM
-/// encrypt/decrypt only, modifiable (for enable/disable). `CKA_MODIFIABLE` last (see
+/// encrypt/decrypt only, modifiable (for `xks_set_key_usage`). `CKA_MODIFIABLE` last (see
 /// `template.rs` for the SoftHSM2 ordering quirk).
 fn key_template(label: &str) -> Vec<Attribute> {
     vec![
@@ -169,10 +192,13 @@ impl Hsm {
             )
             .map_err(map_ck);
         let attrs = s.check(r)?;
+        let r = s.find_objects(&marker_search(label)).map_err(map_ck);
+        let markers = s.check(r)?;
         let mut info = XksKeyInfo {
             encrypt: false,
             decrypt: false,
             value_len: None,
+            disabled: !markers.is_empty(),
         };
         for a in attrs {
             match a {
@@ -185,9 +211,36 @@ impl Hsm {
         Ok(Some(info))
     }
 
-    /// Enables (`CKA_ENCRYPT` = `CKA_DECRYPT` = true) or disables (both false) the key.
-    /// [`HsmError::KeyNotFound`] if no AES key has this label.
+    /// Enables (removes every disable marker) or disables (creates a disable marker unless
+    /// one exists) the key; its usage flags are left alone. [`HsmError::KeyNotFound`] if no
+    /// AES key has this label.
     pub fn xks_set_key_enabled(&self, label: &str, enabled: bool) -> Result<(), HsmError> {
+        let mut s = self.session()?;
+        s.check(Self::xks_find(&s, label))?
+            .ok_or(HsmError::KeyNotFound)?;
+        let r = s.find_objects(&marker_search(label)).map_err(map_ck);
+        let markers = s.check(r)?;
+        if enabled {
+            for m in markers {
+                let r = s.destroy_object(m).map_err(map_ck);
+                s.check(r)?;
+            }
+        } else if markers.is_empty() {
+            let r = s.create_object(&marker_template(label)).map_err(map_ck);
+            s.check(r)?;
+        }
+        tracing::info!(token = %self.token_label(), key_label = %label, enabled, "changed XKS key state");
+        Ok(())
+    }
+
+    /// Sets what the key allows: `CKA_ENCRYPT` and `CKA_DECRYPT` (whether it is disabled is
+    /// left alone). [`HsmError::KeyNotFound`] if no AES key has this label.
+    pub fn xks_set_key_usage(
+        &self,
+        label: &str,
+        encrypt: bool,
+        decrypt: bool,
+    ) -> Result<(), HsmError> {
         let mut s = self.session()?;
         let h = s
             .check(Self::xks_find(&s, label))?
@@ -195,17 +248,18 @@ impl Hsm {
         let r = s
             .update_attributes(
                 h,
-                &[Attribute::Encrypt(enabled), Attribute::Decrypt(enabled)],
+                &[Attribute::Encrypt(encrypt), Attribute::Decrypt(decrypt)],
             )
             .map_err(map_ck);
         s.check(r)?;
-        tracing::info!(token = %self.token_label(), key_label = %label, enabled, "changed XKS key state");
+        tracing::info!(token = %self.token_label(), key_label = %label, encrypt, decrypt, "changed XKS key usage");
         Ok(())
     }
 
     /// AES-256-GCM encryption with the key `label` (96-bit IV chosen by the caller, 128-bit
     /// tag). Returns `ciphertext || tag`. [`HsmError::KeyNotFound`] if there is no such key; a
-    /// disabled key fails in the token (`CKR_KEY_FUNCTION_NOT_PERMITTED`).
+    /// key without `CKA_ENCRYPT` fails in the token (`CKR_KEY_FUNCTION_NOT_PERMITTED`). The
+    /// disable marker is not looked at here (the caller checks [`Hsm::xks_key_info`]).
     pub fn xks_aes_gcm_encrypt(
         &self,
         label: &str,

@@ -19,6 +19,7 @@ use crate::auth::{self, Decision};
 use crate::backend::{Backend, BackendError};
 use crate::cipher::{self, METADATA_V1};
 use crate::config::{Config, HealthFile, KeyStore};
+use crate::key_state::{self, Need, Refusal};
 use crate::tls::ConnInfo;
 
 /// Largest request body read (bytes); larger bodies get 501 UnsupportedOperationException.
@@ -619,69 +620,60 @@ fn opt_b64(
     Ok(Some(v))
 }
 
-#[derive(Debug)]
-enum KeyCheck<T> {
-    Missing,
-    NotAes256,
-    Disabled,
-    Ready(T),
-}
+/// The outcome of an HSM call that first checked the key: the operation's result, or why the
+/// key cannot serve it.
+type KeyCheck<T> = Result<T, Refusal>;
 
 fn key_error<T>(k: KeyCheck<T>) -> Result<T, XksError> {
-    match k {
-        KeyCheck::Missing => Err(XksError::key_not_found(
-            "the external key does not exist in the HSM",
-        )),
-        KeyCheck::NotAes256 => Err(XksError::key_usage(
-            "the external key is not an AES-256 key",
-        )),
-        KeyCheck::Disabled => Err(XksError::invalid_state(
-            "the external key is disabled in the HSM",
-        )),
-        KeyCheck::Ready(v) => Ok(v),
-    }
-}
-
-/// Reads the key's state; `Ready(())` if it exists, is AES-256 and enabled.
-fn usable(hsm: &kms_hsm::Hsm, label: &str) -> Result<KeyCheck<()>, HsmError> {
-    Ok(match hsm.xks_key_info(label)? {
-        None => KeyCheck::Missing,
-        Some(i) if !i.is_aes256() => KeyCheck::NotAes256,
-        Some(i) if !i.enabled() => KeyCheck::Disabled,
-        Some(_) => KeyCheck::Ready(()),
+    k.map_err(|refusal| match refusal {
+        Refusal::Missing => XksError::key_not_found("the external key does not exist in the HSM"),
+        Refusal::NotAes256 => XksError::key_usage("the external key is not an AES-256 key"),
+        Refusal::Disabled => XksError::invalid_state("the external key is disabled in the HSM"),
+        Refusal::NotAllowed(why) => XksError::key_usage(why),
     })
 }
 
-/// After a failed operation on a key that looked usable: if it was disabled meanwhile, say so.
-fn recheck<T>(hsm: &kms_hsm::Hsm, label: &str, e: HsmError) -> Result<KeyCheck<T>, HsmError> {
+/// Reads the key's attributes and judges them for `need`.
+fn usable(hsm: &kms_hsm::Hsm, label: &str, need: Need) -> Result<KeyCheck<()>, HsmError> {
+    let info = hsm.xks_key_info(label)?;
+    Ok(key_state::check(info.as_ref(), need))
+}
+
+/// After a failed operation on a key that looked usable: if it was disabled or restricted
+/// meanwhile (e.g. `CKR_KEY_FUNCTION_NOT_PERMITTED`), say so.
+fn recheck<T>(
+    hsm: &kms_hsm::Hsm,
+    label: &str,
+    need: Need,
+    e: HsmError,
+) -> Result<KeyCheck<T>, HsmError> {
     if matches!(e, HsmError::Other(_)) {
-        if let Ok(KeyCheck::Disabled) = usable(hsm, label) {
-            return Ok(KeyCheck::Disabled);
+        if let Ok(Err(refusal @ (Refusal::Disabled | Refusal::NotAllowed(_)))) =
+            usable(hsm, label, need)
+        {
+            return Ok(Err(refusal));
         }
     }
     Err(e)
 }
 
+/// GetKeyMetadata: `keyUsage` is what the token key allows, `keyStatus` whether it is
+/// disabled (see [`key_state`]).
 async fn metadata_op(app: &Arc<App>, label: String) -> Result<Value, XksError> {
     let info = app
         .backend
         .run(move |hsm| hsm.xks_key_info(&label))
         .await
         .map_err(XksError::from_backend)?;
-    let Some(info) = info else {
-        return Err(XksError::key_not_found(
-            "the external key does not exist in the HSM",
-        ));
-    };
-    if !info.is_aes256() {
-        return Err(XksError::key_usage(
-            "the external key is not an AES-256 key",
-        ));
-    }
+    let info = key_error(match info {
+        None => Err(Refusal::Missing),
+        Some(i) if !i.is_aes256() => Err(Refusal::NotAes256),
+        Some(i) => Ok(i),
+    })?;
     Ok(json!({
         "keySpec": "AES_256",
-        "keyUsage": ["ENCRYPT", "DECRYPT"],
-        "keyStatus": if info.enabled() { "ENABLED" } else { "DISABLED" },
+        "keyUsage": key_state::key_usage(&info),
+        "keyStatus": if info.disabled { "DISABLED" } else { "ENABLED" },
     }))
 }
 
@@ -726,14 +718,14 @@ async fn encrypt_op(
     let gcm_aad = cipher::gcm_aad(&aad, &METADATA_V1)
         .ok_or_else(|| XksError::validation("additionalAuthenticatedData is too long"))?;
     let aad = aad.to_vec();
+    let need = Need::Encrypt {
+        trial_decrypt: want_cdiv,
+    };
     let sealed = app
         .backend
         .run(move |hsm| -> Result<KeyCheck<Sealed>, HsmError> {
-            match usable(hsm, &label)? {
-                KeyCheck::Ready(()) => {}
-                KeyCheck::Missing => return Ok(KeyCheck::Missing),
-                KeyCheck::NotAes256 => return Ok(KeyCheck::NotAes256),
-                KeyCheck::Disabled => return Ok(KeyCheck::Disabled),
+            if let Err(refusal) = usable(hsm, &label, need)? {
+                return Ok(Err(refusal));
             }
             // Two attempts: a trial decrypt that fails (CDIV requested) leads to one retry
             // with a fresh IV.
@@ -743,7 +735,7 @@ async fn encrypt_op(
                     .map_err(|e| HsmError::Other(format!("random IV: {e}")))?;
                 let out = match hsm.xks_aes_gcm_encrypt(&label, &iv, &gcm_aad, &plaintext) {
                     Ok(o) => o,
-                    Err(e) => return recheck(hsm, &label, e),
+                    Err(e) => return recheck(hsm, &label, need, e),
                 };
                 if out.len() < kms_hsm::GCM_TAG_LEN {
                     return Err(HsmError::Other("HSM returned a short ciphertext".into()));
@@ -756,14 +748,12 @@ async fn encrypt_op(
                     cdiv: None,
                 };
                 if !want_cdiv {
-                    return Ok(KeyCheck::Ready(sealed));
+                    return Ok(Ok(sealed));
                 }
                 // CDIV over the output first, then prove the output decrypts.
                 sealed.cdiv = Some(cipher::cdiv(&aad, &METADATA_V1, &iv, ct, tag));
                 match hsm.xks_aes_gcm_decrypt(&label, &iv, &gcm_aad, &out) {
-                    Ok(p) if kms_crypto::constant_time_eq(&p, &plaintext) => {
-                        return Ok(KeyCheck::Ready(sealed))
-                    }
+                    Ok(p) if kms_crypto::constant_time_eq(&p, &plaintext) => return Ok(Ok(sealed)),
                     Ok(_) => {
                         tracing::error!("trial decryption returned different plaintext; retrying");
                     }
@@ -866,16 +856,13 @@ async fn decrypt_op(
         .backend
         .run(
             move |hsm| -> Result<KeyCheck<Zeroizing<Vec<u8>>>, HsmError> {
-                match usable(hsm, &label)? {
-                    KeyCheck::Ready(()) => {}
-                    KeyCheck::Missing => return Ok(KeyCheck::Missing),
-                    KeyCheck::NotAes256 => return Ok(KeyCheck::NotAes256),
-                    KeyCheck::Disabled => return Ok(KeyCheck::Disabled),
+                if let Err(refusal) = usable(hsm, &label, Need::Decrypt)? {
+                    return Ok(Err(refusal));
                 }
                 match hsm.xks_aes_gcm_decrypt(&label, &iv, &gcm_aad, &ct_tag) {
-                    Ok(p) => Ok(KeyCheck::Ready(p)),
+                    Ok(p) => Ok(Ok(p)),
                     Err(HsmError::Decrypt) => Err(HsmError::Decrypt),
-                    Err(e) => recheck(hsm, &label, e),
+                    Err(e) => recheck(hsm, &label, Need::Decrypt, e),
                 }
             },
         )

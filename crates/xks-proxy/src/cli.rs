@@ -41,7 +41,7 @@ pub enum Command {
         /// External key id (1..128 of A-Z a-z 0-9 - . _).
         external_key_id: String,
     },
-    /// Disable a key in the token (clears CKA_ENCRYPT and CKA_DECRYPT).
+    /// Disable a key in the token (creates its disable marker; its usage is kept).
     DisableKey {
         /// Configuration file (TOML).
         #[arg(long)]
@@ -49,11 +49,22 @@ pub enum Command {
         /// External key id.
         external_key_id: String,
     },
-    /// Enable a key in the token again.
+    /// Enable a key in the token again (removes its disable marker).
     EnableKey {
         /// Configuration file (TOML).
         #[arg(long)]
         config: PathBuf,
+        /// External key id.
+        external_key_id: String,
+    },
+    /// Set what a key in the token allows (CKA_ENCRYPT, CKA_DECRYPT).
+    SetKeyUsage {
+        /// Configuration file (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        /// `encrypt,decrypt`, `encrypt`, `decrypt` or `none`.
+        #[arg(long, value_parser = parse_usage)]
+        usage: KeyUsage,
         /// External key id.
         external_key_id: String,
     },
@@ -71,6 +82,38 @@ pub enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+}
+
+/// The usage flags `set-key-usage` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyUsage {
+    /// `CKA_ENCRYPT`.
+    pub encrypt: bool,
+    /// `CKA_DECRYPT`.
+    pub decrypt: bool,
+}
+
+/// Parses `encrypt,decrypt` (any order), `encrypt`, `decrypt` or `none`.
+fn parse_usage(s: &str) -> Result<KeyUsage, String> {
+    let mut usage = KeyUsage {
+        encrypt: false,
+        decrypt: false,
+    };
+    if s == "none" {
+        return Ok(usage);
+    }
+    for part in s.split(',') {
+        match part {
+            "encrypt" if !usage.encrypt => usage.encrypt = true,
+            "decrypt" if !usage.decrypt => usage.decrypt = true,
+            _ => {
+                return Err(format!(
+                    "{s:?}: expected encrypt,decrypt | encrypt | decrypt | none"
+                ))
+            }
+        }
+    }
+    Ok(usage)
 }
 
 fn init_tracing() {
@@ -146,6 +189,18 @@ fn run(cmd: Command) -> Result<(), String> {
                 .map_err(|e| e.to_string())?;
             Ok(format!("enabled key {external_key_id}"))
         }),
+        Command::SetKeyUsage {
+            config,
+            usage,
+            external_key_id,
+        } => key_command(&config, &external_key_id, |hsm, label| {
+            hsm.xks_set_key_usage(label, usage.encrypt, usage.decrypt)
+                .map_err(|e| e.to_string())?;
+            Ok(format!(
+                "key {external_key_id}: encrypt={}, decrypt={}",
+                usage.encrypt, usage.decrypt
+            ))
+        }),
         Command::KeyStatus {
             config,
             external_key_id,
@@ -154,7 +209,7 @@ fn run(cmd: Command) -> Result<(), String> {
                 None => Err(format!("no key labelled {label:?} in the token")),
                 Some(i) => Ok(format!(
                     "{external_key_id}: {} (token label {label:?}, AES-{}, encrypt={}, decrypt={})",
-                    if i.enabled() { "ENABLED" } else { "DISABLED" },
+                    if i.disabled { "DISABLED" } else { "ENABLED" },
                     i.value_len.unwrap_or(0) * 8,
                     i.encrypt,
                     i.decrypt
@@ -210,4 +265,22 @@ fn key_command(
     let msg = op(&hsm, &label)?;
     println!("{msg}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_values() {
+        let u = |encrypt, decrypt| KeyUsage { encrypt, decrypt };
+        assert_eq!(parse_usage("encrypt,decrypt"), Ok(u(true, true)));
+        assert_eq!(parse_usage("decrypt,encrypt"), Ok(u(true, true)));
+        assert_eq!(parse_usage("encrypt"), Ok(u(true, false)));
+        assert_eq!(parse_usage("decrypt"), Ok(u(false, true)));
+        assert_eq!(parse_usage("none"), Ok(u(false, false)));
+        for bad in ["", "sign", "encrypt,encrypt", "encrypt,", "none,encrypt"] {
+            assert!(parse_usage(bad).is_err(), "{bad:?}");
+        }
+    }
 }

@@ -3,8 +3,9 @@
 //!
 //! See the crate README for the configuration reference and the API behaviour. Modules:
 //! [`config`] (TOML), [`api`] (the four operations), [`auth`] (SigV4 and authorisation
-//! rules), [`cipher`] (AAD construction and CDIV), [`backend`] (the token), [`tls`],
-//! [`audit`], [`server`] and [`cli`]; [`testkit`] starts the binary for integration tests.
+//! rules), [`cipher`] (AAD construction and CDIV), [`key_state`] (key usage and disabled
+//! keys), [`backend`] (the token), [`tls`], [`audit`], [`server`] and [`cli`]; [`testkit`]
+//! starts the binary for integration tests.
 
 pub mod api;
 pub mod audit;
@@ -13,6 +14,7 @@ pub mod backend;
 pub mod cipher;
 pub mod cli;
 pub mod config;
+pub mod key_state;
 pub mod server;
 pub mod testkit;
 pub mod tls;

@@ -640,6 +640,18 @@ impl TestProxy {
         )
     }
 
+    /// Runs `xks-proxy set-key-usage --usage <usage> --config <file> <external-key-id>`
+    /// (`usage`: `encrypt,decrypt`, `encrypt`, `decrypt` or `none`); returns stdout.
+    pub fn set_key_usage(&self, external_key_id: &str, usage: &str) -> Result<String, String> {
+        cli(
+            &self.bin,
+            &self.hsm,
+            &["set-key-usage", "--usage", usage, "--config"],
+            &self.config_path,
+            external_key_id,
+        )
+    }
+
     /// Sends SIGTERM and waits for the process to exit (the audit file gets its signed digest).
     pub fn stop(&mut self) -> Result<(), String> {
         self.signal("-TERM")?;

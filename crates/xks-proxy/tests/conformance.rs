@@ -29,6 +29,19 @@ fn b64(v: &Value, name: &str) -> Vec<u8> {
 }
 
 async fn encrypt(c: &Client, key: &str, pt: &[u8], aad: Option<&[u8]>, cdiv: bool) -> Value {
+    let r = encrypt_response(c, key, pt, aad, cdiv).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    r.json()
+}
+
+async fn encrypt_response(
+    c: &Client,
+    key: &str,
+    pt: &[u8],
+    aad: Option<&[u8]>,
+    cdiv: bool,
+) -> common::Resp {
     let mut body = json!({
         "requestMetadata": metadata("Encrypt"),
         "plaintext": B64.encode(pt),
@@ -40,10 +53,7 @@ async fn encrypt(c: &Client, key: &str, pt: &[u8], aad: Option<&[u8]>, cdiv: boo
     if cdiv {
         body["ciphertextDataIntegrityValueAlgorithm"] = json!("SHA_256");
     }
-    let r = c.xks(&path(&format!("keys/{key}/encrypt")), &body).await;
-    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-    assert_eq!(r.header("content-type"), Some("application/json"));
-    r.json()
+    c.xks(&path(&format!("keys/{key}/encrypt")), &body).await
 }
 
 fn decrypt_body(enc: &Value, aad: Option<&[u8]>) -> Value {
@@ -616,4 +626,152 @@ fn testkit_locate_binary() {
     assert!(proxy.ca_pem().is_file());
     let status = proxy.key_command("key-status", "kmsd-key").unwrap();
     assert!(status.contains("ENABLED"), "{status}");
+}
+
+/// Keys restricted to one usage or none, as AWS's test client checks them in its `-a` mode
+/// (encrypt-only, decrypt-only, "impotent" keys), and how disabling differs from a usage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restricted_key_usage() {
+    let keys = ["both", "encrypt_only", "decrypt_only", "impotent"];
+    let proxy = TestProxy::start(Path::new(BIN), TestProxyOptions::new(&keys)).unwrap();
+    let c = Client::new(&proxy, None);
+    let aad: &[u8] = b"project=nile,department=marketing";
+    let pt: &[u8] = b"plaintext\n";
+
+    // A ciphertext under each key while it may still encrypt, then restrict the keys.
+    let mut sealed = std::collections::HashMap::new();
+    for k in keys {
+        sealed.insert(k, encrypt(&c, k, pt, Some(aad), true).await);
+    }
+    for (k, usage) in [
+        ("encrypt_only", "encrypt"),
+        ("decrypt_only", "decrypt"),
+        ("impotent", "none"),
+    ] {
+        proxy.set_key_usage(k, usage).unwrap();
+    }
+
+    // GetKeyMetadata reports the token key's usage; none of these keys is disabled.
+    for (k, usage) in [
+        ("both", json!(["ENCRYPT", "DECRYPT"])),
+        ("encrypt_only", json!(["ENCRYPT"])),
+        ("decrypt_only", json!(["DECRYPT"])),
+        ("impotent", json!([])),
+    ] {
+        let r = key_metadata(&c, k).await;
+        assert_eq!(r.status, 200, "{k}: {}", String::from_utf8_lossy(&r.body));
+        assert_eq!(
+            r.json(),
+            json!({"keySpec": "AES_256", "keyUsage": usage, "keyStatus": "ENABLED"}),
+            "{k}"
+        );
+    }
+
+    // Encrypt-only: Encrypt succeeds (with and without AAD); Decrypt of its output, and
+    // Encrypt with a CDIV (which needs a trial decryption), are InvalidKeyUsageException.
+    for a in [None, Some(aad)] {
+        let enc = encrypt(&c, "encrypt_only", pt, a, false).await;
+        assert_error(
+            &decrypt(&c, "encrypt_only", &decrypt_body(&enc, a)).await,
+            400,
+            "InvalidKeyUsageException",
+        );
+        assert_error(
+            &encrypt_response(&c, "encrypt_only", pt, a, true).await,
+            400,
+            "InvalidKeyUsageException",
+        );
+    }
+    assert_error(
+        &decrypt(
+            &c,
+            "encrypt_only",
+            &decrypt_body(&sealed["encrypt_only"], Some(aad)),
+        )
+        .await,
+        400,
+        "InvalidKeyUsageException",
+    );
+
+    // Decrypt-only and neither: every Encrypt is InvalidKeyUsageException.
+    for k in ["decrypt_only", "impotent"] {
+        for (a, cdiv) in [
+            (Some(aad), false),
+            (None, false),
+            (Some(aad), true),
+            (None, true),
+        ] {
+            assert_error(
+                &encrypt_response(&c, k, pt, a, cdiv).await,
+                400,
+                "InvalidKeyUsageException",
+            );
+        }
+    }
+    // Decrypt-only decrypts; a key with neither usage does not.
+    let r = decrypt(
+        &c,
+        "decrypt_only",
+        &decrypt_body(&sealed["decrypt_only"], Some(aad)),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(b64(&r.json(), "plaintext"), pt);
+    assert_error(
+        &decrypt(
+            &c,
+            "impotent",
+            &decrypt_body(&sealed["impotent"], Some(aad)),
+        )
+        .await,
+        400,
+        "InvalidKeyUsageException",
+    );
+    // The full key is unaffected.
+    let r = decrypt(&c, "both", &decrypt_body(&sealed["both"], Some(aad))).await;
+    assert_eq!(b64(&r.json(), "plaintext"), pt);
+
+    // Disabling is not a usage: a disabled key keeps its usage, reports DISABLED and every
+    // operation is InvalidStateException; enabling it restores exactly what it allowed.
+    proxy.key_command("disable-key", "encrypt_only").unwrap();
+    let status = proxy.key_command("key-status", "encrypt_only").unwrap();
+    assert!(
+        status.contains("DISABLED") && status.contains("encrypt=true, decrypt=false"),
+        "{status}"
+    );
+    assert_eq!(
+        key_metadata(&c, "encrypt_only").await.json(),
+        json!({"keySpec": "AES_256", "keyUsage": ["ENCRYPT"], "keyStatus": "DISABLED"})
+    );
+    assert_error(
+        &encrypt_response(&c, "encrypt_only", pt, None, false).await,
+        400,
+        "InvalidStateException",
+    );
+    assert_error(
+        &decrypt(
+            &c,
+            "encrypt_only",
+            &decrypt_body(&sealed["encrypt_only"], Some(aad)),
+        )
+        .await,
+        400,
+        "InvalidStateException",
+    );
+    proxy.key_command("enable-key", "encrypt_only").unwrap();
+    assert_eq!(
+        key_metadata(&c, "encrypt_only").await.json(),
+        json!({"keySpec": "AES_256", "keyUsage": ["ENCRYPT"], "keyStatus": "ENABLED"})
+    );
+    encrypt(&c, "encrypt_only", pt, None, false).await;
+
+    // Usage given back: the key with neither usage works again.
+    proxy.set_key_usage("impotent", "encrypt,decrypt").unwrap();
+    let r = decrypt(
+        &c,
+        "impotent",
+        &decrypt_body(&sealed["impotent"], Some(aad)),
+    )
+    .await;
+    assert_eq!(b64(&r.json(), "plaintext"), pt);
 }
