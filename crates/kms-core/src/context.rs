@@ -94,6 +94,8 @@ pub trait EventSink: Send + Sync {
     fn key_deleted(&self, key_arn: &str, account: &str, region: &str, time_ms: i64);
     /// A key's material was rotated automatically on its schedule.
     fn key_rotated(&self, key_arn: &str, account: &str, region: &str, time_ms: i64);
+    /// Imported key material reached its `ValidTo` and was deleted.
+    fn key_material_expired(&self, key_arn: &str, account: &str, region: &str, time_ms: i64);
 }
 
 /// Receives each HSM cluster's own audit events (an audit path independent of kmsd's).

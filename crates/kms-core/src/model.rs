@@ -16,6 +16,44 @@ pub struct MaterialRecord {
     /// `AUTOMATIC` or `ON_DEMAND` for material a rotation made; None for the key's first.
     #[serde(default)]
     pub rotation_type: Option<String>,
+    /// Imported material (keys of origin `EXTERNAL`): its import settings and state.
+    #[serde(default)]
+    pub imported: Option<ImportedMaterial>,
+}
+
+/// What kmsd keeps about one imported key material besides the sealed bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportedMaterial {
+    /// `KEY_MATERIAL_EXPIRES` or `KEY_MATERIAL_DOES_NOT_EXPIRE`, as last imported.
+    pub expiration_model: String,
+    /// When the material expires (ms), for `KEY_MATERIAL_EXPIRES`.
+    pub valid_to_ms: Option<i64>,
+    /// `KeyMaterialDescription`, as last given.
+    pub description: Option<String>,
+    /// Whether the bytes are here (`IMPORTED`); after deletion or expiry the record stays,
+    /// without its sealed bytes, so the same material can be imported again (`PENDING_IMPORT`).
+    pub present: bool,
+    /// Imported with `NEW_KEY_MATERIAL` and not yet made current by RotateKeyOnDemand.
+    pub pending_rotation: bool,
+}
+
+impl MaterialRecord {
+    /// Whether this material can be used now: not deleted or expired, not waiting for rotation.
+    pub fn usable(&self) -> bool {
+        self.imported
+            .as_ref()
+            .is_none_or(|i| i.present && !i.pending_rotation)
+    }
+
+    /// Whether this material could encrypt if it were current (its bytes are here).
+    pub fn usable_when_current(&self) -> bool {
+        self.imported.as_ref().is_none_or(|i| i.present)
+    }
+
+    /// Whether this material waits for RotateKeyOnDemand to become current.
+    pub fn pending_rotation(&self) -> bool {
+        self.imported.as_ref().is_some_and(|i| i.pending_rotation)
+    }
 }
 
 /// A KMS key. Identity is (`region`, `key_id`); key ids are random UUIDs, unique everywhere.
@@ -82,9 +120,19 @@ impl KeyRecord {
     pub fn arn(&self) -> String {
         key_arn(&self.region, &self.account, &self.key_id)
     }
-    /// The material that encrypts.
+    /// When the first imported material still present expires (ms), if any expires.
+    pub fn material_expiry_ms(&self) -> Option<i64> {
+        self.materials
+            .iter()
+            .filter_map(|m| m.imported.as_ref())
+            .filter(|i| i.present)
+            .filter_map(|i| i.valid_to_ms)
+            .min()
+    }
+
+    /// The material that encrypts: the newest one not waiting for rotation.
     pub fn current_material(&self) -> Option<&MaterialRecord> {
-        self.materials.last()
+        self.materials.iter().rev().find(|m| !m.pending_rotation())
     }
 }
 

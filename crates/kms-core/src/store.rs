@@ -88,6 +88,8 @@ pub trait Store: Send + Sync {
     fn keys_due_for_deletion(&self, now_ms: i64) -> Result<Vec<KeyRecord>, StoreError>;
     /// Enabled keys (any account, any Region) whose automatic rotation is due at `now_ms`.
     fn keys_due_for_rotation(&self, now_ms: i64) -> Result<Vec<KeyRecord>, StoreError>;
+    /// Keys holding imported material whose `ValidTo` is at or before `now_ms`.
+    fn keys_with_expired_material(&self, now_ms: i64) -> Result<Vec<KeyRecord>, StoreError>;
     /// An alias by account, Region and name.
     fn get_alias(
         &self,
@@ -199,6 +201,16 @@ impl Store for MemStore {
             .keys
             .values()
             .filter(|k| k.state == "Enabled" && k.rotation.is_some_and(|r| r.next_ms <= now_ms))
+            .cloned()
+            .collect())
+    }
+
+    fn keys_with_expired_material(&self, now_ms: i64) -> Result<Vec<KeyRecord>, StoreError> {
+        Ok(self
+            .lock()?
+            .keys
+            .values()
+            .filter(|k| k.material_expiry_ms().is_some_and(|t| t <= now_ms))
             .cloned()
             .collect())
     }

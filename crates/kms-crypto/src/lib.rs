@@ -5,6 +5,7 @@
 
 mod aes_gcm;
 pub mod asymmetric;
+pub mod import_wrap;
 mod root_key;
 pub mod x509;
 

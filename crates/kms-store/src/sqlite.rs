@@ -102,6 +102,12 @@ fn migrate(c: &Connection) -> Result<(), StoreError> {
         "rotation_ms",
         "ALTER TABLE keys ADD COLUMN rotation_ms INTEGER;
          CREATE INDEX IF NOT EXISTS keys_by_rotation ON keys (rotation_ms);",
+    )?;
+    add_key_column(
+        c,
+        "material_expiry_ms",
+        "ALTER TABLE keys ADD COLUMN material_expiry_ms INTEGER;
+         CREATE INDEX IF NOT EXISTS keys_by_material_expiry ON keys (material_expiry_ms);",
     )
 }
 
@@ -192,6 +198,13 @@ impl Store for SqliteStore {
     fn keys_due_for_rotation(&self, now_ms: i64) -> Result<Vec<KeyRecord>, StoreError> {
         self.bodies(
             "SELECT body FROM keys WHERE rotation_ms <= ?1 AND state = 'Enabled' ORDER BY rotation_ms",
+            params![now_ms],
+        )
+    }
+
+    fn keys_with_expired_material(&self, now_ms: i64) -> Result<Vec<KeyRecord>, StoreError> {
+        self.bodies(
+            "SELECT body FROM keys WHERE material_expiry_ms <= ?1 ORDER BY material_expiry_ms",
             params![now_ms],
         )
     }
@@ -290,8 +303,8 @@ impl Store for SqliteStore {
             match op {
                 WriteOp::PutKey(k) => {
                     tx.execute(
-                        "INSERT OR REPLACE INTO keys (region, key_id, account, state, deletion_ms, custom_key_store_id, rotation_ms, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                        params![k.region, k.key_id, k.account, k.state, k.deletion_date_ms, k.custom_key_store_id, k.rotation.map(|r| r.next_ms), encode(k)?],
+                        "INSERT OR REPLACE INTO keys (region, key_id, account, state, deletion_ms, custom_key_store_id, rotation_ms, material_expiry_ms, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                        params![k.region, k.key_id, k.account, k.state, k.deletion_date_ms, k.custom_key_store_id, k.rotation.map(|r| r.next_ms), k.material_expiry_ms(), encode(k)?],
                     )
                     .map_err(err)?;
                 }

@@ -110,6 +110,16 @@ impl kms_core::EventSink for AuditEventSink {
     fn key_rotated(&self, key_arn: &str, account: &str, region: &str, time_ms: i64) {
         self.service_event("RotateKey", key_arn, account, region, time_ms);
     }
+
+    fn key_material_expired(&self, key_arn: &str, account: &str, region: &str, time_ms: i64) {
+        self.service_event(
+            "DeleteExpiredKeyMaterial",
+            key_arn,
+            account,
+            region,
+            time_ms,
+        );
+    }
 }
 
 /// Operations CloudTrail marks read-only (and whose responseElements it leaves null).

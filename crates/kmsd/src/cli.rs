@@ -424,6 +424,9 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
                 if let Err(e) = service.sweep_due_backups().await {
                     tracing::error!(error = %e, "cluster backup sweep failed");
                 }
+                if let Err(e) = service.sweep_expired_key_material().await {
+                    tracing::error!(error = %e, "imported key material expiry sweep failed");
+                }
             }
         })
     };

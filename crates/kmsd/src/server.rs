@@ -497,7 +497,7 @@ fn sts_error(e: &KmsError, request_id: &str) -> Response {
 }
 
 /// `--dev` only: moves the service clock forward by the number of seconds in the body and runs
-/// the sweepers (deletions, rotations, daily cluster backups) at once. Lets tests see scheduled deletions happen.
+/// the sweepers (deletions, rotations, daily cluster backups, imported-material expiry) at once. Lets tests see scheduled deletions happen.
 async fn advance_clock(app: &AppState, body: &[u8], request_id: &str) -> Response {
     let secs: Option<i64> = std::str::from_utf8(body)
         .ok()
@@ -514,15 +514,16 @@ async fn advance_clock(app: &AppState, body: &[u8], request_id: &str) -> Respons
         let deleted = app.service.sweep_due_deletions().await?;
         let rotated = app.service.sweep_due_rotations().await?;
         let backed_up = app.service.sweep_due_backups().await?;
-        Ok::<_, KmsError>((deleted, rotated, backed_up))
+        let expired = app.service.sweep_expired_key_material().await?;
+        Ok::<_, KmsError>((deleted, rotated, backed_up, expired))
     };
     match swept.await {
-        Ok((deleted, rotated, backed_up)) => respond(
+        Ok((deleted, rotated, backed_up, expired)) => respond(
             200,
             "application/json",
             request_id,
             None,
-            format!("{{\"DeletedKeys\":{deleted},\"RotatedKeys\":{rotated},\"BackedUpClusters\":{backed_up}}}").into_bytes(),
+            format!("{{\"DeletedKeys\":{deleted},\"RotatedKeys\":{rotated},\"BackedUpClusters\":{backed_up},\"ExpiredKeyMaterial\":{expired}}}").into_bytes(),
         ),
         Err(e) => json_error(&e, request_id),
     }

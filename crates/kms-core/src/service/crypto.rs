@@ -326,12 +326,27 @@ impl Service {
                 let iv: [u8; 12] = env.iv.try_into().map_err(|_| invalid_ciphertext())?;
                 self.hsm_decrypt(store, &env.material_id, &iv, &aad, env.ciphertext_and_tag)?
             }
-            None => key
-                .ciphers
-                .get(&env.material_id)
-                .ok_or_else(invalid_ciphertext)?
-                .open(env.iv, &aad, env.ciphertext_and_tag)
-                .map_err(|_| invalid_ciphertext())?,
+            None => match key.ciphers.get(&env.material_id) {
+                Some(cipher) => cipher
+                    .open(env.iv, &aad, env.ciphertext_and_tag)
+                    .map_err(|_| invalid_ciphertext())?,
+                None => {
+                    // Imported material that was deleted or expired: the ciphertext is fine,
+                    // the key cannot open it until the same material is imported again.
+                    let id = hex::encode(env.material_id);
+                    if let Some(m) = key.record.materials.iter().find(|m| m.material_id == id) {
+                        return Err(KmsError::new(
+                            ErrorCode::KMSInvalidStateException,
+                            format!(
+                                "The key material {} of {} is pending import.",
+                                m.key_material_id,
+                                key.record.arn()
+                            ),
+                        ));
+                    }
+                    return Err(invalid_ciphertext());
+                }
+            },
         };
         Ok(plaintext)
     }

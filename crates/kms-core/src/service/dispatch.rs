@@ -211,6 +211,14 @@ impl Service {
             }
             "RotateKeyOnDemand" => json(self.rotate_key_on_demand(caller, input(body)?).await?),
             "ListKeyRotations" => json(self.list_key_rotations(caller, input(body)?).await?),
+            "GetParametersForImport" => {
+                json(self.get_parameters_for_import(caller, input(body)?).await?)
+            }
+            "ImportKeyMaterial" => json(self.import_key_material(caller, input(body)?).await?),
+            "DeleteImportedKeyMaterial" => json(
+                self.delete_imported_key_material(caller, input(body)?)
+                    .await?,
+            ),
             other if is_model_operation(other) => Err(KmsError::new(
                 ErrorCode::UnsupportedOperationException,
                 format!("kmsd does not support the {other} operation yet"),

@@ -62,6 +62,16 @@ pub(super) fn key_metadata(k: &KeyRecord) -> KeyMetadata {
         } else {
             None
         },
+        expiration_model: k
+            .current_material()
+            .and_then(|m| m.imported.as_ref())
+            .map(|i| i.expiration_model.clone()),
+        valid_to: k
+            .current_material()
+            .and_then(|m| m.imported.as_ref())
+            .filter(|i| i.present)
+            .and_then(|i| i.valid_to_ms)
+            .map(ts),
         ..Default::default()
     }
 }
@@ -159,12 +169,17 @@ impl Service {
             }
             None => None,
         };
-        if origin != "AWS_KMS" && key_store.is_none() {
+        let external = origin == "EXTERNAL";
+        if external && key_store.is_some() {
+            return Err(KmsError::new(
+                ErrorCode::ValidationException,
+                "Origin EXTERNAL (imported key material) cannot be used with a CustomKeyStoreId",
+            ));
+        }
+        if origin != "AWS_KMS" && !external && key_store.is_none() {
             return Err(KmsError::new(
                 ErrorCode::UnsupportedOperationException,
-                format!(
-                    "kmsd does not support Origin {origin} yet; only AWS_KMS keys can be created"
-                ),
+                format!("kmsd does not support Origin {origin}"),
             ));
         }
         if r.multi_region == Some(true) {
@@ -237,8 +252,9 @@ impl Service {
             cloud_hsm_cluster_id = Some(self.generate_hsm_key(store, id, &arn).await?);
         }
         let (material, public_key) = match kind {
-            // Material of a custom-key-store key lives in the HSMs only.
-            _ if hsm_store.is_some() => (zeroize::Zeroizing::new(Vec::new()), None),
+            // Material of a custom-key-store key lives in the HSMs only; imported material
+            // comes later (ImportKeyMaterial).
+            _ if hsm_store.is_some() || external => (zeroize::Zeroizing::new(Vec::new()), None),
             SpecKind::Symmetric => (kms_crypto::random_bytes(32).map_err(internal)?, None),
             SpecKind::Hmac(alg) => (asymmetric::hmac_generate_key(alg).map_err(internal)?, None),
             SpecKind::Asymmetric(s) => {
@@ -252,7 +268,7 @@ impl Service {
                 (pkcs8, Some(hex::encode(spki)))
             }
         };
-        let sealed = if hsm_store.is_some() {
+        let sealed = if hsm_store.is_some() || external {
             Vec::new()
         } else {
             self.root
@@ -269,18 +285,23 @@ impl Service {
             key_spec: spec,
             key_usage: usage,
             origin,
-            state: "Enabled".into(),
+            state: if external { "PendingImport" } else { "Enabled" }.into(),
             deletion_date_ms: None,
             pending_window_days: None,
             policy,
             tags,
-            materials: vec![MaterialRecord {
-                key_material_id: key_material_id(&key_id, &material_id),
-                material_id,
-                created_ms: now,
-                sealed_hex: hex::encode(sealed),
-                rotation_type: None,
-            }],
+            materials: if external {
+                vec![]
+            } else {
+                vec![MaterialRecord {
+                    key_material_id: key_material_id(&key_id, &material_id),
+                    material_id,
+                    created_ms: now,
+                    sealed_hex: hex::encode(sealed),
+                    rotation_type: None,
+                    imported: None,
+                }]
+            },
             multi_region: false,
             public_key_hex: public_key,
             custom_key_store_id: key_store.as_ref().map(|k| k.id.clone()),
@@ -427,7 +448,15 @@ impl Service {
                         ),
                     ));
                 }
-                k.state = "Disabled".into();
+                // Back to Disabled, as AWS; a key without usable material (imported material
+                // never imported, deleted or expired) goes back to PendingImport.
+                k.state =
+                    if k.origin == "EXTERNAL" && k.current_material().is_none_or(|m| !m.usable()) {
+                        "PendingImport"
+                    } else {
+                        "Disabled"
+                    }
+                    .into();
                 k.deletion_date_ms = None;
                 k.pending_window_days = None;
                 Ok(vec![])

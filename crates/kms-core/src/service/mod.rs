@@ -7,6 +7,7 @@ mod conditions;
 mod crypto;
 pub(crate) mod dispatch;
 mod grants;
+mod import;
 mod keys;
 pub(crate) mod paging;
 mod policy;
@@ -276,7 +277,11 @@ impl Service {
         } else {
             &record.materials[..]
         };
-        for m in materials {
+        // Imported material that was deleted or expired has no bytes to unseal.
+        for m in materials
+            .iter()
+            .filter(|m| m.imported.as_ref().is_none_or(|i| i.present))
+        {
             let id: [u8; 16] = hex::decode(&m.material_id)
                 .ok()
                 .and_then(|v| v.try_into().ok())

@@ -25,6 +25,15 @@ fn rotatable(k: &KeyRecord) -> bool {
     k.key_spec == "SYMMETRIC_DEFAULT" && k.origin == "AWS_KMS" && k.custom_key_store_id.is_none()
 }
 
+/// Whether the key's material can rotate on demand: symmetric keys in the default key store,
+/// with generated material, or imported material (new material imported first, as AWS does
+/// since 2025).
+fn rotates_on_demand(k: &KeyRecord) -> bool {
+    k.key_spec == "SYMMETRIC_DEFAULT"
+        && (k.origin == "AWS_KMS" || k.origin == "EXTERNAL")
+        && k.custom_key_store_id.is_none()
+}
+
 fn not_rotatable(k: &KeyRecord) -> KmsError {
     KmsError::new(
         ErrorCode::UnsupportedOperationException,
@@ -68,6 +77,7 @@ impl Service {
             created_ms: self.now_ms(),
             sealed_hex: hex::encode(sealed),
             rotation_type: Some(rotation_type.to_owned()),
+            imported: None,
         })
     }
 
@@ -152,9 +162,33 @@ impl Service {
         let k = self
             .update_key(caller, r.key_id.as_deref().unwrap_or_default(), |k| {
                 check_enabled(k)?;
-                if !rotatable(k) {
+                if !rotates_on_demand(k) {
                     // AWS's recorded answer carries no message here.
                     return Err(KmsError::new(ErrorCode::UnsupportedOperationException, ""));
+                }
+                if k.origin == "EXTERNAL" {
+                    // Imported keys rotate to the material imported with NEW_KEY_MATERIAL.
+                    let pending = k
+                        .materials
+                        .iter()
+                        .position(|m| m.pending_rotation() && m.usable_when_current())
+                        .ok_or_else(|| {
+                            KmsError::new(
+                                ErrorCode::KMSInvalidStateException,
+                                format!(
+                                    "No available key material pending rotation for the key: {}.",
+                                    k.arn()
+                                ),
+                            )
+                        })?;
+                    let mut m = k.materials.remove(pending);
+                    if let Some(i) = m.imported.as_mut() {
+                        i.pending_rotation = false;
+                    }
+                    m.rotation_type = Some("ON_DEMAND".into());
+                    m.created_ms = self.now_ms();
+                    k.materials.push(m);
+                    return Ok(vec![]);
                 }
                 let done = k
                     .materials
@@ -189,7 +223,7 @@ impl Service {
         let k = self.resolve_cached(caller, r.key_id.as_deref().unwrap_or_default(), false)?;
         let k = &k.record;
         check_readable(k)?;
-        if !rotatable(k) {
+        if !rotates_on_demand(k) {
             return Err(not_rotatable(k));
         }
         let all = r.include_key_material.as_deref() == Some("ALL_KEY_MATERIAL");
@@ -214,11 +248,14 @@ impl Service {
             .skip(start)
             .filter(|(_, m)| all || m.rotation_type.is_some())
             .map(|(i, m)| {
-                let state = if Some(&m.material_id) == current.as_ref() {
+                let state = if m.pending_rotation() {
+                    "PENDING_ROTATION"
+                } else if Some(&m.material_id) == current.as_ref() {
                     "CURRENT"
                 } else {
                     "NON_CURRENT"
                 };
+                let imported = m.imported.as_ref();
                 (
                     i,
                     RotationsListEntry {
@@ -227,7 +264,17 @@ impl Service {
                         key_material_state: Some(state.into()),
                         rotation_date: m.rotation_type.as_ref().map(|_| ts(m.created_ms)),
                         rotation_type: m.rotation_type.clone(),
-                        ..Default::default()
+                        import_state: imported.map(|i| {
+                            if i.present {
+                                "IMPORTED"
+                            } else {
+                                "PENDING_IMPORT"
+                            }
+                            .into()
+                        }),
+                        expiration_model: imported.map(|i| i.expiration_model.clone()),
+                        valid_to: imported.and_then(|i| i.valid_to_ms).map(ts),
+                        key_material_description: imported.and_then(|i| i.description.clone()),
                     },
                 )
             })
