@@ -295,8 +295,7 @@ impl AuditFileSet {
         let open = self.file.as_ref().map(|f| f.name.clone());
         let files = list_files(&self.dir).map_err(|e| e.to_string())?;
         let mut keys = KeyState::new(&TrustedKey::Pinned(self.key.spki.clone()));
-        let removable =
-            retention::select(&files, open.as_deref(), policy, now_ms, &mut keys)?;
+        let removable = retention::select(&files, open.as_deref(), policy, now_ms, &mut keys)?;
         if removable.is_empty() {
             return Ok(None);
         }

@@ -59,4 +59,3 @@ pub fn query(dir: &Path, filter: &QueryFilter) -> Result<Vec<Value>, String> {
     }
     Ok(out)
 }
-

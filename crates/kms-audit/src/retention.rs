@@ -49,8 +49,8 @@ pub(crate) struct Removable {
 }
 
 fn closed_at_ms(text: &str) -> Option<i64> {
-    let t = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-        .ok()?;
+    let t =
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
     i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
 }
 
@@ -74,9 +74,9 @@ pub(crate) fn select(
     for f in files {
         total = total.saturating_add(size(f)?);
     }
-    let age_limit_ms = policy
-        .max_age_days
-        .map(|d| now_ms.saturating_sub(i64::try_from(d.saturating_mul(86_400_000)).unwrap_or(i64::MAX)));
+    let age_limit_ms = policy.max_age_days.map(|d| {
+        now_ms.saturating_sub(i64::try_from(d.saturating_mul(86_400_000)).unwrap_or(i64::MAX))
+    });
     let mut out = Vec::new();
     let mut point: Option<ChainPoint> = None;
     for path in files {
@@ -92,9 +92,7 @@ pub(crate) fn select(
         let check = check_file(path, point.clone(), keys, None)
             .map_err(|e| format!("retention stopped: {e}"))?;
         let Some((_, digest)) = check.last_signed.filter(|_| check.closed) else {
-            return Err(format!(
-                "retention stopped: {name} has no signed digest"
-            ));
+            return Err(format!("retention stopped: {name} has no signed digest"));
         };
         let closed_at = digest["closedAt"].as_str().unwrap_or_default().to_owned();
         let too_old = match (age_limit_ms, closed_at_ms(&closed_at)) {

@@ -28,6 +28,13 @@ pub struct VerifyOptions {
     pub key: TrustedKey,
     /// An anchor kept elsewhere (see [`Anchor`]): the trail must still hold its record.
     pub anchor: Option<Anchor>,
+    /// Fail if the newest file has records not covered by any signed line whose `eventTime` is
+    /// older than this (ms) at `now_ms`. A running kmsd signs records within its checkpoint
+    /// interval and a restart signs what a crash left, so old unsigned records mean that signed
+    /// lines were removed (or that kmsd crashed and has not been restarted).
+    pub max_unsigned_age_ms: Option<u64>,
+    /// The time to judge `max_unsigned_age_ms` at (ms since the epoch).
+    pub now_ms: i64,
 }
 
 /// What a successful verification covered.
@@ -87,8 +94,7 @@ impl Anchor {
             .and_then(SignedKind::from_name)
             .ok_or("not an anchor: no kmsdAnchor.kind")?;
         let signed = a["signed"].clone();
-        if signed["lastSeq"].as_u64().is_none() || signed["lastRecordSha256"].as_str().is_none()
-        {
+        if signed["lastSeq"].as_u64().is_none() || signed["lastRecordSha256"].as_str().is_none() {
             return Err("not an anchor: no signed sequence and hash".into());
         }
         Ok(Anchor { kind, signed })
@@ -162,6 +168,8 @@ pub(crate) struct FileCheck {
     pub last_signed: Option<(SignedKind, Value)>,
     /// Records after its newest signed line.
     pub unprotected: u64,
+    /// The first of those: (line number, sequence number, `eventTime`).
+    pub first_unprotected: Option<(usize, u64, Option<String>)>,
     /// Retention records in it: (sequence number, `kmsdRetention` member).
     pub retention: Vec<(u64, Value)>,
     /// The hash of the record with the watched sequence number, if it is in this file.
@@ -199,6 +207,7 @@ pub(crate) fn check_file(
         closed: false,
         last_signed: None,
         unprotected: 0,
+        first_unprotected: None,
         retention: Vec::new(),
         watched_hash: None,
     };
@@ -218,6 +227,7 @@ pub(crate) fn check_file(
             check.closed = kind == SignedKind::Digest;
             check.last_signed = Some((kind, d.clone()));
             check.unprotected = 0;
+            check.first_unprotected = None;
             hasher.update(&line);
             hasher.update(b"\n");
             continue;
@@ -250,6 +260,10 @@ pub(crate) fn check_file(
         check.last_hash = hash.clone();
         check.records += 1;
         check.unprotected += 1;
+        if check.first_unprotected.is_none() {
+            let time = v["eventTime"].as_str().map(str::to_owned);
+            check.first_unprotected = Some((n + 1, seq, time));
+        }
         expect = Some((seq + 1, hash));
     }
     Ok(check)
@@ -285,9 +299,7 @@ fn check_signed(
         ));
     }
     if d["lastRecordSha256"].as_str() != Some(so_far.last_hash.as_str()) {
-        return Err(format!(
-            "last record hash differs from the signed {what}"
-        ));
+        return Err(format!("last record hash differs from the signed {what}"));
     }
     Ok(())
 }
@@ -300,6 +312,8 @@ pub fn verify_dir(dir: &Path, public_key: Option<&[u8]>) -> Result<VerifyReport,
         &VerifyOptions {
             key: public_key.map_or(TrustedKey::Embedded, |k| TrustedKey::Pinned(k.to_vec())),
             anchor: None,
+            max_unsigned_age_ms: None,
+            now_ms: 0,
         },
     )
 }
@@ -315,6 +329,7 @@ pub fn verify(dir: &Path, options: &VerifyOptions) -> Result<VerifyReport, Strin
     let watch = options.anchor.as_ref().map(Anchor::seq);
     let mut point: Option<ChainPoint> = None;
     let mut first: Option<(u64, String)> = None;
+    let mut first_file = String::new();
     let mut report = VerifyReport {
         files: files.len(),
         records: 0,
@@ -337,6 +352,7 @@ pub fn verify(dir: &Path, options: &VerifyOptions) -> Result<VerifyReport, Strin
             .to_owned();
         if first.is_none() {
             first = c.first.clone();
+            first_file.clone_from(&name);
         }
         if c.records > 0 {
             point = Some((c.last_seq + 1, c.last_hash.clone()));
@@ -351,6 +367,11 @@ pub fn verify(dir: &Path, options: &VerifyOptions) -> Result<VerifyReport, Strin
         }
         if !c.closed {
             if i + 1 == files.len() {
+                if let (Some(max), Some(first)) =
+                    (options.max_unsigned_age_ms, &c.first_unprotected)
+                {
+                    check_unsigned_age(&name, first, max, options.now_ms)?;
+                }
                 report.open_file = Some(name);
                 report.unprotected_records = c.unprotected;
             } else {
@@ -368,7 +389,8 @@ pub fn verify(dir: &Path, options: &VerifyOptions) -> Result<VerifyReport, Strin
     if let Some((first_seq, first_prev)) = &first {
         report.first_seq = *first_seq;
         if *first_seq != 1 || first_prev != GENESIS {
-            check_retention_gap(*first_seq, first_prev, &retention, signed_through)?;
+            check_retention_gap(*first_seq, first_prev, &retention, signed_through)
+                .map_err(|e| format!("{first_file}:1: {e}"))?;
         }
     }
     report.public_key = keys.key.clone();
@@ -376,6 +398,26 @@ pub fn verify(dir: &Path, options: &VerifyOptions) -> Result<VerifyReport, Strin
         check_anchor(anchor, &mut keys, &report, watched_hash.as_deref())?;
     }
     Ok(report)
+}
+
+/// Unsigned records must be recent: kmsd signs them within its checkpoint interval.
+fn check_unsigned_age(
+    name: &str,
+    (lineno, seq, time): &(usize, u64, Option<String>),
+    max_ms: u64,
+    now_ms: i64,
+) -> Result<(), String> {
+    let at = time.as_deref().and_then(|t| {
+        time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+    });
+    let age_ms = at.map(|t| now_ms.saturating_sub((t.unix_timestamp_nanos() / 1_000_000) as i64));
+    match age_ms {
+        Some(age) if age <= i64::try_from(max_ms).unwrap_or(i64::MAX) => Ok(()),
+        _ => Err(format!(
+            "{name}:{lineno}: record {seq} (eventTime {}) and every record after it are covered by no signed checkpoint, and kmsd signs records within seconds: signed lines were removed, or kmsd stopped without closing the file (a crash; starting kmsd again signs it)",
+            time.as_deref().unwrap_or("missing")
+        )),
+    }
 }
 
 /// A trail starting at record `first_seq` is whole only if a retention record, itself covered
@@ -436,6 +478,8 @@ pub fn anchor(dir: &Path, key: &TrustedKey) -> Result<Anchor, String> {
         &VerifyOptions {
             key: key.clone(),
             anchor: None,
+            max_unsigned_age_ms: None,
+            now_ms: 0,
         },
     )?;
     let (kind, signed) = report
@@ -555,7 +599,7 @@ mod tests {
         std::fs::remove_file(&first).unwrap();
         let e = verify_dir(dir.path(), Some(&spki)).unwrap_err();
         assert!(
-            e.starts_with("audit-00000002.jsonl:1: sequence 4 where 1"),
+            e.starts_with("audit-00000002.jsonl:1: the trail starts at record 4"),
             "{e}"
         );
     }

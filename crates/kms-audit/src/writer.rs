@@ -102,10 +102,10 @@ impl Worker {
                 .saturating_add(interval)
                 .max(self.retry_at_ms)
         });
-        let roll_due = self.set.open_since_ms().map(|t| {
-            t.saturating_add(self.max_age_ms())
-                .max(self.retry_at_ms)
-        });
+        let roll_due = self
+            .set
+            .open_since_ms()
+            .map(|t| t.saturating_add(self.max_age_ms()).max(self.retry_at_ms));
         let due = match (checkpoint_due, roll_due) {
             (Some(a), Some(b)) => a.min(b),
             (a, b) => a.or(b)?,
@@ -189,7 +189,10 @@ impl Worker {
             }
             if !batch.is_empty() {
                 let now = (self.clock)();
-                let result = self.set.append(&mut batch, now).and_then(|_| self.set.sync());
+                let result = self
+                    .set
+                    .append(&mut batch, now)
+                    .and_then(|_| self.set.sync());
                 if let Err(e) = &result {
                     tracing::error!(error = %e, records = batch.len(), "audit write failed");
                 }
@@ -306,5 +309,53 @@ impl AuditWriter {
         if self.tx.send(Msg::Close(done)).is_ok() {
             let _ = wait.await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicI64;
+
+    const T0: i64 = 1_767_225_600_000;
+
+    #[tokio::test]
+    async fn records_are_signed_within_the_interval_even_when_no_more_arrive() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SigningKey::generate().unwrap();
+        let spki = key.spki.clone();
+        let now = Arc::new(AtomicI64::new(T0));
+        let clock_now = now.clone();
+        let clock: Arc<dyn Fn() -> i64 + Send + Sync> =
+            Arc::new(move || clock_now.load(Ordering::SeqCst));
+        let config = WriterConfig::new(Durability::Sync, 1 << 30, 3600);
+        let w = AuditWriter::start_with(dir.path(), key, config, clock).unwrap();
+        let record =
+            || serde_json::json!({"eventName": "ListKeys", "eventTime": crate::event_time(T0)});
+        let unprotected = || {
+            crate::verify_dir(dir.path(), Some(&spki))
+                .unwrap()
+                .unprotected_records
+        };
+        // The first record is signed at once (no checkpoint yet), the next one waits for the
+        // interval to pass.
+        w.record(record()).await.unwrap();
+        w.record(record()).await.unwrap();
+        let mut waited = 0;
+        while unprotected() != 1 && waited < 100 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            waited += 1;
+        }
+        assert_eq!(unprotected(), 1);
+        now.fetch_add(1000, Ordering::SeqCst);
+        let mut waited = 0;
+        while unprotected() != 0 && waited < 200 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            waited += 1;
+        }
+        assert_eq!(unprotected(), 0, "the idle writer signed the last record");
+        w.close().await;
+        let r = crate::verify_dir(dir.path(), Some(&spki)).unwrap();
+        assert_eq!((r.records, r.open_file), (2, None));
     }
 }
