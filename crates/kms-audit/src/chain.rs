@@ -38,6 +38,9 @@ struct OpenFile {
     opened_ms: i64,
     /// Records written since the last signed line.
     unsigned: u64,
+    /// Records other than kmsd's own retention records: a file holding only those does not
+    /// roll by age (else an idle node would roll, and remove, files forever).
+    rollable: u64,
 }
 
 /// Audit file names in order.
@@ -125,6 +128,7 @@ impl AuditFileSet {
             hasher,
             opened_ms: now_ms,
             unsigned: records,
+            rollable: records,
         });
         set.close_current(now_ms)?;
         Ok(set)
@@ -148,6 +152,7 @@ impl AuditFileSet {
             hasher: kms_crypto::Sha256Context::new(),
             opened_ms: now_ms,
             unsigned: 0,
+            rollable: 0,
         });
         Ok(())
     }
@@ -173,6 +178,9 @@ impl AuditFileSet {
             self.next_seq += 1;
             f.records += 1;
             f.unsigned += 1;
+            if r.get("kmsdRetention").is_none() {
+                f.rollable += 1;
+            }
             buf.extend_from_slice(&line);
             buf.push(b'\n');
         }
@@ -195,11 +203,11 @@ impl AuditFileSet {
         self.file.as_ref().map_or(0, |f| f.unsigned)
     }
 
-    /// When the current file was opened (ms), if one is open with records in it.
+    /// When the current file was opened (ms), if one is open and will roll by age.
     pub fn open_since_ms(&self) -> Option<i64> {
         self.file
             .as_ref()
-            .filter(|f| f.records > 0)
+            .filter(|f| f.rollable > 0)
             .map(|f| f.opened_ms)
     }
 
@@ -243,7 +251,7 @@ impl AuditFileSet {
     }
 
     /// Closes the current file with a signed digest if it is larger than `max_bytes` or older
-    /// than `max_age_ms`; returns whether it did.
+    /// than `max_age_ms` (and holds more than retention records); returns whether it did.
     pub fn maybe_roll(
         &mut self,
         max_bytes: u64,
@@ -251,7 +259,8 @@ impl AuditFileSet {
         now_ms: i64,
     ) -> Result<bool, String> {
         let due = self.file.as_ref().is_some_and(|f| {
-            f.records > 0 && (f.bytes >= max_bytes || now_ms - f.opened_ms >= max_age_ms)
+            f.records > 0
+                && (f.bytes >= max_bytes || (f.rollable > 0 && now_ms - f.opened_ms >= max_age_ms))
         });
         if due {
             self.close_current(now_ms)?;
