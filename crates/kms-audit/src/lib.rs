@@ -2,20 +2,32 @@
 //! performs itself), written as JSON lines.
 //!
 //! Tamper evidence: every record carries `kmsdChain: {seq, prev}` where `prev` is the SHA-256
-//! of the previous record line (across files), and every closed file ends with a digest line
-//! signed (ECDSA P-256) by the audit signing key, covering the file's bytes, record count and
-//! last record hash. [`verify_dir`] checks all of it and names the first file and line that
-//! do not fit.
+//! of the previous record line (across files). While records arrive, the writer signs the chain
+//! head every second or so (a checkpoint line) and every closed file ends with a signed digest
+//! line (ECDSA P-256, the audit signing key), each covering the file's bytes so far, record
+//! count and last record hash. [`verify`] checks all of it against a pinned public key and
+//! names the first file and line that do not fit; an [`Anchor`] kept elsewhere pins history up
+//! to it even against someone holding the signing key. Records are bounded in size
+//! ([`bound`]), files are private (0600 in a 0700 directory) and [`Retention`] removes old
+//! files only with a signed record of the removal.
 
+pub mod bound;
 mod chain;
+mod private_fs;
+mod query;
 mod record;
+mod retention;
+mod signed;
 mod verify;
 mod writer;
 
-pub use chain::{AuditFileSet, SigningKey};
+pub use chain::AuditFileSet;
+pub use query::{query, QueryFilter};
 pub use record::{event_time, redact_request, ApiCallRecord, ServiceEventRecord};
-pub use verify::{query, verify_dir, QueryFilter, VerifyReport};
-pub use writer::{AuditWriter, Durability};
+pub use retention::Retention;
+pub use signed::{SignedKind, SigningKey};
+pub use verify::{anchor, verify, verify_dir, Anchor, TrustedKey, VerifyOptions, VerifyReport};
+pub use writer::{AuditWriter, Durability, WriterConfig, DEFAULT_CHECKPOINT_INTERVAL_MS};
 
 /// Name prefix of audit files: `audit-<sequence>.jsonl`.
 pub const FILE_PREFIX: &str = "audit-";

@@ -151,15 +151,13 @@ pub fn is_read_only(op: &str) -> bool {
 pub fn start_writer(
     dir: &Path,
     key: SigningKey,
-    durability: kms_audit::Durability,
-    max_bytes: u64,
-    roll_secs: u64,
+    config: kms_audit::WriterConfig,
 ) -> Result<AuditWriter, String> {
     let clock: Arc<dyn Fn() -> i64 + Send + Sync> = Arc::new(|| {
         use kms_core::Clock as _;
         kms_core::SystemClock.now_ms()
     });
-    AuditWriter::start(dir, key, durability, max_bytes, roll_secs, clock)
+    AuditWriter::start_with(dir, key, config, clock)
 }
 
 /// Each HSM cluster's own append-only audit log (`DATA_DIR/hsm-audit/<cluster-id>/`), in the
@@ -185,16 +183,10 @@ impl ClusterAuditSink {
         if let Some(existing) = w.get(cluster_id) {
             return Some(existing.clone());
         }
-        let key = SigningKey {
-            pkcs8: self.key.pkcs8.clone(),
-            spki: self.key.spki.clone(),
-        };
         match start_writer(
             &self.dir.join(cluster_id),
-            key,
-            kms_audit::Durability::Buffered,
-            64 * 1024 * 1024,
-            3600,
+            self.key.duplicate(),
+            kms_audit::WriterConfig::new(kms_audit::Durability::Buffered, 64 * 1024 * 1024, 3600),
         ) {
             Ok(writer) => {
                 w.insert(cluster_id.to_owned(), writer.clone());

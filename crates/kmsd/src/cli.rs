@@ -7,6 +7,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use kms_core::{AdminCredentials, ManualClock, Service};
 
+pub use crate::audit_cli::{audit_command, AuditCommand};
 use crate::auth::AuthMode;
 use crate::server::{router, AppState};
 
@@ -92,42 +93,6 @@ pub enum ConfigCommand {
     Check(Box<ServeArgs>),
 }
 
-/// `kmsd audit ...`
-#[derive(Subcommand, Debug)]
-pub enum AuditCommand {
-    /// Check that no record was removed, reordered or altered; names the first file and line
-    /// that do not fit. Exit status 0 only when the trail is intact.
-    Verify {
-        /// The audit directory (DATA_DIR/audit by default).
-        dir: PathBuf,
-        /// The audit signing public key (DER SPKI; DATA_DIR/audit-signing-key.pub.der). Without
-        /// it the key of the first digest is trusted: compare its printed fingerprint with the
-        /// one kmsd logged at start.
-        #[arg(long)]
-        public_key: Option<PathBuf>,
-    },
-    /// Print the records (JSON lines) that match every given filter.
-    Query {
-        /// The audit directory.
-        dir: PathBuf,
-        /// Records at or after this time (e.g. 2026-11-23T18:00:00Z).
-        #[arg(long)]
-        since: Option<String>,
-        /// Records before this time.
-        #[arg(long)]
-        until: Option<String>,
-        /// Records about this key (key id or key ARN).
-        #[arg(long)]
-        key: Option<String>,
-        /// Records of this principal ARN.
-        #[arg(long)]
-        principal: Option<String>,
-        /// Records of this operation (eventName), e.g. Decrypt.
-        #[arg(long)]
-        event_name: Option<String>,
-    },
-}
-
 /// `kmsd serve` flags.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ServeArgs {
@@ -171,6 +136,14 @@ pub struct ServeArgs {
     /// Roll audit files after this many seconds.
     #[arg(long, default_value_t = 3600, env = "KMSD_AUDIT_ROLL_SECS")]
     pub audit_roll_secs: u64,
+    /// Remove closed audit files older than this many days (checked at each roll). kmsd
+    /// verifies them first and records the removal, signed, in the trail. Default: keep all.
+    #[arg(long, env = "KMSD_AUDIT_RETENTION_DAYS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub audit_retention_days: Option<u64>,
+    /// Remove the oldest closed audit files while all of them together exceed this many bytes
+    /// (same checks and record as --audit-retention-days). Default: no limit.
+    #[arg(long, env = "KMSD_AUDIT_RETENTION_BYTES", value_parser = clap::value_parser!(u64).range(1..))]
+    pub audit_retention_bytes: Option<u64>,
     /// Log format: `human` or `json`. Level from `KMSD_LOG` or the config file's `log_level`
     /// (e.g. `debug`: one line per request; default `info`), re-read on SIGHUP.
     #[arg(long, default_value = "human", value_parser = ["human", "json"], env = "KMSD_LOG_FORMAT")]
@@ -350,13 +323,16 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     } else {
         kms_audit::Durability::Sync
     };
-    let audit = crate::audit::start_writer(
-        &audit_dir,
-        signing_key,
+    let mut audit_config = kms_audit::WriterConfig::new(
         durability,
         args.audit_max_file_mib.saturating_mul(1024 * 1024),
         args.audit_roll_secs,
-    )?;
+    );
+    audit_config.retention = kms_audit::Retention {
+        max_age_days: args.audit_retention_days,
+        max_total_bytes: args.audit_retention_bytes,
+    };
+    let audit = crate::audit::start_writer(&audit_dir, signing_key, audit_config)?;
     let xks = match &args.xks_config {
         Some(p) => crate::xks_transport::read_config(p)?,
         None => crate::xks_transport::XksConfig {
@@ -468,47 +444,6 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     }
     tracing::info!("stopped");
     result
-}
-
-/// Runs `kmsd audit ...`.
-pub fn audit_command(cmd: AuditCommand) -> Result<(), String> {
-    match cmd {
-        AuditCommand::Verify { dir, public_key } => {
-            let key = public_key
-                .map(std::fs::read)
-                .transpose()
-                .map_err(|e| format!("reading the public key: {e}"))?;
-            let report = kms_audit::verify_dir(&dir, key.as_deref())?;
-            println!(
-                "audit trail intact: {} files, {} records, last sequence {}, last record sha256 {}",
-                report.files, report.records, report.last_seq, report.last_hash
-            );
-            if let Some(open) = report.open_file {
-                println!("{open} is still open: its records are chained but not yet covered by a signed digest");
-            }
-            Ok(())
-        }
-        AuditCommand::Query {
-            dir,
-            since,
-            until,
-            key,
-            principal,
-            event_name,
-        } => {
-            let filter = kms_audit::QueryFilter {
-                since,
-                until,
-                key,
-                principal,
-                event_name,
-            };
-            for record in kms_audit::query(&dir, &filter)? {
-                println!("{record}");
-            }
-            Ok(())
-        }
-    }
 }
 
 /// Aborts a task when dropped.
@@ -663,5 +598,11 @@ pub fn config_command(cmd: ConfigCommand) -> Result<(), String> {
         "audit_durability = \"{}\"\naudit_max_file_mib = {}\naudit_roll_secs = {}\nsweep_interval_secs = {}\nlog_format = \"{}\"",
         args.audit_durability, args.audit_max_file_mib, args.audit_roll_secs, args.sweep_interval_secs, args.log_format
     );
+    if let Some(days) = args.audit_retention_days {
+        println!("audit_retention_days = {days}");
+    }
+    if let Some(bytes) = args.audit_retention_bytes {
+        println!("audit_retention_bytes = {bytes}");
+    }
     Ok(())
 }

@@ -23,6 +23,8 @@ pub const KEYS: &[(&str, &str)] = &[
     ("audit_durability", "KMSD_AUDIT_DURABILITY"),
     ("audit_max_file_mib", "KMSD_AUDIT_MAX_FILE_MIB"),
     ("audit_roll_secs", "KMSD_AUDIT_ROLL_SECS"),
+    ("audit_retention_days", "KMSD_AUDIT_RETENTION_DAYS"),
+    ("audit_retention_bytes", "KMSD_AUDIT_RETENTION_BYTES"),
     ("no_mlock", "KMSD_NO_MLOCK"),
     ("hsm_config", "KMSD_HSM_CONFIG"),
     ("xks_config", "KMSD_XKS_CONFIG"),

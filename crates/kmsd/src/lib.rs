@@ -7,6 +7,7 @@ pub use kms_sigv4 as sigv4;
 pub mod admin;
 pub mod admin_cli;
 pub mod audit;
+pub mod audit_cli;
 pub mod auth;
 pub mod cbor;
 pub mod cli;

@@ -10,7 +10,7 @@ use std::process::Command;
 
 use aws_sdk_kms::primitives::Blob;
 use common::Server;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 fn kmsd(args: &[&str]) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_kmsd"))
@@ -209,7 +209,11 @@ async fn every_call_is_recorded_without_secrets_and_the_trail_verifies() {
         "--public-key",
         public.to_str().unwrap(),
     ]);
-    assert!(!ok && out.contains("audit-00000001.jsonl:3:"), "{out}");
+    // (Line numbers depend on where kmsd wrote its signed checkpoints.)
+    assert!(
+        !ok && out.contains("audit-00000001.jsonl:") && out.contains("record 3 does not chain"),
+        "{out}"
+    );
 }
 
 #[tokio::test]
@@ -251,7 +255,14 @@ async fn acknowledged_calls_are_in_the_trail_after_sigkill() {
         .filter(|r| r["eventName"] == "Encrypt")
         .count();
     assert_eq!(encrypts, acked);
-    let (ok, out) = kmsd(&["audit", "verify", dir.join("audit").to_str().unwrap()]);
+    let public = dir.join("audit-signing-key.pub.der");
+    let (ok, out) = kmsd(&[
+        "audit",
+        "verify",
+        dir.join("audit").to_str().unwrap(),
+        "--public-key",
+        public.to_str().unwrap(),
+    ]);
     assert!(ok, "{out}");
 }
 
@@ -326,4 +337,271 @@ async fn scheduled_deletion_and_automatic_rotation_are_aws_service_events() {
         .as_str()
         .unwrap()
         .ends_with(&rotating));
+}
+
+fn audit_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .collect();
+    files.sort();
+    files
+}
+
+fn verify_with_key(audit: &Path, public: &Path, extra: &[&str]) -> (bool, String) {
+    let mut args = vec![
+        "audit",
+        "verify",
+        audit.to_str().unwrap(),
+        "--public-key",
+        public.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    kmsd(&args)
+}
+
+/// Polls `kmsd audit verify` until nothing is left unsigned (kmsd signs within about a second).
+fn wait_until_signed(audit: &Path, public: &Path) {
+    for _ in 0..200 {
+        let (ok, out) = verify_with_key(audit, public, &[]);
+        assert!(ok, "{out}");
+        if out.contains(" 0 record(s) after its last signed checkpoint") {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("kmsd did not sign its records");
+}
+
+/// Issue 12 §3: rewrite a denied Encrypt in the file still being written as an admin's
+/// success and recompute the chain. kmsd has signed a checkpoint over it meanwhile, so verify
+/// finds it; verify without a pinned key refuses to run.
+#[tokio::test]
+async fn a_rewritten_record_of_the_open_file_is_found_and_verify_needs_a_pinned_key() {
+    let mut server = Server::start(&[]);
+    let kms = server.client();
+    let key = common::new_key_id(&kms).await;
+    let mallory = server.client_with("AKIAMALLORY000000000", "x", "us-east-1");
+    let _ = mallory
+        .encrypt()
+        .key_id(&key)
+        .plaintext(Blob::new(b"x".to_vec()))
+        .send()
+        .await
+        .unwrap_err();
+    kms.list_keys().send().await.unwrap();
+    let audit = server.data_dir.join("audit");
+    let public = server.data_dir.join("audit-signing-key.pub.der");
+    wait_until_signed(&audit, &public);
+
+    let (ok, out) = kmsd(&["audit", "verify", audit.to_str().unwrap()]);
+    assert!(!ok && out.contains("--trust-embedded-key"), "{out}");
+    let (ok, out) = kmsd(&[
+        "audit",
+        "verify",
+        audit.to_str().unwrap(),
+        "--trust-embedded-key",
+    ]);
+    assert!(ok && out.contains("not a pinned one"), "{out}");
+
+    // The attack, on the open file.
+    let open = audit_files(&audit).pop().unwrap();
+    let mut prev = String::new();
+    let mut out_lines = String::new();
+    for line in std::fs::read_to_string(&open).unwrap().lines() {
+        let mut v: Value = serde_json::from_str(line).unwrap();
+        if v.get("kmsdChain").is_none() {
+            out_lines.push_str(line);
+            out_lines.push('\n');
+            continue;
+        }
+        if prev.is_empty() {
+            prev = v["kmsdChain"]["prev"].as_str().unwrap().to_owned();
+        }
+        if v["eventName"] == "Encrypt" && v.get("errorCode").is_some() {
+            let m = v.as_object_mut().unwrap();
+            m.remove("errorCode");
+            m.remove("errorMessage");
+            v["userIdentity"] = json!({"type": "IAMUser", "arn": "arn:aws:iam::111122223333:user/admin", "accountId": "111122223333"});
+        }
+        v["kmsdChain"]["prev"] = json!(prev);
+        let l = serde_json::to_string(&v).unwrap();
+        prev = hex::encode(kms_crypto::sha256(l.as_bytes()));
+        out_lines.push_str(&l);
+        out_lines.push('\n');
+    }
+    std::fs::write(&open, out_lines).unwrap();
+    let (ok, out) = verify_with_key(&audit, &public, &[]);
+    assert!(!ok && out.contains("signed checkpoint"), "{out}");
+    assert!(server.terminate());
+}
+
+/// `kmsd audit anchor` output kept elsewhere catches records cut off the end, which no
+/// signature in the remaining files can show; the PEM from `kmsd audit public-key` works as
+/// the pinned key.
+#[tokio::test]
+async fn an_anchor_catches_a_trail_cut_short() {
+    let mut server = Server::start(&["--audit-roll-secs", "1"]);
+    let kms = server.client();
+    kms.list_keys().send().await.unwrap();
+    let audit = server.data_dir.join("audit");
+    // Wait for the first file to roll, then write into a second one.
+    for _ in 0..200 {
+        if audit_files(&audit).len() == 1
+            && std::fs::read_to_string(&audit_files(&audit)[0])
+                .unwrap()
+                .contains("kmsdDigest")
+        {
+            break;
+        }
+        kms.list_aliases().send().await.unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    kms.list_keys().send().await.unwrap();
+    assert!(server.terminate());
+
+    let (ok, pem) = {
+        let out = Command::new(env!("CARGO_BIN_EXE_kmsd"))
+            .args(["audit", "public-key", "--data-dir"])
+            .arg(&server.data_dir)
+            .output()
+            .unwrap();
+        (out.status.success(), String::from_utf8(out.stdout).unwrap())
+    };
+    assert!(
+        ok && pem.starts_with("-----BEGIN PUBLIC KEY-----\n"),
+        "{pem}"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let pem_file = tmp.path().join("audit.pem");
+    std::fs::write(&pem_file, pem).unwrap();
+    let (ok, line) = kmsd(&[
+        "audit",
+        "anchor",
+        audit.to_str().unwrap(),
+        "--public-key",
+        pem_file.to_str().unwrap(),
+    ]);
+    assert!(ok && line.starts_with("{\"kmsdAnchor\""), "{line}");
+    let anchor = tmp.path().join("anchor.json");
+    std::fs::write(&anchor, line).unwrap();
+    let anchor_arg = ["--anchor", anchor.to_str().unwrap()];
+    let (ok, out) = verify_with_key(&audit, &pem_file, &anchor_arg);
+    assert!(ok && out.contains("anchored record"), "{out}");
+
+    // Remove the newest file: what remains still verifies on its own, not against the anchor.
+    let files = audit_files(&audit);
+    assert!(files.len() >= 2, "{files:?}");
+    std::fs::remove_file(files.last().unwrap()).unwrap();
+    let (ok, out) = verify_with_key(&audit, &pem_file, &[]);
+    assert!(ok, "{out}");
+    let (ok, out) = verify_with_key(&audit, &pem_file, &anchor_arg);
+    assert!(!ok && out.contains("records cut off the end"), "{out}");
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn an_audit_dir_outside_the_data_dir_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let audit = tmp.path().join("var-log-kmsd");
+    let mut server = Server::start(&["--audit-dir", audit.to_str().unwrap()]);
+    server.client().list_keys().send().await.unwrap();
+    assert!(server.terminate());
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&audit), 0o700);
+    let files = audit_files(&audit);
+    assert!(!files.is_empty());
+    for f in files {
+        assert_eq!(mode(&f), 0o600, "{}", f.display());
+    }
+}
+
+/// Issue 12 §6: invalid signed requests carrying a 300 KB value grow the trail by a bounded
+/// amount each (the value and the error message repeating it are cut).
+#[tokio::test]
+async fn oversized_invalid_requests_grow_the_trail_by_a_bounded_amount() {
+    let mut server = Server::start(&[]);
+    let (akid, secret) = server.admin_credentials();
+    let audit = server.data_dir.join("audit");
+    let size = |dir: &Path| -> u64 {
+        audit_files(dir)
+            .iter()
+            .map(|f| std::fs::metadata(f).unwrap().len())
+            .sum()
+    };
+    server.client().list_keys().send().await.unwrap();
+    let before = size(&audit);
+    let huge = "k".repeat(300 * 1024);
+    // A value the error message repeats, a blob-like bearer token, and (second body) an
+    // unmodelled member that makes the parameters as a whole too large.
+    let echoed = json!({"KeyId": huge, "GrantTokens": [huge.clone()]}).to_string();
+    let unmodelled = json!({"KeyId": huge, "Unmodelled": huge}).to_string();
+    const REQUESTS: u64 = 50;
+    for i in 0..REQUESTS {
+        let r = common::kms_request(
+            server.addr,
+            "TrentService.DescribeKey",
+            if i % 2 == 0 { &echoed } else { &unmodelled },
+            Some((&akid, &secret)),
+            common::now_secs(),
+        )
+        .await;
+        assert_eq!(r.error_type(), "ValidationException");
+    }
+    assert!(server.terminate());
+    let per_request = (size(&audit) - before) / REQUESTS;
+    assert!(per_request < 80 * 1024, "{per_request} bytes per request");
+    let recs = records(&server.data_dir);
+    let show = |r: &Value| r.to_string().chars().take(600).collect::<String>();
+    let echoed = &recs[recs.len() - 2];
+    let key_id = echoed["requestParameters"]["keyId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{}", show(echoed)));
+    assert!(
+        key_id.ends_with("…[truncated by kmsd: 307200 bytes]"),
+        "{}",
+        show(echoed)
+    );
+    assert!(echoed["requestParameters"].get("grantTokens").is_none());
+    assert!(echoed["errorMessage"]
+        .as_str()
+        .unwrap()
+        .contains("[truncated by kmsd: "));
+    let unmodelled = recs.last().unwrap();
+    assert_eq!(
+        unmodelled["requestParameters"]["kmsdTruncated"],
+        true,
+        "{}",
+        show(unmodelled)
+    );
+}
+
+/// Retention from the command line: closed files go, the removal is in the trail, and the trail
+/// that starts later still verifies.
+#[tokio::test]
+async fn retention_removes_closed_files_and_the_trail_still_verifies() {
+    let mut server = Server::start(&["--audit-roll-secs", "1", "--audit-retention-bytes", "1"]);
+    let kms = server.client();
+    let audit = server.data_dir.join("audit");
+    let first = audit.join("audit-00000001.jsonl");
+    for _ in 0..200 {
+        kms.list_keys().send().await.unwrap();
+        if !first.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(!first.exists(), "retention did not remove the first file");
+    kms.list_keys().send().await.unwrap();
+    assert!(server.terminate());
+    let public = server.data_dir.join("audit-signing-key.pub.der");
+    let (ok, out) = verify_with_key(&audit, &public, &[]);
+    assert!(ok && out.contains("removed by retention"), "{out}");
+    let removals = records(&server.data_dir)
+        .into_iter()
+        .filter(|r| r["eventName"] == "AuditFilesRemoved")
+        .count();
+    assert!(removals >= 1);
 }

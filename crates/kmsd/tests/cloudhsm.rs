@@ -553,7 +553,13 @@ async fn cloudhsm_key_store_with_softhsm() {
     let cluster_log = data.join("hsm-audit").join(&cluster);
     let (ok, out) = {
         let o = Command::new(env!("CARGO_BIN_EXE_kmsd"))
-            .args(["audit", "verify", cluster_log.to_str().unwrap()])
+            .args([
+                "audit",
+                "verify",
+                cluster_log.to_str().unwrap(),
+                "--public-key",
+            ])
+            .arg(data.join("audit-signing-key.pub.der"))
             .output()
             .unwrap();
         (
