@@ -198,6 +198,7 @@ async fn every_call_is_recorded_without_secrets_and_the_trail_verifies() {
     let file = std::fs::read_dir(&audit_dir)
         .unwrap()
         .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
         .min()
         .unwrap();
     let text = std::fs::read_to_string(&file).unwrap();
