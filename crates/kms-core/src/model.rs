@@ -104,6 +104,12 @@ pub struct KeyRecord {
     /// Automatic rotation, when enabled.
     #[serde(default)]
     pub rotation: Option<RotationSchedule>,
+    /// Multi-Region keys: the Region of the primary key, kept on every related key.
+    #[serde(default)]
+    pub primary_region: Option<String>,
+    /// Multi-Region keys: the Regions of the replicas, kept on every related key.
+    #[serde(default)]
+    pub replica_regions: Vec<String>,
 }
 
 /// A key's automatic rotation schedule.
@@ -120,6 +126,21 @@ impl KeyRecord {
     pub fn arn(&self) -> String {
         key_arn(&self.region, &self.account, &self.key_id)
     }
+    /// Whether this is the primary key of a multi-Region key.
+    pub fn is_primary(&self) -> bool {
+        self.multi_region && self.primary_region.as_deref() == Some(self.region.as_str())
+    }
+
+    /// The other Regions holding this multi-Region key (primary first, then replicas).
+    pub fn related_regions(&self) -> Vec<String> {
+        self.primary_region
+            .iter()
+            .chain(self.replica_regions.iter())
+            .filter(|r| **r != self.region)
+            .cloned()
+            .collect()
+    }
+
     /// When the first imported material still present expires (ms), if any expires.
     pub fn material_expiry_ms(&self) -> Option<i64> {
         self.materials

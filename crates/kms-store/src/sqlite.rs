@@ -401,6 +401,8 @@ mod tests {
             cloud_hsm_cluster_id: None,
             xks_key_id: None,
             rotation: None,
+            primary_region: None,
+            replica_regions: vec![],
         }
     }
 

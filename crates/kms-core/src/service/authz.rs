@@ -102,6 +102,10 @@ impl Service {
             c.set("kms:KeyUsage", k.key_usage.clone());
             c.set("kms:KeyOrigin", k.origin.clone());
             c.set("kms:MultiRegion", k.multi_region.to_string());
+            if k.multi_region {
+                let kind = if k.is_primary() { "PRIMARY" } else { "REPLICA" };
+                c.set("kms:MultiRegionKeyType", kind.to_owned());
+            }
         }
         c
     }

@@ -60,6 +60,9 @@ pub(crate) fn request_conditions(action: &str, body: &Value) -> ConditionContext
         &body["KeyAgreementAlgorithm"],
     );
     set_str(&mut c, "kms:MessageType", &body["MessageType"]);
+    // ReplicateKey's target Region and UpdatePrimaryRegion's new primary Region.
+    set_str(&mut c, "kms:ReplicaRegion", &body["ReplicaRegion"]);
+    set_str(&mut c, "kms:PrimaryRegion", &body["PrimaryRegion"]);
     set_str(&mut c, "kms:DataKeyPairSpec", &body["KeyPairSpec"]);
     set_str(&mut c, "kms:GranteePrincipal", &body["GranteePrincipal"]);
     set_str(&mut c, "kms:RetiringPrincipal", &body["RetiringPrincipal"]);

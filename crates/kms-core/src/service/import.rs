@@ -317,11 +317,21 @@ impl Service {
         }
         let computed_id = imported_material_id(&k.key_id, &material);
         let arn = k.arn();
+        // A multi-Region replica imports the material of its primary, under the same
+        // material id (so ciphertexts decrypt in every Region).
+        let replica = k.multi_region && !k.is_primary();
+        let primary_materials = match (&k.primary_region, replica) {
+            (Some(region), true) => self
+                .load_key(region, &k.key_id)?
+                .map(|p| p.materials)
+                .unwrap_or_default(),
+            _ => vec![],
+        };
 
         let updated = self
             .update_key(caller, &key_ref, |k| {
                 let import_type = r.import_type.clone().unwrap_or_else(|| {
-                    if k.materials.is_empty() {
+                    if k.materials.is_empty() && !replica {
                         "NEW_KEY_MATERIAL".into()
                     } else {
                         "EXISTING_KEY_MATERIAL".into()
@@ -357,6 +367,18 @@ impl Service {
                             ));
                         }
                         let first = k.materials.is_empty();
+                        if replica {
+                            return Err(KmsError::new(
+                                ErrorCode::ValidationException,
+                                "New key material is imported into the multi-Region primary key; import the same material into its replicas with ImportType EXISTING_KEY_MATERIAL.",
+                            ));
+                        }
+                        if !first && k.multi_region {
+                            return Err(KmsError::new(
+                                ErrorCode::UnsupportedOperationException,
+                                "kmsd does not rotate the imported key material of multi-Region keys.",
+                            ));
+                        }
                         if !first && !symmetric {
                             return Err(incorrect_material(
                                 "Asymmetric and HMAC keys take no new key material after the first import.",
@@ -385,6 +407,16 @@ impl Service {
                             return Err(incorrect_material(
                                 "The key material does not match the KeyMaterialId in the request.",
                             ));
+                        }
+                        if replica && !k.materials.iter().any(|m| m.key_material_id == computed_id) {
+                            if let Some(m) = primary_materials
+                                .iter()
+                                .find(|m| m.key_material_id == computed_id)
+                            {
+                                let mut copy = m.clone();
+                                copy.sealed_hex.clear();
+                                k.materials.push(copy);
+                            }
                         }
                         let index = k
                             .materials
@@ -533,6 +565,8 @@ mod tests {
             cloud_hsm_cluster_id: None,
             xks_key_id: None,
             rotation: None,
+            primary_region: None,
+            replica_regions: vec![],
         }
     }
 

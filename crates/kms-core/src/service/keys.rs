@@ -57,6 +57,7 @@ pub(super) fn key_metadata(k: &KeyRecord) -> KeyMetadata {
         xks_key_configuration: k.xks_key_id.as_ref().map(|id| XksKeyConfigurationType {
             id: Some(id.clone()),
         }),
+        multi_region_configuration: k.multi_region.then(|| multi_region_configuration(k)),
         current_key_material_id: if symmetric && k.custom_key_store_id.is_none() {
             k.current_material().map(|m| m.key_material_id.clone())
         } else {
@@ -73,6 +74,28 @@ pub(super) fn key_metadata(k: &KeyRecord) -> KeyMetadata {
             .and_then(|i| i.valid_to_ms)
             .map(ts),
         ..Default::default()
+    }
+}
+
+/// `MultiRegionConfiguration` of a multi-Region key: its type, the primary key and every
+/// replica (including this key when it is one), as AWS describes them.
+fn multi_region_configuration(k: &KeyRecord) -> MultiRegionConfiguration {
+    let primary = k.primary_region.clone().unwrap_or_else(|| k.region.clone());
+    let entry = |region: &str| MultiRegionKey {
+        arn: Some(key_arn(region, &k.account, &k.key_id)),
+        region: Some(region.to_owned()),
+    };
+    MultiRegionConfiguration {
+        multi_region_key_type: Some(
+            if primary == k.region {
+                "PRIMARY"
+            } else {
+                "REPLICA"
+            }
+            .into(),
+        ),
+        primary_key: Some(entry(&primary)),
+        replica_keys: Some(k.replica_regions.iter().map(|r| entry(r)).collect()),
     }
 }
 
@@ -182,12 +205,6 @@ impl Service {
                 format!("kmsd does not support Origin {origin}"),
             ));
         }
-        if r.multi_region == Some(true) {
-            return Err(KmsError::new(
-                ErrorCode::UnsupportedOperationException,
-                "kmsd does not support multi-Region keys yet",
-            ));
-        }
         let policy = match r.policy.clone() {
             Some(p) => {
                 check_policy_document(&p)?;
@@ -199,7 +216,13 @@ impl Service {
 
         // Checked before any material is made (again before the insert, under the write lock).
         self.check_key_quota(caller)?;
-        let key_id = uuid::Uuid::new_v4().to_string();
+        let multi_region = r.multi_region == Some(true);
+        let key_id = if multi_region {
+            // Multi-Region keys: `mrk-` and 32 hex digits, the same id in every Region.
+            format!("mrk-{}", uuid::Uuid::new_v4().simple())
+        } else {
+            uuid::Uuid::new_v4().to_string()
+        };
         let arn = key_arn(&caller.region, &caller.account, &key_id);
         let material_id = hex::encode(kms_crypto::random_array::<16>().map_err(internal)?);
         if r.policy.is_some() && r.bypass_policy_lockout_safety_check != Some(true) {
@@ -224,6 +247,8 @@ impl Service {
                 cloud_hsm_cluster_id: None,
                 xks_key_id: None,
                 rotation: None,
+                primary_region: None,
+                replica_regions: vec![],
             };
             self.check_lockout(caller, &policy, &provisional)?;
         }
@@ -302,12 +327,14 @@ impl Service {
                     imported: None,
                 }]
             },
-            multi_region: false,
+            multi_region,
             public_key_hex: public_key,
             custom_key_store_id: key_store.as_ref().map(|k| k.id.clone()),
             cloud_hsm_cluster_id,
             xks_key_id: xks_key_id.clone(),
             rotation: None,
+            primary_region: multi_region.then(|| caller.region.clone()),
+            replica_regions: vec![],
         };
         {
             // Count and insert under the write lock, so concurrent creates cannot overshoot.
@@ -410,15 +437,18 @@ impl Service {
         let now = self.now_ms();
         let k = self
             .update_key(caller, r.key_id.as_deref().unwrap_or_default(), |k| {
-                if k.state == "PendingDeletion" {
-                    return Err(KmsError::new(
-                        ErrorCode::KMSInvalidStateException,
-                        format!("{} is pending deletion.", k.arn()),
-                    ));
+                if k.state == "PendingDeletion" || k.state == "PendingReplicaDeletion" {
+                    return Err(invalid_state(k, &k.state.clone()));
                 }
-                k.state = "PendingDeletion".into();
-                k.deletion_date_ms = Some(now + i64::from(days) * DAY_MS);
                 k.pending_window_days = Some(days);
+                if k.is_primary() && !k.replica_regions.is_empty() {
+                    // A primary waits for its replicas to be deleted, then for its own window.
+                    k.state = "PendingReplicaDeletion".into();
+                    k.deletion_date_ms = None;
+                } else {
+                    k.state = "PendingDeletion".into();
+                    k.deletion_date_ms = Some(now + i64::from(days) * DAY_MS);
+                }
                 Ok(vec![])
             })
             .await?;
@@ -438,7 +468,7 @@ impl Service {
     ) -> Result<CancelKeyDeletionResponse, KmsError> {
         let k = self
             .update_key(caller, r.key_id.as_deref().unwrap_or_default(), |k| {
-                if k.state != "PendingDeletion" {
+                if k.state != "PendingDeletion" && k.state != "PendingReplicaDeletion" {
                     return Err(KmsError::new(
                         ErrorCode::KMSInvalidStateException,
                         format!(
@@ -489,6 +519,7 @@ pub(super) fn invalid_state(k: &KeyRecord, state: &str) -> KmsError {
     let what = match state {
         "PendingDeletion" => "is pending deletion",
         "PendingImport" => "is pending import",
+        "PendingReplicaDeletion" => "is pending replica deletion",
         "Unavailable" => "is unavailable",
         "Creating" => "is being created",
         "Updating" => "is being updated",

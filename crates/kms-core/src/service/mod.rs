@@ -9,6 +9,7 @@ pub(crate) mod dispatch;
 mod grants;
 mod import;
 mod keys;
+mod multi_region;
 pub(crate) mod paging;
 mod policy;
 mod principals;

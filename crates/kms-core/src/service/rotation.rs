@@ -8,6 +8,7 @@
 use kms_types::*;
 
 use super::keys::{check_enabled, invalid_state};
+use super::multi_region::replica_does_not_rotate;
 use super::paging::{decode_marker, encode_marker, page_limit};
 use super::{internal, ts, Service};
 use crate::context::Caller;
@@ -50,6 +51,9 @@ fn check_rotation_settable(k: &KeyRecord) -> Result<(), KmsError> {
     check_enabled(k)?;
     if !rotatable(k) {
         return Err(not_rotatable(k));
+    }
+    if k.multi_region && !k.is_primary() {
+        return Err(replica_does_not_rotate(k));
     }
     Ok(())
 }
@@ -166,6 +170,9 @@ impl Service {
                     // AWS's recorded answer carries no message here.
                     return Err(KmsError::new(ErrorCode::UnsupportedOperationException, ""));
                 }
+                if k.multi_region && !k.is_primary() {
+                    return Err(replica_does_not_rotate(k));
+                }
                 if k.origin == "EXTERNAL" {
                     // Imported keys rotate to the material imported with NEW_KEY_MATERIAL.
                     let pending = k
@@ -202,8 +209,10 @@ impl Service {
                     ));
                 }
                 let m = self.new_material(k, "ON_DEMAND")?;
+                // Replicas of a multi-Region primary get the same material in the same commit.
+                let shared = self.share_new_material(k, &m)?;
                 k.materials.push(m);
-                Ok(vec![])
+                Ok(shared)
             })
             .await?;
         Ok(RotateKeyOnDemandResponse {
@@ -307,13 +316,15 @@ impl Service {
                 continue;
             }
             let m = self.new_material(&k, "AUTOMATIC")?;
+            let mut ops = self.share_new_material(&k, &m)?;
             k.materials.push(m);
             k.rotation = Some(RotationSchedule {
                 period_days: schedule.period_days,
                 next_ms: now + i64::from(schedule.period_days) * DAY_MS,
             });
             let (arn, account, region) = (k.arn(), k.account.clone(), k.region.clone());
-            self.commit(vec![WriteOp::PutKey(k)]).await?;
+            ops.insert(0, WriteOp::PutKey(k));
+            self.commit(ops).await?;
             tracing::info!(key_arn = %arn, "rotated key material on schedule");
             if let Some(sink) = self.event_sink() {
                 sink.key_rotated(&arn, &account, &region, now);

@@ -25,6 +25,9 @@ impl Service {
                 key_id: k.key_id.clone(),
             }];
             ops.extend(self.delete_grants_of(&k)?);
+            if k.multi_region {
+                ops.extend(self.forget_replica(&k)?);
+            }
             ops.extend(aliases.into_iter().map(|a| WriteOp::DeleteAlias {
                 account: a.account,
                 region: a.region,
