@@ -384,6 +384,20 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         }
         None => None,
     };
+    // GetKeyLastUsage: last uses are kept in memory and written every few seconds (and at
+    // shutdown), so tracking adds no database write to a request.
+    let usage_flusher = {
+        let service = service.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                if let Err(e) = service.flush_key_usage().await {
+                    tracing::error!(error = %e, "writing key last usage failed");
+                }
+            }
+        })
+    };
     let sweeper = {
         let service = service.clone();
         let every = std::time::Duration::from_secs(args.sweep_interval_secs.max(1));
@@ -435,6 +449,10 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         }
     };
     sweeper.abort();
+    usage_flusher.abort();
+    if let Err(e) = service.flush_key_usage().await {
+        tracing::error!(error = %e, "writing key last usage at shutdown failed");
+    }
     if let Some(a) = admin {
         a.abort();
     }

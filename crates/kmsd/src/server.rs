@@ -288,6 +288,16 @@ async fn handle(
             .map(|t| (t.version.clone(), t.cipher_suite.clone(), host)),
     };
     let audited = app.audit.record(record.to_json()).await;
+    if record.error_code.is_none() && audited.is_ok() {
+        // GetKeyLastUsage: in memory now, written to the store in batches.
+        for arn in &record.resources {
+            app.service.record_key_usage(
+                arn,
+                &record.event_name,
+                (started_ms, &record.request_id, &record.event_id),
+            );
+        }
+    }
     let error_code = record
         .error_code
         .as_deref()

@@ -211,6 +211,7 @@ impl Service {
             }
             "RotateKeyOnDemand" => json(self.rotate_key_on_demand(caller, input(body)?).await?),
             "ListKeyRotations" => json(self.list_key_rotations(caller, input(body)?).await?),
+            "GetKeyLastUsage" => json(self.get_key_last_usage(caller, input(body)?).await?),
             "ReplicateKey" => json(self.replicate_key(caller, input(body)?).await?),
             "UpdatePrimaryRegion" => self
                 .update_primary_region(caller, input(body)?)

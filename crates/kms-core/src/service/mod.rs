@@ -9,6 +9,7 @@ pub(crate) mod dispatch;
 mod grants;
 mod import;
 mod keys;
+mod last_usage;
 mod multi_region;
 pub(crate) mod paging;
 mod policy;
@@ -88,6 +89,8 @@ pub struct Service {
     events: RwLock<Option<Arc<dyn crate::context::EventSink>>>,
     /// Keys an account may have per Region (AWS: 100,000).
     key_quota: std::sync::atomic::AtomicUsize,
+    /// Last cryptographic use of keys, not yet written to the store.
+    usage: last_usage::KeyUsageTracker,
 }
 
 /// AWS's quota of KMS keys per account and Region.
@@ -119,6 +122,7 @@ impl Service {
             xks_client: RwLock::new(None),
             xks_targets: RwLock::new(HashMap::new()),
             key_quota: std::sync::atomic::AtomicUsize::new(DEFAULT_KEY_QUOTA),
+            usage: last_usage::KeyUsageTracker::default(),
         }
     }
 

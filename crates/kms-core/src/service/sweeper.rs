@@ -25,6 +25,7 @@ impl Service {
                 key_id: k.key_id.clone(),
             }];
             ops.extend(self.delete_grants_of(&k)?);
+            ops.push(self.forget_key_usage(&k.region, &k.key_id));
             if k.multi_region {
                 ops.extend(self.forget_replica(&k)?);
             }
