@@ -92,7 +92,8 @@ async fn authentication_errors_are_awss() {
         now_secs(),
     )
     .await;
-    assert_eq!(r.error_type(), "UnsupportedOperationException");
+    // Served now (imported key material): a missing required member is the model's error.
+    assert_eq!(r.error_type(), "ValidationException");
 
     // Malformed Authorization headers.
     let host = addr.to_string();

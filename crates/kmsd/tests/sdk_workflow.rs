@@ -321,7 +321,7 @@ async fn errors_reach_the_sdk_as_modeled_exceptions() {
         .unwrap_err();
     assert_eq!(
         err.as_service_error().unwrap().meta().code(),
-        Some("UnsupportedOperationException"),
+        Some("NotFoundException"),
         "{err:?}"
     );
     let err = kms
