@@ -7,6 +7,7 @@ mod conditions;
 mod crypto;
 pub(crate) mod dispatch;
 mod grants;
+mod kem;
 mod keys;
 pub(crate) mod paging;
 mod policy;
