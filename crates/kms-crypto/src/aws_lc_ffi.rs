@@ -122,8 +122,8 @@ fn marshal(
     marshal: unsafe extern "C" fn(*mut sys::CBB, *const sys::EVP_PKEY) -> std::os::raw::c_int,
 ) -> Result<SecretBytes, CryptoError> {
     let mut cbb = std::mem::MaybeUninit::<sys::CBB>::uninit();
-    // SAFETY: CBB_init initialises the CBB it is given (it cannot fail with capacity 0 other
-    // than by allocation failure, which it reports and leaves the CBB safe to clean up).
+    // SAFETY: CBB_init initialises the CBB it is given; it fails only on allocation failure,
+    // and then holds nothing to free.
     if unsafe { sys::CBB_init(cbb.as_mut_ptr(), 0) } != 1 {
         clear_errors();
         return Err(CryptoError::Primitive);
