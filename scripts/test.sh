@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole kmsd test suite on a fresh machine: installs what the tests need (the `aws`
-# CLI, Python cryptography, openssl, SoftHSM2, a botocore >= 1.44 venv), then lint, format check
-# and tests.
+# CLI, Python cryptography, kyber-py and dilithium-py, openssl, SoftHSM2, a botocore >= 1.44
+# venv), then lint, format check and tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +17,12 @@ fi
 if ! python3 -c "import cryptography" >/dev/null 2>&1; then
   echo "installing python cryptography (pip)"
   python3 -m pip install --quiet cryptography
+fi
+# kyber-py (ML-KEM) and dilithium-py (ML-DSA), pure-Python FIPS 203/204 implementations, are the
+# independent peers of the post-quantum interop tests; `ecdsa` gives them DER (PKCS#8/SPKI).
+if ! python3 -c "import kyber_py.ml_kem.pkcs, dilithium_py.ml_dsa.pkcs" >/dev/null 2>&1; then
+  echo "installing python kyber-py, dilithium-py and ecdsa (pip)"
+  python3 -m pip install --quiet kyber-py dilithium-py ecdsa
 fi
 if ! command -v openssl >/dev/null 2>&1 && need_root; then
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl) >/dev/null

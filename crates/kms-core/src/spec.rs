@@ -8,7 +8,7 @@ use kms_types::{ErrorCode, KmsError};
 pub enum SpecKind {
     /// AES-256-GCM (`SYMMETRIC_DEFAULT`).
     Symmetric,
-    /// A private key (RSA, ECC, Ed25519, ML-DSA).
+    /// A private key (RSA, ECC, Ed25519, ML-DSA, ML-KEM).
     Asymmetric(AsymmetricSpec),
     /// An HMAC key.
     Hmac(HmacAlgorithm),
@@ -30,6 +30,9 @@ pub fn spec_kind(spec: &str) -> Result<SpecKind, KmsError> {
         "ML_DSA_44" => SpecKind::Asymmetric(MlDsa44),
         "ML_DSA_65" => SpecKind::Asymmetric(MlDsa65),
         "ML_DSA_87" => SpecKind::Asymmetric(MlDsa87),
+        "ML_KEM_512" => SpecKind::Asymmetric(MlKem512),
+        "ML_KEM_768" => SpecKind::Asymmetric(MlKem768),
+        "ML_KEM_1024" => SpecKind::Asymmetric(MlKem1024),
         "HMAC_224" => SpecKind::Hmac(HmacAlgorithm::Sha224),
         "HMAC_256" => SpecKind::Hmac(HmacAlgorithm::Sha256),
         "HMAC_384" => SpecKind::Hmac(HmacAlgorithm::Sha384),
@@ -52,6 +55,7 @@ pub fn allowed_usages(spec: &str) -> &'static [&'static str] {
         "RSA_2048" | "RSA_3072" | "RSA_4096" => &["ENCRYPT_DECRYPT", "SIGN_VERIFY"],
         "ECC_NIST_P256" | "ECC_NIST_P384" | "ECC_NIST_P521" => &["SIGN_VERIFY", "KEY_AGREEMENT"],
         "HMAC_224" | "HMAC_256" | "HMAC_384" | "HMAC_512" => &["GENERATE_VERIFY_MAC"],
+        "ML_KEM_512" | "ML_KEM_768" | "ML_KEM_1024" => &["ENCAPSULATE_DECAPSULATE"],
         _ => &["SIGN_VERIFY"],
     }
 }
@@ -118,6 +122,15 @@ pub fn mac_algorithms(spec: &str) -> Vec<String> {
     }
 }
 
+/// Key encapsulation algorithms of a key (ML-KEM keys: `ML_KEM`).
+pub fn encapsulation_algorithms(usage: &str) -> Vec<String> {
+    if usage == "ENCAPSULATE_DECAPSULATE" {
+        vec!["ML_KEM".into()]
+    } else {
+        vec![]
+    }
+}
+
 /// Key agreement algorithms of a key.
 pub fn key_agreement_algorithms(usage: &str) -> Vec<String> {
     if usage == "KEY_AGREEMENT" {
@@ -181,6 +194,24 @@ mod tests {
         assert!(check_spec_usage("ECC_NIST_P384", Some("KEY_AGREEMENT")).is_ok());
         assert!(check_spec_usage("HMAC_256", Some("GENERATE_VERIFY_MAC")).is_ok());
         assert!(check_spec_usage("HMAC_256", Some("SIGN_VERIFY")).is_err());
+        for spec in ["ML_KEM_512", "ML_KEM_768", "ML_KEM_1024"] {
+            assert!(matches!(spec_kind(spec), Ok(SpecKind::Asymmetric(_))));
+            assert!(check_spec_usage(spec, Some("ENCAPSULATE_DECAPSULATE")).is_ok());
+            assert!(check_spec_usage(spec, Some("SIGN_VERIFY")).is_err());
+            assert!(check_spec_usage(spec, Some("ENCRYPT_DECRYPT")).is_err());
+            assert!(check_spec_usage(spec, None).is_err());
+            assert!(signing_algorithms(spec, "ENCAPSULATE_DECAPSULATE").is_empty());
+            // AWS's DataKeyPairSpec has the ML-KEM specs too.
+            assert!(data_key_pair_spec(spec).is_ok());
+        }
+        for spec in ["ML_DSA_65", "RSA_2048", "ECC_NIST_P256"] {
+            assert!(check_spec_usage(spec, Some("ENCAPSULATE_DECAPSULATE")).is_err());
+        }
+        assert_eq!(
+            encapsulation_algorithms("ENCAPSULATE_DECAPSULATE"),
+            vec!["ML_KEM".to_owned()]
+        );
+        assert!(encapsulation_algorithms("SIGN_VERIFY").is_empty());
         assert_eq!(
             spec_kind("SM2").unwrap_err().code,
             ErrorCode::UnsupportedOperationException

@@ -1,11 +1,12 @@
-//! Asymmetric key pairs (RSA, ECDSA, Ed25519, ML-DSA), RSA-OAEP, ECDH and HMAC for the KMS key
-//! specs, all through aws-lc-rs.
+//! Asymmetric key pairs (RSA, ECDSA, Ed25519, ML-DSA, ML-KEM), RSA-OAEP, ECDH and HMAC for the
+//! KMS key specs, through aws-lc-rs (and, for Ed25519ph, ML-DSA external mu and ML-KEM key
+//! encoding, through AWS-LC functions aws-lc-rs does not expose: see `aws_lc_ffi`).
 //!
 //! Private keys travel as PKCS#8 v1 DER (RFC 5958 `PrivateKeyInfo`) and public keys as DER
 //! `SubjectPublicKeyInfo` (RFC 5280). Private keys, HMAC keys, shared secrets and decrypted
-//! plaintext are returned as [`SecretBytes`].
+//! plaintext are returned as [`SecretBytes`]. ML-KEM encapsulation is in [`crate::kem`].
 
-use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::encoding::{AsBigEndian as _, AsDer};
 use aws_lc_rs::signature::{
     EcdsaKeyPair, EcdsaSigningAlgorithm, Ed25519KeyPair, KeyPair as _, ParsedPublicKey,
     PqdsaKeyPair, PqdsaSigningAlgorithm, RsaEncoding, VerificationAlgorithm,
@@ -13,6 +14,7 @@ use aws_lc_rs::signature::{
 use aws_lc_rs::{agreement, digest, hmac, rand, rsa, signature};
 use zeroize::Zeroizing;
 
+use crate::aws_lc_ffi;
 use crate::{CryptoError, SecretBytes};
 
 /// Key specs with private keys.
@@ -40,6 +42,12 @@ pub enum AsymmetricSpec {
     MlDsa65,
     /// ML-DSA-87 (FIPS 204).
     MlDsa87,
+    /// ML-KEM-512 (FIPS 203): key encapsulation only.
+    MlKem512,
+    /// ML-KEM-768 (FIPS 203): key encapsulation only.
+    MlKem768,
+    /// ML-KEM-1024 (FIPS 203): key encapsulation only.
+    MlKem1024,
 }
 
 /// Signing algorithms (KMS SigningAlgorithmSpec).
@@ -65,9 +73,10 @@ pub enum SigningAlgorithm {
     EcdsaSha512,
     /// Pure Ed25519 (RFC 8032) over the raw message.
     Ed25519Sha512,
-    /// Ed25519ph (RFC 8032 pre-hashed) over a SHA-512 digest.
+    /// Ed25519ph (RFC 8032 HashEdDSA: Ed25519 over the SHA-512 of its input, empty context).
+    /// KMS gives it a 64-byte DIGEST as input and still applies the SHA-512 prehash to it.
     Ed25519PhSha512,
-    /// Pure ML-DSA (FIPS 204) with an empty context.
+    /// Pure ML-DSA (FIPS 204) with an empty context, over a message or an external mu.
     MlDsaShake256,
 }
 
@@ -78,7 +87,8 @@ pub enum SignInput<'a> {
     Raw(&'a [u8]),
     /// A digest of the message computed by the caller with the algorithm's hash.
     Digest(&'a [u8]),
-    /// An ML-DSA message representative mu (FIPS 204, 64 bytes).
+    /// An ML-DSA message representative mu (FIPS 204 §6.2, 64 bytes:
+    /// SHAKE256(SHAKE256(pk, 64) || 0x00 || 0x00 || M, 64) for an empty context).
     ExternalMu(&'a [u8]),
 }
 
@@ -115,7 +125,7 @@ const RSA_ALGORITHMS: &[SigningAlgorithm] = &[
 
 impl AsymmetricSpec {
     /// Every asymmetric key spec.
-    pub const ALL: [AsymmetricSpec; 11] = [
+    pub const ALL: [AsymmetricSpec; 14] = [
         Self::Rsa2048,
         Self::Rsa3072,
         Self::Rsa4096,
@@ -127,6 +137,9 @@ impl AsymmetricSpec {
         Self::MlDsa44,
         Self::MlDsa65,
         Self::MlDsa87,
+        Self::MlKem512,
+        Self::MlKem768,
+        Self::MlKem1024,
     ];
 
     /// The RSA modulus size in bits, or `None` for a non-RSA spec.
@@ -139,7 +152,7 @@ impl AsymmetricSpec {
         }
     }
 
-    /// The signing algorithms valid for this key spec (as in KMS).
+    /// The signing algorithms valid for this key spec (as in KMS; none for ML-KEM).
     pub fn signing_algorithms(self) -> &'static [SigningAlgorithm] {
         match self {
             Self::Rsa2048 | Self::Rsa3072 | Self::Rsa4096 => RSA_ALGORITHMS,
@@ -151,6 +164,7 @@ impl AsymmetricSpec {
                 SigningAlgorithm::Ed25519PhSha512,
             ],
             Self::MlDsa44 | Self::MlDsa65 | Self::MlDsa87 => &[SigningAlgorithm::MlDsaShake256],
+            Self::MlKem512 | Self::MlKem768 | Self::MlKem1024 => &[],
         }
     }
 
@@ -285,6 +299,9 @@ pub fn generate_private_key(spec: AsymmetricSpec) -> Result<SecretBytes, CryptoE
         let doc = key.to_pkcs8v1().map_err(|_| CryptoError::Primitive)?;
         return Ok(Zeroizing::new(doc.as_ref().to_vec()));
     }
+    if crate::kem::is_ml_kem(spec) {
+        return crate::kem::generate(spec);
+    }
     // Only Ed25519 is left.
     let key = Ed25519KeyPair::generate().map_err(|_| CryptoError::Primitive)?;
     let doc = key.to_pkcs8v1().map_err(|_| CryptoError::Primitive)?;
@@ -301,15 +318,38 @@ fn load_rsa(spec: AsymmetricSpec, pkcs8: &[u8]) -> Result<rsa::KeyPair, CryptoEr
     Ok(key)
 }
 
-/// A key pair of one of the asymmetric specs, loaded from PKCS#8.
+/// A signing key pair of one of the asymmetric specs, loaded from PKCS#8.
 enum LoadedKey {
     Rsa(rsa::KeyPair),
     Ecdsa(EcdsaKeyPair),
-    Ed25519(Ed25519KeyPair),
-    MlDsa(PqdsaKeyPair),
+    /// With the 64-byte private key (seed || public key) that AWS-LC's Ed25519ph takes.
+    Ed25519(Ed25519KeyPair, Zeroizing<[u8; 64]>),
+    /// With its PKCS#8, which AWS-LC's external-mu signing parses.
+    MlDsa(PqdsaKeyPair, SecretBytes),
+}
+
+fn load_ed25519(pkcs8: &[u8]) -> Result<LoadedKey, CryptoError> {
+    let key = Ed25519KeyPair::from_pkcs8(pkcs8).map_err(|_| CryptoError::InvalidKey)?;
+    let seed = key
+        .seed()
+        .and_then(|s| s.as_be_bytes())
+        .map_err(|_| CryptoError::InvalidKey)?;
+    let (seed, public) = (seed.as_ref(), key.public_key().as_ref());
+    if seed.len() != 32 || public.len() != 32 {
+        return Err(CryptoError::InvalidKey);
+    }
+    let mut private = Zeroizing::new([0u8; 64]);
+    private[..32].copy_from_slice(seed);
+    private[32..].copy_from_slice(public);
+    Ok(LoadedKey::Ed25519(key, private))
 }
 
 fn load(spec: AsymmetricSpec, pkcs8: &[u8]) -> Result<LoadedKey, CryptoError> {
+    if crate::kem::is_ml_kem(spec) {
+        return Err(CryptoError::InvalidInput(
+            "ML-KEM keys encapsulate and decapsulate; they do not sign",
+        ));
+    }
     if spec.rsa_bits().is_some() {
         return load_rsa(spec, pkcs8).map(LoadedKey::Rsa);
     }
@@ -320,21 +360,22 @@ fn load(spec: AsymmetricSpec, pkcs8: &[u8]) -> Result<LoadedKey, CryptoError> {
     }
     if let Some(alg) = spec.ml_dsa() {
         return PqdsaKeyPair::from_pkcs8(alg, pkcs8)
-            .map(LoadedKey::MlDsa)
+            .map(|k| LoadedKey::MlDsa(k, Zeroizing::new(pkcs8.to_vec())))
             .map_err(|_| CryptoError::InvalidKey);
     }
-    Ed25519KeyPair::from_pkcs8(pkcs8)
-        .map(LoadedKey::Ed25519)
-        .map_err(|_| CryptoError::InvalidKey)
+    load_ed25519(pkcs8)
 }
 
 /// Returns the DER `SubjectPublicKeyInfo` of the PKCS#8 private key `pkcs8` of `spec`.
 pub fn public_key_spki(spec: AsymmetricSpec, pkcs8: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    if crate::kem::is_ml_kem(spec) {
+        return crate::kem::public_key_spki(spec, pkcs8);
+    }
     let der = match load(spec, pkcs8)? {
         LoadedKey::Rsa(k) => k.public_key().as_der(),
         LoadedKey::Ecdsa(k) => k.public_key().as_der(),
-        LoadedKey::Ed25519(k) => k.public_key().as_der(),
-        LoadedKey::MlDsa(k) => k.public_key().as_der(),
+        LoadedKey::Ed25519(k, _) => k.public_key().as_der(),
+        LoadedKey::MlDsa(k, _) => k.public_key().as_der(),
     }
     .map_err(|_| CryptoError::Primitive)?;
     Ok(der.as_ref().to_vec())
@@ -352,6 +393,10 @@ pub fn digest_len(alg: SigningAlgorithm) -> Option<usize> {
 enum Prepared<'a> {
     Raw(&'a [u8]),
     Digest(digest::Digest),
+    /// The input of Ed25519ph, which it hashes with SHA-512 (for KMS: the caller's digest).
+    Ed25519ph(&'a [u8]),
+    /// An ML-DSA external mu.
+    ExternalMu(&'a [u8; 64]),
 }
 
 /// Checks that `alg` fits `spec` and `input`, and imports a digest.
@@ -367,9 +412,10 @@ fn prepare<'a>(
     }
     match (alg, input) {
         (SigningAlgorithm::MlDsaShake256, SignInput::Raw(m)) => Ok(Prepared::Raw(m)),
-        (SigningAlgorithm::MlDsaShake256, SignInput::ExternalMu(_)) => Err(
-            CryptoError::Unsupported("ML-DSA with an external mu is not exposed by aws-lc-rs 1.19"),
-        ),
+        (SigningAlgorithm::MlDsaShake256, SignInput::ExternalMu(mu)) => mu
+            .try_into()
+            .map(Prepared::ExternalMu)
+            .map_err(|_| CryptoError::InvalidInput("an external mu is 64 bytes")),
         (SigningAlgorithm::MlDsaShake256, SignInput::Digest(_)) => Err(CryptoError::InvalidInput(
             "ML-DSA signs a RAW message or an EXTERNAL_MU, not a DIGEST",
         )),
@@ -383,9 +429,7 @@ fn prepare<'a>(
                     "the digest length does not match the signing algorithm",
                 ));
             }
-            Err(CryptoError::Unsupported(
-                "Ed25519ph (ED25519_PH_SHA_512) is not exposed by aws-lc-rs 1.19",
-            ))
+            Ok(Prepared::Ed25519ph(d))
         }
         (SigningAlgorithm::Ed25519PhSha512, _) => Err(CryptoError::InvalidInput(
             "ED25519_PH_SHA_512 signs only a SHA-512 DIGEST",
@@ -450,6 +494,11 @@ impl SigningKey {
                 match input {
                     Prepared::Raw(m) => key.sign(encoding, &rand::SystemRandom::new(), m, &mut sig),
                     Prepared::Digest(d) => key.sign_digest(encoding, &d, &mut sig),
+                    Prepared::Ed25519ph(_) | Prepared::ExternalMu(_) => {
+                        return Err(CryptoError::InvalidInput(
+                            "the signing algorithm is not valid for the key spec",
+                        ))
+                    }
                 }
                 .map_err(|_| CryptoError::Primitive)?;
                 Ok(sig)
@@ -458,27 +507,38 @@ impl SigningKey {
                 let sig = match input {
                     Prepared::Raw(m) => key.sign(&rand::SystemRandom::new(), m),
                     Prepared::Digest(d) => key.sign_digest(&d),
+                    Prepared::Ed25519ph(_) | Prepared::ExternalMu(_) => {
+                        return Err(CryptoError::InvalidInput(
+                            "the signing algorithm is not valid for the key spec",
+                        ))
+                    }
                 }
                 .map_err(|_| CryptoError::Primitive)?;
                 Ok(sig.as_ref().to_vec())
             }
-            LoadedKey::Ed25519(key) => match input {
+            LoadedKey::Ed25519(key, ph_private) => match input {
                 Prepared::Raw(m) => key
                     .try_sign(m)
                     .map(|s| s.as_ref().to_vec())
                     .map_err(|_| CryptoError::Primitive),
-                Prepared::Digest(_) => Err(CryptoError::InvalidInput(
+                Prepared::Ed25519ph(m) => {
+                    aws_lc_ffi::ed25519ph_sign(ph_private, m).map(|s| s.to_vec())
+                }
+                Prepared::Digest(_) | Prepared::ExternalMu(_) => Err(CryptoError::InvalidInput(
                     "ED25519_SHA_512 signs only a RAW message",
                 )),
             },
-            LoadedKey::MlDsa(key) => match input {
+            LoadedKey::MlDsa(key, pkcs8) => match input {
                 Prepared::Raw(m) => {
                     let mut sig = vec![0u8; key.algorithm().signature_len()];
                     let n = key.sign(m, &mut sig).map_err(|_| CryptoError::Primitive)?;
                     sig.truncate(n);
                     Ok(sig)
                 }
-                Prepared::Digest(_) => Err(CryptoError::InvalidInput(
+                Prepared::ExternalMu(mu) => {
+                    aws_lc_ffi::ml_dsa_sign_external_mu(pkcs8, mu, key.algorithm().signature_len())
+                }
+                Prepared::Digest(_) | Prepared::Ed25519ph(_) => Err(CryptoError::InvalidInput(
                     "ML-DSA signs a RAW message or an EXTERNAL_MU, not a DIGEST",
                 )),
             },
@@ -543,8 +603,27 @@ pub fn verify(
     let result = match input {
         Prepared::Raw(m) => key.verify_sig(m, signature),
         Prepared::Digest(d) => key.verify_digest_sig(&d, signature),
+        Prepared::Ed25519ph(m) => {
+            let public = ed25519_raw_public_key(spki)?;
+            return Ok(aws_lc_ffi::ed25519ph_verify(&public, m, signature));
+        }
+        Prepared::ExternalMu(mu) => {
+            return aws_lc_ffi::ml_dsa_verify_external_mu(spki, mu, signature)
+        }
     };
     Ok(result.is_ok())
+}
+
+/// The raw 32-byte key in an Ed25519 SPKI (RFC 8410) already checked by [`parse_verifying_key`].
+fn ed25519_raw_public_key(spki: &[u8]) -> Result<[u8; 32], CryptoError> {
+    use x509_parser::prelude::FromDer as _;
+    let (_, info) = x509_parser::x509::SubjectPublicKeyInfo::from_der(spki)
+        .map_err(|_| CryptoError::InvalidKey)?;
+    info.subject_public_key
+        .data
+        .as_ref()
+        .try_into()
+        .map_err(|_| CryptoError::InvalidKey)
 }
 
 fn oaep_algorithm(hash: OaepHash) -> &'static rsa::OaepAlgorithm {
@@ -684,8 +763,16 @@ mod tests {
         matches!(r, Err(CryptoError::InvalidInput(_)))
     }
 
-    fn is_unsupported<T: std::fmt::Debug>(r: Result<T, CryptoError>) -> bool {
-        matches!(r, Err(CryptoError::Unsupported(_)))
+    /// The pure Ed25519 signature of `m` (to tell it apart from Ed25519ph).
+    #[allow(non_snake_case)]
+    fn Ed25519Sha512_of(spec: AsymmetricSpec, pkcs8: &[u8], m: &[u8]) -> Vec<u8> {
+        sign(
+            spec,
+            pkcs8,
+            SigningAlgorithm::Ed25519Sha512,
+            SignInput::Raw(m),
+        )
+        .unwrap()
     }
 
     /// Signs and verifies with every algorithm `spec` allows, in every allowed mode.
@@ -709,18 +796,28 @@ mod tests {
             match alg {
                 SigningAlgorithm::Ed25519PhSha512 => {
                     let d = digest::digest(&digest::SHA512, MESSAGE);
-                    assert!(is_unsupported(sign(
-                        spec,
-                        pkcs8,
-                        alg,
-                        SignInput::Digest(d.as_ref())
-                    )));
-                    assert!(is_unsupported(verify(
+                    let d = d.as_ref();
+                    let sig = sign(spec, pkcs8, alg, SignInput::Digest(d)).unwrap();
+                    assert_eq!(sig.len(), 64);
+                    assert!(verify(spec, spki, alg, SignInput::Digest(d), &sig).unwrap());
+                    // Not a pure Ed25519 signature of the digest or of the message.
+                    let pure = Ed25519Sha512_of(spec, pkcs8, d);
+                    assert_ne!(sig, pure);
+                    let td = digest::digest(&digest::SHA512, tampered);
+                    assert!(
+                        !verify(spec, spki, alg, SignInput::Digest(td.as_ref()), &sig).unwrap()
+                    );
+                    let mut bad = sig.clone();
+                    bad[5] ^= 1;
+                    assert!(!verify(spec, spki, alg, SignInput::Digest(d), &bad).unwrap());
+                    assert!(!verify(spec, spki, alg, SignInput::Digest(d), &sig[1..]).unwrap());
+                    assert!(!verify(spec, spki, alg, SignInput::Digest(d), b"").unwrap());
+                    assert!(is_invalid_input(verify(
                         spec,
                         spki,
                         alg,
-                        SignInput::Digest(d.as_ref()),
-                        &[0u8; 64]
+                        SignInput::Raw(MESSAGE),
+                        &sig
                     )));
                     assert!(is_invalid_input(sign(
                         spec,
@@ -759,19 +856,33 @@ mod tests {
                     )));
                     let mu = [7u8; 64];
                     if alg == SigningAlgorithm::MlDsaShake256 {
-                        assert_eq!(sig.len(), spec.ml_dsa().unwrap().signature_len());
-                        assert!(is_unsupported(sign(
+                        let len = spec.ml_dsa().unwrap().signature_len();
+                        assert_eq!(sig.len(), len);
+                        let mu_sig = sign(spec, pkcs8, alg, SignInput::ExternalMu(&mu)).unwrap();
+                        assert_eq!(mu_sig.len(), len);
+                        let input = SignInput::ExternalMu(&mu);
+                        assert!(verify(spec, spki, alg, input, &mu_sig).unwrap());
+                        // Signed over another mu, or altered: invalid.
+                        assert!(!verify(spec, spki, alg, input, &sig).unwrap());
+                        let mut bad = mu_sig.clone();
+                        bad[10] ^= 1;
+                        assert!(!verify(spec, spki, alg, input, &bad).unwrap());
+                        assert!(!verify(spec, spki, alg, input, &mu_sig[1..]).unwrap());
+                        let other = SignInput::ExternalMu(&[8u8; 64]);
+                        assert!(!verify(spec, spki, alg, other, &mu_sig).unwrap());
+                        // A mu is 64 bytes.
+                        assert!(is_invalid_input(sign(
                             spec,
                             pkcs8,
                             alg,
-                            SignInput::ExternalMu(&mu)
+                            SignInput::ExternalMu(&mu[1..])
                         )));
-                        assert!(is_unsupported(verify(
+                        assert!(is_invalid_input(verify(
                             spec,
                             spki,
                             alg,
-                            SignInput::ExternalMu(&mu),
-                            &sig
+                            SignInput::ExternalMu(&[0u8; 65]),
+                            &mu_sig
                         )));
                     } else {
                         assert_eq!(sig.len(), 64);
@@ -1000,6 +1111,30 @@ mod tests {
     }
 
     #[test]
+    fn ml_kem_keys_do_not_sign() {
+        let spec = AsymmetricSpec::MlKem768;
+        let pkcs8 = generate_private_key(spec).unwrap();
+        assert!(is_invalid_input(SigningKey::from_pkcs8(spec, &pkcs8)));
+        let spki = public_key_spki(spec, &pkcs8).unwrap();
+        for alg in SigningAlgorithm::ALL {
+            assert!(is_invalid_input(sign(
+                spec,
+                &pkcs8,
+                alg,
+                SignInput::Raw(MESSAGE)
+            )));
+            assert!(is_invalid_input(verify(
+                spec,
+                &spki,
+                alg,
+                SignInput::Raw(MESSAGE),
+                b"sig"
+            )));
+        }
+        assert!(is_invalid_input(ecdh(spec, &pkcs8, &spki)));
+    }
+
+    #[test]
     fn ed25519_sign_verify() {
         let (pkcs8, _) = generate_and_exercise(AsymmetricSpec::Ed25519);
         assert_eq!(
@@ -1090,6 +1225,55 @@ mod tests {
             verify(spec, &public, alg, SignInput::Raw(b""), &expected),
             Err(CryptoError::InvalidKey)
         );
+    }
+
+    /// RFC 8032 section 7.3, the Ed25519ph test vector (message "abc"), through AWS-LC's
+    /// Ed25519ph; then the same key through [`SigningKey`], whose DIGEST input is the message
+    /// Ed25519ph hashes (as KMS does for ED25519_PH_SHA_512).
+    #[test]
+    fn ed25519ph_rfc8032() {
+        let seed = hex::decode("833fe62409237b9d62ec77587520911e9a759cec1d19755b7da901b96dca3d42")
+            .unwrap();
+        let public =
+            hex::decode("ec172b93ad5e563bf4932c70e1245034c35467ef2efd4d64ebf819683467e2bf")
+                .unwrap();
+        let expected = hex::decode(
+            "98a70222f0b8121aa9d30f813d683f809e462b469c7ff87639499bb94e6dae41\
+             31f85042463c2a355a2003d062adf5aaa10b8c61e636062aaad11c2a26083406",
+        )
+        .unwrap();
+        let mut private = [0u8; 64];
+        private[..32].copy_from_slice(&seed);
+        private[32..].copy_from_slice(&public);
+        let public: [u8; 32] = public.try_into().unwrap();
+        let sig = aws_lc_ffi::ed25519ph_sign(&private, b"abc").unwrap();
+        assert_eq!(sig.to_vec(), expected);
+        assert!(aws_lc_ffi::ed25519ph_verify(&public, b"abc", &expected));
+        assert!(!aws_lc_ffi::ed25519ph_verify(&public, b"abd", &expected));
+        assert!(!aws_lc_ffi::ed25519ph_verify(
+            &public,
+            b"abc",
+            &expected[1..]
+        ));
+
+        let kp = Ed25519KeyPair::from_seed_and_public_key(&seed, &public).unwrap();
+        let pkcs8 = kp.to_pkcs8v1().unwrap();
+        let spec = AsymmetricSpec::Ed25519;
+        let alg = SigningAlgorithm::Ed25519PhSha512;
+        let spki = public_key_spki(spec, pkcs8.as_ref()).unwrap();
+        let digest = digest::digest(&digest::SHA512, b"abc");
+        let input = SignInput::Digest(digest.as_ref());
+        let kms_sig = sign(spec, pkcs8.as_ref(), alg, input).unwrap();
+        // Ed25519 is deterministic: the signature is Ed25519ph over the 64 digest bytes.
+        let direct = aws_lc_ffi::ed25519ph_sign(&private, digest.as_ref()).unwrap();
+        assert_eq!(kms_sig, direct.to_vec());
+        assert_ne!(kms_sig, expected);
+        assert!(verify(spec, &spki, alg, input, &kms_sig).unwrap());
+        assert!(aws_lc_ffi::ed25519ph_verify(
+            &public,
+            digest.as_ref(),
+            &kms_sig
+        ));
     }
 
     #[test]
@@ -1247,7 +1431,11 @@ mod tests {
     #[test]
     fn spec_tables() {
         for spec in AsymmetricSpec::ALL {
-            assert!(!spec.signing_algorithms().is_empty());
+            assert_eq!(
+                spec.signing_algorithms().is_empty(),
+                crate::kem::is_ml_kem(spec),
+                "{spec:?}"
+            );
             assert_eq!(spec.rsa_bits().is_some(), spec.rsa_key_size().is_some());
             assert_eq!(
                 rsa_max_plaintext(spec, OaepHash::Sha256).is_some(),

@@ -1,11 +1,14 @@
-//! Cryptography for kmsd, only through aws-lc-rs: AES-256-GCM, the root key that seals key
+//! Cryptography for kmsd, only through AWS-LC (aws-lc-rs, and aws-lc-sys for the few functions
+//! aws-lc-rs lacks): AES-256-GCM, the root key that seals key
 //! material at rest, HMAC/SHA-256 for SigV4, and the random number generator.
 //!
 //! Secrets live in zeroize-on-drop types and have no `Debug` that prints them.
 
 mod aes_gcm;
 pub mod asymmetric;
+mod aws_lc_ffi;
 pub mod import_wrap;
+pub mod kem;
 mod root_key;
 pub mod x509;
 

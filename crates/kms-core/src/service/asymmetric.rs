@@ -1,5 +1,6 @@
 //! Asymmetric, HMAC and key-agreement operations: Sign, Verify, GetPublicKey, GenerateMac,
-//! VerifyMac, DeriveSharedSecret, GenerateDataKeyPair(WithoutPlaintext).
+//! VerifyMac, DeriveSharedSecret, GenerateDataKeyPair(WithoutPlaintext). Encapsulate and
+//! Decapsulate are in `kem`.
 
 use kms_crypto::asymmetric::{self, AsymmetricSpec, SignInput};
 use kms_crypto::CryptoError;
@@ -11,7 +12,7 @@ use crate::context::Caller;
 use crate::spec::{self, SpecKind};
 
 /// The key's private key and spec, for keys with asymmetric material.
-fn private_key(k: &CachedKey) -> Result<(AsymmetricSpec, &[u8]), KmsError> {
+pub(super) fn private_key(k: &CachedKey) -> Result<(AsymmetricSpec, &[u8]), KmsError> {
     match spec::spec_kind(&k.record.key_spec)? {
         SpecKind::Asymmetric(s) => Ok((
             s,
@@ -38,7 +39,7 @@ fn signing_key(k: &CachedKey) -> Result<&asymmetric::SigningKey, KmsError> {
 }
 
 /// Maps a crypto-layer input error to AWS's ValidationException; the rest is internal.
-fn crypto_error(e: CryptoError) -> KmsError {
+pub(super) fn crypto_error(e: CryptoError) -> KmsError {
     match e {
         CryptoError::InvalidInput(why) => KmsError::new(ErrorCode::ValidationException, why),
         CryptoError::Unsupported(why) => {
@@ -212,7 +213,7 @@ impl Service {
             encryption_algorithms: m.encryption_algorithms,
             signing_algorithms: m.signing_algorithms,
             key_agreement_algorithms: m.key_agreement_algorithms,
-            encapsulation_algorithms: None,
+            encapsulation_algorithms: m.encapsulation_algorithms,
         })
     }
 

@@ -38,6 +38,7 @@ pub const SUPPORTED_OPERATIONS: &[&str] = &[
     "UpdateCustomKeyStore",
     "CreateAlias",
     "CreateKey",
+    "Decapsulate",
     "Decrypt",
     "DeleteAlias",
     "DeriveSharedSecret",
@@ -46,6 +47,7 @@ pub const SUPPORTED_OPERATIONS: &[&str] = &[
     "DisableKeyRotation",
     "EnableKey",
     "EnableKeyRotation",
+    "Encapsulate",
     "GetKeyRotationStatus",
     "ListKeyRotations",
     "RotateKeyOnDemand",
@@ -130,6 +132,8 @@ impl Service {
             "GenerateMac" => json(self.generate_mac(caller, input(body)?).await?),
             "VerifyMac" => json(self.verify_mac(caller, input(body)?).await?),
             "DeriveSharedSecret" => json(self.derive_shared_secret(caller, input(body)?).await?),
+            "Encapsulate" => json(self.encapsulate(caller, input(body)?).await?),
+            "Decapsulate" => json(self.decapsulate(caller, input(body)?).await?),
             "GenerateDataKeyPair" => json(self.generate_data_key_pair(caller, input(body)?).await?),
             "GenerateDataKeyPairWithoutPlaintext" => json(
                 self.generate_data_key_pair_without_plaintext(caller, input(body)?)

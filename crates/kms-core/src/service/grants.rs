@@ -81,6 +81,14 @@ fn valid_operations(k: &KeyRecord) -> &'static [&'static str] {
             "RetireGrant",
             "DescribeKey",
         ],
+        (_, "ENCAPSULATE_DECAPSULATE") => &[
+            "Encapsulate",
+            "Decapsulate",
+            "GetPublicKey",
+            "CreateGrant",
+            "RetireGrant",
+            "DescribeKey",
+        ],
         _ => &[
             "Encrypt",
             "Decrypt",

@@ -12,8 +12,8 @@ use super::{internal, ts, Service};
 use crate::context::Caller;
 use crate::model::{key_arn, sealing_aad, KeyRecord, MaterialRecord};
 use crate::spec::{
-    check_spec_usage, encryption_algorithms, key_agreement_algorithms, mac_algorithms,
-    signing_algorithms, spec_kind, SpecKind,
+    check_spec_usage, encapsulation_algorithms, encryption_algorithms, key_agreement_algorithms,
+    mac_algorithms, signing_algorithms, spec_kind, SpecKind,
 };
 use crate::store::WriteOp;
 use kms_crypto::asymmetric;
@@ -51,6 +51,7 @@ pub(super) fn key_metadata(k: &KeyRecord) -> KeyMetadata {
         ),
         mac_algorithms: non_empty(mac_algorithms(&k.key_spec)),
         key_agreement_algorithms: non_empty(key_agreement_algorithms(&k.key_usage)),
+        encapsulation_algorithms: non_empty(encapsulation_algorithms(&k.key_usage)),
         multi_region: Some(k.multi_region),
         custom_key_store_id: k.custom_key_store_id.clone(),
         cloud_hsm_cluster_id: k.cloud_hsm_cluster_id.clone(),

@@ -8,6 +8,7 @@ mod crypto;
 pub(crate) mod dispatch;
 mod grants;
 mod import;
+mod kem;
 mod keys;
 mod last_usage;
 mod multi_region;

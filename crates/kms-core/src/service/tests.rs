@@ -310,7 +310,7 @@ async fn data_keys_random_reencrypt_and_unsupported() {
     .await
     .unwrap();
     assert_eq!(r.plaintext.unwrap().len(), 1024);
-    let err = call::<serde_json::Value>(&svc, &c, "Encapsulate", serde_json::json!({}))
+    let err = call::<serde_json::Value>(&svc, &c, "GetParametersForImport", serde_json::json!({}))
         .await
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::UnsupportedOperationException);
@@ -664,4 +664,277 @@ async fn create_key_stops_at_the_key_quota() {
         ..c.clone()
     };
     new_key(&svc, &west).await;
+}
+
+async fn new_asymmetric_key(svc: &Service, c: &Caller, spec: &str, usage: &str) -> KeyMetadata {
+    let r: CreateKeyResponse = call(
+        svc,
+        c,
+        "CreateKey",
+        serde_json::json!({"KeySpec": spec, "KeyUsage": usage}),
+    )
+    .await
+    .unwrap();
+    r.key_metadata.unwrap()
+}
+
+#[tokio::test]
+async fn ml_kem_keys_encapsulate_and_decapsulate() {
+    let (svc, _, c) = setup();
+    for (spec, ct_len) in [
+        ("ML_KEM_512", 768),
+        ("ML_KEM_768", 1088),
+        ("ML_KEM_1024", 1568),
+    ] {
+        let m = new_asymmetric_key(&svc, &c, spec, "ENCAPSULATE_DECAPSULATE").await;
+        assert_eq!(m.encapsulation_algorithms, Some(vec!["ML_KEM".to_owned()]));
+        assert_eq!(m.signing_algorithms, None);
+        assert_eq!(m.encryption_algorithms, None);
+        let id = m.key_id.unwrap();
+        let pk: GetPublicKeyResponse =
+            call(&svc, &c, "GetPublicKey", serde_json::json!({ "KeyId": id }))
+                .await
+                .unwrap();
+        assert_eq!(pk.encapsulation_algorithms, Some(vec!["ML_KEM".to_owned()]));
+        assert_eq!(pk.key_usage.as_deref(), Some("ENCAPSULATE_DECAPSULATE"));
+        let e: EncapsulateResponse = call(
+            &svc,
+            &c,
+            "Encapsulate",
+            serde_json::json!({"KeyId": id, "EncapsulationAlgorithm": "ML_KEM"}),
+        )
+        .await
+        .unwrap();
+        let ct = e.shared_secret_ciphertext_blob.unwrap();
+        let secret = e.shared_secret.unwrap();
+        assert_eq!(ct.len(), ct_len);
+        assert_eq!(secret.len(), 32);
+        assert_eq!(e.encapsulation_algorithm.as_deref(), Some("ML_KEM"));
+        let d: DecapsulateResponse = call(
+            &svc,
+            &c,
+            "Decapsulate",
+            serde_json::json!({"KeyId": id, "EncapsulationAlgorithm": "ML_KEM",
+                "SharedSecretCiphertextBlob": b64(ct.as_bytes())}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(d.shared_secret.unwrap(), secret);
+        // A ciphertext of the wrong length: InvalidCiphertextException (DryRun too).
+        for dry in [false, true] {
+            let err = call::<DecapsulateResponse>(
+                &svc,
+                &c,
+                "Decapsulate",
+                serde_json::json!({"KeyId": id, "EncapsulationAlgorithm": "ML_KEM", "DryRun": dry,
+                    "SharedSecretCiphertextBlob": b64(&ct.as_bytes()[1..])}),
+            )
+            .await
+            .unwrap_err();
+            assert_eq!(err.code, ErrorCode::InvalidCiphertextException);
+        }
+        // An altered ciphertext decapsulates to another secret (implicit rejection).
+        let mut bad = ct.as_bytes().to_vec();
+        bad[3] ^= 1;
+        let d: DecapsulateResponse = call(
+            &svc,
+            &c,
+            "Decapsulate",
+            serde_json::json!({"KeyId": id, "EncapsulationAlgorithm": "ML_KEM",
+                "SharedSecretCiphertextBlob": b64(&bad)}),
+        )
+        .await
+        .unwrap();
+        assert_ne!(d.shared_secret.unwrap(), secret);
+        for op in ["Encapsulate", "Decapsulate"] {
+            let mut body = serde_json::json!({"KeyId": id, "EncapsulationAlgorithm": "ML_KEM", "DryRun": true});
+            if op == "Decapsulate" {
+                body["SharedSecretCiphertextBlob"] = b64(ct.as_bytes()).into();
+            }
+            let err = call::<serde_json::Value>(&svc, &c, op, body)
+                .await
+                .unwrap_err();
+            assert_eq!(err.code, ErrorCode::DryRunOperationException, "{op}");
+        }
+        // Not a signing key.
+        let err = call::<SignResponse>(
+            &svc,
+            &c,
+            "Sign",
+            serde_json::json!({"KeyId": id, "Message": b64(b"m"), "SigningAlgorithm": "ML_DSA_SHAKE_256"}),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidKeyUsageException);
+    }
+    // Wrong usage for the spec, and ML-KEM operations on other keys.
+    let err = call::<CreateKeyResponse>(
+        &svc,
+        &c,
+        "CreateKey",
+        serde_json::json!({"KeySpec": "ML_KEM_768", "KeyUsage": "SIGN_VERIFY"}),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code, ErrorCode::ValidationException);
+    let sym = new_key(&svc, &c).await;
+    let dsa = new_asymmetric_key(&svc, &c, "ML_DSA_44", "SIGN_VERIFY").await;
+    for id in [sym, dsa.key_id.unwrap()] {
+        let err = call::<EncapsulateResponse>(
+            &svc,
+            &c,
+            "Encapsulate",
+            serde_json::json!({"KeyId": id, "EncapsulationAlgorithm": "ML_KEM"}),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidKeyUsageException);
+    }
+    // Disabled key.
+    let id = new_asymmetric_key(&svc, &c, "ML_KEM_512", "ENCAPSULATE_DECAPSULATE")
+        .await
+        .key_id
+        .unwrap();
+    call::<serde_json::Value>(&svc, &c, "DisableKey", serde_json::json!({"KeyId": id}))
+        .await
+        .unwrap();
+    let err = call::<EncapsulateResponse>(
+        &svc,
+        &c,
+        "Encapsulate",
+        serde_json::json!({"KeyId": id, "EncapsulationAlgorithm": "ML_KEM"}),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code, ErrorCode::DisabledException);
+    // ML-KEM data key pairs: PKCS#8 seed form (86 bytes for every level) and SPKI.
+    let wrap = new_key(&svc, &c).await;
+    let pair: GenerateDataKeyPairResponse = call(
+        &svc,
+        &c,
+        "GenerateDataKeyPair",
+        serde_json::json!({"KeyId": wrap, "KeyPairSpec": "ML_KEM_1024"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(pair.private_key_plaintext.unwrap().len(), 86);
+    assert!(pair.public_key.unwrap().len() > 1568);
+}
+
+#[tokio::test]
+async fn ml_kem_grants_allow_encapsulate_and_decapsulate_only() {
+    let (svc, _, c) = setup();
+    let id = new_asymmetric_key(&svc, &c, "ML_KEM_768", "ENCAPSULATE_DECAPSULATE")
+        .await
+        .key_id
+        .unwrap();
+    let grantee = "arn:aws:iam::111122223333:user/bob";
+    let _: CreateGrantResponse = call(
+        &svc,
+        &c,
+        "CreateGrant",
+        serde_json::json!({"KeyId": id, "GranteePrincipal": grantee,
+            "Operations": ["Encapsulate", "Decapsulate", "GetPublicKey", "DescribeKey"]}),
+    )
+    .await
+    .unwrap();
+    for op in [
+        "Sign",
+        "Encrypt",
+        "DeriveSharedSecret",
+        "GenerateDataKeyPair",
+    ] {
+        let err = call::<CreateGrantResponse>(
+            &svc,
+            &c,
+            "CreateGrant",
+            serde_json::json!({"KeyId": id, "GranteePrincipal": grantee, "Operations": [op]}),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.code, ErrorCode::ValidationException, "{op}");
+    }
+    let sign_key = new_asymmetric_key(&svc, &c, "ECC_NIST_P256", "SIGN_VERIFY")
+        .await
+        .key_id
+        .unwrap();
+    let err = call::<CreateGrantResponse>(
+        &svc,
+        &c,
+        "CreateGrant",
+        serde_json::json!({"KeyId": sign_key, "GranteePrincipal": grantee, "Operations": ["Encapsulate"]}),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code, ErrorCode::ValidationException);
+}
+
+#[tokio::test]
+async fn ed25519ph_and_ml_dsa_external_mu_sign_and_verify() {
+    let (svc, _, c) = setup();
+    let sign = |id: &str, alg: &str, mt: &str, msg: &[u8]| serde_json::json!({"KeyId": id, "SigningAlgorithm": alg, "MessageType": mt, "Message": b64(msg)});
+    let ed = new_asymmetric_key(&svc, &c, "ECC_NIST_EDWARDS25519", "SIGN_VERIFY")
+        .await
+        .key_id
+        .unwrap();
+    let digest = [5u8; 64];
+    let s: SignResponse = call(
+        &svc,
+        &c,
+        "Sign",
+        sign(&ed, "ED25519_PH_SHA_512", "DIGEST", &digest),
+    )
+    .await
+    .unwrap();
+    let sig = b64(s.signature.unwrap().as_bytes());
+    let mut v = sign(&ed, "ED25519_PH_SHA_512", "DIGEST", &digest);
+    v["Signature"] = sig.clone().into();
+    let ok: VerifyResponse = call(&svc, &c, "Verify", v.clone()).await.unwrap();
+    assert_eq!(ok.signature_valid, Some(true));
+    v["Message"] = b64(&[6u8; 64]).into();
+    let err = call::<VerifyResponse>(&svc, &c, "Verify", v)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::KMSInvalidSignatureException);
+    for (mt, msg) in [("RAW", &digest[..]), ("DIGEST", &digest[..32])] {
+        let err = call::<SignResponse>(&svc, &c, "Sign", sign(&ed, "ED25519_PH_SHA_512", mt, msg))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::ValidationException, "{mt}");
+    }
+
+    let dsa = new_asymmetric_key(&svc, &c, "ML_DSA_65", "SIGN_VERIFY")
+        .await
+        .key_id
+        .unwrap();
+    let mu = [9u8; 64];
+    let s: SignResponse = call(
+        &svc,
+        &c,
+        "Sign",
+        sign(&dsa, "ML_DSA_SHAKE_256", "EXTERNAL_MU", &mu),
+    )
+    .await
+    .unwrap();
+    let sig = s.signature.unwrap();
+    assert_eq!(sig.len(), 3309);
+    let mut v = sign(&dsa, "ML_DSA_SHAKE_256", "EXTERNAL_MU", &mu);
+    v["Signature"] = b64(sig.as_bytes()).into();
+    let ok: VerifyResponse = call(&svc, &c, "Verify", v.clone()).await.unwrap();
+    assert_eq!(ok.signature_valid, Some(true));
+    // The same bytes as a RAW message are another input.
+    v["MessageType"] = "RAW".into();
+    let err = call::<VerifyResponse>(&svc, &c, "Verify", v)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::KMSInvalidSignatureException);
+    let err = call::<SignResponse>(
+        &svc,
+        &c,
+        "Sign",
+        sign(&dsa, "ML_DSA_SHAKE_256", "EXTERNAL_MU", &mu[1..]),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code, ErrorCode::ValidationException);
 }
