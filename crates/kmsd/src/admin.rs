@@ -1,5 +1,5 @@
 //! The admin listener: `/healthz` (liveness), `/readyz` (storage and audit trail usable; key
-//! store connection states),
+//! store connection states; external key store proxy health),
 //! `/metrics` (Prometheus). Separate from the API listener so it can stay on a private address.
 
 use std::sync::Arc;
@@ -41,12 +41,34 @@ async fn readyz(State(app): State<Arc<AppState>>) -> impl IntoResponse {
         .into_iter()
         .map(|k| (k.id, serde_json::Value::String(k.connection_state)))
         .collect();
+    // External key stores stay CONNECTED while their proxy fails (as in AWS); the periodic
+    // health checks say how the proxy is doing.
+    let proxies: serde_json::Map<String, serde_json::Value> = app
+        .service
+        .xks_proxy_health()
+        .into_iter()
+        .map(|r| {
+            let hsm_count = r.last_answer.as_ref().map(|a| a.ekm_health.len());
+            (
+                r.custom_key_store_id,
+                serde_json::json!({
+                    "healthy": r.healthy,
+                    "consecutiveFailedChecks": r.consecutive_failures,
+                    "lastErrorCode": r.last_error_code,
+                    "lastError": r.last_error,
+                    "lastCheckMs": r.last_check_ms,
+                    "hsmCount": hsm_count,
+                }),
+            )
+        })
+        .collect();
     let body = serde_json::json!({
         "ready": ready,
         "storage": storage,
         "audit": audit,
         "auditPendingRecords": app.audit.pending(),
         "customKeyStores": key_stores,
+        "externalKeyStoreProxies": proxies,
     });
     let status = if ready {
         StatusCode::OK
@@ -69,6 +91,7 @@ async fn metrics(State(app): State<Arc<AppState>>) -> impl IntoResponse {
         app.metrics.render(
             app.audit.pending(),
             &app.service.key_store_states().unwrap_or_default(),
+            &app.service.xks_proxy_health(),
         ),
     )
 }

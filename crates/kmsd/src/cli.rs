@@ -158,8 +158,9 @@ pub struct ServeArgs {
     /// CloudHSM-style key stores may use. Without it, kmsd has no HSM clusters.
     #[arg(long, env = "KMSD_HSM_CONFIG")]
     pub hsm_config: Option<PathBuf>,
-    /// External key store client settings (TOML): CA bundle for proxies with private CAs, the
-    /// addresses of endpoint hosts and VPC endpoint services, the per-call budget.
+    /// External key store client settings (TOML): CA bundle for proxies with private CAs, client
+    /// certificates (mutual TLS), the addresses of endpoint hosts and VPC endpoint services, the
+    /// per-call budget, the health-check interval.
     #[arg(long, env = "KMSD_XKS_CONFIG")]
     pub xks_config: Option<PathBuf>,
     /// Proxies or load balancers in front of kmsd whose `X-Forwarded-For` header is believed
@@ -335,12 +336,15 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     let audit = crate::audit::start_writer(&audit_dir, signing_key, audit_config)?;
     let xks = match &args.xks_config {
         Some(p) => crate::xks_transport::read_config(p)?,
-        None => crate::xks_transport::XksConfig {
-            timeout_ms: 250,
-            ..Default::default()
-        },
+        None => crate::xks_transport::XksConfig::default(),
     };
-    service.enable_xks(Arc::new(crate::xks_transport::HttpsTransport::new(xks)?));
+    let xks_health_every = std::time::Duration::from_secs(xks.health_check_interval_secs);
+    let xks_unhealthy_after = xks.unhealthy_after_failed_checks;
+    let metrics = Arc::new(crate::metrics::Metrics::new());
+    service.enable_xks(Arc::new(crate::xks_transport::ObservedTransport::new(
+        crate::xks_transport::HttpsTransport::new(xks)?,
+        metrics.clone(),
+    )));
     let cluster_audit = match &args.hsm_config {
         Some(path) => {
             crate::hsm_fleet::read_fleet(path)?;
@@ -358,10 +362,15 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         }
         None => None,
     };
-    {
+    // Key stores connected when kmsd stopped are connected again, then external key stores'
+    // proxies are health-checked periodically.
+    let key_store_watch = {
         let s = service.clone();
-        tokio::spawn(async move { s.restore_key_store_connections().await });
-    }
+        tokio::spawn(async move {
+            s.restore_key_store_connections().await;
+            crate::xks_health::run(s, xks_health_every, xks_unhealthy_after).await;
+        })
+    };
     service.set_event_sink(Arc::new(crate::audit::AuditEventSink {
         writer: audit.clone(),
     }));
@@ -370,7 +379,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         auth,
         clock,
         audit: audit.clone(),
-        metrics: Arc::new(crate::metrics::Metrics::new()),
+        metrics,
         trusted_proxies: args.trusted_proxies.clone(),
     });
     let admin = match admin_listener {
@@ -450,6 +459,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     };
     sweeper.abort();
     usage_flusher.abort();
+    key_store_watch.abort();
     if let Err(e) = service.flush_key_usage().await {
         tracing::error!(error = %e, "writing key last usage at shutdown failed");
     }
@@ -591,6 +601,10 @@ pub fn config_command(cmd: ConfigCommand) -> Result<(), String> {
         tracing_subscriber::EnvFilter::try_new(&level)
             .map_err(|e| format!("log_level '{level}': {e}"))?;
     }
+    if let Some(path) = &args.xks_config {
+        // Loads the CA bundle and client certificates as `serve` would.
+        crate::xks_transport::HttpsTransport::new(crate::xks_transport::read_config(path)?)?;
+    }
     std::fs::create_dir_all(&args.data_dir)
         .map_err(|e| format!("data_dir {}: {e}", args.data_dir.display()))?;
     println!("configuration ok");
@@ -621,6 +635,9 @@ pub fn config_command(cmd: ConfigCommand) -> Result<(), String> {
     }
     if let Some(bytes) = args.audit_retention_bytes {
         println!("audit_retention_bytes = {bytes}");
+    }
+    if let Some(path) = &args.xks_config {
+        println!("xks_config = \"{}\"", path.display());
     }
     Ok(())
 }

@@ -21,4 +21,6 @@ pub mod metrics;
 pub mod server;
 pub mod sts;
 pub mod tls;
+pub mod xks_health;
+pub mod xks_metrics;
 pub mod xks_transport;

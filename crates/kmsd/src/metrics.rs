@@ -1,5 +1,5 @@
 //! Prometheus metrics: requests by operation and error, latency histograms, audit lag, custom
-//! key store connection states.
+//! key store connection states, external key store proxies ([`crate::xks_metrics`]).
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -51,6 +51,7 @@ pub struct Metrics {
     latency: Family<OperationLabel, Histogram>,
     audit_pending: Gauge,
     key_store_states: Family<KeyStoreLabels, Gauge>,
+    xks: crate::xks_metrics::XksMetrics,
 }
 
 impl Default for Metrics {
@@ -89,12 +90,14 @@ impl Metrics {
             "1 for the state each custom key store is in, 0 for the others",
             key_store_states.clone(),
         );
+        let xks = crate::xks_metrics::XksMetrics::register(&mut registry);
         Metrics {
             registry,
             requests,
             latency,
             audit_pending,
             key_store_states,
+            xks,
         }
     }
 
@@ -113,13 +116,27 @@ impl Metrics {
             .observe(seconds);
     }
 
-    /// The Prometheus text exposition, with the audit lag and key store states sampled now.
+    /// Counts one call to an external key store proxy and its latency.
+    pub fn observe_xks_call(
+        &self,
+        store_id: &str,
+        operation: &str,
+        error: Option<&str>,
+        secs: f64,
+    ) {
+        self.xks.observe_call(store_id, operation, error, secs);
+    }
+
+    /// The Prometheus text exposition, with the audit lag, key store states and external key
+    /// store proxy health sampled now.
     pub fn render(
         &self,
         audit_pending: u64,
         key_stores: &[kms_core::hsm::KeyStoreState],
+        xks_health: &[kms_core::xks::ProxyHealthReport],
     ) -> String {
         self.audit_pending.set(audit_pending as i64);
+        self.xks.set_health(xks_health);
         // Deleted key stores disappear: the family is rebuilt from the current list.
         self.key_store_states.clear();
         for store in key_stores {
@@ -153,13 +170,49 @@ mod tests {
             store_type: "AWS_CLOUDHSM".into(),
             connection_state: state.into(),
         };
-        let text = m.render(0, &[store("cks-1", "FAILED")]);
+        let text = m.render(0, &[store("cks-1", "FAILED")], &[]);
         let line = |state: &str, v: u8| {
             format!("kmsd_custom_key_store_connection_state{{custom_key_store_id=\"cks-1\",custom_key_store_type=\"AWS_CLOUDHSM\",state=\"{state}\"}} {v}")
         };
         assert!(text.contains(&line("FAILED", 1)), "{text}");
         assert!(text.contains(&line("CONNECTED", 0)), "{text}");
-        let text = m.render(0, &[]);
+        let text = m.render(0, &[], &[]);
         assert!(!text.contains("cks-1"), "deleted stores disappear: {text}");
+    }
+
+    #[test]
+    fn external_key_store_proxy_calls_and_health() {
+        let m = Metrics::new();
+        m.observe_xks_call("cks-x", "Encrypt", None, 0.003);
+        m.observe_xks_call("cks-x", "GetHealthStatus", Some("TimedOut"), 0.5);
+        let report = kms_core::xks::ProxyHealthReport {
+            custom_key_store_id: "cks-x".into(),
+            healthy: false,
+            consecutive_failures: 3,
+            last_error_code: Some("XKS_PROXY_TIMED_OUT".into()),
+            last_error: Some("proxy timed out".into()),
+            last_check_ms: 0,
+            last_answer: Some(kms_core::xks::ProxyHealth {
+                proxy_fleet_size: 1,
+                ekm_health: vec!["ACTIVE".into(), "UNAVAILABLE".into()],
+            }),
+        };
+        let text = m.render(0, &[], &[report]);
+        for line in [
+            "kmsd_xks_proxy_requests_total{custom_key_store_id=\"cks-x\",xks_operation=\"Encrypt\",error=\"\"} 1",
+            "kmsd_xks_proxy_requests_total{custom_key_store_id=\"cks-x\",xks_operation=\"GetHealthStatus\",error=\"TimedOut\"} 1",
+            "kmsd_xks_proxy_request_duration_seconds_count{custom_key_store_id=\"cks-x\",xks_operation=\"Encrypt\"} 1",
+            "kmsd_xks_proxy_healthy{custom_key_store_id=\"cks-x\"} 0",
+            "kmsd_xks_proxy_failed_health_checks{custom_key_store_id=\"cks-x\"} 3",
+            "kmsd_xks_proxy_hsm_count{custom_key_store_id=\"cks-x\"} 2",
+            "kmsd_xks_external_key_manager_states{custom_key_store_id=\"cks-x\",state=\"UNAVAILABLE\"} 1",
+        ] {
+            assert!(text.contains(line), "{line} missing in {text}");
+        }
+        let text = m.render(0, &[], &[]);
+        assert!(
+            !text.contains("kmsd_xks_proxy_healthy{"),
+            "disconnected stores disappear from the health gauges: {text}"
+        );
     }
 }

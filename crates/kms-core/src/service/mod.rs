@@ -82,6 +82,8 @@ pub struct Service {
     xks_client: RwLock<Option<crate::xks::XksClient>>,
     /// Targets of connected external key stores.
     pub(crate) xks_targets: RwLock<HashMap<String, Arc<crate::xks::XksTarget>>>,
+    /// What the periodic health checks found about connected external key stores' proxies.
+    pub(crate) xks_health: crate::xks::HealthBoard,
     /// Where HSM clusters' own audit events go.
     hsm_audit_sink: RwLock<Option<Arc<dyn crate::context::HsmAuditSink>>>,
     /// When the daily backup of a cluster last failed (ms), so the sweeper retries hourly.
@@ -122,6 +124,7 @@ impl Service {
             backup_failures: std::sync::Mutex::new(HashMap::new()),
             xks_client: RwLock::new(None),
             xks_targets: RwLock::new(HashMap::new()),
+            xks_health: crate::xks::HealthBoard::default(),
             key_quota: std::sync::atomic::AtomicUsize::new(DEFAULT_KEY_QUOTA),
             usage: last_usage::KeyUsageTracker::default(),
         }

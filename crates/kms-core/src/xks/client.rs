@@ -12,6 +12,8 @@ use super::{XksFault, XksTransport};
 /// Where and how to reach one key store's proxy.
 #[derive(Clone)]
 pub struct XksTarget {
+    /// The external key store (`cks-...`) this target belongs to (metrics and logs).
+    pub custom_key_store_id: String,
     /// `https://host`.
     pub uri_endpoint: String,
     /// `/prefix/kms/xks/v1`.
@@ -31,6 +33,7 @@ pub struct XksTarget {
 impl std::fmt::Debug for XksTarget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("XksTarget")
+            .field("custom_key_store_id", &self.custom_key_store_id)
             .field("uri_endpoint", &self.uri_endpoint)
             .field("uri_path", &self.uri_path)
             .finish_non_exhaustive()
@@ -82,7 +85,6 @@ struct DecryptResponse {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct HealthResponse {
-    #[allow(dead_code)]
     xks_proxy_fleet_size: i64,
     #[allow(dead_code)]
     xks_proxy_vendor: String,
@@ -101,6 +103,23 @@ struct EkmDetail {
     #[allow(dead_code)]
     model: String,
     health_status: String,
+}
+
+/// What a proxy's GetHealthStatus answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyHealth {
+    /// `xksProxyFleetSize`: proxy instances behind the endpoint.
+    pub proxy_fleet_size: i64,
+    /// `healthStatus` of each external key manager (HSM) in `ekmFleetDetails`:
+    /// `ACTIVE`, `DEGRADED` or `UNAVAILABLE`.
+    pub ekm_health: Vec<String>,
+}
+
+impl ProxyHealth {
+    /// How many external key managers report `status`.
+    pub fn ekm_count(&self, status: &str) -> usize {
+        self.ekm_health.iter().filter(|s| *s == status).count()
+    }
 }
 
 /// requestMetadata of a call.
@@ -145,8 +164,12 @@ impl XksClient {
         serde_json::from_slice(body).map_err(|e| XksFault::InvalidResponse(e.to_string()))
     }
 
-    /// GetHealthStatus; an answer where every key manager is UNAVAILABLE counts as unreachable.
-    pub async fn health(&self, t: &XksTarget, meta: RequestMetadata) -> Result<(), XksFault> {
+    /// GetHealthStatus as the proxy answered it (every key manager may be UNAVAILABLE).
+    pub async fn health_status(
+        &self,
+        t: &XksTarget,
+        meta: RequestMetadata,
+    ) -> Result<ProxyHealth, XksFault> {
         let body = serde_json::to_vec(&json!({"requestMetadata": meta}))
             .map_err(|e| XksFault::InvalidResponse(e.to_string()))?;
         let out: HealthResponse = Self::parse(&self.transport.call(t, "/health", body).await?)?;
@@ -155,16 +178,29 @@ impl XksClient {
                 "ekmFleetDetails must have 1 to 10 entries".into(),
             ));
         }
-        if out
-            .ekm_fleet_details
-            .iter()
-            .all(|e| e.health_status == "UNAVAILABLE")
-        {
+        Ok(ProxyHealth {
+            proxy_fleet_size: out.xks_proxy_fleet_size,
+            ekm_health: out
+                .ekm_fleet_details
+                .into_iter()
+                .map(|e| e.health_status)
+                .collect(),
+        })
+    }
+
+    /// GetHealthStatus; an answer where every key manager is UNAVAILABLE counts as unreachable.
+    pub async fn health(
+        &self,
+        t: &XksTarget,
+        meta: RequestMetadata,
+    ) -> Result<ProxyHealth, XksFault> {
+        let health = self.health_status(t, meta).await?;
+        if health.ekm_count("UNAVAILABLE") == health.ekm_health.len() {
             return Err(XksFault::Unreachable(
                 "every external key manager is UNAVAILABLE".into(),
             ));
         }
-        Ok(())
+        Ok(health)
     }
 
     /// GetKeyMetadata.

@@ -3,13 +3,15 @@
 //! HTTPS with SigV4 (`kms-xks-proxy`).
 
 mod client;
+mod health;
 mod keys;
 mod store;
 
 use std::future::Future;
 use std::pin::Pin;
 
-pub use client::{XksClient, XksTarget};
+pub use client::{ProxyHealth, XksClient, XksTarget};
+pub use health::{HealthBoard, ProxyHealthReport, HEALTH_CHECK_OPERATION};
 pub use store::XksStoreConfig;
 
 /// Why a proxy call failed, in the terms the error mapping needs.
@@ -38,6 +40,21 @@ pub enum XksFault {
     /// The VPC endpoint service is not declared.
     #[error("VPC endpoint service not found: {0}")]
     VpcServiceNotFound(String),
+}
+
+impl XksFault {
+    /// A short, stable name of the failure for metrics: the proxy's `errorName`, or
+    /// `NotReachable`, `TlsError`, `TimedOut`, `InvalidResponse`, `VpcEndpointServiceNotFound`.
+    pub fn kind(&self) -> &str {
+        match self {
+            XksFault::Unreachable(_) => "NotReachable",
+            XksFault::Tls(_) => "TlsError",
+            XksFault::Timeout => "TimedOut",
+            XksFault::Proxy { name, .. } => name,
+            XksFault::InvalidResponse(_) => "InvalidResponse",
+            XksFault::VpcServiceNotFound(_) => "VpcEndpointServiceNotFound",
+        }
+    }
 }
 
 /// Sends one XKS request: `POST {uri_endpoint}{uri_path}{suffix}` with `body`, SigV4-signed

@@ -101,6 +101,7 @@ impl Service {
             .open(&secret_aad(&store.id), &sealed)
             .map_err(internal)?;
         Ok(XksTarget {
+            custom_key_store_id: store.id.clone(),
             uri_endpoint: x.uri_endpoint.clone(),
             uri_path: x.uri_path.clone(),
             connectivity: x.connectivity.clone(),
@@ -294,10 +295,11 @@ impl Service {
             .health(&target, Self::health_meta(caller, "ConnectCustomKeyStore"))
             .await
         {
-            Ok(()) => {
+            Ok(answer) => {
                 store.connection_state = "CONNECTED".into();
                 store.connection_error_code = None;
                 self.register_xks_target(&store.id, target);
+                self.record_xks_health(&store.id, answer);
             }
             Err(f) => {
                 tracing::info!(custom_key_store = %store.id, fault = %f, "external key store connection failed");
@@ -400,29 +402,32 @@ impl Service {
         if proxy_changed {
             if let Some(client) = self.xks_client() {
                 let target = self.xks_target(&store)?;
-                client
+                let answer = client
                     .health(&target, Self::health_meta(caller, "UpdateCustomKeyStore"))
                     .await
                     .map_err(|f| store_error(&f))?;
                 if connected {
                     self.register_xks_target(&store.id, target);
+                    self.record_xks_health(&store.id, answer);
                 }
             }
         }
         self.commit(vec![Self::put_key_store(&store)?]).await
     }
 
-    /// Registers the target of a connected external key store.
+    /// Registers the target of a connected external key store (its health starts unknown).
     pub(crate) fn register_xks_target(&self, store_id: &str, target: XksTarget) {
         if let Ok(mut m) = self.xks_targets.write() {
             m.insert(store_id.to_owned(), Arc::new(target));
+            self.forget_xks_health(store_id);
         }
     }
 
-    /// Forgets the target of a disconnected external key store.
+    /// Forgets the target of a disconnected external key store, and its health.
     pub(crate) fn unregister_xks_target(&self, store_id: &str) {
         if let Ok(mut m) = self.xks_targets.write() {
             m.remove(store_id);
+            self.forget_xks_health(store_id);
         }
     }
 

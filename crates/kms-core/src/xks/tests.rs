@@ -18,6 +18,8 @@ struct FakeProxy {
     keys: Mutex<HashMap<String, ([u8; 32], &'static str)>>,
     fault: Mutex<Option<XksFault>>,
     seen: Mutex<Vec<Value>>,
+    /// healthStatus of the one key manager GetHealthStatus reports (default ACTIVE).
+    ekm_status: Mutex<Option<&'static str>>,
 }
 
 fn b64(b: &[u8]) -> String {
@@ -40,8 +42,9 @@ impl FakeProxy {
             .unwrap()
             .push(req["requestMetadata"].clone());
         if suffix == "/health" {
+            let status = self.ekm_status.lock().unwrap().unwrap_or("ACTIVE");
             return Ok(json!({"xksProxyFleetSize": 1, "xksProxyVendor": "test", "xksProxyModel": "fake", "ekmVendor": "mem",
-                "ekmFleetDetails": [{"id": "e1", "model": "m", "healthStatus": "ACTIVE"}]}).to_string().into_bytes());
+                "ekmFleetDetails": [{"id": "e1", "model": "m", "healthStatus": status}]}).to_string().into_bytes());
         }
         let parts: Vec<&str> = suffix.trim_start_matches("/keys/").split('/').collect();
         let (id, op) = (parts[0], parts[1]);
@@ -504,4 +507,102 @@ async fn creation_and_connection_errors() {
             .code,
         ErrorCode::ValidationException
     );
+}
+
+/// Periodic health checks: a connected store whose proxy stops answering turns unhealthy after
+/// the threshold, stays CONNECTED (as in AWS), and is healthy again at the first passing check.
+#[tokio::test]
+async fn periodic_health_checks_track_connected_proxies() {
+    let (svc, proxy, c) = setup();
+    let id = kms(
+        &svc,
+        &c,
+        "CreateCustomKeyStore",
+        store_body("xks", "/kms/xks/v1"),
+    )
+    .await
+    .unwrap()["CustomKeyStoreId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Not connected: nothing to check.
+    svc.check_xks_proxy(&id, 2).await;
+    assert!(svc.xks_proxy_health().is_empty());
+    assert!(svc.connected_external_key_stores().is_empty());
+    kms(
+        &svc,
+        &c,
+        "ConnectCustomKeyStore",
+        json!({"CustomKeyStoreId": id}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(svc.connected_external_key_stores(), vec![id.clone()]);
+    // Connect's own health check is the first report.
+    let report = svc.xks_proxy_health()[0].clone();
+    assert!(report.healthy);
+    assert_eq!(report.last_answer.unwrap().ekm_health, vec!["ACTIVE"]);
+
+    svc.check_xks_proxy(&id, 2).await;
+    let last = proxy.seen.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(last["kmsOperation"], "KmsHealthCheck");
+    assert!(last["kmsRequestId"].as_str().is_some_and(|r| !r.is_empty()));
+
+    *proxy.fault.lock().unwrap() = Some(XksFault::Timeout);
+    svc.check_xks_proxy(&id, 2).await;
+    assert!(
+        svc.xks_proxy_health()[0].healthy,
+        "one failure is below the threshold"
+    );
+    svc.check_xks_proxy(&id, 2).await;
+    let report = svc.xks_proxy_health()[0].clone();
+    assert!(!report.healthy);
+    assert_eq!(report.consecutive_failures, 2);
+    assert_eq!(
+        report.last_error_code.as_deref(),
+        Some("XKS_PROXY_TIMED_OUT")
+    );
+    let d = kms(
+        &svc,
+        &c,
+        "DescribeCustomKeyStores",
+        json!({"CustomKeyStoreId": id}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(d["CustomKeyStores"][0]["ConnectionState"], "CONNECTED");
+
+    // Answering again, but with every key manager UNAVAILABLE: still failing.
+    *proxy.fault.lock().unwrap() = None;
+    *proxy.ekm_status.lock().unwrap() = Some("UNAVAILABLE");
+    svc.check_xks_proxy(&id, 2).await;
+    let report = svc.xks_proxy_health()[0].clone();
+    assert!(!report.healthy);
+    assert_eq!(
+        report.last_error_code.as_deref(),
+        Some("XKS_PROXY_NOT_REACHABLE")
+    );
+    assert_eq!(report.last_answer.unwrap().ekm_health, vec!["UNAVAILABLE"]);
+
+    // Recovers by itself at the first passing check.
+    *proxy.ekm_status.lock().unwrap() = Some("DEGRADED");
+    svc.check_xks_proxy(&id, 2).await;
+    let report = svc.xks_proxy_health()[0].clone();
+    assert!(report.healthy);
+    assert_eq!(report.consecutive_failures, 0);
+    assert_eq!(report.last_error, None);
+
+    // Disconnected: forgotten, and no longer checked.
+    kms(
+        &svc,
+        &c,
+        "DisconnectCustomKeyStore",
+        json!({"CustomKeyStoreId": id}),
+    )
+    .await
+    .unwrap();
+    assert!(svc.xks_proxy_health().is_empty());
+    let calls = proxy.seen.lock().unwrap().len();
+    svc.check_xks_proxy(&id, 2).await;
+    assert_eq!(proxy.seen.lock().unwrap().len(), calls);
 }

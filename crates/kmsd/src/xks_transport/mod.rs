@@ -1,27 +1,16 @@
 //! The HTTPS transport of kmsd's XKS client: SigV4 (`kms-xks-proxy`), TLS verified against the
-//! system roots plus an operator CA bundle, a 250 ms budget per call (one retry when the proxy
-//! could not be reached in time), and a small keep-alive pool per proxy.
-//!
-//! `--xks-config` (TOML) declares the CA bundle, where endpoint host names really are (tests and
-//! private deployments run proxies on other ports; XksProxyUriEndpoint cannot carry one), and the
-//! private address behind each VPC endpoint service name:
-//!
-//! ```toml
-//! ca_bundle = "/etc/kmsd/xks-ca.pem"
-//! timeout_ms = 250
-//! [[endpoint]]
-//! host = "xks.example.com"
-//! address = "127.0.0.1:8443"
-//! [[vpc_endpoint_service]]
-//! name = "com.amazonaws.vpce.us-east-1.vpce-svc-0123456789abcdef0"
-//! address = "10.0.0.5:443"
-//! ```
+//! system roots plus an operator CA bundle, an optional client certificate (mutual TLS), a
+//! 250 ms budget per call (one retry when the proxy could not be reached in time), and a small
+//! keep-alive pool per proxy. Settings come from `--xks-config` ([`config`]).
+
+mod client_tls;
+pub mod config;
+mod observed;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::path::Path;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Full};
@@ -31,54 +20,8 @@ use hyper_util::rt::TokioIo;
 use kms_core::xks::{XksFault, XksTarget, XksTransport};
 use serde::Deserialize;
 
-/// The `--xks-config` file.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct XksConfig {
-    /// Extra trusted CA certificates (PEM) for proxies with private CAs.
-    #[serde(default)]
-    pub ca_bundle: Option<String>,
-    /// Budget of one proxy call, in milliseconds (AWS: 250).
-    #[serde(default = "default_timeout")]
-    pub timeout_ms: u64,
-    /// Where endpoint hosts really are.
-    #[serde(default, rename = "endpoint")]
-    pub endpoints: Vec<EndpointAddress>,
-    /// Private addresses of VPC endpoint services.
-    #[serde(default, rename = "vpc_endpoint_service")]
-    pub vpc_endpoint_services: Vec<VpcService>,
-}
-
-fn default_timeout() -> u64 {
-    250
-}
-
-/// A host name and the address to connect to for it.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EndpointAddress {
-    /// Host of an XksProxyUriEndpoint.
-    pub host: String,
-    /// `ip:port` to connect to.
-    pub address: String,
-}
-
-/// A VPC endpoint service name and its private address.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct VpcService {
-    /// The endpoint service name.
-    pub name: String,
-    /// `ip:port` to connect to.
-    pub address: String,
-}
-
-/// Reads the config file.
-pub fn read_config(path: &Path) -> Result<XksConfig, String> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
-    toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
-}
+pub use config::{read_config, EndpointSettings, VpcService, XksConfig};
+pub use observed::ObservedTransport;
 
 /// Idle keep-alive connections by (address, TLS server name).
 type ConnectionPool = Mutex<HashMap<(String, String), Vec<SendRequest<Full<Bytes>>>>>;
@@ -86,38 +29,27 @@ type ConnectionPool = Mutex<HashMap<(String, String), Vec<SendRequest<Full<Bytes
 /// HTTPS transport to XKS proxies.
 pub struct HttpsTransport {
     config: XksConfig,
-    tls: tokio_rustls::TlsConnector,
+    tls: client_tls::ClientTls,
     pool: ConnectionPool,
 }
 
 impl HttpsTransport {
-    /// A transport with the system roots plus the config's CA bundle.
+    /// A transport with the system roots plus the config's CA bundle, and the config's client
+    /// certificates (all loaded now: a bad file fails the start, not the first call).
     pub fn new(config: XksConfig) -> Result<Self, String> {
-        let mut roots = rustls::RootCertStore::empty();
-        for c in rustls_native_certs::load_native_certs().certs {
-            let _ = roots.add(c);
-        }
-        if let Some(bundle) = &config.ca_bundle {
-            use rustls::pki_types::pem::PemObject;
-            for c in rustls::pki_types::CertificateDer::pem_file_iter(bundle)
-                .map_err(|e| format!("{bundle}: {e}"))?
-            {
-                roots
-                    .add(c.map_err(|e| format!("{bundle}: {e}"))?)
-                    .map_err(|e| format!("{bundle}: {e}"))?;
-            }
-        }
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let cfg = rustls::ClientConfig::builder_with_provider(provider)
-            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-            .map_err(|e| e.to_string())?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        config.validate()?;
+        let tls = client_tls::ClientTls::new(&config)?;
         Ok(HttpsTransport {
             config,
-            tls: tokio_rustls::TlsConnector::from(Arc::new(cfg)),
+            tls,
             pool: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// An error from the connection: TLS (with what to do about it) or unreachable.
+    fn connection_fault(&self, host: &str, err: &(dyn std::error::Error + 'static)) -> XksFault {
+        client_tls::tls_fault(err, self.tls.for_host(host).presents_cert)
+            .unwrap_or_else(|| XksFault::Unreachable(err.to_string()))
     }
 
     /// (TCP address, TLS server name) for a target.
@@ -144,7 +76,7 @@ impl HttpsTransport {
             .endpoints
             .iter()
             .find(|e| e.host == host)
-            .map(|e| e.address.clone())
+            .and_then(|e| e.address.clone())
             .unwrap_or_else(|| format!("{host}:443"));
         Ok((address, host))
     }
@@ -160,14 +92,14 @@ impl HttpsTransport {
         let _ = tcp.set_nodelay(true);
         let name = rustls::pki_types::ServerName::try_from(host.to_owned())
             .map_err(|e| XksFault::Tls(format!("{host}: {e}")))?;
-        let tls = self
-            .tls
-            .connect(name, tcp)
-            .await
-            .map_err(|e| XksFault::Tls(e.to_string()))?;
+        let host_tls = self.tls.for_host(host);
+        let tls = host_tls.connector.connect(name, tcp).await.map_err(|e| {
+            client_tls::tls_fault(&e, host_tls.presents_cert)
+                .unwrap_or_else(|| XksFault::Tls(e.to_string()))
+        })?;
         let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
             .await
-            .map_err(|e| XksFault::Unreachable(e.to_string()))?;
+            .map_err(|e| self.connection_fault(host, &e))?;
         tokio::spawn(async move {
             let _ = conn.await;
         });
@@ -220,17 +152,19 @@ impl HttpsTransport {
             .map_err(|e| XksFault::InvalidResponse(e.to_string()))?;
         send.ready()
             .await
-            .map_err(|e| XksFault::Unreachable(e.to_string()))?;
+            .map_err(|e| self.connection_fault(&host, &e))?;
+        // With TLS 1.3 a proxy that refuses the client certificate says so only after the
+        // handshake, so the alert arrives here.
         let resp = send
             .send_request(req)
             .await
-            .map_err(|e| XksFault::Unreachable(e.to_string()))?;
+            .map_err(|e| self.connection_fault(&host, &e))?;
         let status = resp.status().as_u16();
         let bytes = resp
             .into_body()
             .collect()
             .await
-            .map_err(|e| XksFault::Unreachable(e.to_string()))?
+            .map_err(|e| self.connection_fault(&host, &e))?
             .to_bytes()
             .to_vec();
         if let Ok(mut p) = self.pool.lock() {
