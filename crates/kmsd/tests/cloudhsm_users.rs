@@ -19,11 +19,19 @@ fn failed(code: &str) -> (String, Option<String>) {
 
 #[tokio::test]
 async fn crypto_user_lifecycle() {
-    let lab = HsmLab::new(&[("a", "a"), ("b", "b")]);
+    let lab = HsmLab::new(&[("a", "a")]);
     let mut server = lab.serve();
     let kms = server.client();
-    // A crypto user named otherwise than kmsuser: the store cannot connect.
-    let (cluster, anchor) = lab.cluster(&server, &["a", "b"], Some("cryptouser"));
+    // A crypto user named otherwise than kmsuser...
+    let (cluster, anchor) = lab.cluster(&server, &["a"], Some("cryptouser"));
+    // (A token created and declared after kmsd opened the PKCS#11 module, while no store is
+    // connected, is usable.)
+    lab.init_token("hsm-b");
+    let declared = std::fs::read_to_string(&lab.hsm_config).unwrap() + &lab.hsm_entry("b", "b");
+    std::fs::write(&lab.hsm_config, declared).unwrap();
+    let h = lab.create_hsm(&server, &cluster, "b");
+    assert_eq!(h["State"], "ACTIVE", "{h}");
+    // ...cannot connect a store.
     let (ok, out) = lab.hsm("list-users", &cluster, &[]);
     assert!(
         ok && out.contains("\"cryptouser\"") && out.contains("\"crypto-user\""),
