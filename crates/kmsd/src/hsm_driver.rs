@@ -109,12 +109,9 @@ impl HsmDriver for Pkcs11Driver {
                 HsmError::PinIncorrect
                 | HsmError::UserPinNotInitialized
                 | HsmError::TokenNotFound(_),
-            ) if kms_hsm::refresh_module(Path::new(&hsm.module)) =>
-            {
-                Ok(Arc::new(Session(
-                    Hsm::login(&token(hsm), user_pin).map_err(fault)?,
-                )))
-            }
+            ) if kms_hsm::refresh_module(Path::new(&hsm.module)) => Ok(Arc::new(Session(
+                Hsm::login(&token(hsm), user_pin).map_err(fault)?,
+            ))),
             Err(e) => Err(fault(e)),
         }
     }
