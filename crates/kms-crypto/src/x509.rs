@@ -105,6 +105,21 @@ pub fn first_certificate_der(pem_text: &str) -> Option<Vec<u8>> {
     parse_all(pem_text).first().map(|p| p.contents.clone())
 }
 
+/// The DER of the one X.509 certificate `pem_text` holds, or `None` when it holds none, more
+/// than one PEM block, or something that is not a certificate. (A CloudHSM trust anchor,
+/// `customerCA.crt`, is exactly one certificate.)
+pub fn single_certificate_der(pem_text: &str) -> Option<Vec<u8>> {
+    let all: Vec<Pem> = Pem::iter_from_buffer(pem_text.as_bytes())
+        .collect::<Result<_, _>>()
+        .ok()?;
+    match all.as_slice() {
+        [one] if one.label == "CERTIFICATE" && one.parse_x509().is_ok() => {
+            Some(one.contents.clone())
+        }
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,5 +167,21 @@ mod tests {
             first_certificate_der(&ca_cert.pem()).unwrap(),
             ca_cert.der().to_vec()
         );
+    }
+
+    #[test]
+    fn a_trust_anchor_is_exactly_one_certificate() {
+        let (ca_cert, _, _) = ca("owner CA");
+        let (other, _, _) = ca("appended");
+        assert_eq!(
+            single_certificate_der(&ca_cert.pem()).unwrap(),
+            ca_cert.der().to_vec()
+        );
+        let two = format!("{}{}", ca_cert.pem(), other.pem());
+        assert_eq!(first_certificate_der(&two).unwrap(), ca_cert.der().to_vec());
+        assert_eq!(single_certificate_der(&two), None);
+        assert_eq!(single_certificate_der(""), None);
+        let key = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n";
+        assert_eq!(single_certificate_der(key), None);
     }
 }

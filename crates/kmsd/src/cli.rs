@@ -53,8 +53,9 @@ pub enum Command {
 /// `kmsd hsm ...`
 #[derive(Subcommand, Debug)]
 pub enum HsmCommand {
-    /// Create the crypto user on every HSM of a cluster (CloudHSM `createUser CU kmsuser <password>`),
-    /// which makes an initialised cluster ACTIVE. Works on a stopped or running server's data dir.
+    /// Create the crypto user on every HSM of a cluster (CloudHSM `user create --role
+    /// crypto-user`), which makes an initialised cluster ACTIVE. A key store logs in only as
+    /// `kmsuser`. Works on a stopped server's data dir, or through a running server.
     CreateUser {
         /// The server's data directory.
         #[arg(long, env = "KMSD_DATA_DIR", default_value = "./kmsd-data")]
@@ -68,10 +69,56 @@ pub enum HsmCommand {
         /// Mark the user as protected by two-factor authentication (a key store cannot log in as it).
         #[arg(long)]
         two_factor: bool,
-        /// User name (`kmsuser` for key stores).
+        /// User name (`kmsuser` for key stores): 1..31 letters, digits or `_`, case-insensitive.
         user: String,
         /// The user's password: 7..32 alphanumeric characters.
         password: String,
+    },
+    /// List the users of a cluster's HSMs (CloudHSM `user list`), as JSON: the admin and the
+    /// crypto user, with whether it is locked out.
+    ListUsers {
+        /// The server's data directory.
+        #[arg(long, env = "KMSD_DATA_DIR", default_value = "./kmsd-data")]
+        data_dir: PathBuf,
+        /// The HSM declaration (TOML) the server uses.
+        #[arg(long, env = "KMSD_HSM_CONFIG")]
+        hsm_config: PathBuf,
+        /// The cluster (`cluster-...`).
+        #[arg(long)]
+        cluster_id: String,
+    },
+    /// Set the crypto user's password on every HSM as the admin (CloudHSM `user
+    /// change-password`); also unlocks a locked-out user. Refused while a key store of the
+    /// cluster is connected. Then give the store the password with UpdateCustomKeyStore.
+    ChangePassword {
+        /// The server's data directory.
+        #[arg(long, env = "KMSD_DATA_DIR", default_value = "./kmsd-data")]
+        data_dir: PathBuf,
+        /// The HSM declaration (TOML) the server uses.
+        #[arg(long, env = "KMSD_HSM_CONFIG")]
+        hsm_config: PathBuf,
+        /// The cluster (`cluster-...`).
+        #[arg(long)]
+        cluster_id: String,
+        /// User name.
+        user: String,
+        /// The new password: 7..32 alphanumeric characters.
+        password: String,
+    },
+    /// Delete the crypto user from every HSM (CloudHSM `user delete`). Refused while it is
+    /// logged in (a connected key store, `kmsd hsm login`) and while it owns keys.
+    DeleteUser {
+        /// The server's data directory.
+        #[arg(long, env = "KMSD_DATA_DIR", default_value = "./kmsd-data")]
+        data_dir: PathBuf,
+        /// The HSM declaration (TOML) the server uses.
+        #[arg(long, env = "KMSD_HSM_CONFIG")]
+        hsm_config: PathBuf,
+        /// The cluster (`cluster-...`).
+        #[arg(long)]
+        cluster_id: String,
+        /// User name.
+        user: String,
     },
     /// Hold a management session as the crypto user of a cluster until interrupted: while it
     /// runs, key stores of that cluster cannot connect (USER_LOGGED_IN), as in CloudHSM.
@@ -362,6 +409,14 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         }
         None => None,
     };
+    // `kmsd hsm create-user` and the other crypto-user commands run here while serving.
+    let hsm_admin = match &args.hsm_config {
+        Some(_) => Some(AbortOnDrop(crate::hsm_admin::serve(
+            &args.data_dir,
+            service.clone(),
+        )?)),
+        None => None,
+    };
     // Key stores connected when kmsd stopped are connected again, then external key stores'
     // proxies are health-checked periodically.
     let key_store_watch = {
@@ -467,6 +522,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         a.abort();
     }
     audit.close().await;
+    drop(hsm_admin);
     if let Some(c) = cluster_audit {
         c.close().await;
     }
@@ -529,7 +585,8 @@ async fn reload_on_sighup(
 
 /// Runs `kmsd hsm ...`.
 pub async fn hsm_command(cmd: HsmCommand) -> Result<(), String> {
-    match cmd {
+    use crate::hsm_admin::{run, Request};
+    let (data_dir, hsm_config, req) = match cmd {
         HsmCommand::CreateUser {
             data_dir,
             hsm_config,
@@ -537,48 +594,89 @@ pub async fn hsm_command(cmd: HsmCommand) -> Result<(), String> {
             two_factor,
             user,
             password,
-        } => {
-            if !(7..=32).contains(&password.len())
-                || !password.chars().all(|c| c.is_ascii_alphanumeric())
-            {
-                return Err("the password must be 7 to 32 alphanumeric characters".into());
-            }
-            let root = kms_crypto::RootKey::load_or_create(&data_dir.join("root.key"))
-                .map_err(|e| e.to_string())?;
-            let store = kms_store::SqliteStore::open_in(&data_dir).map_err(|e| e.to_string())?;
-            let service = Service::new(
-                Arc::new(store),
-                Arc::new(root),
-                Arc::new(ManualClock::default()),
-            );
-            crate::hsm_fleet::read_fleet(&hsm_config)?;
-            service.enable_hsm(
-                Arc::new(crate::hsm_fleet::FileFleet::new(&hsm_config, &data_dir)),
-                Arc::new(crate::hsm_driver::Pkcs11Driver),
-            );
-            service
-                .create_crypto_user(&cluster_id, &user, &password, two_factor)
-                .await
-                .map_err(|e| e.message)?;
-            println!("created crypto user {user} on every HSM of {cluster_id}");
-            Ok(())
-        }
+        } => (
+            data_dir,
+            hsm_config,
+            Request::CreateUser {
+                cluster_id,
+                user,
+                password,
+                two_factor,
+            },
+        ),
+        HsmCommand::ListUsers {
+            data_dir,
+            hsm_config,
+            cluster_id,
+        } => (data_dir, hsm_config, Request::ListUsers { cluster_id }),
+        HsmCommand::ChangePassword {
+            data_dir,
+            hsm_config,
+            cluster_id,
+            user,
+            password,
+        } => (
+            data_dir,
+            hsm_config,
+            Request::ChangePassword {
+                cluster_id,
+                user,
+                password,
+            },
+        ),
+        HsmCommand::DeleteUser {
+            data_dir,
+            hsm_config,
+            cluster_id,
+            user,
+        } => (
+            data_dir,
+            hsm_config,
+            Request::DeleteUser { cluster_id, user },
+        ),
         HsmCommand::Login {
             data_dir,
             cluster_id,
-        } => {
-            let fleet = crate::hsm_fleet::FileFleet::new(Path::new("/dev/null"), &data_dir);
-            let lock = fleet.login_lock(&cluster_id);
-            if let Some(dir) = lock.parent() {
-                std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-            }
-            std::fs::write(&lock, std::process::id().to_string()).map_err(|e| e.to_string())?;
-            println!("logged in to {cluster_id} as its crypto user; interrupt to log out");
-            shutdown_signal().await;
-            let _ = std::fs::remove_file(&lock);
-            Ok(())
-        }
+        } => return hsm_login(&data_dir, &cluster_id).await,
+    };
+    let out = run(&data_dir, &hsm_config, req).await?;
+    match out.get("result").and_then(|r| r.as_str()) {
+        Some(text) => println!("{text}"),
+        None => println!(
+            "{}",
+            serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?
+        ),
     }
+    Ok(())
+}
+
+/// `kmsd hsm login`: holds the cluster's login lock until interrupted. Refuses a cluster that
+/// does not exist or has no crypto user.
+async fn hsm_login(data_dir: &Path, cluster_id: &str) -> Result<(), String> {
+    let user = {
+        let root = kms_crypto::RootKey::load_or_create(&data_dir.join("root.key"))
+            .map_err(|e| e.to_string())?;
+        let store = kms_store::SqliteStore::open_in(data_dir).map_err(|e| e.to_string())?;
+        let service = Service::new(
+            Arc::new(store),
+            Arc::new(root),
+            Arc::new(ManualClock::default()),
+        );
+        service
+            .cluster_crypto_user(cluster_id)
+            .map_err(|e| e.message)?
+            .ok_or_else(|| format!("Cluster {cluster_id} has no crypto user to log in as"))?
+    };
+    let fleet = crate::hsm_fleet::FileFleet::new(Path::new("/dev/null"), data_dir);
+    let lock = fleet.login_lock(cluster_id);
+    if let Some(dir) = lock.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    }
+    std::fs::write(&lock, std::process::id().to_string()).map_err(|e| e.to_string())?;
+    println!("logged in to {cluster_id} as its crypto user {user}; interrupt to log out");
+    shutdown_signal().await;
+    let _ = std::fs::remove_file(&lock);
+    Ok(())
 }
 
 /// Runs `kmsd config check`.

@@ -84,7 +84,15 @@ impl HsmSession for Session {
 
 impl HsmDriver for Pkcs11Driver {
     fn probe_token(&self, hsm: &DeclaredHsm) -> Result<(), HsmFault> {
-        kms_hsm::admin::probe_token(&token(hsm)).map_err(fault)
+        match kms_hsm::admin::probe_token(&token(hsm)) {
+            // A token created after the module was initialised (SoftHSM2 lists only the tokens
+            // present at C_Initialize): re-initialise the module to see it, which is possible
+            // while this process has no session open on it.
+            Err(HsmError::TokenNotFound(_)) if kms_hsm::refresh_module(Path::new(&hsm.module)) => {
+                kms_hsm::admin::probe_token(&token(hsm)).map_err(fault)
+            }
+            r => r.map_err(fault),
+        }
     }
 
     fn create_user(&self, hsm: &DeclaredHsm, so_pin: &str, user_pin: &str) -> Result<(), HsmFault> {
@@ -97,13 +105,13 @@ impl HsmDriver for Pkcs11Driver {
             // The user or its PIN may have been changed by another process (`kmsd hsm
             // create-user`, an operator's tool): SoftHSM2 sees that only after re-initialising
             // the module, which is safe when this process has no session open on it.
-            Err(HsmError::PinIncorrect | HsmError::UserPinNotInitialized)
-                if kms_hsm::refresh_module(Path::new(&hsm.module)) =>
-            {
-                Ok(Arc::new(Session(
-                    Hsm::login(&token(hsm), user_pin).map_err(fault)?,
-                )))
-            }
+            Err(
+                HsmError::PinIncorrect
+                | HsmError::UserPinNotInitialized
+                | HsmError::TokenNotFound(_),
+            ) if kms_hsm::refresh_module(Path::new(&hsm.module)) => Ok(Arc::new(Session(
+                Hsm::login(&token(hsm), user_pin).map_err(fault)?,
+            ))),
             Err(e) => Err(fault(e)),
         }
     }

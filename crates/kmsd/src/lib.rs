@@ -14,6 +14,7 @@ pub mod cli;
 pub mod client_ip;
 pub mod config;
 pub mod dir_lock;
+pub mod hsm_admin;
 pub mod hsm_driver;
 pub mod hsm_fleet;
 pub mod hygiene;

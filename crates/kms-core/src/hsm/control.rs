@@ -1,5 +1,4 @@
-//! The CloudHSM v2 control plane (`BaldrApiService`): clusters and their HSMs, and the crypto
-//! user (`kmsd hsm create-user`).
+//! The CloudHSM v2 control plane (`BaldrApiService`): clusters and their HSMs.
 
 use std::collections::BTreeMap;
 
@@ -8,19 +7,19 @@ use kms_types::validate::Validate;
 use kms_types::{ErrorCode, KmsError};
 
 use super::cloudhsm_id;
-use super::cluster::{ClusterRecord, CryptoUser, HsmRecord};
+use super::cluster::{ClusterRecord, HsmRecord};
 use crate::context::Caller;
 use crate::service::Service;
 
-fn invalid(msg: impl Into<String>) -> KmsError {
+pub(super) fn invalid(msg: impl Into<String>) -> KmsError {
     KmsError::new(ErrorCode::CloudHsmInvalidRequestException, msg)
 }
 
-fn not_found(msg: impl Into<String>) -> KmsError {
+pub(super) fn not_found(msg: impl Into<String>) -> KmsError {
     KmsError::new(ErrorCode::CloudHsmResourceNotFoundException, msg)
 }
 
-fn internal<E: std::fmt::Display>(e: E) -> KmsError {
+pub(super) fn internal<E: std::fmt::Display>(e: E) -> KmsError {
     tracing::error!(error = %e, "CloudHSM control plane error");
     KmsError::new(
         ErrorCode::CloudHsmInternalFailureException,
@@ -447,78 +446,5 @@ impl Service {
         Ok(DeleteClusterResponse {
             cluster: Some(c.to_wire()),
         })
-    }
-
-    /// `kmsd hsm create-user`: creates the crypto user on every HSM of the cluster (the
-    /// equivalent of `createUser CU kmsuser <password>`), and makes an initialised cluster ACTIVE.
-    pub async fn create_crypto_user(
-        &self,
-        cluster_id: &str,
-        name: &str,
-        password: &str,
-        two_factor: bool,
-    ) -> Result<(), KmsError> {
-        let env = self.hsm_env().ok_or_else(|| invalid("no HSMs declared"))?;
-        let _guard = self.write_lock.lock().await;
-        let mut c = self
-            .load_cluster(cluster_id)?
-            .ok_or_else(|| not_found(format!("Cluster {cluster_id} not found")))?;
-        if c.hsms.is_empty() {
-            return Err(invalid(format!("Cluster {cluster_id} has no HSM")));
-        }
-        if c.crypto_user.is_some() {
-            return Err(invalid(format!(
-                "Cluster {cluster_id} already has its crypto user"
-            )));
-        }
-        let fleet = env.fleet.load().map_err(internal)?;
-        let mut declared = Vec::new();
-        for h in &c.hsms {
-            let d = fleet
-                .hsm(&h.token_label)
-                .ok_or_else(|| {
-                    invalid(format!("HSM token {} is no longer declared", h.token_label))
-                })?
-                .clone();
-            let so = env
-                .fleet
-                .so_pin(&d)
-                .map_err(|e| invalid(format!("SO PIN of {}: {e}", d.token_label)))?;
-            declared.push((d, so));
-        }
-        let driver = env.driver.clone();
-        let password_owned = zeroize::Zeroizing::new(password.to_owned());
-        let result = tokio::task::spawn_blocking(move || {
-            for (d, so) in &declared {
-                driver.create_user(d, so, &password_owned)?;
-            }
-            let pairs: Vec<(&super::DeclaredHsm, &str)> =
-                declared.iter().map(|(d, so)| (d, so.as_str())).collect();
-            driver.prepare_cluster(&pairs, &password_owned).map(|_| ())
-        })
-        .await
-        .map_err(internal)?;
-        result.map_err(|e| invalid(format!("Creating the crypto user failed: {e}")))?;
-        c.crypto_user = Some(CryptoUser {
-            name: name.to_owned(),
-            two_factor,
-            failed_logins: 0,
-            password_sealed_hex: Some(self.seal_user_password(cluster_id, password)?),
-        });
-        let activated = c.state == "INITIALIZED";
-        if activated {
-            c.state = "ACTIVE".into();
-            c.state_message = None;
-        }
-        self.commit(vec![Self::put_cluster(&c)?]).await?;
-        self.hsm_audit(
-            cluster_id,
-            "CreateUser",
-            serde_json::json!({"user": name, "twoFactor": two_factor}),
-        );
-        if activated {
-            self.backup_cluster(&c, "ActivateCluster").await;
-        }
-        Ok(())
     }
 }

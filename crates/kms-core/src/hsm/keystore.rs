@@ -8,6 +8,7 @@ use kms_types::*;
 use super::cluster::{ClusterRecord, MAX_FAILED_LOGINS};
 use super::connection::Connection;
 use super::driver::{HsmFault, HsmSession};
+use super::users::KMS_USER;
 use crate::context::Caller;
 use crate::service::paging::{decode_marker, encode_marker, page_limit};
 use crate::service::Service;
@@ -270,6 +271,13 @@ impl Service {
             ));
         };
         check_password(password.expose())?;
+        // customerCA.crt is one certificate: a file with another one appended is refused.
+        let Some(given) = kms_crypto::x509::single_certificate_der(anchor) else {
+            return Err(err(
+                ErrorCode::IncorrectTrustAnchorException,
+                "TrustAnchorCertificate must hold exactly one PEM certificate: the content of the customerCA.crt the cluster was initialized with",
+            ));
+        };
         if self.hsm_env().is_none() {
             return Err(err(
                 ErrorCode::CloudHsmClusterNotFoundException,
@@ -291,8 +299,9 @@ impl Service {
                 && same
                     .trust_anchor_pem
                     .as_deref()
-                    .map(kms_crypto::x509::first_certificate_der)
-                    == Some(kms_crypto::x509::first_certificate_der(anchor))
+                    .and_then(kms_crypto::x509::first_certificate_der)
+                    .as_ref()
+                    == Some(&given)
                 && same_password.as_deref().map(String::as_str) == Some(password.expose())
             {
                 return Ok(CreateCustomKeyStoreResponse {
@@ -313,12 +322,11 @@ impl Service {
             ));
         }
         let c = self.check_cluster_for_store(caller, cluster_id, None)?;
-        let given = kms_crypto::x509::first_certificate_der(anchor);
         let theirs = c
             .trust_anchor_pem
             .as_deref()
             .and_then(kms_crypto::x509::first_certificate_der);
-        if given.is_none() || given != theirs {
+        if theirs.as_ref() != Some(&given) {
             return Err(err(ErrorCode::IncorrectTrustAnchorException, format!("The trust anchor certificate is not the one cluster {cluster_id} was initialized with")));
         }
         let id = format!(
@@ -507,7 +515,8 @@ impl Service {
         if active.is_empty() {
             return Ok(Connect::Failed("INSUFFICIENT_CLOUDHSM_HSMS"));
         }
-        let Some(user) = c.crypto_user.clone() else {
+        // A key store logs in as `kmsuser` only: a crypto user of any other name is no user.
+        let Some(user) = c.crypto_user.clone().filter(|u| u.name == KMS_USER) else {
             return Ok(Connect::Failed("USER_NOT_FOUND"));
         };
         if user.failed_logins >= MAX_FAILED_LOGINS {
@@ -814,11 +823,26 @@ impl Service {
                 }
             }
         }
-        for store in stores
+        for mut store in stores
             .into_iter()
             .filter(|s| s.connection_state == "CONNECTED" && s.store_type == "AWS_CLOUDHSM")
         {
             let _guard = self.write_lock.lock().await;
+            if self.hsm_env().is_none() {
+                // Started without its HSM declaration: this kmsd cannot reach the cluster, so
+                // the store is not connected and must not say it is.
+                tracing::error!(custom_key_store = %store.id, "the key store was connected but this kmsd declares no HSMs (--hsm-config): it is FAILED with NETWORK_ERRORS");
+                store.connection_state = "FAILED".into();
+                store.connection_error_code = Some("NETWORK_ERRORS".into());
+                let saved = match Self::put_key_store(&store) {
+                    Ok(w) => self.commit(vec![w]).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = saved {
+                    tracing::error!(custom_key_store = %store.id, error = %e, "could not record the key store's state");
+                }
+                continue;
+            }
             let id = store.id.clone();
             if let Err(e) = self.connect_store(store).await {
                 tracing::error!(custom_key_store = %id, error = %e, "could not restore the key store connection");

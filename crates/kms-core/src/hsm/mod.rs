@@ -16,12 +16,14 @@ pub mod keystore;
 pub mod memory;
 mod store_ops;
 mod sync;
+pub mod users;
 
 pub use connection::Connections;
 pub use control::SUPPORTED_CLOUDHSM_OPERATIONS;
 pub use driver::{HsmDriver, HsmFault, HsmSession};
 pub use fleet::{DeclaredHsm, DeclaredSubnet, FleetSource, HsmFleet, SgRule, StaticFleet};
 pub use store_ops::KeyStoreState;
+pub use users::{HsmUser, KMS_USER};
 
 /// Document kind of clusters in the store.
 pub const CLUSTER_DOC: &str = "cloudhsm-cluster";
@@ -44,3 +46,5 @@ pub(crate) fn cloudhsm_id(prefix: &str, len: usize) -> Result<String, kms_types:
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod user_tests;

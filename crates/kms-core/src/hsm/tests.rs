@@ -10,15 +10,17 @@ use super::fleet::{DeclaredHsm, DeclaredSubnet, HsmFleet, StaticFleet};
 use super::memory::MemoryDriver;
 use crate::{Caller, ManualClock, MemStore, Service};
 
-struct Env {
-    svc: Service,
-    clock: Arc<ManualClock>,
-    driver: MemoryDriver,
-    fleet: Arc<StaticFleet>,
-    caller: Caller,
+pub(super) struct Env {
+    pub(super) svc: Service,
+    pub(super) clock: Arc<ManualClock>,
+    pub(super) driver: MemoryDriver,
+    pub(super) fleet: Arc<StaticFleet>,
+    pub(super) caller: Caller,
+    /// The store under `svc` (a second service on it stands for a restart).
+    pub(super) store: Arc<MemStore>,
 }
 
-fn env() -> Env {
+pub(super) fn env() -> Env {
     let fleet = HsmFleet {
         hsms: ["a", "b", "c", "d"]
             .iter()
@@ -48,7 +50,8 @@ fn env() -> Env {
     let driver = MemoryDriver::default();
     let root = Arc::new(kms_crypto::RootKey::from_bytes(&[3u8; 32]).unwrap());
     let clock = Arc::new(ManualClock::default());
-    let svc = Service::new(Arc::new(MemStore::default()), root, clock.clone());
+    let store = Arc::new(MemStore::default());
+    let svc = Service::new(store.clone(), root, clock.clone());
     svc.enable_hsm(fleet.clone(), Arc::new(driver.clone()));
     let caller = Caller {
         account: "111122223333".into(),
@@ -69,10 +72,11 @@ fn env() -> Env {
         driver,
         fleet,
         caller,
+        store,
     }
 }
 
-async fn kms(e: &Env, op: &str, body: Value) -> Result<Value, KmsError> {
+pub(super) async fn kms(e: &Env, op: &str, body: Value) -> Result<Value, KmsError> {
     let out = e
         .svc
         .dispatch(&e.caller, op, body.to_string().as_bytes())
@@ -80,7 +84,7 @@ async fn kms(e: &Env, op: &str, body: Value) -> Result<Value, KmsError> {
     Ok(serde_json::from_slice(&out).unwrap_or(Value::Null))
 }
 
-async fn hsm(e: &Env, op: &str, body: Value) -> Result<Value, KmsError> {
+pub(super) async fn hsm(e: &Env, op: &str, body: Value) -> Result<Value, KmsError> {
     let out = e
         .svc
         .dispatch_cloudhsm(&e.caller, op, body.to_string().as_bytes())
@@ -88,7 +92,7 @@ async fn hsm(e: &Env, op: &str, body: Value) -> Result<Value, KmsError> {
     Ok(serde_json::from_slice(&out).unwrap())
 }
 
-fn sign(csr_pem: &str) -> (String, String) {
+pub(super) fn sign(csr_pem: &str) -> (String, String) {
     let ca_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     p.distinguished_name
@@ -104,7 +108,12 @@ fn sign(csr_pem: &str) -> (String, String) {
 }
 
 /// An ACTIVE cluster with HSMs in zones a and b; returns (cluster id, trust anchor PEM).
-async fn active_cluster(e: &Env) -> (String, String) {
+pub(super) async fn active_cluster(e: &Env) -> (String, String) {
+    active_cluster_as(e, "kmsuser").await
+}
+
+/// As [`active_cluster`], with the crypto user created under `user`.
+pub(super) async fn active_cluster_as(e: &Env, user: &str) -> (String, String) {
     let c = hsm(e, "CreateCluster", json!({"HsmType": "hsm1.medium", "SubnetIds": ["subnet-0a0a0a0a", "subnet-0b0b0b0b", "subnet-0c0c0c0c"]})).await.unwrap();
     let id = c["Cluster"]["ClusterId"].as_str().unwrap().to_owned();
     assert_eq!(c["Cluster"]["State"], "UNINITIALIZED");
@@ -142,7 +151,7 @@ async fn active_cluster(e: &Env) -> (String, String) {
     .unwrap();
     assert_eq!(r["State"], "INITIALIZED");
     e.svc
-        .create_crypto_user(&id, "kmsuser", "kmsPswd123", false)
+        .create_crypto_user(&id, user, "kmsPswd123", false)
         .await
         .unwrap();
     let d = hsm(
@@ -157,12 +166,12 @@ async fn active_cluster(e: &Env) -> (String, String) {
     (id, anchor)
 }
 
-async fn new_store(e: &Env, cluster: &str, anchor: &str, name: &str) -> String {
+pub(super) async fn new_store(e: &Env, cluster: &str, anchor: &str, name: &str) -> String {
     let r = kms(e, "CreateCustomKeyStore", json!({"CustomKeyStoreName": name, "CloudHsmClusterId": cluster, "TrustAnchorCertificate": anchor, "KeyStorePassword": "kmsPswd123"})).await.unwrap();
     r["CustomKeyStoreId"].as_str().unwrap().to_owned()
 }
 
-async fn state(e: &Env, id: &str) -> (String, Option<String>) {
+pub(super) async fn state(e: &Env, id: &str) -> (String, Option<String>) {
     let d = kms(
         e,
         "DescribeCustomKeyStores",
@@ -710,7 +719,11 @@ async fn an_hsm_added_without_a_key_store_gets_the_user_created_with_kmsd() {
 }
 
 /// A connected store on `cluster` with one key, and the ciphertext of "hello" under it.
-async fn connected_store_with_key(e: &Env, cluster: &str, anchor: &str) -> (String, Value) {
+pub(super) async fn connected_store_with_key(
+    e: &Env,
+    cluster: &str,
+    anchor: &str,
+) -> (String, Value) {
     let store = new_store(e, cluster, anchor, "store").await;
     kms(
         e,

@@ -30,10 +30,17 @@ impl Server {
 
     /// Starts kmsd on `dir` (which may hold an earlier run's data).
     pub fn start_in(dir: &Path, extra: &[&str]) -> Server {
+        Server::start_in_env(dir, extra, &[])
+    }
+
+    /// As [`Server::start_in`], with extra environment variables for the server only (tests
+    /// running in parallel must not share them through the test process's environment).
+    pub fn start_in_env(dir: &Path, extra: &[&str], vars: &[(&str, &Path)]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_kmsd"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir)
             .args(extra)
+            .envs(vars.iter().map(|(k, v)| (*k, *v)))
             .env(
                 "KMSD_LOG",
                 std::env::var("KMSD_TEST_LOG_LEVEL").unwrap_or_else(|_| "debug".into()),
