@@ -249,12 +249,50 @@ impl Service {
             &base64::engine::general_purpose::STANDARD,
             &raw[..],
         ));
+        self.put_access_key(&user, &access_key_id, &secret).await?;
+        Ok((access_key_id, secret))
+    }
+
+    /// Stores an access key with a given id and secret for a user (seed files: fixed keys for
+    /// test suites). Refuses an id that is already in use.
+    pub async fn import_access_key(
+        &self,
+        user_arn: &str,
+        access_key_id: &str,
+        secret: &str,
+    ) -> Result<(), KmsError> {
+        let user = self
+            .principal(user_arn)?
+            .filter(|p| p.kind == "user")
+            .ok_or_else(|| {
+                KmsError::new(ErrorCode::NotFoundException, format!("No user {user_arn}"))
+            })?;
+        if self
+            .store()
+            .get_access_key(access_key_id)
+            .map_err(internal)?
+            .is_some()
+        {
+            return Err(KmsError::new(
+                ErrorCode::AlreadyExistsException,
+                format!("Access key {access_key_id} exists"),
+            ));
+        }
+        self.put_access_key(&user, access_key_id, secret).await
+    }
+
+    async fn put_access_key(
+        &self,
+        user: &PrincipalRecord,
+        access_key_id: &str,
+        secret: &str,
+    ) -> Result<(), KmsError> {
         let sealed = self
             .root_key()
             .seal(&secret_aad(&access_key_id), secret.as_bytes())
             .map_err(internal)?;
         let record = AccessKeyRecord {
-            access_key_id: access_key_id.clone(),
+            access_key_id: access_key_id.to_owned(),
             account: user.account.clone(),
             principal_arn: user.arn.clone(),
             user_id: user.id.clone(),
@@ -264,8 +302,7 @@ impl Service {
             session_token_sha256: None,
             role_arn: None,
         };
-        self.commit(vec![WriteOp::PutAccessKey(record)]).await?;
-        Ok((access_key_id, secret))
+        self.commit(vec![WriteOp::PutAccessKey(record)]).await
     }
 
     /// Deletes an access key (the running server stops accepting it within a second).

@@ -214,6 +214,15 @@ pub struct ServeArgs {
     /// for `aws:SourceIp` and the audit trail's source address (comma-separated IPs).
     #[arg(long, env = "KMSD_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Seed file (TOML): accounts, users with fixed access keys, keys with fixed ids (and, with
+    /// --dev or --allow-seeded-material, fixed material), aliases, tags, policies and grants,
+    /// created at start when missing (a test feature: deterministic fixtures).
+    #[arg(long, env = "KMSD_SEED")]
+    pub seed: Option<PathBuf>,
+    /// Allow fixed key material in the seed file outside --dev (keys whose material is known
+    /// outside kmsd: for test environments only).
+    #[arg(long, env = "KMSD_ALLOW_SEEDED_MATERIAL")]
+    pub allow_seeded_material: bool,
     /// TOML config file: any of these flags by long name with `_` (e.g. `data_dir = "/var/lib/kmsd"`,
     /// `log_level = "info"`). Command line and `KMSD_*` variables take precedence.
     #[arg(long, env = "KMSD_CONFIG")]
@@ -355,6 +364,17 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     if let Some(arn) = created {
         tracing::info!(principal = %arn, file = %args.data_dir.join("admin-credentials").display(), "created the account admin and its access key");
+    }
+    if let Some(path) = &args.seed {
+        let seed = crate::seed::read(path)?;
+        let report = crate::seed::apply(
+            &service,
+            &seed,
+            &args.account_id,
+            args.dev || args.allow_seeded_material,
+        )
+        .await?;
+        tracing::info!(file = %path.display(), created = report.created, existing = report.existing, "applied the seed file");
     }
 
     let auth = if args.dev {

@@ -29,6 +29,8 @@ pub const KEYS: &[(&str, &str)] = &[
     ("hsm_config", "KMSD_HSM_CONFIG"),
     ("xks_config", "KMSD_XKS_CONFIG"),
     ("trusted_proxies", "KMSD_TRUSTED_PROXIES"),
+    ("seed", "KMSD_SEED"),
+    ("allow_seeded_material", "KMSD_ALLOW_SEEDED_MATERIAL"),
 ];
 
 /// Reads a config file into (env var, value) pairs; unknown keys and non-scalar values are

@@ -453,6 +453,54 @@ impl Service {
         })
     }
 
+    /// Installs fixed material into an EXTERNAL key that has none (seed files, a test
+    /// feature): the material as if imported with KEY_MATERIAL_DOES_NOT_EXPIRE, its material id
+    /// derived from the key id and the material, so ciphertexts made under the same seed on
+    /// another data dir decrypt here too.
+    pub(crate) async fn seed_material(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        material: &[u8],
+    ) -> Result<(), KmsError> {
+        let cached = self.resolve_cached(caller, key_id, false)?;
+        let public_key = check_material(&cached.record, material)?;
+        let computed_id = imported_material_id(&cached.record.key_id, material);
+        let material_id = computed_id[..32].to_owned();
+        let arn = cached.record.arn();
+        let now = self.now_ms();
+        self.update_key(caller, key_id, |k| {
+            if !k.materials.is_empty() {
+                return Ok(vec![]);
+            }
+            let sealed = self
+                .root
+                .seal(&sealing_aad(&arn, &material_id), material)
+                .map_err(internal)?;
+            k.materials.push(MaterialRecord {
+                material_id: material_id.clone(),
+                key_material_id: computed_id.clone(),
+                created_ms: now,
+                sealed_hex: hex::encode(sealed),
+                rotation_type: None,
+                imported: Some(ImportedMaterial {
+                    expiration_model: "KEY_MATERIAL_DOES_NOT_EXPIRE".into(),
+                    valid_to_ms: None,
+                    description: Some("seeded".into()),
+                    present: true,
+                    pending_rotation: false,
+                }),
+            });
+            if let Some(spki) = &public_key {
+                k.public_key_hex = Some(hex::encode(spki));
+            }
+            k.state = "Enabled".into();
+            Ok(vec![])
+        })
+        .await
+        .map(|_| ())
+    }
+
     /// DeleteImportedKeyMaterial: deletes the current (or the named) imported material.
     pub async fn delete_imported_key_material(
         &self,

@@ -144,11 +144,21 @@ impl Service {
         m
     }
 
-    /// CreateKey (symmetric keys of origin AWS_KMS in the default key store).
+    /// CreateKey.
     pub async fn create_key(
         &self,
         caller: &Caller,
         r: CreateKeyRequest,
+    ) -> Result<CreateKeyResponse, KmsError> {
+        self.create_key_with_id(caller, r, None).await
+    }
+
+    /// CreateKey with a key id chosen by the caller (seed files) instead of a random one.
+    pub(crate) async fn create_key_with_id(
+        &self,
+        caller: &Caller,
+        r: CreateKeyRequest,
+        fixed_key_id: Option<String>,
     ) -> Result<CreateKeyResponse, KmsError> {
         if r.key_spec.is_some() && r.customer_master_key_spec.is_some() {
             return Err(KmsError::new(
@@ -218,7 +228,9 @@ impl Service {
         // Checked before any material is made (again before the insert, under the write lock).
         self.check_key_quota(caller)?;
         let multi_region = r.multi_region == Some(true);
-        let key_id = if multi_region {
+        let key_id = if let Some(id) = fixed_key_id {
+            id
+        } else if multi_region {
             // Multi-Region keys: `mrk-` and 32 hex digits, the same id in every Region.
             format!("mrk-{}", uuid::Uuid::new_v4().simple())
         } else {

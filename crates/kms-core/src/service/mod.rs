@@ -16,6 +16,7 @@ pub(crate) mod paging;
 mod policy;
 mod principals;
 mod rotation;
+mod seed;
 mod sweeper;
 mod tags;
 
