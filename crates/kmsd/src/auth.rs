@@ -20,6 +20,22 @@ pub enum AuthMode {
     },
 }
 
+/// The request's `Authorization` header, parsed: the checks that need neither the body nor a
+/// key lookup. A request that fails them is answered without its body being read.
+pub fn authorization(headers: &[(String, String)]) -> Result<sigv4::ParsedAuth, KmsError> {
+    let header = headers
+        .iter()
+        .find(|(n, _)| n == "authorization")
+        .map(|(_, v)| v.as_str())
+        .ok_or_else(|| {
+            KmsError::new(
+                ErrorCode::MissingAuthenticationTokenException,
+                "Missing Authentication Token",
+            )
+        })?;
+    sigv4::parse_authorization(header)
+}
+
 /// Authenticates a request for SigV4 service `service` (`kms` or `sts`).
 #[allow(clippy::too_many_arguments)]
 pub fn authenticate(
@@ -32,18 +48,7 @@ pub fn authenticate(
     request_id: &str,
     secure_transport: bool,
 ) -> Result<Caller, KmsError> {
-    let header = parts
-        .headers
-        .iter()
-        .find(|(n, _)| n == "authorization")
-        .map(|(_, v)| v.as_str())
-        .ok_or_else(|| {
-            KmsError::new(
-                ErrorCode::MissingAuthenticationTokenException,
-                "Missing Authentication Token",
-            )
-        })?;
-    let auth = sigv4::parse_authorization(header)?;
+    let auth = authorization(&parts.headers)?;
     if auth.service != service {
         return Err(KmsError::new(
             ErrorCode::InvalidSignatureException,

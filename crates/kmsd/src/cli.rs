@@ -193,10 +193,52 @@ pub struct ServeArgs {
     /// for `aws:SourceIp` and the audit trail's source address (comma-separated IPs).
     #[arg(long, env = "KMSD_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Seconds a client connection may stay open with no request in progress (before its
+    /// first request, TLS handshake included, and between requests).
+    #[arg(long, default_value_t = 60, env = "KMSD_IDLE_TIMEOUT_SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub idle_timeout_secs: u64,
+    /// Seconds a client has to send one request's headers.
+    #[arg(long, default_value_t = 10, env = "KMSD_HEADER_TIMEOUT_SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_timeout_secs: u64,
+    /// Seconds a client has to send one request's whole body.
+    #[arg(long, default_value_t = 30, env = "KMSD_BODY_TIMEOUT_SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_timeout_secs: u64,
+    /// Most client connections open at once. A new connection beyond it closes the connection
+    /// idle the longest (or is closed if none is idle). Lowered at start if the open-file limit
+    /// would not allow it.
+    #[arg(long, default_value_t = kms_serve::DEFAULT_MAX_CONNECTIONS, env = "KMSD_MAX_CONNECTIONS", value_parser = parse_positive)]
+    pub max_connections: usize,
+    /// Most connections open at once from one client address (IPv6: one /64), shed the same
+    /// way; 0 for no per-address limit. Raise it when clients reach kmsd through a proxy.
+    #[arg(long, default_value_t = kms_serve::DEFAULT_MAX_CONNECTIONS_PER_IP, env = "KMSD_MAX_CONNECTIONS_PER_IP")]
+    pub max_connections_per_ip: usize,
+    /// MiB that request bodies not yet authenticated may hold together (bodies past their
+    /// first 16 KiB wait for room). At least 1.
+    #[arg(long, default_value_t = 64, env = "KMSD_MAX_UNAUTHENTICATED_BODY_MIB", value_parser = parse_positive)]
+    pub max_unauthenticated_body_mib: usize,
     /// TOML config file: any of these flags by long name with `_` (e.g. `data_dir = "/var/lib/kmsd"`,
     /// `log_level = "info"`). Command line and `KMSD_*` variables take precedence.
     #[arg(long, env = "KMSD_CONFIG")]
     pub config: Option<PathBuf>,
+}
+
+fn parse_positive(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err("a whole number of at least 1".into()),
+    }
+}
+
+impl ServeArgs {
+    /// The connection limits these flags set.
+    pub fn connection_limits(&self) -> kms_serve::ConnectionLimits {
+        kms_serve::ConnectionLimits {
+            header_read_timeout: std::time::Duration::from_secs(self.header_timeout_secs),
+            idle_timeout: std::time::Duration::from_secs(self.idle_timeout_secs),
+            max_connections: self.max_connections,
+            max_connections_per_ip: self.max_connections_per_ip,
+        }
+    }
 }
 
 fn parse_account(s: &str) -> Result<String, String> {
@@ -380,6 +422,11 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         audit: audit.clone(),
         metrics: Arc::new(crate::metrics::Metrics::new()),
         trusted_proxies: args.trusted_proxies.clone(),
+        body_read_timeout: std::time::Duration::from_secs(args.body_timeout_secs),
+        body_budget: kms_serve::BodyBudget::new(
+            args.max_unauthenticated_body_mib
+                .saturating_mul(1024 * 1024),
+        ),
     });
     let admin = match args.admin_listen {
         Some(addr) => {
@@ -421,6 +468,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     };
 
     let app = router(state);
+    let limits = args.connection_limits();
     let result = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => {
             let cert = Arc::new(crate::tls::ReloadableCert::load(cert, key)?);
@@ -431,7 +479,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
                 log_handle.clone(),
             ));
             eprintln!("kmsd listening on {local}");
-            crate::tls::serve(listener, Some(config), app, shutdown_signal()).await;
+            crate::tls::serve(listener, Some(config), app, shutdown_signal(), limits).await;
             reloader.abort();
             Ok(())
         }
@@ -443,7 +491,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
             ));
             let _reloader = AbortOnDrop(reloader);
             eprintln!("kmsd listening on {local}");
-            crate::tls::serve(listener, None, app, shutdown_signal()).await;
+            crate::tls::serve(listener, None, app, shutdown_signal(), limits).await;
             Ok(())
         }
     };
@@ -651,6 +699,15 @@ pub fn config_command(cmd: ConfigCommand) -> Result<(), String> {
     println!(
         "audit_durability = \"{}\"\naudit_max_file_mib = {}\naudit_roll_secs = {}\nsweep_interval_secs = {}\nlog_format = \"{}\"",
         args.audit_durability, args.audit_max_file_mib, args.audit_roll_secs, args.sweep_interval_secs, args.log_format
+    );
+    println!(
+        "idle_timeout_secs = {}\nheader_timeout_secs = {}\nbody_timeout_secs = {}\nmax_connections = {}\nmax_connections_per_ip = {}\nmax_unauthenticated_body_mib = {}",
+        args.idle_timeout_secs,
+        args.header_timeout_secs,
+        args.body_timeout_secs,
+        args.max_connections,
+        args.max_connections_per_ip,
+        args.max_unauthenticated_body_mib
     );
     Ok(())
 }
