@@ -711,3 +711,43 @@ pub fn config_command(cmd: ConfigCommand) -> Result<(), String> {
     );
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serve_args(extra: &[&str]) -> Result<ServeArgs, clap::Error> {
+        let mut argv = vec!["kmsd", "serve"];
+        argv.extend_from_slice(extra);
+        match Cli::try_parse_from(argv)?.command {
+            Command::Serve(a) => Ok(*a),
+            _ => unreachable!("parsed serve"),
+        }
+    }
+
+    #[test]
+    fn connection_limits_have_documented_defaults_and_reject_zero() {
+        let a = serve_args(&[]).unwrap();
+        assert_eq!(
+            a.connection_limits(),
+            kms_serve::ConnectionLimits::default()
+        );
+        assert_eq!(a.body_timeout_secs, 30);
+        assert_eq!(a.max_unauthenticated_body_mib, 64);
+        let a = serve_args(&["--idle-timeout-secs", "2", "--max-connections-per-ip", "0"]).unwrap();
+        assert_eq!(
+            a.connection_limits().idle_timeout,
+            std::time::Duration::from_secs(2)
+        );
+        assert_eq!(a.connection_limits().max_connections_per_ip, 0);
+        for bad in [
+            "--idle-timeout-secs",
+            "--header-timeout-secs",
+            "--body-timeout-secs",
+            "--max-connections",
+            "--max-unauthenticated-body-mib",
+        ] {
+            assert!(serve_args(&[bad, "0"]).is_err(), "{bad} 0");
+        }
+    }
+}

@@ -777,6 +777,40 @@ operations = ["Encrypt"]
     }
 
     #[test]
+    fn limits_default_and_validate() {
+        let c = Config::parse(BASE, Path::new("/")).unwrap();
+        assert_eq!(c.limits, LimitsFile::default());
+        assert_eq!(
+            c.limits.connection_limits(),
+            kms_serve::ConnectionLimits::default()
+        );
+        let with = |lines: &str| {
+            BASE.replace(
+                "[audit]\ndir = \"audit\"\n",
+                &format!("[audit]\ndir = \"audit\"\n[limits]\n{lines}\n"),
+            )
+        };
+        let c = Config::parse(
+            &with("idle_timeout_secs = 5\nmax_connections_per_ip = 0"),
+            Path::new("/"),
+        )
+        .unwrap();
+        assert_eq!(
+            c.limits.connection_limits().idle_timeout,
+            std::time::Duration::from_secs(5)
+        );
+        assert_eq!(c.limits.max_connections_per_ip, 0);
+        for bad in [
+            "idle_timeout_secs = 0",
+            "max_connections = 0",
+            "max_unauthenticated_body_mib = 0",
+            "idle_timeout = 5",
+        ] {
+            assert!(Config::parse(&with(bad), Path::new("/")).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn key_map_form() {
         let text = BASE.replace("keys = [\"foo\", \"bar\"]\n", "").replace(
             "[[key_store.credentials]]",
