@@ -5,7 +5,9 @@
 //! charged against one budget shared by all requests, so unauthenticated bodies together never
 //! hold more than the budget.
 
+use std::future::Future as _;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes, HttpBody};
@@ -86,7 +88,13 @@ pub async fn read_body(
     if usize::try_from(body.size_hint().lower()).unwrap_or(usize::MAX) > max {
         return Err(BodyError::TooLarge);
     }
-    match tokio::time::timeout(timeout, collect(body, max, budget)).await {
+    let mut reading = std::pin::pin!(collect(body, max, budget));
+    // Most bodies are already complete when the handler starts: no timer for them.
+    let first = std::future::poll_fn(|cx| Poll::Ready(reading.as_mut().poll(cx))).await;
+    if let Poll::Ready(r) = first {
+        return r;
+    }
+    match tokio::time::timeout(timeout, reading).await {
         Ok(r) => r,
         Err(_) => Err(BodyError::TimedOut),
     }

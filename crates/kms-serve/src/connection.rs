@@ -105,6 +105,7 @@ async fn serve<S: Stream, D: Clone + Send + Sync + 'static>(
     let mut closing = false;
     let end = loop {
         tokio::select! {
+            biased;
             r = conn.as_mut() => {
                 if let Err(e) = r {
                     tracing::debug!(%peer, error = %e, "connection ended with an error");

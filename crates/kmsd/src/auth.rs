@@ -36,26 +36,27 @@ pub fn authorization(headers: &[(String, String)]) -> Result<sigv4::ParsedAuth, 
     sigv4::parse_authorization(header)
 }
 
-/// Authenticates a request for SigV4 service `service` (`kms` or `sts`).
+/// Authenticates a request for SigV4 service `service` (`kms` or `sts`) whose Authorization
+/// header parsed as `auth` (see [`authorization`]).
 #[allow(clippy::too_many_arguments)]
 pub fn authenticate(
     svc: &Service,
     mode: &AuthMode,
     parts: &RequestParts<'_>,
+    auth: &sigv4::ParsedAuth,
     service: &str,
     now_secs: i64,
     source_ip: Option<IpAddr>,
     request_id: &str,
     secure_transport: bool,
 ) -> Result<Caller, KmsError> {
-    let auth = authorization(&parts.headers)?;
     if auth.service != service {
         return Err(KmsError::new(
             ErrorCode::InvalidSignatureException,
             format!("Credential should be scoped to correct service: '{service}'."),
         ));
     }
-    let amz_date = sigv4::check_date(parts, &auth, now_secs)?;
+    let amz_date = sigv4::check_date(parts, auth, now_secs)?;
     let caller = |account: String, arn: String, user_id: String| Caller {
         account,
         region: auth.region.clone(),
@@ -90,7 +91,7 @@ pub fn authenticate(
                     "The security token included in the request is invalid.",
                 )
             })?;
-            sigv4::verify(parts, &auth, &amz_date, &key.secret)?;
+            sigv4::verify(parts, auth, &amz_date, &key.secret)?;
             let token = parts
                 .headers
                 .iter()

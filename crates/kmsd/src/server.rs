@@ -168,9 +168,9 @@ async fn handle(
     let headers = header_pairs(&parts.headers, parts.uri.authority().map(|a| a.as_str()));
     // A request without a well-formed Authorization header is answered without reading its
     // body: anonymous clients cannot make kmsd hold request bodies.
-    let header_check = crate::auth::authorization(&headers).map(|_| ());
+    let header_check = crate::auth::authorization(&headers);
     let (body, budget_charge) = match &header_check {
-        Ok(()) => match read_request_body(&app, body, parts.version, &request_id).await {
+        Ok(_) => match read_request_body(&app, body, parts.version, &request_id).await {
             Ok(read) => read,
             Err(refused) => return refused,
         },
@@ -204,7 +204,7 @@ async fn handle_read(
     peer: SocketAddr,
     parts: &axum::http::request::Parts,
     headers: Vec<(String, String)>,
-    header_check: Result<(), KmsError>,
+    header_check: Result<crate::sigv4::ParsedAuth, KmsError>,
     body: Bytes,
     budget_charge: kms_serve::BudgetCharge,
     request_id: &str,
@@ -278,18 +278,22 @@ async fn handle_read(
         .filter_map(|v| v.to_str().ok())
         .collect();
     let client_ip = crate::client_ip::resolve(peer.ip(), &forwarded_for, &app.trusted_proxies);
-    let auth = header_check.and_then(|()| {
-        authenticate(
-            &app.service,
-            &app.auth,
-            &req_parts,
-            service,
-            now_secs,
-            Some(client_ip),
-            &request_id,
-            secure,
-        )
-    });
+    let auth = header_check
+        .as_ref()
+        .map_err(Clone::clone)
+        .and_then(|parsed| {
+            authenticate(
+                &app.service,
+                &app.auth,
+                &req_parts,
+                parsed,
+                service,
+                now_secs,
+                Some(client_ip),
+                &request_id,
+                secure,
+            )
+        });
     // Authenticated or refused: the body no longer counts against the anonymous budget.
     drop(budget_charge);
     let op = match (&target, is_sts) {
@@ -335,11 +339,7 @@ async fn handle_read(
     };
     let caller = auth.ok();
     // For calls that failed authentication, record what the Authorization header claimed.
-    let claimed = req_parts
-        .headers
-        .iter()
-        .find(|(n, _)| n == "authorization")
-        .and_then(|(_, v)| crate::sigv4::parse_authorization(v).ok());
+    let claimed = header_check.ok();
     let record = kms_audit::ApiCallRecord {
         time_ms: started_ms,
         event_name: info.event_name,
