@@ -4,8 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::body::Body;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Version};
 use axum::response::Response;
@@ -210,7 +209,6 @@ async fn handle_read(
     request_id: &str,
     started_ms: i64,
 ) -> Response {
-    let request_id = request_id.to_owned();
     let path = parts.uri.path();
     // CloudHSM v2 in Smithy RPC v2 CBOR (botocore >= 1.44): the operation is in the path and
     // the body CBOR; the JSON 1.1 path serves it and the answer is re-encoded at the end. The
@@ -226,7 +224,7 @@ async fn handle_read(
                     ErrorCode::SerializationException,
                     format!("The request body is not valid RPC v2 CBOR: {why}"),
                 );
-                return crate::cbor::into_cbor_response(json_error(&e, &request_id)).await;
+                return crate::cbor::into_cbor_response(json_error(&e, request_id)).await;
             }
         },
     };
@@ -290,7 +288,7 @@ async fn handle_read(
                 service,
                 now_secs,
                 Some(client_ip),
-                &request_id,
+                request_id,
                 secure,
             )
         });
@@ -309,9 +307,9 @@ async fn handle_read(
         Err(e) => {
             tracing::debug!(request_id, code = e.code.as_str(), "authentication failed");
             let r = if is_sts {
-                sts_error(e, &request_id)
+                sts_error(e, request_id)
             } else {
-                json_error(e, &request_id)
+                json_error(e, request_id)
             };
             (
                 r,
@@ -324,7 +322,7 @@ async fn handle_read(
                 },
             )
         }
-        Ok(caller) if is_sts => sts_call(app, caller, &op, &body, &request_id).await,
+        Ok(caller) if is_sts => sts_call(app, caller, &op, &body, request_id).await,
         Ok(caller) => {
             kms_call(
                 app,
@@ -332,7 +330,7 @@ async fn handle_read(
                 target.as_deref(),
                 &op,
                 &dispatch_body,
-                &request_id,
+                request_id,
             )
             .await
         }
@@ -367,7 +365,7 @@ async fn handle_read(
         response_elements: info.response_elements,
         error_code: info.error.as_ref().map(|e| e.code.as_str().to_owned()),
         error_message: info.error.as_ref().map(|e| e.message.clone()),
-        request_id: request_id.clone(),
+        request_id: request_id.to_owned(),
         event_id: uuid::Uuid::new_v4().to_string(),
         read_only: crate::audit::is_read_only(&op),
         resources: caller.as_ref().map(|c| c.touched()).unwrap_or_default(),
@@ -397,11 +395,11 @@ async fn handle_read(
             "kmsd could not write the audit record for this request; it was not acknowledged",
         );
         return if is_sts {
-            sts_error(&e, &request_id)
+            sts_error(&e, request_id)
         } else if cbor_op.is_some() {
-            crate::cbor::into_cbor_response(json_error(&e, &request_id)).await
+            crate::cbor::into_cbor_response(json_error(&e, request_id)).await
         } else {
-            json_error(&e, &request_id)
+            json_error(&e, request_id)
         };
     }
     if cbor_op.is_some() {
