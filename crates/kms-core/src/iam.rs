@@ -289,7 +289,7 @@ impl Service {
     ) -> Result<(), KmsError> {
         let sealed = self
             .root_key()
-            .seal(&secret_aad(&access_key_id), secret.as_bytes())
+            .seal(&secret_aad(access_key_id), secret.as_bytes())
             .map_err(internal)?;
         let record = AccessKeyRecord {
             access_key_id: access_key_id.to_owned(),

@@ -20,20 +20,10 @@ pub enum AuthMode {
     },
 }
 
-/// Authenticates a request for SigV4 service `service` (`kms` or `sts`).
-#[allow(clippy::too_many_arguments)]
-pub fn authenticate(
-    svc: &Service,
-    mode: &AuthMode,
-    parts: &RequestParts<'_>,
-    service: &str,
-    now_secs: i64,
-    source_ip: Option<IpAddr>,
-    request_id: &str,
-    secure_transport: bool,
-) -> Result<Caller, KmsError> {
-    let header = parts
-        .headers
+/// The request's `Authorization` header, parsed: the checks that need neither the body nor a
+/// key lookup. A request that fails them is answered without its body being read.
+pub fn authorization(headers: &[(String, String)]) -> Result<sigv4::ParsedAuth, KmsError> {
+    let header = headers
         .iter()
         .find(|(n, _)| n == "authorization")
         .map(|(_, v)| v.as_str())
@@ -43,15 +33,31 @@ pub fn authenticate(
                 "Missing Authentication Token",
             )
         })?;
-    let auth = sigv4::parse_authorization(header)?;
+    sigv4::parse_authorization(header)
+}
+
+/// Authenticates a request for SigV4 service `service` (`kms` or `sts`) whose Authorization
+/// header parsed as `auth` (see [`authorization`]).
+#[allow(clippy::too_many_arguments)]
+pub fn authenticate(
+    svc: &Service,
+    mode: &AuthMode,
+    parts: &RequestParts<'_>,
+    auth: &sigv4::ParsedAuth,
+    service: &str,
+    now_secs: i64,
+    source_ip: Option<IpAddr>,
+    request_id: &str,
+    secure_transport: bool,
+) -> Result<Caller, KmsError> {
     if auth.service != service {
         return Err(KmsError::new(
             ErrorCode::InvalidSignatureException,
             format!("Credential should be scoped to correct service: '{service}'."),
         ));
     }
-    let amz_date = sigv4::check_date(parts, &auth, now_secs)?;
-    require_signed(parts, &auth, &["x-amz-target", "content-type"])?;
+    let amz_date = sigv4::check_date(parts, auth, now_secs)?;
+    require_signed(parts, auth, &["x-amz-target", "content-type"])?;
     let caller = |account: String, arn: String, user_id: String| Caller {
         account,
         region: auth.region.clone(),
@@ -86,7 +92,7 @@ pub fn authenticate(
                     "The security token included in the request is invalid.",
                 )
             })?;
-            sigv4::verify(parts, &auth, &amz_date, &key.secret)?;
+            sigv4::verify(parts, auth, &amz_date, &key.secret)?;
             let token = parts
                 .headers
                 .iter()

@@ -223,10 +223,52 @@ pub struct ServeArgs {
     /// outside kmsd: for test environments only).
     #[arg(long, env = "KMSD_ALLOW_SEEDED_MATERIAL")]
     pub allow_seeded_material: bool,
+    /// Seconds a client connection may stay open with no request in progress (before its
+    /// first request, TLS handshake included, and between requests).
+    #[arg(long, default_value_t = 60, env = "KMSD_IDLE_TIMEOUT_SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub idle_timeout_secs: u64,
+    /// Seconds a client has to send one request's headers.
+    #[arg(long, default_value_t = 10, env = "KMSD_HEADER_TIMEOUT_SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_timeout_secs: u64,
+    /// Seconds a client has to send one request's whole body.
+    #[arg(long, default_value_t = 30, env = "KMSD_BODY_TIMEOUT_SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_timeout_secs: u64,
+    /// Most client connections open at once. A new connection beyond it closes the connection
+    /// idle the longest (or is closed if none is idle). Lowered at start if the open-file limit
+    /// would not allow it.
+    #[arg(long, default_value_t = kms_serve::DEFAULT_MAX_CONNECTIONS, env = "KMSD_MAX_CONNECTIONS", value_parser = parse_positive)]
+    pub max_connections: usize,
+    /// Most connections open at once from one client address (IPv6: one /64), shed the same
+    /// way; 0 for no per-address limit. Raise it when clients reach kmsd through a proxy.
+    #[arg(long, default_value_t = kms_serve::DEFAULT_MAX_CONNECTIONS_PER_IP, env = "KMSD_MAX_CONNECTIONS_PER_IP")]
+    pub max_connections_per_ip: usize,
+    /// MiB that request bodies not yet authenticated may hold together (bodies past their
+    /// first 16 KiB wait for room). At least 1.
+    #[arg(long, default_value_t = 64, env = "KMSD_MAX_UNAUTHENTICATED_BODY_MIB", value_parser = parse_positive)]
+    pub max_unauthenticated_body_mib: usize,
     /// TOML config file: any of these flags by long name with `_` (e.g. `data_dir = "/var/lib/kmsd"`,
     /// `log_level = "info"`). Command line and `KMSD_*` variables take precedence.
     #[arg(long, env = "KMSD_CONFIG")]
     pub config: Option<PathBuf>,
+}
+
+fn parse_positive(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err("a whole number of at least 1".into()),
+    }
+}
+
+impl ServeArgs {
+    /// The connection limits these flags set.
+    pub fn connection_limits(&self) -> kms_serve::ConnectionLimits {
+        kms_serve::ConnectionLimits {
+            header_read_timeout: std::time::Duration::from_secs(self.header_timeout_secs),
+            idle_timeout: std::time::Duration::from_secs(self.idle_timeout_secs),
+            max_connections: self.max_connections,
+            max_connections_per_ip: self.max_connections_per_ip,
+        }
+    }
 }
 
 fn parse_account(s: &str) -> Result<String, String> {
@@ -456,6 +498,11 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         audit: audit.clone(),
         metrics,
         trusted_proxies: args.trusted_proxies.clone(),
+        body_read_timeout: std::time::Duration::from_secs(args.body_timeout_secs),
+        body_budget: kms_serve::BodyBudget::new(
+            args.max_unauthenticated_body_mib
+                .saturating_mul(1024 * 1024),
+        ),
     });
     let admin = match admin_listener {
         Some(l) => {
@@ -506,6 +553,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     };
 
     let app = router(state);
+    let limits = args.connection_limits();
     let result = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => {
             let cert = Arc::new(crate::tls::ReloadableCert::load(cert, key)?);
@@ -516,7 +564,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
                 log_handle.clone(),
             ));
             eprintln!("kmsd listening on {local}");
-            crate::tls::serve(listener, Some(config), app, shutdown_signal()).await;
+            crate::tls::serve(listener, Some(config), app, shutdown_signal(), limits).await;
             reloader.abort();
             Ok(())
         }
@@ -528,7 +576,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
             ));
             let _reloader = AbortOnDrop(reloader);
             eprintln!("kmsd listening on {local}");
-            crate::tls::serve(listener, None, app, shutdown_signal()).await;
+            crate::tls::serve(listener, None, app, shutdown_signal(), limits).await;
             Ok(())
         }
     };
@@ -757,5 +805,54 @@ pub fn config_command(cmd: ConfigCommand) -> Result<(), String> {
     if let Some(path) = &args.xks_config {
         println!("xks_config = \"{}\"", path.display());
     }
+    println!(
+        "idle_timeout_secs = {}\nheader_timeout_secs = {}\nbody_timeout_secs = {}\nmax_connections = {}\nmax_connections_per_ip = {}\nmax_unauthenticated_body_mib = {}",
+        args.idle_timeout_secs,
+        args.header_timeout_secs,
+        args.body_timeout_secs,
+        args.max_connections,
+        args.max_connections_per_ip,
+        args.max_unauthenticated_body_mib
+    );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serve_args(extra: &[&str]) -> Result<ServeArgs, clap::Error> {
+        let mut argv = vec!["kmsd", "serve"];
+        argv.extend_from_slice(extra);
+        match Cli::try_parse_from(argv)?.command {
+            Command::Serve(a) => Ok(*a),
+            _ => unreachable!("parsed serve"),
+        }
+    }
+
+    #[test]
+    fn connection_limits_have_documented_defaults_and_reject_zero() {
+        let a = serve_args(&[]).unwrap();
+        assert_eq!(
+            a.connection_limits(),
+            kms_serve::ConnectionLimits::default()
+        );
+        assert_eq!(a.body_timeout_secs, 30);
+        assert_eq!(a.max_unauthenticated_body_mib, 64);
+        let a = serve_args(&["--idle-timeout-secs", "2", "--max-connections-per-ip", "0"]).unwrap();
+        assert_eq!(
+            a.connection_limits().idle_timeout,
+            std::time::Duration::from_secs(2)
+        );
+        assert_eq!(a.connection_limits().max_connections_per_ip, 0);
+        for bad in [
+            "--idle-timeout-secs",
+            "--header-timeout-secs",
+            "--body-timeout-secs",
+            "--max-connections",
+            "--max-unauthenticated-body-mib",
+        ] {
+            assert!(serve_args(&[bad, "0"]).is_err(), "{bad} 0");
+        }
+    }
 }

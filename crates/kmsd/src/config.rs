@@ -31,6 +31,15 @@ pub const KEYS: &[(&str, &str)] = &[
     ("trusted_proxies", "KMSD_TRUSTED_PROXIES"),
     ("seed", "KMSD_SEED"),
     ("allow_seeded_material", "KMSD_ALLOW_SEEDED_MATERIAL"),
+    ("idle_timeout_secs", "KMSD_IDLE_TIMEOUT_SECS"),
+    ("header_timeout_secs", "KMSD_HEADER_TIMEOUT_SECS"),
+    ("body_timeout_secs", "KMSD_BODY_TIMEOUT_SECS"),
+    ("max_connections", "KMSD_MAX_CONNECTIONS"),
+    ("max_connections_per_ip", "KMSD_MAX_CONNECTIONS_PER_IP"),
+    (
+        "max_unauthenticated_body_mib",
+        "KMSD_MAX_UNAUTHENTICATED_BODY_MIB",
+    ),
 ];
 
 /// Reads a config file into (env var, value) pairs; unknown keys and non-scalar values are

@@ -4,9 +4,9 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Version};
 use axum::response::Response;
 use axum::Router;
 use kms_core::{Clock, ManualClock, Service};
@@ -32,6 +32,10 @@ pub struct AppState {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Proxies whose `X-Forwarded-For` is believed (see [`crate::client_ip`]).
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Time a client has to send a whole request body.
+    pub body_read_timeout: std::time::Duration,
+    /// Memory that request bodies not yet authenticated may hold together.
+    pub body_budget: kms_serve::BodyBudget,
 }
 
 /// The router: every path goes to one handler, as AWS JSON services use `POST /`.
@@ -104,6 +108,47 @@ struct CallInfo {
     error: Option<KmsError>,
 }
 
+/// Asks an HTTP/1 client to close the connection after this response (its request body was
+/// left unread, so the connection cannot carry another request).
+fn closing_connection(mut r: Response, version: Version) -> Response {
+    if version < Version::HTTP_2 {
+        r.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    r
+}
+
+/// Reads a request body (at most [`MAX_BODY_BYTES`], within the body timeout, charged to the
+/// budget of unauthenticated bodies), or the response that refuses it.
+async fn read_request_body(
+    app: &AppState,
+    body: Body,
+    version: Version,
+    request_id: &str,
+) -> Result<(Bytes, kms_serve::BudgetCharge), Response> {
+    use kms_serve::BodyError;
+    kms_serve::read_body(
+        body,
+        MAX_BODY_BYTES,
+        app.body_read_timeout,
+        &app.body_budget,
+    )
+    .await
+    .map_err(|why| {
+        let message = match why {
+            BodyError::TimedOut => format!(
+                "The request body was not received within {} seconds",
+                app.body_read_timeout.as_secs()
+            ),
+            BodyError::TooLarge | BodyError::Read(_) => format!(
+                "The request body is larger than {MAX_BODY_BYTES} bytes or could not be read"
+            ),
+        };
+        let e = KmsError::new(ErrorCode::SerializationException, message);
+        closing_connection(json_error(&e, request_id), version)
+    })
+}
+
 async fn handle(
     State(app): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -112,28 +157,66 @@ async fn handle(
     let request_id = uuid::Uuid::new_v4().to_string();
     let started_ms = kms_core::SystemClock.now_ms();
     let (parts, body) = req.into_parts();
-    let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
-        Ok(b) => b,
-        Err(_) => {
-            let e = KmsError::new(
-                ErrorCode::SerializationException,
-                format!(
-                    "The request body is larger than {MAX_BODY_BYTES} bytes or could not be read"
-                ),
-            );
-            return json_error(&e, &request_id);
-        }
-    };
     let path = parts.uri.path().to_owned();
     if let (AuthMode::Dev { .. }, "/_kmsd/dev/advance-clock") = (&app.auth, path.as_str()) {
-        return advance_clock(&app, &body, &request_id).await;
+        return match read_request_body(&app, body, parts.version, &request_id).await {
+            Ok((body, _)) => advance_clock(&app, &body, &request_id).await,
+            Err(refused) => refused,
+        };
     }
+    let headers = header_pairs(&parts.headers, parts.uri.authority().map(|a| a.as_str()));
+    // A request without a well-formed Authorization header is answered without reading its
+    // body: anonymous clients cannot make kmsd hold request bodies.
+    let header_check = crate::auth::authorization(&headers);
+    let (body, budget_charge) = match &header_check {
+        Ok(_) => match read_request_body(&app, body, parts.version, &request_id).await {
+            Ok(read) => read,
+            Err(refused) => return refused,
+        },
+        Err(_) => (Bytes::new(), kms_serve::BudgetCharge::default()),
+    };
+    let body_unread = header_check.is_err();
+    let response = handle_read(
+        &app,
+        peer,
+        &parts,
+        headers,
+        header_check,
+        body,
+        budget_charge,
+        &request_id,
+        started_ms,
+    )
+    .await;
+    if body_unread {
+        closing_connection(response, parts.version)
+    } else {
+        response
+    }
+}
+
+/// The rest of [`handle`], once the body is read (or, without a well-formed Authorization
+/// header, left unread: `header_check` holds the error).
+#[allow(clippy::too_many_arguments)]
+async fn handle_read(
+    app: &AppState,
+    peer: SocketAddr,
+    parts: &axum::http::request::Parts,
+    headers: Vec<(String, String)>,
+    header_check: Result<crate::sigv4::ParsedAuth, KmsError>,
+    body: Bytes,
+    budget_charge: kms_serve::BudgetCharge,
+    request_id: &str,
+    started_ms: i64,
+) -> Response {
+    let path = parts.uri.path();
     // CloudHSM v2 in Smithy RPC v2 CBOR (botocore >= 1.44): the operation is in the path and
     // the body CBOR; the JSON 1.1 path serves it and the answer is re-encoded at the end. The
     // signature stays checked over the body as sent.
-    let cbor_op = crate::cbor::operation_of(&path).map(str::to_owned);
+    let cbor_op = crate::cbor::operation_of(path).map(str::to_owned);
     let dispatch_body = match &cbor_op {
         None => body.clone(),
+        Some(_) if header_check.is_err() => body.clone(),
         Some(_) => match crate::cbor::request_to_json(&body) {
             Ok(json) => axum::body::Bytes::from(json),
             Err(why) => {
@@ -141,7 +224,7 @@ async fn handle(
                     ErrorCode::SerializationException,
                     format!("The request body is not valid RPC v2 CBOR: {why}"),
                 );
-                return crate::cbor::into_cbor_response(json_error(&e, &request_id)).await;
+                return crate::cbor::into_cbor_response(json_error(&e, request_id)).await;
             }
         },
     };
@@ -162,9 +245,9 @@ async fn handle(
     let is_sts = target.is_none() && content_type.starts_with("application/x-www-form-urlencoded");
     let req_parts = RequestParts {
         method: parts.method.as_str(),
-        path: &path,
+        path,
         query: parts.uri.query().unwrap_or(""),
-        headers: header_pairs(&parts.headers, parts.uri.authority().map(|a| a.as_str())),
+        headers,
         body: &body,
     };
     let host = req_parts
@@ -193,16 +276,24 @@ async fn handle(
         .filter_map(|v| v.to_str().ok())
         .collect();
     let client_ip = crate::client_ip::resolve(peer.ip(), &forwarded_for, &app.trusted_proxies);
-    let auth = authenticate(
-        &app.service,
-        &app.auth,
-        &req_parts,
-        service,
-        now_secs,
-        Some(client_ip),
-        &request_id,
-        secure,
-    );
+    let auth = header_check
+        .as_ref()
+        .map_err(Clone::clone)
+        .and_then(|parsed| {
+            authenticate(
+                &app.service,
+                &app.auth,
+                &req_parts,
+                parsed,
+                service,
+                now_secs,
+                Some(client_ip),
+                request_id,
+                secure,
+            )
+        });
+    // Authenticated or refused: the body no longer counts against the anonymous budget.
+    drop(budget_charge);
     let op = match (&target, is_sts) {
         (_, true) => crate::sts::action(&body).unwrap_or_default(),
         (Some(t), false) => t
@@ -216,9 +307,9 @@ async fn handle(
         Err(e) => {
             tracing::debug!(request_id, code = e.code.as_str(), "authentication failed");
             let r = if is_sts {
-                sts_error(e, &request_id)
+                sts_error(e, request_id)
             } else {
-                json_error(e, &request_id)
+                json_error(e, request_id)
             };
             (
                 r,
@@ -231,26 +322,22 @@ async fn handle(
                 },
             )
         }
-        Ok(caller) if is_sts => sts_call(&app, caller, &op, &body, &request_id).await,
+        Ok(caller) if is_sts => sts_call(app, caller, &op, &body, request_id).await,
         Ok(caller) => {
             kms_call(
-                &app,
+                app,
                 caller,
                 target.as_deref(),
                 &op,
                 &dispatch_body,
-                &request_id,
+                request_id,
             )
             .await
         }
     };
     let caller = auth.ok();
     // For calls that failed authentication, record what the Authorization header claimed.
-    let claimed = req_parts
-        .headers
-        .iter()
-        .find(|(n, _)| n == "authorization")
-        .and_then(|(_, v)| crate::sigv4::parse_authorization(v).ok());
+    let claimed = header_check.ok();
     let record = kms_audit::ApiCallRecord {
         time_ms: started_ms,
         event_name: info.event_name,
@@ -278,7 +365,7 @@ async fn handle(
         response_elements: info.response_elements,
         error_code: info.error.as_ref().map(|e| e.code.as_str().to_owned()),
         error_message: info.error.as_ref().map(|e| e.message.clone()),
-        request_id: request_id.clone(),
+        request_id: request_id.to_owned(),
         event_id: uuid::Uuid::new_v4().to_string(),
         read_only: crate::audit::is_read_only(&op),
         resources: caller.as_ref().map(|c| c.touched()).unwrap_or_default(),
@@ -318,11 +405,11 @@ async fn handle(
             "kmsd could not write the audit record for this request; it was not acknowledged",
         );
         return if is_sts {
-            sts_error(&e, &request_id)
+            sts_error(&e, request_id)
         } else if cbor_op.is_some() {
-            crate::cbor::into_cbor_response(json_error(&e, &request_id)).await
+            crate::cbor::into_cbor_response(json_error(&e, request_id)).await
         } else {
-            json_error(&e, &request_id)
+            json_error(&e, request_id)
         };
     }
     if cbor_op.is_some() {

@@ -148,12 +148,13 @@ pub fn server_config(cert: Arc<ReloadableCert>) -> Result<TlsConfigs, String> {
 
 /// Serves `app` (over TLS when `config` is given, else plain HTTP) until `shutdown` resolves,
 /// then lets in-flight requests finish (at most 30 s). A client has 10 s for its TLS handshake
-/// and [`kms_serve::HEADER_READ_TIMEOUT`] for each request's headers.
+/// (and no more than the idle timeout); `limits` bounds connections, idle time and headers.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     config: Option<TlsConfigs>,
     app: Router,
     shutdown: impl Future<Output = ()>,
+    limits: kms_serve::ConnectionLimits,
 ) {
     let accept = move |tcp: tokio::net::TcpStream, peer: std::net::SocketAddr| {
         let configs = config.clone();
@@ -199,5 +200,13 @@ pub async fn serve(
             Some((Box::new(tls) as Box<dyn kms_serve::Stream>, Some(details)))
         }
     };
-    kms_serve::serve(listener, accept, app, shutdown, Duration::from_secs(30)).await;
+    kms_serve::serve(
+        listener,
+        accept,
+        app,
+        shutdown,
+        Duration::from_secs(30),
+        limits,
+    )
+    .await;
 }

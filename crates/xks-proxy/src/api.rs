@@ -29,8 +29,27 @@ pub const MAX_DATA: usize = 64 * 1024;
 /// Largest AAD accepted (decoded bytes); the spec minimum is 8192, the AAD construction's
 /// 16-bit length prefix allows 65535.
 pub const MAX_AAD: usize = 65535;
-/// Time allowed to receive a request body.
-pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How request bodies are read: the time a client has to send one, and the memory that
+/// bodies not yet authenticated may hold together.
+#[derive(Debug, Clone)]
+pub struct BodyReading {
+    /// Time allowed to receive a whole request body.
+    pub timeout: Duration,
+    /// Shared by all requests not yet authenticated.
+    pub budget: kms_serve::BodyBudget,
+}
+
+impl BodyReading {
+    /// From the `[limits]` settings.
+    pub fn from_limits(l: &crate::config::LimitsFile) -> BodyReading {
+        BodyReading {
+            timeout: Duration::from_secs(l.body_timeout_secs),
+            budget: kms_serve::BodyBudget::new(
+                l.max_unauthenticated_body_mib.saturating_mul(1024 * 1024),
+            ),
+        }
+    }
+}
 /// Body of `GET /ping`.
 pub const PING_RESPONSE: &str = "pong from xks-proxy";
 
@@ -173,6 +192,8 @@ pub struct App {
     pub health: HealthFile,
     /// Token identity for health reports.
     pub token_info: XksTokenInfo,
+    /// How request bodies are read.
+    pub bodies: BodyReading,
     health_cache: tokio::sync::Mutex<Option<(Instant, &'static str)>>,
 }
 
@@ -184,6 +205,7 @@ impl App {
         audit: AuditWriter,
         health: HealthFile,
         token_info: XksTokenInfo,
+        bodies: BodyReading,
     ) -> App {
         App {
             runtime: RwLock::new(Arc::new(runtime)),
@@ -191,6 +213,7 @@ impl App {
             audit,
             health,
             token_info,
+            bodies,
             health_cache: tokio::sync::Mutex::new(None),
         }
     }
@@ -408,24 +431,9 @@ async fn process(
             format!("{} is not allowed here: XKS APIs take POST", parts.method),
         ));
     }
-    let body = match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, MAX_BODY)).await
-    {
-        Ok(Ok(b)) => b,
-        Ok(Err(_)) => {
-            return Err(XksError::new(
-                StatusCode::NOT_IMPLEMENTED,
-                "UnsupportedOperationException",
-                format!("request body larger than {MAX_BODY} bytes"),
-            ))
-        }
-        Err(_) => {
-            return Err(XksError::validation(
-                "the request body was not received in time",
-            ))
-        }
-    };
-
-    // Authentication over the raw bytes, before anything in the body is looked at.
+    // Authentication over the raw bytes, before anything in the body is looked at; what needs
+    // only the headers is checked before the body is read, so clients without one of the
+    // store's access keys cannot make the proxy hold request bodies.
     let mut headers: Vec<(String, String)> = parts
         .headers
         .iter()
@@ -446,6 +454,25 @@ async fn process(
         .find(|(n, _)| n == "authorization")
         .and_then(|(_, v)| kms_sigv4::parse_authorization(v).ok())
         .map(|a| a.access_key_id);
+    if let Err(m) = auth::check_headers(&store.cfg, &headers) {
+        return Err(authentication_failed(&store, m));
+    }
+    let (body, budget_charge) =
+        match kms_serve::read_body(body, MAX_BODY, app.bodies.timeout, &app.bodies.budget).await {
+            Ok(read) => read,
+            Err(kms_serve::BodyError::TimedOut) => {
+                return Err(XksError::validation(
+                    "the request body was not received in time",
+                ))
+            }
+            Err(_) => {
+                return Err(XksError::new(
+                    StatusCode::NOT_IMPLEMENTED,
+                    "UnsupportedOperationException",
+                    format!("request body larger than {MAX_BODY} bytes"),
+                ))
+            }
+        };
     let req_parts = kms_sigv4::RequestParts {
         method: parts.method.as_str(),
         path: parts.uri.path(),
@@ -453,19 +480,15 @@ async fn process(
         headers,
         body: &body,
     };
-    match auth::authenticate(&store.cfg, &req_parts, now_secs()) {
+    let authenticated = auth::authenticate(&store.cfg, &req_parts, now_secs());
+    // Authenticated or refused: the body no longer counts against the anonymous budget.
+    drop(budget_charge);
+    match authenticated {
         Ok(akid) => {
             rec.access_key_id = Some(akid);
             rec.authenticated = true;
         }
-        Err(m) => {
-            tracing::warn!(key_store = %store.cfg.name, reason = %m, "SigV4 authentication failed");
-            return Err(XksError::new(
-                StatusCode::UNAUTHORIZED,
-                "AuthenticationFailedException",
-                m,
-            ));
-        }
+        Err(m) => return Err(authentication_failed(&store, m)),
     }
     if !store.admit() {
         return Err(XksError::new(
@@ -519,6 +542,16 @@ async fn process(
             decrypt_op(app, label, &obj, rec).await
         }
     }
+}
+
+/// The 401 for a request that failed authentication (logged with the reason).
+fn authentication_failed(store: &StoreRt, reason: String) -> XksError {
+    tracing::warn!(key_store = %store.cfg.name, %reason, "SigV4 authentication failed");
+    XksError::new(
+        StatusCode::UNAUTHORIZED,
+        "AuthenticationFailedException",
+        reason,
+    )
 }
 
 fn crypto_allowed(rt: &Runtime, store: &StoreRt) -> Result<(), XksError> {

@@ -4,7 +4,7 @@
 use kms_sigv4::RequestParts;
 use serde_json::Value;
 
-use crate::config::{KeyStore, RuleFile};
+use crate::config::{Credential, KeyStore, RuleFile};
 
 /// The SigV4 service name of the XKS Proxy API.
 pub const SERVICE: &str = "kms-xks-proxy";
@@ -17,8 +17,24 @@ pub fn authenticate(
     parts: &RequestParts<'_>,
     now_secs: i64,
 ) -> Result<String, String> {
-    let header = parts
-        .headers
+    let (auth, cred) = authorization(store, &parts.headers)?;
+    let amz_date = kms_sigv4::check_date(parts, &auth, now_secs).map_err(|e| e.message)?;
+    kms_sigv4::verify(parts, &auth, &amz_date, &cred.secret).map_err(|e| e.message)?;
+    Ok(auth.access_key_id)
+}
+
+/// The checks of [`authenticate`] that need only the headers (a well-formed Authorization
+/// header for this service and the store's region, naming one of its access keys), made
+/// before the body is read.
+pub fn check_headers(store: &KeyStore, headers: &[(String, String)]) -> Result<(), String> {
+    authorization(store, headers).map(|_| ())
+}
+
+fn authorization<'s>(
+    store: &'s KeyStore,
+    headers: &[(String, String)],
+) -> Result<(kms_sigv4::ParsedAuth, &'s Credential), String> {
+    let header = headers
         .iter()
         .find(|(n, _)| n == "authorization")
         .map(|(_, v)| v.as_str())
@@ -41,9 +57,7 @@ pub fn authenticate(
         .iter()
         .find(|c| c.access_key_id == auth.access_key_id)
         .ok_or_else(|| format!("unknown access key id {}", auth.access_key_id))?;
-    let amz_date = kms_sigv4::check_date(parts, &auth, now_secs).map_err(|e| e.message)?;
-    kms_sigv4::verify(parts, &auth, &amz_date, &cred.secret).map_err(|e| e.message)?;
-    Ok(auth.access_key_id)
+    Ok((auth, cred))
 }
 
 /// Glob match where `*` stands for any run of characters (also empty).

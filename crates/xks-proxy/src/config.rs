@@ -61,6 +61,9 @@ pub struct FileConfig {
     pub health: HealthFile,
     /// Audit log.
     pub audit: AuditFile,
+    /// Connection and request limits.
+    #[serde(default)]
+    pub limits: LimitsFile,
     /// The key stores served (at least one).
     #[serde(rename = "key_store", default)]
     pub key_stores: Vec<KeyStoreFile>,
@@ -129,6 +132,97 @@ impl Default for HealthFile {
             create_key: true,
             cache_secs: default_health_cache(),
             fleet_size: default_fleet_size(),
+        }
+    }
+}
+
+/// `[limits]`: what one client may hold of the proxy (all optional).
+#[derive(Debug, Deserialize, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsFile {
+    /// Seconds a connection may stay open with no request in progress.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout_secs: u64,
+    /// Seconds a client has to send one request's headers.
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout_secs: u64,
+    /// Seconds a client has to send one request's whole body.
+    #[serde(default = "default_body_timeout")]
+    pub body_timeout_secs: u64,
+    /// Most connections open at once (the longest-idle one is closed for a new one).
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Most connections open at once from one address (IPv6: one /64); 0: no limit.
+    #[serde(default = "default_max_connections_per_ip")]
+    pub max_connections_per_ip: usize,
+    /// MiB that request bodies not yet authenticated may hold together.
+    #[serde(default = "default_body_budget_mib")]
+    pub max_unauthenticated_body_mib: usize,
+}
+
+fn default_idle_timeout() -> u64 {
+    kms_serve::DEFAULT_IDLE_TIMEOUT.as_secs()
+}
+
+fn default_header_timeout() -> u64 {
+    kms_serve::DEFAULT_HEADER_READ_TIMEOUT.as_secs()
+}
+
+fn default_body_timeout() -> u64 {
+    10
+}
+
+fn default_max_connections() -> usize {
+    kms_serve::DEFAULT_MAX_CONNECTIONS
+}
+
+fn default_max_connections_per_ip() -> usize {
+    kms_serve::DEFAULT_MAX_CONNECTIONS_PER_IP
+}
+
+fn default_body_budget_mib() -> usize {
+    16
+}
+
+impl Default for LimitsFile {
+    fn default() -> Self {
+        LimitsFile {
+            idle_timeout_secs: default_idle_timeout(),
+            header_timeout_secs: default_header_timeout(),
+            body_timeout_secs: default_body_timeout(),
+            max_connections: default_max_connections(),
+            max_connections_per_ip: default_max_connections_per_ip(),
+            max_unauthenticated_body_mib: default_body_budget_mib(),
+        }
+    }
+}
+
+impl LimitsFile {
+    fn validate(&self) -> Result<(), String> {
+        for (name, v) in [
+            ("idle_timeout_secs", self.idle_timeout_secs),
+            ("header_timeout_secs", self.header_timeout_secs),
+            ("body_timeout_secs", self.body_timeout_secs),
+            ("max_connections", self.max_connections as u64),
+            (
+                "max_unauthenticated_body_mib",
+                self.max_unauthenticated_body_mib as u64,
+            ),
+        ] {
+            if v == 0 {
+                return Err(format!("limits.{name} must be at least 1"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The listener's connection limits.
+    pub fn connection_limits(&self) -> kms_serve::ConnectionLimits {
+        kms_serve::ConnectionLimits {
+            header_read_timeout: std::time::Duration::from_secs(self.header_timeout_secs),
+            idle_timeout: std::time::Duration::from_secs(self.idle_timeout_secs),
+            max_connections: self.max_connections,
+            max_connections_per_ip: self.max_connections_per_ip,
         }
     }
 }
@@ -340,6 +434,8 @@ pub struct Config {
     pub audit_dir: PathBuf,
     /// Audit signing key file.
     pub audit_signing_key: PathBuf,
+    /// Connection and request limits.
+    pub limits: LimitsFile,
     /// Key stores.
     pub key_stores: Vec<KeyStore>,
 }
@@ -458,6 +554,7 @@ impl Config {
                 .unwrap_or_else(|| PathBuf::from("."))
                 .join("xks-proxy-audit-key.pk8"),
         };
+        f.limits.validate()?;
         if f.key_stores.is_empty() {
             return Err("at least one [[key_store]] is required".into());
         }
@@ -486,6 +583,7 @@ impl Config {
             health: f.health,
             audit_dir,
             audit_signing_key,
+            limits: f.limits,
             key_stores,
         })
     }
@@ -675,6 +773,40 @@ operations = ["Encrypt"]
                 Config::parse(&text, Path::new("/")).is_err(),
                 "{from} -> {to}"
             );
+        }
+    }
+
+    #[test]
+    fn limits_default_and_validate() {
+        let c = Config::parse(BASE, Path::new("/")).unwrap();
+        assert_eq!(c.limits, LimitsFile::default());
+        assert_eq!(
+            c.limits.connection_limits(),
+            kms_serve::ConnectionLimits::default()
+        );
+        let with = |lines: &str| {
+            BASE.replace(
+                "[audit]\ndir = \"audit\"\n",
+                &format!("[audit]\ndir = \"audit\"\n[limits]\n{lines}\n"),
+            )
+        };
+        let c = Config::parse(
+            &with("idle_timeout_secs = 5\nmax_connections_per_ip = 0"),
+            Path::new("/"),
+        )
+        .unwrap();
+        assert_eq!(
+            c.limits.connection_limits().idle_timeout,
+            std::time::Duration::from_secs(5)
+        );
+        assert_eq!(c.limits.max_connections_per_ip, 0);
+        for bad in [
+            "idle_timeout_secs = 0",
+            "max_connections = 0",
+            "max_unauthenticated_body_mib = 0",
+            "idle_timeout = 5",
+        ] {
+            assert!(Config::parse(&with(bad), Path::new("/")).is_err(), "{bad}");
         }
     }
 

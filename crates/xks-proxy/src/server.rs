@@ -68,6 +68,7 @@ pub async fn run(config_path: PathBuf) -> Result<(), String> {
     let hsm_before = cfg.hsm.clone();
     let audit_dir = cfg.audit_dir.clone();
     let health = std::mem::take(&mut cfg.health);
+    let limits = cfg.limits.clone();
     let runtime = Runtime::from_config(&mut cfg);
     let app = Arc::new(App::new(
         runtime,
@@ -75,6 +76,7 @@ pub async fn run(config_path: PathBuf) -> Result<(), String> {
         audit.clone(),
         health,
         token_info,
+        crate::api::BodyReading::from_limits(&limits),
     ));
     let router = Router::new()
         .fallback(crate::api::handle)
@@ -86,12 +88,13 @@ pub async fn run(config_path: PathBuf) -> Result<(), String> {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let reload_app = app.clone();
     let reload_tls = tls.clone();
+    let limits_before = limits.clone();
     let signals = tokio::spawn(async move {
         let mut tls_now = tls_settings;
         loop {
             tokio::select! {
                 _ = hup.recv() => {
-                    match reload(&config_path, &reload_app, &reload_tls, &mut tls_now, listen, &hsm_before, &audit_dir) {
+                    match reload(&config_path, &reload_app, &reload_tls, &mut tls_now, listen, &hsm_before, &audit_dir, &limits_before) {
                         Ok(()) => {
                             tracing::info!("configuration reloaded");
                             eprintln!("{RELOADED}");
@@ -111,9 +114,15 @@ pub async fn run(config_path: PathBuf) -> Result<(), String> {
 
     tracing::info!(%addr, "xks-proxy started");
     eprintln!("{READY_PREFIX}{addr}");
-    crate::tls::serve(listener, tls, router, async {
-        let _ = stop_rx.await;
-    })
+    crate::tls::serve(
+        listener,
+        tls,
+        router,
+        async {
+            let _ = stop_rx.await;
+        },
+        limits.connection_limits(),
+    )
     .await;
     signals.abort();
     audit.close().await;
@@ -141,6 +150,7 @@ fn ensure_health_key(hsm: &kms_hsm::Hsm, cfg: &crate::config::HealthFile) -> Res
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn reload(
     path: &Path,
     app: &App,
@@ -149,6 +159,7 @@ fn reload(
     listen: std::net::SocketAddr,
     hsm: &crate::config::HsmSettings,
     audit_dir: &Path,
+    limits: &crate::config::LimitsFile,
 ) -> Result<(), String> {
     let mut cfg = Config::load(path)?;
     // TLS files are re-read even if their names did not change (certificate renewal).
@@ -161,6 +172,9 @@ fn reload(
     }
     if cfg.audit_dir != audit_dir {
         tracing::warn!("[audit] changes need a restart");
+    }
+    if &cfg.limits != limits {
+        tracing::warn!("[limits] changes need a restart");
     }
     {
         let mut g = tls.write().unwrap_or_else(|p| p.into_inner());

@@ -268,6 +268,8 @@ pub struct TestProxyOptions {
     pub client_cns: Option<Vec<String>>,
     /// `health.cache_secs`.
     pub health_cache_secs: u64,
+    /// Keys of the `[limits]` table (TOML lines), if any.
+    pub limits_toml: String,
 }
 
 impl TestProxyOptions {
@@ -279,6 +281,7 @@ impl TestProxyOptions {
             crypto_enabled: true,
             client_cns: None,
             health_cache_secs: 5,
+            limits_toml: String::new(),
         }
     }
 }
@@ -329,6 +332,9 @@ pub fn config_toml(
         "[audit]\ndir = {}\n\n",
         toml_str(&dir.join("audit").display().to_string())
     ));
+    if !opts.limits_toml.is_empty() {
+        t.push_str(&format!("[limits]\n{}\n\n", opts.limits_toml));
+    }
     for s in &opts.stores {
         t.push_str("[[key_store]]\n");
         t.push_str(&format!("name = {}\n", toml_str(&s.name)));

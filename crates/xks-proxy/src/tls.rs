@@ -162,6 +162,7 @@ pub async fn serve(
     config: SharedServerConfig,
     app: Router,
     shutdown: impl Future<Output = ()>,
+    limits: kms_serve::ConnectionLimits,
 ) {
     let accept = move |tcp: tokio::net::TcpStream, peer: std::net::SocketAddr| {
         let cfg = config
@@ -199,5 +200,13 @@ pub async fn serve(
             Some((tls, Some(info)))
         }
     };
-    kms_serve::serve(listener, accept, app, shutdown, Duration::from_secs(10)).await;
+    kms_serve::serve(
+        listener,
+        accept,
+        app,
+        shutdown,
+        Duration::from_secs(10),
+        limits,
+    )
+    .await;
 }

@@ -36,7 +36,27 @@ impl Server {
     /// As [`Server::start_in`], with extra environment variables for the server only (tests
     /// running in parallel must not share them through the test process's environment).
     pub fn start_in_env(dir: &Path, extra: &[&str], vars: &[(&str, &Path)]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_kmsd"))
+        Server::spawn(Command::new(env!("CARGO_BIN_EXE_kmsd")), dir, extra, vars)
+    }
+
+    /// Starts kmsd on a fresh data dir with its open-file limit (soft and hard) set to `limit`.
+    pub fn start_with_open_file_limit(limit: u64, extra: &[&str]) -> Server {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("data");
+        let mut cmd = Command::new("sh");
+        cmd.args([
+            "-c",
+            &format!("ulimit -n {limit} && exec \"$0\" \"$@\""),
+            env!("CARGO_BIN_EXE_kmsd"),
+        ]);
+        let mut s = Server::spawn(cmd, &dir, extra, &[]);
+        s._tmp = Some(tmp);
+        s
+    }
+
+    /// Runs `cmd serve ...` (cmd runs kmsd, possibly through a wrapper).
+    fn spawn(mut cmd: Command, dir: &Path, extra: &[&str], vars: &[(&str, &Path)]) -> Server {
+        let mut child = cmd
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir)
             .args(extra)

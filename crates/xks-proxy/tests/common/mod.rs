@@ -121,6 +121,23 @@ impl Client {
         }
     }
 
+    /// A new TLS connection to the proxy.
+    pub async fn connect(
+        &self,
+    ) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+        let tcp = tokio::net::TcpStream::connect(self.addr).await?;
+        tcp.set_nodelay(true)?;
+        let connector = tokio_rustls::TlsConnector::from(self.config.clone());
+        connector
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+    }
+
+    /// The Host header value requests carry.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
     /// Sends one request (own connection, `Connection: close`).
     pub async fn raw(
         &self,
@@ -129,12 +146,7 @@ impl Client {
         extra_headers: &[(String, String)],
         body: &[u8],
     ) -> std::io::Result<Resp> {
-        let tcp = tokio::net::TcpStream::connect(self.addr).await?;
-        tcp.set_nodelay(true)?;
-        let connector = tokio_rustls::TlsConnector::from(self.config.clone());
-        let mut tls = connector
-            .connect(ServerName::try_from("localhost").unwrap(), tcp)
-            .await?;
+        let mut tls = self.connect().await?;
         let mut req = format!("{method} {path} HTTP/1.1\r\nhost: {}\r\n", self.host);
         for (n, v) in extra_headers {
             req.push_str(&format!("{n}: {v}\r\n"));
@@ -195,7 +207,8 @@ impl Client {
     }
 }
 
-fn parse_response(buf: &[u8]) -> std::io::Result<Resp> {
+/// Parses a complete HTTP/1.1 response.
+pub fn parse_response(buf: &[u8]) -> std::io::Result<Resp> {
     let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_string());
     let split = buf
         .windows(4)
