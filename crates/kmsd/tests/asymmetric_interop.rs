@@ -6,8 +6,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::Command;
 
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{
@@ -18,38 +17,15 @@ use base64::Engine as _;
 use common::Server;
 use serde_json::{json, Value};
 
-struct Peer {
-    _child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-}
+#[path = "common/python_peer.rs"]
+mod python_peer;
+
+/// The Python peer of these tests (tests/interop/crypto_peer.py).
+struct Peer;
 
 impl Peer {
-    fn start() -> Peer {
-        let mut child = Command::new("python3")
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/interop/crypto_peer.py"
-            ))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect(
-                "python3 with the `cryptography` package is needed (scripts/test.sh installs it)",
-            );
-        let stdin = child.stdin.take().unwrap();
-        let stdout = BufReader::new(child.stdout.take().unwrap());
-        Peer {
-            _child: child,
-            stdin,
-            stdout,
-        }
-    }
-    fn call(&mut self, req: Value) -> Value {
-        writeln!(self.stdin, "{req}").unwrap();
-        let mut line = String::new();
-        self.stdout.read_line(&mut line).unwrap();
-        serde_json::from_str(&line).unwrap_or_else(|_| panic!("peer failed on {req}"))
+    fn start() -> python_peer::PythonPeer {
+        python_peer::PythonPeer::start("crypto_peer.py", "the `cryptography` package")
     }
 }
 

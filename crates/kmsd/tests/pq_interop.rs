@@ -8,9 +8,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{
     DataKeyPairSpec, EncapsulationAlgorithmSpec, KeySpec, KeyUsageType, MessageType,
@@ -21,50 +18,15 @@ use common::Server;
 use kms_crypto::asymmetric::AsymmetricSpec;
 use serde_json::{json, Value};
 
-/// The Python peer (tests/interop/pq_peer.py), one JSON request and answer per line.
-struct Peer {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-}
+#[path = "common/python_peer.rs"]
+mod python_peer;
+
+/// The Python peer of these tests (tests/interop/pq_peer.py).
+struct Peer;
 
 impl Peer {
-    fn start() -> Peer {
-        let mut child = Command::new("python3")
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/interop/pq_peer.py"
-            ))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("python3 with kyber-py, dilithium-py and ecdsa is needed (scripts/test.sh installs them)");
-        let stdin = child.stdin.take().unwrap();
-        let stdout = BufReader::new(child.stdout.take().unwrap());
-        Peer {
-            child,
-            stdin,
-            stdout,
-        }
-    }
-
-    fn call(&mut self, req: Value) -> Value {
-        writeln!(self.stdin, "{req}").unwrap();
-        let mut line = String::new();
-        self.stdout.read_line(&mut line).unwrap();
-        serde_json::from_str(&line).unwrap_or_else(|_| {
-            panic!(
-                "the Python peer failed on {} (are kyber-py, dilithium-py and ecdsa installed?)",
-                req["op"]
-            )
-        })
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    fn start() -> python_peer::PythonPeer {
+        python_peer::PythonPeer::start("pq_peer.py", "kyber-py, dilithium-py and ecdsa")
     }
 }
 

@@ -21,24 +21,6 @@ const DOC_KIND: &str = "key-last-usage";
 /// Store meta value: when this store started tracking key use (ms).
 const TRACKING_START: &str = "key_last_usage_tracking_start_ms";
 
-/// Operations GetKeyLastUsage reports (the model's KeyLastUsageTrackingOperation).
-pub const TRACKED_OPERATIONS: &[&str] = &[
-    "Decrypt",
-    "DeriveSharedSecret",
-    "Encrypt",
-    "GenerateDataKey",
-    "GenerateDataKeyPair",
-    "GenerateDataKeyPairWithoutPlaintext",
-    "GenerateDataKeyWithoutPlaintext",
-    "GenerateMac",
-    "ReEncrypt",
-    "Sign",
-    "Verify",
-    "VerifyMac",
-    "Encapsulate",
-    "Decapsulate",
-];
-
 /// One key's last successful cryptographic use.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LastUsage {
@@ -96,9 +78,9 @@ fn doc_id(region: &str, key_id: &str) -> String {
 
 impl Service {
     /// Records a successful cryptographic use of the key `key_arn` by `operation` (only the
-    /// tracked operations; others are ignored).
+    /// model's KeyLastUsageTrackingOperation values; others are ignored).
     pub fn record_key_usage(&self, key_arn: &str, operation: &str, usage: (i64, &str, &str)) {
-        if !TRACKED_OPERATIONS.contains(&operation) {
+        if !KeyLastUsageTrackingOperation::VALUES.contains(&operation) {
             return;
         }
         // arn:aws:kms:<region>:<account>:key/<id>
