@@ -942,3 +942,125 @@ async fn ed25519ph_and_ml_dsa_external_mu_sign_and_verify() {
     .unwrap_err();
     assert_eq!(err.code, ErrorCode::ValidationException);
 }
+
+/// The caller of `c` in another Region.
+fn in_region(c: &Caller, region: &str) -> Caller {
+    Caller {
+        region: region.into(),
+        ..c.clone()
+    }
+}
+
+#[tokio::test]
+async fn multi_region_rules_replication_rotation_and_deletion() {
+    let (svc, clock, east) = setup();
+    let west = in_region(&east, "us-west-2");
+    let created: CreateKeyResponse = call(
+        &svc,
+        &east,
+        "CreateKey",
+        serde_json::json!({"MultiRegion": true}),
+    )
+    .await
+    .unwrap();
+    let id = created.key_metadata.unwrap().key_id.unwrap();
+    assert!(id.starts_with("mrk-"));
+    // Not in a custom key store; not without MultiRegion to the primary.
+    let plain = new_key(&svc, &east).await;
+    let err = call::<ReplicateKeyResponse>(
+        &svc,
+        &east,
+        "ReplicateKey",
+        serde_json::json!({"KeyId": plain, "ReplicaRegion": "us-west-2"}),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code, ErrorCode::UnsupportedOperationException);
+    let err = call::<ReplicateKeyResponse>(
+        &svc,
+        &east,
+        "ReplicateKey",
+        serde_json::json!({"KeyId": id, "ReplicaRegion": "us-east-1"}),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code, ErrorCode::ValidationException, "its own Region");
+    let _: ReplicateKeyResponse = call(
+        &svc,
+        &east,
+        "ReplicateKey",
+        serde_json::json!({"KeyId": id, "ReplicaRegion": "us-west-2"}),
+    )
+    .await
+    .unwrap();
+
+    // Rotation on the primary reaches the replica in the same commit.
+    let _: RotateKeyOnDemandResponse = call(
+        &svc,
+        &east,
+        "RotateKeyOnDemand",
+        serde_json::json!({"KeyId": id}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        current_material(&svc, &east, &id).await,
+        current_material(&svc, &west, &id).await
+    );
+    let err = call::<serde_json::Value>(
+        &svc,
+        &west,
+        "EnableKeyRotation",
+        serde_json::json!({"KeyId": id}),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code, ErrorCode::UnsupportedOperationException);
+
+    // Deleting the primary waits for its replica.
+    let s: ScheduleKeyDeletionResponse = call(
+        &svc,
+        &east,
+        "ScheduleKeyDeletion",
+        serde_json::json!({"KeyId": id, "PendingWindowInDays": 7}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.key_state.as_deref(), Some("PendingReplicaDeletion"));
+    let err = call::<EncryptResponse>(
+        &svc,
+        &east,
+        "Encrypt",
+        serde_json::json!({"KeyId": id, "Plaintext": b64(b"x")}),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code, ErrorCode::KMSInvalidStateException);
+    let _: ScheduleKeyDeletionResponse = call(
+        &svc,
+        &west,
+        "ScheduleKeyDeletion",
+        serde_json::json!({"KeyId": id, "PendingWindowInDays": 7}),
+    )
+    .await
+    .unwrap();
+    clock.advance_ms(8 * 86_400_000);
+    assert_eq!(svc.sweep_due_deletions().await.unwrap(), 1, "the replica");
+    let d: DescribeKeyResponse = call(&svc, &east, "DescribeKey", serde_json::json!({"KeyId": id}))
+        .await
+        .unwrap();
+    let m = d.key_metadata.unwrap();
+    assert_eq!(m.key_state.as_deref(), Some("PendingDeletion"));
+    assert!(m
+        .multi_region_configuration
+        .unwrap()
+        .replica_keys
+        .unwrap()
+        .is_empty());
+    clock.advance_ms(8 * 86_400_000);
+    assert_eq!(
+        svc.sweep_due_deletions().await.unwrap(),
+        1,
+        "then the primary"
+    );
+}
