@@ -10,7 +10,7 @@
 //!   same flags in the background and waits until it listens.
 //!
 //! Every other block runs, including blocks added later. The script keeps each README line at
-//! its README line number, so a failure names the README line (`FAILED: README.md line N`).
+//! its README line number, so a failure names the README line (`FAILED: README.md line N: cmd`).
 //! Every process the script started is killed at the end (its process group).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -39,6 +39,11 @@ const TOOLS: [&str; 6] = [
 const RUN_LIMIT: Duration = Duration::from_secs(300);
 /// Where the test's replacement of the `background` block sends the server's log.
 const SERVER_LOG: &str = "kmsd-serve.log";
+
+/// Line 1 of the script: strict mode, and on the first failure (also inside a shell function
+/// such as `kms`, hence `-E`; reported by the main shell only) the README line of the top-level
+/// command that failed.
+const SCRIPT_HEADER: &str = r#"set -Eeuo pipefail; trap '[ "$BASHPID" != "$$" ] || { n=${#BASH_LINENO[@]}; echo "FAILED: README.md line $([ "$n" -gt 1 ] && echo "${BASH_LINENO[n-2]}" || echo "$LINENO"): $BASH_COMMAND" >&2; }' ERR"#;
 
 /// What the annotation before a block asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,9 +137,7 @@ fn background_start(block_lines: &[&str], ports: &[(u16, u16)], readme_line: usi
 fn script(readme: &str, ports: &[(u16, u16)]) -> String {
     let lines: Vec<&str> = readme.lines().collect();
     let mut out = vec![String::new(); lines.len().max(1)];
-    out[0] =
-        "set -euo pipefail; trap 'echo \"FAILED: README.md line $LINENO: $BASH_COMMAND\" >&2' ERR"
-            .to_owned();
+    out[0] = SCRIPT_HEADER.to_owned();
     let blocks = sh_blocks(&lines);
     assert!(
         blocks.iter().any(|b| b.directive == Directive::Run),
@@ -148,18 +151,20 @@ fn script(readme: &str, ports: &[(u16, u16)]) -> String {
                 out[block.fence] = format!("echo '=== README.md line {readme_line}: skipped'");
             }
             Directive::Background => {
-                out[block.fence] = format!("echo '=== README.md line {readme_line}'");
+                out[block.fence] =
+                    format!("echo \"=== README.md line {readme_line} (${{SECONDS}}s)\"");
                 out[block.fence + 1] = background_start(body, ports, readme_line);
             }
             Directive::Run => {
-                out[block.fence] = format!("echo '=== README.md line {readme_line}'");
+                out[block.fence] =
+                    format!("echo \"=== README.md line {readme_line} (${{SECONDS}}s)\"");
                 for (offset, line) in body.iter().enumerate() {
                     out[block.fence + 1 + offset] = with_ports(line, ports);
                 }
             }
         }
     }
-    out.join("\n") + "\necho '=== README walkthrough done'\n"
+    out.join("\n") + "\necho \"=== README walkthrough done (${SECONDS}s)\"\n"
 }
 
 /// Free loopback ports, one per README port (all held until every one is chosen).
@@ -220,16 +225,18 @@ fn spawn_script(dir: &Path, script: &Path, log: &Path) -> Child {
         .process_group(0);
     for (name, _) in std::env::vars_os() {
         let name = name.to_string_lossy().into_owned();
-        if name.starts_with("AWS_")
-            && name != "AWS_CONFIG_FILE"
-            && name != "AWS_EC2_METADATA_DISABLED"
-            || name.starts_with("KMSD_")
-            || name == "SOFTHSM2_CONF"
-        {
+        if overridden_setting(&name) {
             command.env_remove(name);
         }
     }
     command.spawn().unwrap()
+}
+
+/// Caller environment variables that would change what the walkthrough does (credentials,
+/// Region, CA bundle, kmsd settings, a SoftHSM2 config): removed, except the test's own.
+fn overridden_setting(name: &str) -> bool {
+    let own = name == "AWS_CONFIG_FILE" || name == "AWS_EC2_METADATA_DISABLED";
+    (name.starts_with("AWS_") && !own) || name.starts_with("KMSD_") || name == "SOFTHSM2_CONF"
 }
 
 /// Waits for the script, at most `RUN_LIMIT`; `None` when it ran out of time.
@@ -277,7 +284,7 @@ fn readme_shell_blocks_run_in_order() {
     let output = std::fs::read_to_string(&log).unwrap_or_default();
     let server_log = std::fs::read_to_string(dir.path().join(SERVER_LOG)).unwrap_or_default();
     match status {
-        Some(status) if status.success() => {}
+        Some(status) if status.success() => println!("{output}"),
         Some(status) => panic!(
             "the README walkthrough failed ({status}):\n{output}\n--- {SERVER_LOG} (the first server's log):\n{server_log}"
         ),
@@ -295,7 +302,7 @@ fn annotations_and_ports_are_applied() {
                   ```sh\necho http://127.0.0.1:4599\n```\n";
     let out = script(readme, &[(4599, 5001)]);
     let lines: Vec<&str> = out.lines().collect();
-    assert!(lines[0].starts_with("set -euo pipefail"));
+    assert!(lines[0].starts_with("set -Eeuo pipefail"));
     assert_eq!(lines[3], "echo '=== README.md line 4: skipped'");
     assert_eq!(lines[4], "", "a skipped block does not run");
     assert!(lines[8].starts_with("kmsd serve --listen 127.0.0.1:5001 2> kmsd-serve.log & "));
