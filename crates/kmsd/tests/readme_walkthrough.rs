@@ -90,9 +90,9 @@ fn sh_blocks(lines: &[&str]) -> Vec<Block> {
     let mut blocks = Vec::new();
     let mut i = 0;
     while i < lines.len() {
-        if lines[i].trim_end() == "```sh" {
+        if lines[i].trim() == "```sh" {
             let end = (i + 1..lines.len())
-                .find(|&j| lines[j].trim_end() == "```")
+                .find(|&j| lines[j].trim() == "```")
                 .unwrap_or_else(|| panic!("README.md line {}: unclosed ```sh block", i + 1));
             let previous = i.checked_sub(1).map(|p| lines[p]);
             blocks.push(Block {
