@@ -45,8 +45,17 @@ if ! "$CBOR_VENV/bin/python" -c "import boto3, botocore, sys; sys.exit(tuple(map
 fi
 export KMSD_TEST_CBOR_PYTHON="$PWD/$CBOR_VENV/bin/python"
 
+# systemd-analyze checks the packaged units (scripts/check-packaging.sh).
+if ! command -v systemd-analyze >/dev/null 2>&1 && need_root; then
+  echo "installing systemd (apt) for systemd-analyze"
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd) >/dev/null || echo "warning: systemd install failed"
+fi
+
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+# The Debian package, its layout and hardened systemd units (before the tests, whose summary
+# stays the last lines of the output).
+./scripts/check-packaging.sh
 cargo test --workspace --no-fail-fast 2>&1 | tee /tmp/kmsd-test.log
 # Exit status of cargo test (not tee).
 exit "${PIPESTATUS[0]}"
