@@ -1,0 +1,400 @@
+//! `kmsd k8s-kms-plugin`: a gRPC client generated from the same KMS v2 proto drives the plugin,
+//! over its Unix socket, against a real kmsd.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::Server;
+use k8s_kms_plugin::proto::key_management_service_client::KeyManagementServiceClient;
+use k8s_kms_plugin::proto::{DecryptRequest, EncryptRequest, StatusRequest, StatusResponse};
+use serde_json::Value;
+use tonic::transport::Channel;
+
+/// A running plugin process; killed on drop.
+struct Plugin {
+    child: Child,
+    socket: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Plugin {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The plugin command with the admin's credentials from the server's shared credentials file
+/// (the AWS chain, as in production) and nothing from the caller's environment.
+fn plugin_command(
+    server_data_dir: &Path,
+    endpoint: &str,
+    socket: &Path,
+    extra: &[&str],
+) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kmsd"));
+    cmd.arg("k8s-kms-plugin")
+        .arg("--socket")
+        .arg(socket)
+        .args([
+            "--endpoint",
+            endpoint,
+            "--health-cache-secs",
+            "0",
+            "--timeout-secs",
+            "5",
+        ])
+        .args(extra)
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_ENDPOINT_URL")
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            server_data_dir.join("admin-credentials"),
+        )
+        .env("AWS_CONFIG_FILE", server_data_dir.join("no-aws-config"))
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// Starts the plugin against `server` with `extra` flags; waits until it listens.
+fn start_plugin(server: &Server, extra: &[&str]) -> Plugin {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o750)).unwrap();
+    let socket = dir.path().join("kms.sock");
+    let mut child = plugin_command(&server.data_dir, &server.endpoint(), &socket, extra)
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stderr).lines().map_while(Result::ok);
+        let mut seen = String::new();
+        for line in lines.by_ref() {
+            if line.starts_with("k8s-kms-plugin listening on ") {
+                let _ = tx.send(Ok(()));
+                break;
+            }
+            seen.push_str(&line);
+            seen.push('\n');
+        }
+        let _ = tx.send(Err(seen));
+        // Keep draining so the plugin never blocks on a full pipe.
+        for line in lines {
+            if std::env::var_os("KMSD_TEST_LOG").is_some() {
+                eprintln!("[plugin] {line}");
+            }
+        }
+    });
+    match rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(Ok(())) => {}
+        other => panic!("the plugin did not start: {other:?}"),
+    }
+    Plugin {
+        child,
+        socket,
+        _dir: dir,
+    }
+}
+
+/// A KMS v2 gRPC client over the plugin's Unix socket.
+async fn connect(socket: &Path) -> KeyManagementServiceClient<Channel> {
+    let socket = socket.to_path_buf();
+    let channel = tonic::transport::Endpoint::try_from("http://[::1]:50051")
+        .unwrap()
+        .timeout(Duration::from_secs(30))
+        .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
+            let socket = socket.clone();
+            async move {
+                let stream = tokio::net::UnixStream::connect(socket).await?;
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+            }
+        }))
+        .await
+        .unwrap();
+    KeyManagementServiceClient::new(channel)
+}
+
+async fn status(client: &mut KeyManagementServiceClient<Channel>) -> StatusResponse {
+    client.status(StatusRequest {}).await.unwrap().into_inner()
+}
+
+async fn encrypt(
+    client: &mut KeyManagementServiceClient<Channel>,
+    plaintext: &[u8],
+    uid: &str,
+) -> (Vec<u8>, String) {
+    let out = client
+        .encrypt(EncryptRequest {
+            plaintext: plaintext.to_vec(),
+            uid: uid.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    (out.ciphertext, out.key_id)
+}
+
+async fn decrypt(
+    client: &mut KeyManagementServiceClient<Channel>,
+    ciphertext: &[u8],
+    key_id: &str,
+) -> Result<Vec<u8>, tonic::Status> {
+    client
+        .decrypt(DecryptRequest {
+            ciphertext: ciphertext.to_vec(),
+            uid: "decrypt-uid".into(),
+            key_id: key_id.into(),
+            annotations: Default::default(),
+        })
+        .await
+        .map(|r| r.into_inner().plaintext)
+}
+
+fn audit_records(data_dir: &Path) -> Vec<Value> {
+    let out = Command::new(env!("CARGO_BIN_EXE_kmsd"))
+        .args(["audit", "query"])
+        .arg(data_dir.join("audit"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+async fn create_key_with_alias(kms: &aws_sdk_kms::Client, alias: &str) -> String {
+    let arn = kms
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata()
+        .unwrap()
+        .arn()
+        .unwrap()
+        .to_owned();
+    kms.create_alias()
+        .alias_name(alias)
+        .target_key_id(&arn)
+        .send()
+        .await
+        .unwrap();
+    arn
+}
+
+#[tokio::test]
+async fn status_round_trips_audit_uid_and_rotation() {
+    let server = Server::start(&[]);
+    let kms = server.client();
+    let arn = create_key_with_alias(&kms, "alias/k8s-secrets").await;
+    let plugin = start_plugin(
+        &server,
+        &["--key-id", "alias/k8s-secrets", "--cluster-name", "prod-eu"],
+    );
+    let mode = std::fs::metadata(&plugin.socket)
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "socket mode {mode:o}");
+    let mut client = connect(&plugin.socket).await;
+
+    let st = status(&mut client).await;
+    assert_eq!((st.version.as_str(), st.healthz.as_str()), ("v2", "ok"));
+    assert!(st.key_id.starts_with(&format!("{arn}@")), "{}", st.key_id);
+
+    let uid = "5f0c2d1e-7a6b-4c3d-9e8f-0a1b2c3d4e5f";
+    let (ciphertext, key_id) = encrypt(&mut client, b"a DEK seed", uid).await;
+    assert_eq!(key_id, st.key_id);
+    assert_eq!(
+        decrypt(&mut client, &ciphertext, &key_id).await.unwrap(),
+        b"a DEK seed"
+    );
+
+    // The uid is in kmsd's audit record of that Encrypt; the encryption context names the cluster.
+    let records = audit_records(&server.data_dir);
+    let record = records
+        .iter()
+        .find(|r| {
+            r["eventName"] == "Encrypt"
+                && r["userAgent"]
+                    .as_str()
+                    .is_some_and(|ua| ua.contains(&format!("app/k8s-kms.uid.{uid}")))
+        })
+        .unwrap_or_else(|| panic!("no Encrypt record with the uid in: {records:#?}"));
+    assert_eq!(
+        record["requestParameters"]["encryptionContext"]["kubernetes-cluster"], "prod-eu",
+        "{record:#}"
+    );
+
+    // Rotation changes key_id; data encrypted before still decrypts.
+    kms.rotate_key_on_demand()
+        .key_id(&arn)
+        .send()
+        .await
+        .unwrap();
+    let rotated = status(&mut client).await;
+    assert_eq!(rotated.healthz, "ok");
+    assert!(rotated.key_id.starts_with(&format!("{arn}@")));
+    assert_ne!(rotated.key_id, st.key_id, "rotation must change key_id");
+    let (new_ciphertext, new_key_id) = encrypt(&mut client, b"after rotation", uid).await;
+    assert_eq!(new_key_id, rotated.key_id);
+    assert_eq!(
+        decrypt(&mut client, &ciphertext, &key_id).await.unwrap(),
+        b"a DEK seed"
+    );
+    assert_eq!(
+        decrypt(&mut client, &new_ciphertext, &new_key_id)
+            .await
+            .unwrap(),
+        b"after rotation"
+    );
+
+    // Another cluster's plugin (other encryption context) cannot decrypt this cluster's data.
+    let other = start_plugin(
+        &server,
+        &["--key-id", "alias/k8s-secrets", "--cluster-name", "staging"],
+    );
+    let mut other_client = connect(&other.socket).await;
+    let refused = decrypt(&mut other_client, &ciphertext, &key_id)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+}
+
+#[tokio::test]
+async fn migration_to_a_new_key_keeps_old_ciphertexts_readable_with_decrypt_also() {
+    let server = Server::start(&[]);
+    let kms = server.client();
+    create_key_with_alias(&kms, "alias/k8s-old").await;
+    let new_arn = create_key_with_alias(&kms, "alias/k8s-new").await;
+    let (old_ciphertext, old_key_id) = {
+        let old = start_plugin(&server, &["--key-id", "alias/k8s-old"]);
+        let mut client = connect(&old.socket).await;
+        encrypt(&mut client, b"written before migration", "u1").await
+    };
+
+    // Without --decrypt-also, the new key's plugin refuses the old key's ciphertext.
+    let strict = start_plugin(&server, &["--key-id", "alias/k8s-new"]);
+    let mut client = connect(&strict.socket).await;
+    let refused = decrypt(&mut client, &old_ciphertext, &old_key_id)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+
+    let migrating = start_plugin(
+        &server,
+        &[
+            "--key-id",
+            "alias/k8s-new",
+            "--decrypt-also",
+            "alias/k8s-old",
+        ],
+    );
+    let mut client = connect(&migrating.socket).await;
+    assert_eq!(
+        decrypt(&mut client, &old_ciphertext, &old_key_id)
+            .await
+            .unwrap(),
+        b"written before migration"
+    );
+    let (ciphertext, key_id) = encrypt(&mut client, b"written after", "u2").await;
+    assert!(key_id.starts_with(&format!("{new_arn}@")), "{key_id}");
+    assert_eq!(status(&mut client).await.key_id, key_id);
+    assert_eq!(
+        decrypt(&mut client, &ciphertext, &key_id).await.unwrap(),
+        b"written after"
+    );
+}
+
+#[tokio::test]
+async fn with_kmsd_down_status_is_not_ok_and_encrypt_fails() {
+    let mut server = Server::start(&[]);
+    let kms = server.client();
+    create_key_with_alias(&kms, "alias/k8s-secrets").await;
+    let plugin = start_plugin(&server, &["--key-id", "alias/k8s-secrets"]);
+    let mut client = connect(&plugin.socket).await;
+    let (ciphertext, key_id) = encrypt(&mut client, b"seed", "u").await;
+    assert_eq!(status(&mut client).await.healthz, "ok");
+
+    server.kill9();
+    let st = status(&mut client).await;
+    assert_eq!(st.version, "v2");
+    assert_ne!(st.healthz, "ok");
+    assert!(st.healthz.contains("unreachable"), "{}", st.healthz);
+    let failed = client
+        .encrypt(EncryptRequest {
+            plaintext: b"seed".to_vec(),
+            uid: "u".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(failed.code(), tonic::Code::Unavailable, "{failed:?}");
+    let failed = decrypt(&mut client, &ciphertext, &key_id)
+        .await
+        .unwrap_err();
+    assert_eq!(failed.code(), tonic::Code::Unavailable, "{failed:?}");
+}
+
+/// Runs the plugin to its exit (it must refuse before serving); returns its stderr.
+fn refused_start(socket: &Path) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let out = plugin_command(
+        dir.path(),
+        "http://127.0.0.1:9",
+        socket,
+        &["--key-id", "alias/x"],
+    )
+    .output()
+    .unwrap();
+    assert!(
+        !out.status.success(),
+        "the plugin started on {}",
+        socket.display()
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn insecure_socket_paths_are_refused() {
+    // A world-writable directory: anyone could replace the socket.
+    let open = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(open.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let err = refused_start(&open.path().join("kms.sock"));
+    assert!(err.contains("world-writable"), "{err}");
+    assert!(!open.path().join("kms.sock").exists());
+
+    // An existing file that is not a socket is refused and left alone.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o750)).unwrap();
+    let file = dir.path().join("kms.sock");
+    std::fs::write(&file, b"not a socket").unwrap();
+    let err = refused_start(&file);
+    assert!(err.contains("not a socket"), "{err}");
+    assert_eq!(std::fs::read(&file).unwrap(), b"not a socket");
+
+    // A bad --socket-mode is refused.
+    let sock = dir.path().join("other.sock");
+    let out = plugin_command(
+        dir.path(),
+        "http://127.0.0.1:9",
+        &sock,
+        &["--key-id", "k", "--socket-mode", "9999"],
+    )
+    .output()
+    .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--socket-mode"));
+}
