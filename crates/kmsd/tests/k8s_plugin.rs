@@ -398,3 +398,101 @@ fn insecure_socket_paths_are_refused() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--socket-mode"));
 }
+
+/// The seed's point: kube-apiserver's KEK in an external key store (our xks-proxy, keys in
+/// SoftHSM2). Round trips work, key_id is the key's ARN (no rotation in custom key stores), and
+/// the proxy going away makes Status not ok and Encrypt fail.
+#[tokio::test]
+async fn a_key_in_an_external_key_store() {
+    use aws_sdk_kms::types::{
+        CustomKeyStoreType, OriginType, XksProxyAuthenticationCredentialType,
+        XksProxyConnectivityType,
+    };
+    use xks_proxy::testkit::{self, TestProxy, TestProxyOptions};
+
+    let bin = testkit::ensure_binary().unwrap();
+    let mut proxy = TestProxy::start(&bin, TestProxyOptions::new(&["k8s-kek"])).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let xks_config = tmp.path().join("xks.toml");
+    std::fs::write(
+        &xks_config,
+        format!(
+            "ca_bundle = {:?}\ntimeout_ms = 2000\n[[endpoint]]\nhost = \"localhost\"\naddress = \"{}\"\n",
+            proxy.ca_pem().display().to_string(),
+            proxy.addr()
+        ),
+    )
+    .unwrap();
+    let server = Server::start(&["--xks-config", xks_config.to_str().unwrap()]);
+    let kms = server.client();
+    let (akid, secret) = proxy.credential();
+    let store = kms
+        .create_custom_key_store()
+        .custom_key_store_name("k8s-xks")
+        .custom_key_store_type(CustomKeyStoreType::ExternalKeyStore)
+        .xks_proxy_connectivity(XksProxyConnectivityType::PublicEndpoint)
+        .xks_proxy_uri_endpoint("https://localhost")
+        .xks_proxy_uri_path(proxy.uri_path())
+        .xks_proxy_authentication_credential(
+            XksProxyAuthenticationCredentialType::builder()
+                .access_key_id(&akid)
+                .raw_secret_access_key(&secret)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .custom_key_store_id()
+        .unwrap()
+        .to_owned();
+    kms.connect_custom_key_store()
+        .custom_key_store_id(&store)
+        .send()
+        .await
+        .unwrap();
+    let arn = kms
+        .create_key()
+        .origin(OriginType::ExternalKeyStore)
+        .custom_key_store_id(&store)
+        .xks_key_id("k8s-kek")
+        .send()
+        .await
+        .unwrap()
+        .key_metadata()
+        .unwrap()
+        .arn()
+        .unwrap()
+        .to_owned();
+    kms.create_alias()
+        .alias_name("alias/k8s-xks")
+        .target_key_id(&arn)
+        .send()
+        .await
+        .unwrap();
+
+    let plugin = start_plugin(&server, &["--key-id", "alias/k8s-xks"]);
+    let mut client = connect(&plugin.socket).await;
+    let st = status(&mut client).await;
+    assert_eq!(st.healthz, "ok");
+    assert_eq!(st.key_id, arn);
+    let (ciphertext, key_id) = encrypt(&mut client, b"seed in xks", "uid-xks").await;
+    assert_eq!(key_id, arn);
+    assert_eq!(
+        decrypt(&mut client, &ciphertext, &key_id).await.unwrap(),
+        b"seed in xks"
+    );
+
+    proxy.stop().unwrap();
+    let st = status(&mut client).await;
+    assert_ne!(st.healthz, "ok");
+    let failed = client
+        .encrypt(EncryptRequest {
+            plaintext: b"seed".to_vec(),
+            uid: "u".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_ne!(failed.code(), tonic::Code::Ok);
+    assert!(failed.message().contains("kmsd:"), "{failed:?}");
+}
