@@ -348,3 +348,101 @@ async fn a_key_in_an_external_key_store() {
     assert_ne!(failed.code(), tonic::Code::Ok);
     assert!(failed.message().contains("kmsd:"), "{failed:?}");
 }
+
+fn kmsd_admin(data_dir: &Path, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_kmsd"))
+        .arg("admin")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "kmsd admin {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The AWS chain's assume-role: a profile with `role_arn` + `source_profile`, STS pointed at
+/// kmsd; the plugin then acts as the role (least privilege), as the audit trail shows.
+#[tokio::test]
+async fn credentials_from_an_assumed_role_profile() {
+    let server = Server::start(&[]);
+    let kms = server.client();
+    create_key_with_alias(&kms, "alias/k8s-secrets").await;
+    let credentials = std::fs::read_to_string(server.data_dir.join("admin-credentials")).unwrap();
+    let admin_arn = credentials
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("# kmsd admin ("))
+        .and_then(|l| l.strip_suffix(')'))
+        .unwrap()
+        .to_owned();
+    let account = admin_arn.split(':').nth(4).unwrap().to_owned();
+    kmsd_admin(
+        &server.data_dir,
+        &[
+            "create-role",
+            "--account-id",
+            &account,
+            "--trust",
+            &admin_arn,
+            "k8s-kms-plugin",
+        ],
+    );
+    let role = format!("arn:aws:iam::{account}:role/k8s-kms-plugin");
+    kmsd_admin(
+        &server.data_dir,
+        &[
+            "put-policy",
+            &role,
+            "k8s",
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow",
+               "Action":["kms:Encrypt","kms:Decrypt","kms:DescribeKey"],"Resource":"*"}]}"#,
+        ],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o750)).unwrap();
+    let config = dir.path().join("aws-config");
+    std::fs::write(
+        &config,
+        format!("[profile k8s]\nrole_arn = {role}\nsource_profile = default\nrole_session_name = k8s-plugin\n"),
+    )
+    .unwrap();
+    let socket = dir.path().join("kms.sock");
+    let mut cmd = plugin_command(
+        &server.data_dir,
+        &server.endpoint(),
+        &socket,
+        &["--key-id", "alias/k8s-secrets"],
+    );
+    cmd.env("AWS_CONFIG_FILE", &config)
+        .env("AWS_PROFILE", "k8s")
+        .env("AWS_ENDPOINT_URL_STS", server.endpoint());
+    let plugin = k8s_support::spawn_plugin(cmd, socket, dir);
+    let mut client = connect(&plugin.socket).await;
+    assert_eq!(status(&mut client).await.healthz, "ok");
+    let (ciphertext, key_id) = encrypt(&mut client, b"as the role", "uid-role").await;
+    assert_eq!(
+        decrypt(&mut client, &ciphertext, &key_id).await.unwrap(),
+        b"as the role"
+    );
+
+    let records = audit_records(&server.data_dir);
+    let encrypt_record = records
+        .iter()
+        .rev()
+        .find(|r| r["eventName"] == "Encrypt")
+        .unwrap();
+    let who = encrypt_record["userIdentity"]["arn"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        who.starts_with(&format!(
+            "arn:aws:sts::{account}:assumed-role/k8s-kms-plugin/"
+        )),
+        "{encrypt_record:#}"
+    );
+}

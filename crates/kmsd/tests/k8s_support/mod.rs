@@ -71,9 +71,13 @@ pub fn start_plugin(server: &Server, extra: &[&str]) -> Plugin {
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o750)).unwrap();
     let socket = dir.path().join("kms.sock");
-    let mut child = plugin_command(&server.data_dir, &server.endpoint(), &socket, extra)
-        .spawn()
-        .unwrap();
+    let cmd = plugin_command(&server.data_dir, &server.endpoint(), &socket, extra);
+    spawn_plugin(cmd, socket, dir)
+}
+
+/// Spawns a prepared plugin command serving `socket` (in `dir`); waits until it listens.
+pub fn spawn_plugin(mut cmd: Command, socket: PathBuf, dir: tempfile::TempDir) -> Plugin {
+    let mut child = cmd.spawn().unwrap();
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
