@@ -33,13 +33,31 @@ pub async fn run(args: PluginArgs) -> Result<(), String> {
         args.endpoint
     );
     let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
-    let served = tonic::transport::Server::builder()
-        .add_service(proto::key_management_service_server::KeyManagementServiceServer::new(plugin))
-        .serve_with_incoming_shutdown(incoming, shutdown_signal())
-        .await;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(
+                proto::key_management_service_server::KeyManagementServiceServer::new(plugin),
+            )
+            .serve_with_incoming_shutdown(incoming, async {
+                let _ = stopped.await;
+            }),
+    );
+    shutdown_signal().await;
+    let _ = stop.send(());
+    // Connections get GOAWAY and in-flight calls may finish, but a client that keeps its
+    // connection open does not hold the plugin up for longer than this.
+    let served = tokio::time::timeout(GRACEFUL_SHUTDOWN, server).await;
     let _ = std::fs::remove_file(&args.socket);
-    served.map_err(|e| format!("serving gRPC: {e}"))
+    match served {
+        Ok(Ok(result)) => result.map_err(|e| format!("serving gRPC: {e}")),
+        Ok(Err(e)) => Err(format!("the gRPC server task failed: {e}")),
+        Err(_) => Ok(()),
+    }
 }
+
+/// How long in-flight calls may take to finish after SIGTERM/SIGINT.
+const GRACEFUL_SHUTDOWN: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Resolves on SIGINT or SIGTERM.
 async fn shutdown_signal() {

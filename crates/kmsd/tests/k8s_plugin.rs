@@ -446,3 +446,47 @@ async fn credentials_from_an_assumed_role_profile() {
         "{encrypt_record:#}"
     );
 }
+
+#[tokio::test]
+async fn a_stale_socket_is_replaced_and_removed_on_sigterm() {
+    let server = Server::start(&[]);
+    create_key_with_alias(&server.client(), "alias/k8s-secrets").await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o750)).unwrap();
+    let socket = dir.path().join("kms.sock");
+    // A previous run's socket, nobody listening on it.
+    drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
+    assert!(socket.exists());
+    let cmd = plugin_command(
+        &server.data_dir,
+        &server.endpoint(),
+        &socket,
+        &["--key-id", "alias/k8s-secrets"],
+    );
+    let mut plugin = k8s_support::spawn_plugin(cmd, socket.clone(), dir);
+    let mut client = connect(&socket).await;
+    assert_eq!(status(&mut client).await.healthz, "ok");
+
+    let pid = plugin.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    // The client keeps its connection open (this runtime is busy here): the plugin still stops,
+    // after its bounded graceful period.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let exit = loop {
+        if let Some(exit) = plugin.child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the plugin did not stop on SIGTERM"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(exit.success(), "{exit:?}");
+    drop(client);
+    assert!(!socket.exists(), "the socket outlived the plugin");
+}
