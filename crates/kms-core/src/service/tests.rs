@@ -313,11 +313,7 @@ async fn data_keys_random_reencrypt_and_unsupported() {
     let err = call::<serde_json::Value>(&svc, &c, "GetParametersForImport", serde_json::json!({}))
         .await
         .unwrap_err();
-    assert_eq!(
-        err.code,
-        ErrorCode::ValidationException,
-        "KeyId is required"
-    );
+    assert_eq!(err.code, ErrorCode::ValidationException, "KeyId is required");
     let err = call::<serde_json::Value>(&svc, &c, "Frobnicate", serde_json::json!({}))
         .await
         .unwrap_err();
