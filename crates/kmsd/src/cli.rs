@@ -48,6 +48,8 @@ pub enum Command {
     /// Administer HSM clusters (the CloudHSM management utility's part).
     #[command(subcommand)]
     Hsm(HsmCommand),
+    /// Serve the Kubernetes KMS v2 plugin API on a Unix socket, encrypting through a kmsd server.
+    K8sKmsPlugin(Box<k8s_kms_plugin::PluginArgs>),
 }
 
 /// `kmsd hsm ...`
@@ -317,6 +319,12 @@ fn init_logging(format: &str) -> Option<LogHandle> {
             .try_init()
     };
     result.ok().map(|_| handle)
+}
+
+/// Human-readable logs on stderr at the `KMSD_LOG` level (default `info`), for the commands that
+/// are not the server (e.g. `k8s-kms-plugin`).
+pub fn init_plain_logging() {
+    let _ = init_logging("human");
 }
 
 async fn shutdown_signal() {

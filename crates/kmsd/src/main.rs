@@ -37,6 +37,16 @@ fn main() -> std::process::ExitCode {
             Err(e) => Err(format!("starting the runtime: {e}")),
         },
         Command::Config(cmd) => config_command(cmd),
+        Command::K8sKmsPlugin(args) => {
+            kmsd::cli::init_plain_logging();
+            match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt.block_on(k8s_kms_plugin::run(*args)),
+                Err(e) => Err(format!("starting the runtime: {e}")),
+            }
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
