@@ -6,6 +6,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+#[path = "common/hsm_lab.rs"]
+mod hsm_lab;
 
 use std::path::Path;
 use std::process::Command;
@@ -13,20 +15,10 @@ use std::process::Command;
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{ConnectionStateType, KeyState, OriginType};
 use common::Server;
+use hsm_lab::{run, sign_csr};
 use serde_json::Value;
 
 const SO_PIN: &str = "so-secret-1234";
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 fn aws(server: &Server, args: &[&str]) -> Value {
     let out = run(Command::new("aws")
@@ -147,45 +139,6 @@ fn hsm_setup(dir: &Path) -> std::path::PathBuf {
     let path = dir.join("hsms.toml");
     std::fs::write(&path, toml).unwrap();
     path
-}
-
-fn sign_csr(dir: &Path, csr: &str) -> (String, String) {
-    std::fs::write(dir.join("cluster.csr"), csr).unwrap();
-    let o = |args: &[&str]| run(Command::new("openssl").args(args).current_dir(dir));
-    o(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "customerCA.key",
-        "-out",
-        "customerCA.crt",
-        "-days",
-        "3",
-        "-subj",
-        "/CN=customer CA",
-    ]);
-    o(&[
-        "x509",
-        "-req",
-        "-days",
-        "3",
-        "-in",
-        "cluster.csr",
-        "-CA",
-        "customerCA.crt",
-        "-CAkey",
-        "customerCA.key",
-        "-CAcreateserial",
-        "-out",
-        "cluster.crt",
-    ]);
-    (
-        std::fs::read_to_string(dir.join("cluster.crt")).unwrap(),
-        std::fs::read_to_string(dir.join("customerCA.crt")).unwrap(),
-    )
 }
 
 #[tokio::test]

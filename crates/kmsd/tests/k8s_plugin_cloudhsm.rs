@@ -4,6 +4,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+#[path = "common/hsm_lab.rs"]
+mod hsm_lab;
 mod k8s_support;
 
 use std::path::Path;
@@ -11,23 +13,13 @@ use std::process::Command;
 
 use aws_sdk_kms::types::OriginType;
 use common::Server;
+use hsm_lab::{run, sign_csr};
 use k8s_kms_plugin::proto::EncryptRequest;
 use k8s_support::{connect, decrypt, encrypt, start_plugin, status};
 use serde_json::Value;
 
 const SO_PIN: &str = "so-secret-1234";
 const KEY_STORE_PASSWORD: &str = "kmsPswd123";
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// `aws cloudhsmv2 ...` against the test server, as its admin.
 fn cloudhsmv2(server: &Server, args: &[&str]) -> Value {
@@ -84,46 +76,6 @@ fn hsm_setup(dir: &Path) -> std::path::PathBuf {
     let path = dir.join("hsms.toml");
     std::fs::write(&path, toml).unwrap();
     path
-}
-
-/// Signs the cluster CSR with a fresh customer CA; returns (cluster cert, CA cert) in PEM.
-fn sign_csr(dir: &Path, csr: &str) -> (String, String) {
-    std::fs::write(dir.join("cluster.csr"), csr).unwrap();
-    let openssl = |args: &[&str]| run(Command::new("openssl").args(args).current_dir(dir));
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-        "-days",
-        "3",
-        "-subj",
-        "/CN=customer CA",
-    ]);
-    openssl(&[
-        "x509",
-        "-req",
-        "-days",
-        "3",
-        "-in",
-        "cluster.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "cluster.crt",
-    ]);
-    (
-        std::fs::read_to_string(dir.join("cluster.crt")).unwrap(),
-        std::fs::read_to_string(dir.join("ca.crt")).unwrap(),
-    )
 }
 
 #[tokio::test]

@@ -231,42 +231,7 @@ impl HsmLab {
     fn sign_csr(&self, cluster: &str, csr: &str) -> (String, String) {
         let dir = self.dir.join(cluster);
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("cluster.csr"), csr).unwrap();
-        let o = |args: &[&str]| run(Command::new("openssl").args(args).current_dir(&dir));
-        o(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "customerCA.key",
-            "-out",
-            "customerCA.crt",
-            "-days",
-            "3",
-            "-subj",
-            "/CN=customer CA",
-        ]);
-        o(&[
-            "x509",
-            "-req",
-            "-days",
-            "3",
-            "-in",
-            "cluster.csr",
-            "-CA",
-            "customerCA.crt",
-            "-CAkey",
-            "customerCA.key",
-            "-CAcreateserial",
-            "-out",
-            "cluster.crt",
-        ]);
-        (
-            std::fs::read_to_string(dir.join("cluster.crt")).unwrap(),
-            std::fs::read_to_string(dir.join("customerCA.crt")).unwrap(),
-        )
+        sign_csr(&dir, csr)
     }
 
     /// `kmsd audit query` of a cluster's own log (after checking it verifies).
@@ -351,4 +316,45 @@ pub async fn set_store_password(kms: &aws_sdk_kms::Client, store: &str, password
         .send()
         .await
         .unwrap();
+}
+
+/// Signs a cluster CSR with a new `openssl` CA made in `dir`: (cluster certificate, CA
+/// certificate), as the AWS guide has the customer do.
+pub fn sign_csr(dir: &std::path::Path, csr: &str) -> (String, String) {
+    std::fs::write(dir.join("cluster.csr"), csr).unwrap();
+    let o = |args: &[&str]| run(Command::new("openssl").args(args).current_dir(dir));
+    o(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "customerCA.key",
+        "-out",
+        "customerCA.crt",
+        "-days",
+        "3",
+        "-subj",
+        "/CN=customer CA",
+    ]);
+    o(&[
+        "x509",
+        "-req",
+        "-days",
+        "3",
+        "-in",
+        "cluster.csr",
+        "-CA",
+        "customerCA.crt",
+        "-CAkey",
+        "customerCA.key",
+        "-CAcreateserial",
+        "-out",
+        "cluster.crt",
+    ]);
+    (
+        std::fs::read_to_string(dir.join("cluster.crt")).unwrap(),
+        std::fs::read_to_string(dir.join("customerCA.crt")).unwrap(),
+    )
 }
