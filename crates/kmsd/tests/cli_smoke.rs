@@ -131,4 +131,11 @@ fn aws_cli_walkthrough() {
     assert_eq!(keys["Keys"].as_array().unwrap().len(), 1);
     let who = ok(&server, &["sts", "get-caller-identity"]);
     assert_eq!(who["Account"], "111122223333");
+    // GetKeyLastUsage: the generate-data-key above was the key's last use.
+    let id = keys["Keys"][0]["KeyId"].as_str().unwrap().to_owned();
+    let usage = ok(&server, &["kms", "get-key-last-usage", "--key-id", &id]);
+    assert_eq!(
+        usage["KeyLastUsage"]["Operation"], "GenerateDataKey",
+        "{usage}"
+    );
 }
