@@ -130,17 +130,17 @@ impl Service {
     }
 
     /// When this store started tracking key use: set once, the first time it is asked.
-    pub(super) fn tracking_start_ms(&self) -> Result<i64, KmsError> {
+    pub(super) async fn tracking_start_ms(&self) -> Result<i64, KmsError> {
         if let Some(v) = self.store.get_meta(TRACKING_START).map_err(internal)? {
             return v.parse().map_err(internal);
         }
         let now = self.now_ms();
-        self.store
-            .apply(vec![WriteOp::PutMeta {
-                name: TRACKING_START.into(),
-                value: now.to_string(),
-            }])
-            .map_err(internal)?;
+        // Through `commit`: the write runs off the async workers, like every other write.
+        self.commit(vec![WriteOp::PutMeta {
+            name: TRACKING_START.into(),
+            value: now.to_string(),
+        }])
+        .await?;
         Ok(now)
     }
 
@@ -170,7 +170,7 @@ impl Service {
                 .transpose()
                 .map_err(internal)?,
         };
-        let start = self.tracking_start_ms()?.max(k.created_ms);
+        let start = self.tracking_start_ms().await?.max(k.created_ms);
         Ok(GetKeyLastUsageResponse {
             key_id: Some(k.arn()),
             key_creation_date: Some(ts(k.created_ms)),
