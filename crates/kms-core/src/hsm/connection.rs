@@ -118,8 +118,9 @@ impl Connections {
         if let Ok(m) = self.by_store.read() {
             for c in m.values().filter(|c| c.cluster_id == cluster_id) {
                 if let Ok(mut s) = c.sessions.write() {
-                    let (gone, kept): (Vec<_>, Vec<_>) =
-                        std::mem::take(&mut *s).into_iter().partition(|(id, _)| id == hsm_id);
+                    let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut *s)
+                        .into_iter()
+                        .partition(|(id, _)| id == hsm_id);
                     *s = kept;
                     dropped.extend(gone);
                 }

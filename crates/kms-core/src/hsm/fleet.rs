@@ -247,6 +247,9 @@ mod tests {
         }))
         .unwrap();
         assert!(f.hsm("vault").is_none(), "a vault is no HSM");
-        assert_eq!(f.token("vault").unwrap().so_pin_env.as_deref(), Some("SO_V"));
+        assert_eq!(
+            f.token("vault").unwrap().so_pin_env.as_deref(),
+            Some("SO_V")
+        );
     }
 }

@@ -51,3 +51,5 @@ pub(crate) fn cloudhsm_id(prefix: &str, len: usize) -> Result<String, kms_types:
 mod tests;
 #[cfg(test)]
 mod user_tests;
+#[cfg(test)]
+mod vault_tests;

@@ -256,7 +256,11 @@ impl Service {
             .backup_vaults
             .iter()
             .map(|v| v.token_label.clone())
-            .find(|l| !live.iter().any(|k| k.token_label == *l && k.lineage != lineage)))
+            .find(|l| {
+                !live
+                    .iter()
+                    .any(|k| k.token_label == *l && k.lineage != lineage)
+            }))
     }
 }
 
