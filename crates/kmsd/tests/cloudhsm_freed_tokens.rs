@@ -40,7 +40,12 @@ async fn key_and_ciphertext(kms: &aws_sdk_kms::Client, store: &str) -> (String, 
 }
 
 async fn decrypts(kms: &aws_sdk_kms::Client, ct: &Blob) {
-    let pt = kms.decrypt().ciphertext_blob(ct.clone()).send().await.unwrap();
+    let pt = kms
+        .decrypt()
+        .ciphertext_blob(ct.clone())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(pt.plaintext().unwrap().as_ref(), b"kept secret");
 }
 
