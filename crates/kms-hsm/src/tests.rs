@@ -859,3 +859,32 @@ fn xks_kept_handle_follows_the_token() {
     ));
     assert_eq!(hsm.xks_key_info("k").unwrap(), None);
 }
+
+#[test]
+fn reinit_token_erases_every_object_and_the_user() {
+    let t = new_token("wipe");
+    assert_eq!(admin::cluster_key_id(&t, SO_PIN).unwrap(), None);
+    let cid = admin::establish_cluster_wrapping_key(std::slice::from_ref(&t), &[SO_PIN]).unwrap();
+    assert_eq!(
+        admin::cluster_key_id(&t, SO_PIN).unwrap(),
+        Some(cid),
+        "asked again, the same key (and asking creates none)"
+    );
+    {
+        let h = Hsm::login(&t, USER_PIN).unwrap();
+        h.generate_aes256_key(&key_id(1), "k").unwrap();
+        // Refused while this process has a session on the token.
+        assert!(admin::reinit_token(&t, SO_PIN).is_err());
+        h.logout().unwrap();
+    }
+    assert!(admin::reinit_token(&t, "wrong-so-pin").is_err());
+    admin::reinit_token(&t, SO_PIN).unwrap();
+    assert_eq!(admin::cluster_key_id(&t, SO_PIN).unwrap(), None);
+    assert!(matches!(
+        Hsm::login(&t, USER_PIN),
+        Err(HsmError::UserPinNotInitialized)
+    ));
+    admin::init_user_pin(&t, SO_PIN, USER_PIN).unwrap();
+    let h = Hsm::login(&t, USER_PIN).unwrap();
+    assert!(!h.has_key(&key_id(1)).unwrap(), "the key is gone");
+}
