@@ -26,6 +26,8 @@ pub const KEYS: &[(&str, &str)] = &[
     ("audit_retention_days", "KMSD_AUDIT_RETENTION_DAYS"),
     ("audit_retention_bytes", "KMSD_AUDIT_RETENTION_BYTES"),
     ("no_mlock", "KMSD_NO_MLOCK"),
+    ("root_key_pkcs11", "KMSD_ROOT_KEY_PKCS11"),
+    ("root_key_pin_file", "KMSD_ROOT_KEY_PIN_FILE"),
     ("hsm_config", "KMSD_HSM_CONFIG"),
     ("xks_config", "KMSD_XKS_CONFIG"),
     ("trusted_proxies", "KMSD_TRUSTED_PROXIES"),
