@@ -214,6 +214,10 @@ pub struct ServeArgs {
     /// File holding the user PIN of the --root-key-pkcs11 token.
     #[arg(long, env = "KMSD_ROOT_KEY_PIN_FILE", requires = "root_key_pkcs11")]
     pub root_key_pin_file: Option<PathBuf>,
+    /// Request quotas: `aws` (AWS's default figures), `off`, or a TOML file of figures.
+    /// Default: `aws`, but `off` with --dev.
+    #[arg(long, env = "KMSD_QUOTAS")]
+    pub quotas: Option<String>,
     /// HSM declaration (TOML): the PKCS#11 tokens, subnets and security group rules that
     /// CloudHSM-style key stores may use. Without it, kmsd has no HSM clusters.
     #[arg(long, env = "KMSD_HSM_CONFIG")]
@@ -408,6 +412,14 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         .map_err(|e| format!("binding {}: {e}", args.listen))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
 
+    let quotas = crate::quota::from_setting(args.quotas.as_deref(), args.dev)?;
+    tracing::info!(
+        quotas = args
+            .quotas
+            .as_deref()
+            .unwrap_or(if quotas.is_some() { "aws" } else { "off" }),
+        "request quotas"
+    );
     let root = crate::root_key::for_serve(
         &args.data_dir,
         args.root_key_pkcs11.as_ref(),
@@ -525,6 +537,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
             args.max_unauthenticated_body_mib
                 .saturating_mul(1024 * 1024),
         ),
+        quotas,
     });
     let admin = match admin_listener {
         Some(l) => {
