@@ -363,6 +363,16 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_example_parses() {
+        let readme = include_str!("../../../README.md");
+        let start = readme.find("```toml\npreset = \"aws\"").unwrap() + "```toml\n".len();
+        let text = &readme[start..start + readme[start..].find("```").unwrap()];
+        let t = QuotaTable::from_toml(text).unwrap();
+        assert!((t.rate("CreateKey", "us-east-1").unwrap() - 10.0 / 3.0).abs() < 1e-9);
+        assert!((t.rate("symmetric", "eu-west-1").unwrap() - 50_000.0 / 3.0).abs() < 1e-9);
+    }
+
+    #[test]
     fn a_burst_beyond_the_bucket_is_throttled_per_account_and_class() {
         let q = Quotas::new(
             QuotaTable::from_toml("preset = \"none\"\n[rates]\nsymmetric = 3\nCreateKey = 1\n")
