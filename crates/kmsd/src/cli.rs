@@ -805,6 +805,7 @@ pub fn config_command(cmd: ConfigCommand) -> Result<(), String> {
         // Loads the CA bundle and client certificates as `serve` would.
         crate::xks_transport::HttpsTransport::new(crate::xks_transport::read_config(path)?)?;
     }
+    crate::quota::from_setting(args.quotas.as_deref(), args.dev)?;
     std::fs::create_dir_all(&args.data_dir)
         .map_err(|e| format!("data_dir {}: {e}", args.data_dir.display()))?;
     println!("configuration ok");
