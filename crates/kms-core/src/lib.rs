@@ -19,5 +19,6 @@ pub mod xks;
 pub use context::{Caller, Clock, EventSink, HsmAuditSink, ManualClock, SystemClock};
 pub use kms_types::{ErrorCode, KmsError};
 pub use service::dispatch::{is_model_operation, SUPPORTED_OPERATIONS};
+pub use service::quota::{QuotaCharge, QuotaClass};
 pub use service::{AccessKeySecret, AdminCredentials, Service};
 pub use store::{MemStore, Store, StoreError, WriteOp};

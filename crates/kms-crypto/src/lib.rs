@@ -10,10 +10,15 @@ mod aws_lc_ffi;
 pub mod import_wrap;
 pub mod kem;
 mod root_key;
+mod root_key_provider;
 pub mod x509;
 
 pub use aes_gcm::{AesGcmKey, GCM_IV_LEN, GCM_TAG_LEN};
 pub use root_key::{write_private_file, RootKey};
+pub use root_key_provider::{
+    load_or_create as load_or_create_root_key, overwrite_and_unlink, rewrap as rewrap_root_key,
+    FileRootKey, RootKeyError, RootKeyMaterial, RootKeyProvider, ROOT_KEY_LEN,
+};
 
 use aws_lc_rs::{constant_time, digest, hmac, rand};
 use zeroize::Zeroizing;

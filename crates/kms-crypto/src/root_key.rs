@@ -1,6 +1,8 @@
 //! The root key: seals every piece of key material before it reaches storage.
 //!
-//! By default it is a 32-byte random key in a file created on first start with mode 0600.
+//! Where the 32 root key bytes are kept, and how they come back into memory at start, is a
+//! [`RootKeyProvider`](crate::RootKeyProvider) (`root_key_provider.rs`): a plain file by default,
+//! or wrapped by a key inside a PKCS#11 HSM.
 //! Sealed format: `version (1) | iv (12) | ciphertext | tag (16)`, AAD chosen by the caller
 //! (kmsd binds the key ARN and material id so sealed blobs cannot be swapped between keys).
 
@@ -23,22 +25,6 @@ impl RootKey {
         Ok(RootKey {
             key: AesGcmKey::new(bytes)?,
         })
-    }
-
-    /// Loads the root key file, creating it (mode 0600, fsynced) if it does not exist.
-    pub fn load_or_create(path: &Path) -> Result<Self, CryptoError> {
-        match std::fs::read(path) {
-            Ok(bytes) => {
-                let bytes = zeroize::Zeroizing::new(bytes);
-                Self::from_bytes(&bytes)
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let bytes = crate::random_bytes(32)?;
-                write_private_file(path, &bytes).map_err(|e| CryptoError::Io(e.to_string()))?;
-                Self::from_bytes(&bytes)
-            }
-            Err(e) => Err(CryptoError::Io(e.to_string())),
-        }
     }
 
     /// Seals `plaintext` with `aad`.
@@ -88,20 +74,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn root_key_file_is_private_and_reloads() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("root.key");
-        let rk = RootKey::load_or_create(&path).unwrap();
+    fn sealed_material_opens_only_with_its_aad() {
+        let rk = RootKey::from_bytes(&[7u8; 32]).unwrap();
         let sealed = rk.seal(b"arn|1", b"material").unwrap();
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            assert_eq!(
-                std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-                0o600
-            );
-        }
-        let again = RootKey::load_or_create(&path).unwrap();
+        let again = RootKey::from_bytes(&[7u8; 32]).unwrap();
         assert_eq!(&again.open(b"arn|1", &sealed).unwrap()[..], b"material");
         assert!(again.open(b"arn|2", &sealed).is_err());
         assert!(again.open(b"arn|1", &sealed[..5]).is_err());

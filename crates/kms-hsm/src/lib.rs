@@ -22,6 +22,7 @@ mod error;
 mod hsm;
 mod module;
 mod pool;
+pub mod root_key;
 mod template;
 pub mod xks;
 
@@ -32,6 +33,7 @@ pub use cluster::{replicate_key, unwrap_under_cluster_key, wrap_under_cluster_ke
 pub use error::HsmError;
 pub use hsm::{Hsm, DEFAULT_POOL_SIZE, GCM_TAG_LEN};
 pub use module::refresh_module;
+pub use root_key::{Pkcs11RootKey, RootKeyLocation, WRAPPED_ROOT_KEY_FILE};
 pub use template::CLUSTER_KEY_LABEL;
 
 use std::path::PathBuf;

@@ -888,3 +888,131 @@ fn reinit_token_erases_every_object_and_the_user() {
     let h = Hsm::login(&t, USER_PIN).unwrap();
     assert!(!h.has_key(&key_id(1)).unwrap(), "the key is gone");
 }
+
+mod root_key_provider {
+    use super::*;
+    use crate::root_key::{Pkcs11RootKey, RootKeyLocation};
+    use kms_crypto::{RootKeyError, RootKeyProvider};
+    use zeroize::Zeroizing;
+
+    fn provider(token: &TokenRef, key: &str, pin: &str, dir: &std::path::Path) -> Pkcs11RootKey {
+        let location = RootKeyLocation {
+            token: token.clone(),
+            key_label: key.to_string(),
+        };
+        Pkcs11RootKey::new(location, Zeroizing::new(pin.to_string()), dir)
+    }
+
+    #[test]
+    fn first_start_creates_a_non_extractable_wrapping_key_and_later_starts_unwrap() {
+        let t = new_token("rk");
+        let dir = tempfile::tempdir().unwrap();
+        let p = provider(&t, "root-wrap", USER_PIN, dir.path());
+        assert!(!p.exists());
+        let rk = kms_crypto::load_or_create_root_key(&p).unwrap();
+        assert!(p.exists());
+        let sealed = rk.seal(b"aad", b"material").unwrap();
+        let again = kms_crypto::load_or_create_root_key(&p).unwrap();
+        assert_eq!(&again.open(b"aad", &sealed).unwrap()[..], b"material");
+        // The file holds no plaintext root key: it does not open under its own bytes.
+        let file = std::fs::read(p.file()).unwrap();
+        assert_eq!(
+            file.len(),
+            8 + 3 * 2 + t.module.as_os_str().len() + t.label.len() + 9 + 12 + 48
+        );
+        assert_eq!(
+            Pkcs11RootKey::recorded_location(dir.path())
+                .unwrap()
+                .key_label,
+            "root-wrap"
+        );
+
+        // The wrapping key: sensitive, never extractable, its value unreadable.
+        let hsm = Hsm::login(&t, USER_PIN).unwrap();
+        let s = hsm.session().unwrap();
+        let h = Hsm::xks_find(&s, "root-wrap").unwrap().unwrap();
+        let attrs = s
+            .get_attributes(
+                h,
+                &[
+                    AttributeType::Extractable,
+                    AttributeType::Sensitive,
+                    AttributeType::Token,
+                ],
+            )
+            .unwrap();
+        assert!(attrs.contains(&Attribute::Extractable(false)));
+        assert!(attrs.contains(&Attribute::Sensitive(true)));
+        assert!(attrs.contains(&Attribute::Token(true)));
+        let info = s.get_attribute_info(h, &[AttributeType::Value]).unwrap();
+        assert!(matches!(info.as_slice(), [AttributeInfo::Sensitive]));
+    }
+
+    #[test]
+    fn failures_are_told_apart() {
+        let t = new_token("rkf");
+        let dir = tempfile::tempdir().unwrap();
+        kms_crypto::load_or_create_root_key(&provider(&t, "rw", USER_PIN, dir.path())).unwrap();
+
+        let err = provider(&t, "rw", "wrong-pin-123", dir.path())
+            .load()
+            .unwrap_err();
+        assert!(
+            matches!(&err, RootKeyError::Hsm(m) if m.contains("wrong PIN")),
+            "{err}"
+        );
+
+        let missing = TokenRef::new(module(), "no-such-token");
+        let err = provider(&missing, "rw", USER_PIN, dir.path())
+            .load()
+            .unwrap_err();
+        assert!(
+            matches!(&err, RootKeyError::Hsm(m) if m.contains("not found")),
+            "{err}"
+        );
+
+        let err = provider(&t, "other-label", USER_PIN, dir.path())
+            .load()
+            .unwrap_err();
+        assert!(
+            matches!(&err, RootKeyError::Hsm(m) if m.contains("has no AES key labelled \"other-label\"")),
+            "{err}"
+        );
+
+        // Another key with the right label (e.g. in another token) does not open the file.
+        let t2 = new_token("rkf2");
+        let dir2 = tempfile::tempdir().unwrap();
+        kms_crypto::load_or_create_root_key(&provider(&t2, "rw", USER_PIN, dir2.path())).unwrap();
+        let err = provider(&t2, "rw", USER_PIN, dir.path())
+            .load()
+            .unwrap_err();
+        assert!(matches!(&err, RootKeyError::DoesNotOpen(_)), "{err}");
+
+        // A damaged file.
+        let path = dir.path().join(crate::WRAPPED_ROOT_KEY_FILE);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        let err = provider(&t, "rw", USER_PIN, dir.path()).load().unwrap_err();
+        assert!(matches!(&err, RootKeyError::DoesNotOpen(_)), "{err}");
+    }
+
+    #[test]
+    fn rewrap_between_file_and_hsm_keeps_the_root_key() {
+        let t = new_token("rkw");
+        let dir = tempfile::tempdir().unwrap();
+        let file = kms_crypto::FileRootKey::new(dir.path().join("root.key"));
+        let rk = kms_crypto::load_or_create_root_key(&file).unwrap();
+        let sealed = rk.seal(b"aad", b"data").unwrap();
+        let hsm = provider(&t, "rw", USER_PIN, dir.path());
+        kms_crypto::rewrap_root_key(&file, &hsm).unwrap();
+        assert!(!file.exists());
+        let via_hsm = kms_crypto::load_or_create_root_key(&hsm).unwrap();
+        assert_eq!(&via_hsm.open(b"aad", &sealed).unwrap()[..], b"data");
+        kms_crypto::rewrap_root_key(&hsm, &file).unwrap();
+        assert!(!hsm.exists());
+        let back = kms_crypto::load_or_create_root_key(&file).unwrap();
+        assert_eq!(&back.open(b"aad", &sealed).unwrap()[..], b"data");
+    }
+}

@@ -137,7 +137,10 @@ fn key_template(label: &str) -> Vec<Attribute> {
 impl Hsm {
     /// The one AES key labelled `label`, if any. Private objects are invisible without login,
     /// so "none found" on a session that lost its login is [`HsmError::NotLoggedIn`].
-    fn xks_find(s: &PooledSession<'_>, label: &str) -> Result<Option<ObjectHandle>, HsmError> {
+    pub(crate) fn xks_find(
+        s: &PooledSession<'_>,
+        label: &str,
+    ) -> Result<Option<ObjectHandle>, HsmError> {
         let found = s.find_objects(&search(label)).map_err(map_ck)?;
         match found.as_slice() {
             [] => {

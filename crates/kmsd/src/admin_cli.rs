@@ -85,8 +85,7 @@ pub enum AdminCommand {
 }
 
 fn open(data_dir: &Path) -> Result<Service, String> {
-    let root = kms_crypto::RootKey::load_or_create(&data_dir.join("root.key"))
-        .map_err(|e| e.to_string())?;
+    let root = crate::root_key::for_tools(data_dir)?;
     let store = kms_store::SqliteStore::open_in(data_dir).map_err(|e| e.to_string())?;
     Ok(Service::new(
         Arc::new(store),

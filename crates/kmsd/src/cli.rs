@@ -50,6 +50,9 @@ pub enum Command {
     Hsm(HsmCommand),
     /// Serve the Kubernetes KMS v2 plugin API on a Unix socket, encrypting through a kmsd server.
     K8sKmsPlugin(Box<k8s_kms_plugin::PluginArgs>),
+    /// Move the root key between a plaintext file and HSM protection.
+    #[command(subcommand)]
+    RootKey(crate::root_key::RootKeyCommand),
 }
 
 /// `kmsd hsm ...`
@@ -203,6 +206,18 @@ pub struct ServeArgs {
     /// Do not lock memory with mlockall (by default kmsd tries, so key material is never swapped).
     #[arg(long, env = "KMSD_NO_MLOCK")]
     pub no_mlock: bool,
+    /// Keep the root key wrapped by a non-extractable AES key in a PKCS#11 HSM:
+    /// MODULE,TOKEN_LABEL,KEY_LABEL. The first start creates the key (if absent) and
+    /// DATA_DIR/root.key.wrapped; the PIN comes from --root-key-pin-file or KMSD_ROOT_KEY_PIN.
+    #[arg(long, env = "KMSD_ROOT_KEY_PKCS11")]
+    pub root_key_pkcs11: Option<kms_hsm::RootKeyLocation>,
+    /// File holding the user PIN of the --root-key-pkcs11 token.
+    #[arg(long, env = "KMSD_ROOT_KEY_PIN_FILE", requires = "root_key_pkcs11")]
+    pub root_key_pin_file: Option<PathBuf>,
+    /// Request quotas: `aws` (AWS's default figures), `off`, or a TOML file of figures.
+    /// Default: `aws`, but `off` with --dev.
+    #[arg(long, env = "KMSD_QUOTAS")]
+    pub quotas: Option<String>,
     /// HSM declaration (TOML): the PKCS#11 tokens, subnets and security group rules that
     /// CloudHSM-style key stores may use. Without it, kmsd has no HSM clusters.
     #[arg(long, env = "KMSD_HSM_CONFIG")]
@@ -397,8 +412,19 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         .map_err(|e| format!("binding {}: {e}", args.listen))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
 
-    let root = kms_crypto::RootKey::load_or_create(&args.data_dir.join("root.key"))
-        .map_err(|e| e.to_string())?;
+    let quotas = crate::quota::from_setting(args.quotas.as_deref(), args.dev)?;
+    tracing::info!(
+        quotas = args
+            .quotas
+            .as_deref()
+            .unwrap_or(if quotas.is_some() { "aws" } else { "off" }),
+        "request quotas"
+    );
+    let root = crate::root_key::for_serve(
+        &args.data_dir,
+        args.root_key_pkcs11.as_ref(),
+        args.root_key_pin_file.as_deref(),
+    )?;
     let store = kms_store::SqliteStore::open_in(&args.data_dir).map_err(|e| e.to_string())?;
     let clock = Arc::new(ManualClock::default());
     let service = Arc::new(Service::new(Arc::new(store), Arc::new(root), clock.clone()));
@@ -513,6 +539,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
             args.max_unauthenticated_body_mib
                 .saturating_mul(1024 * 1024),
         ),
+        quotas,
     });
     let admin = match admin_listener {
         Some(l) => {
@@ -732,8 +759,7 @@ pub async fn hsm_command(cmd: HsmCommand) -> Result<(), String> {
 /// does not exist or has no crypto user.
 async fn hsm_login(data_dir: &Path, cluster_id: &str) -> Result<(), String> {
     let user = {
-        let root = kms_crypto::RootKey::load_or_create(&data_dir.join("root.key"))
-            .map_err(|e| e.to_string())?;
+        let root = crate::root_key::for_tools(data_dir)?;
         let store = kms_store::SqliteStore::open_in(data_dir).map_err(|e| e.to_string())?;
         let service = Service::new(
             Arc::new(store),
@@ -781,6 +807,7 @@ pub fn config_command(cmd: ConfigCommand) -> Result<(), String> {
         // Loads the CA bundle and client certificates as `serve` would.
         crate::xks_transport::HttpsTransport::new(crate::xks_transport::read_config(path)?)?;
     }
+    crate::quota::from_setting(args.quotas.as_deref(), args.dev)?;
     std::fs::create_dir_all(&args.data_dir)
         .map_err(|e| format!("data_dir {}: {e}", args.data_dir.display()))?;
     println!("configuration ok");

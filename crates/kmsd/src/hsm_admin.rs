@@ -232,8 +232,7 @@ pub async fn run(
         // A server holds the data dir: it runs the command.
         Err(_) => return send(data_dir, &req).await,
     };
-    let root = kms_crypto::RootKey::load_or_create(&data_dir.join("root.key"))
-        .map_err(|e| e.to_string())?;
+    let root = crate::root_key::for_tools(data_dir)?;
     let store = kms_store::SqliteStore::open_in(data_dir).map_err(|e| e.to_string())?;
     let service = Service::new(
         Arc::new(store),

@@ -19,6 +19,8 @@ pub mod hsm_driver;
 pub mod hsm_fleet;
 pub mod hygiene;
 pub mod metrics;
+pub mod quota;
+pub mod root_key;
 pub mod seed;
 pub mod server;
 pub mod sts;

@@ -37,6 +37,10 @@ fn main() -> std::process::ExitCode {
             Err(e) => Err(format!("starting the runtime: {e}")),
         },
         Command::Config(cmd) => config_command(cmd),
+        Command::RootKey(cmd) => {
+            kmsd::cli::init_plain_logging();
+            kmsd::root_key::root_key_command(cmd)
+        }
         Command::K8sKmsPlugin(args) => {
             kmsd::cli::init_plain_logging();
             match tokio::runtime::Builder::new_multi_thread()

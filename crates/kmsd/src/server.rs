@@ -36,6 +36,8 @@ pub struct AppState {
     pub body_read_timeout: std::time::Duration,
     /// Memory that request bodies not yet authenticated may hold together.
     pub body_budget: kms_serve::BodyBudget,
+    /// Request quotas (`--quotas`); `None` when off.
+    pub quotas: Option<Arc<crate::quota::Quotas>>,
 }
 
 /// The router: every path goes to one handler, as AWS JSON services use `POST /`.
@@ -543,6 +545,21 @@ async fn kms_call(
         let r = json_error(&e, request_id);
         info.error = Some(e);
         return (r, info);
+    }
+    // Request quotas (KMS operations; the CloudHSM API has none here).
+    if let (Some(quotas), false) = (&app.quotas, cloudhsm) {
+        let charges = app.service.quota_charges(caller, op, body);
+        if let Err(e) = quotas.admit(&caller.account, &caller.region, &charges) {
+            tracing::debug!(
+                request_id,
+                op,
+                principal = caller.principal_arn,
+                "throttled"
+            );
+            let r = json_error(&e, request_id);
+            info.error = Some(e);
+            return (r, info);
+        }
     }
     let started = std::time::Instant::now();
     let result = if cloudhsm {

@@ -15,6 +15,7 @@ mod multi_region;
 pub(crate) mod paging;
 mod policy;
 mod principals;
+pub mod quota;
 mod rotation;
 mod seed;
 mod sweeper;

@@ -1064,3 +1064,93 @@ async fn multi_region_rules_replication_rotation_and_deletion() {
         "then the primary"
     );
 }
+
+#[tokio::test]
+async fn quota_classes_follow_the_key_type_alias_and_ciphertext() {
+    use crate::{QuotaCharge, QuotaClass};
+    let (svc, _, c) = setup();
+    let one = |class| vec![QuotaCharge { class, cost: 1 }];
+    let sym = new_key(&svc, &c).await;
+    let rsa: CreateKeyResponse = call(
+        &svc,
+        &c,
+        "CreateKey",
+        serde_json::json!({"KeySpec": "RSA_2048", "KeyUsage": "SIGN_VERIFY"}),
+    )
+    .await
+    .unwrap();
+    let rsa = rsa.key_metadata.unwrap().key_id.unwrap();
+    let _: serde_json::Value = call(
+        &svc,
+        &c,
+        "CreateAlias",
+        serde_json::json!({"AliasName": "alias/signer", "TargetKeyId": rsa}),
+    )
+    .await
+    .unwrap();
+    let charges =
+        |op: &str, body: serde_json::Value| svc.quota_charges(&c, op, body.to_string().as_bytes());
+    assert_eq!(
+        charges("Encrypt", serde_json::json!({"KeyId": sym})),
+        one(QuotaClass::Symmetric)
+    );
+    assert_eq!(
+        charges("Sign", serde_json::json!({"KeyId": rsa})),
+        one(QuotaClass::Rsa)
+    );
+    assert_eq!(
+        charges("Sign", serde_json::json!({"KeyId": "alias/signer"})),
+        one(QuotaClass::Rsa)
+    );
+    let arn = format!("arn:aws:kms:us-east-1:111122223333:key/{rsa}");
+    assert_eq!(
+        charges("Verify", serde_json::json!({"KeyId": arn})),
+        one(QuotaClass::Rsa)
+    );
+    // Decrypt without KeyId: the key named in the ciphertext.
+    let e: EncryptResponse = call(
+        &svc,
+        &c,
+        "Encrypt",
+        serde_json::json!({"KeyId": sym, "Plaintext": b64(b"x")}),
+    )
+    .await
+    .unwrap();
+    let blob = b64(e.ciphertext_blob.unwrap().as_bytes());
+    assert_eq!(
+        charges("Decrypt", serde_json::json!({"CiphertextBlob": blob})),
+        one(QuotaClass::Symmetric)
+    );
+    // Unknown keys count as symmetric (the request fails later with NotFoundException).
+    assert_eq!(
+        charges("Encrypt", serde_json::json!({"KeyId": "alias/none"})),
+        one(QuotaClass::Symmetric)
+    );
+    assert_eq!(
+        charges(
+            "GenerateDataKeyPair",
+            serde_json::json!({"KeyId": sym, "KeyPairSpec": "ECC_NIST_P256"})
+        ),
+        one(QuotaClass::DataKeyPair("ECC_NIST_P256".into()))
+    );
+    assert_eq!(
+        charges(
+            "GenerateRandom",
+            serde_json::json!({"CustomKeyStoreId": "cks-1"})
+        ),
+        vec![
+            QuotaCharge {
+                class: QuotaClass::Symmetric,
+                cost: 1
+            },
+            QuotaCharge {
+                class: QuotaClass::CustomKeyStore("cks-1".into()),
+                cost: 3
+            },
+        ]
+    );
+    assert_eq!(
+        charges("CreateKey", serde_json::json!({})),
+        one(QuotaClass::Operation("CreateKey".into()))
+    );
+}
