@@ -26,6 +26,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("audit_retention_days", "KMSD_AUDIT_RETENTION_DAYS"),
     ("audit_retention_bytes", "KMSD_AUDIT_RETENTION_BYTES"),
     ("no_mlock", "KMSD_NO_MLOCK"),
+    ("no_console", "KMSD_NO_CONSOLE"),
     ("hsm_config", "KMSD_HSM_CONFIG"),
     ("xks_config", "KMSD_XKS_CONFIG"),
     ("trusted_proxies", "KMSD_TRUSTED_PROXIES"),

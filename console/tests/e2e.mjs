@@ -1,0 +1,267 @@
+// End-to-end test of the kmsd console in a real, headless Chromium (Debian's), against a
+// running kmsd. Run by crates/kmsd/tests/console.rs, which starts kmsd and passes:
+//   KMSD_CONSOLE_URL            http://127.0.0.1:PORT/console/
+//   KMSD_ADMIN_ACCESS_KEY_ID / KMSD_ADMIN_SECRET_ACCESS_KEY    the account admin
+//   KMSD_DENIED_ACCESS_KEY_ID / KMSD_DENIED_SECRET_ACCESS_KEY  a user without permissions
+//   KMSD_CONSOLE_SCREENSHOTS    (optional) a directory to write screenshots of the main pages
+//   CHROMIUM                    (optional) the browser, default /usr/bin/chromium
+// Exits 0 when every step passed; otherwise prints the failing step and exits 1.
+import { chromium } from 'playwright-core';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const env = (name) => {
+  const v = process.env[name];
+  if (!v) throw new Error(`${name} is not set`);
+  return v;
+};
+const url = env('KMSD_CONSOLE_URL');
+const origin = new URL(url).origin;
+const admin = { id: env('KMSD_ADMIN_ACCESS_KEY_ID'), secret: env('KMSD_ADMIN_SECRET_ACCESS_KEY') };
+const denied = { id: env('KMSD_DENIED_ACCESS_KEY_ID'), secret: env('KMSD_DENIED_SECRET_ACCESS_KEY') };
+const shots = process.env.KMSD_CONSOLE_SCREENSHOTS;
+
+let step = 'starting';
+const log = (s) => {
+  step = s;
+  console.log(`console e2e: ${s}`);
+};
+const fail = (why) => {
+  throw new Error(why);
+};
+
+/** Waits until `locator`'s text matches `re` (polls; the page updates asynchronously). */
+async function expectText(locator, re, timeout = 15000) {
+  const deadline = Date.now() + timeout;
+  let last = '';
+  while (Date.now() < deadline) {
+    try {
+      last = (await locator.first().textContent({ timeout: 1000 })) ?? '';
+      if (re.test(last)) return last;
+    } catch {
+      /* not there yet */
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  fail(`expected ${re} in ${locator}, found: ${JSON.stringify(last)}`);
+}
+
+/** Waits until the input's value satisfies `ok`. */
+async function expectValue(locator, ok, what, timeout = 15000) {
+  const deadline = Date.now() + timeout;
+  let last = '';
+  while (Date.now() < deadline) {
+    last = await locator.inputValue();
+    if (ok(last)) return last;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  fail(`${what}: found ${JSON.stringify(last)}`);
+}
+
+async function shot(page, name) {
+  if (shots) await page.screenshot({ path: join(shots, `${name}.png`), fullPage: false });
+}
+
+const profile = mkdtempSync(join(tmpdir(), 'kmsd-console-chromium-'));
+// A fresh profile directory for this run, removed at the end.
+const context = await chromium.launchPersistentContext(profile, {
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  headless: true,
+  args: [
+    '--no-sandbox',
+    '--disable-gpu',
+    '--disable-quic',
+    '--no-first-run',
+    '--disable-background-networking',
+    '--disable-component-update',
+    '--disable-sync',
+  ],
+  viewport: { width: 1440, height: 900 },
+});
+let failed = false;
+try {
+  const page = context.pages()[0] || (await context.newPage());
+  page.setDefaultTimeout(15000);
+  const foreign = [];
+  const problems = [];
+  page.on('request', (r) => {
+    if (!r.url().startsWith(origin + '/') && !r.url().startsWith('data:')) foreign.push(r.url());
+  });
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  page.on('console', (m) => {
+    // A denied call is an HTTP 400 the browser logs as a failed resource load: expected.
+    if (m.type() === 'error' && !/Failed to load resource/.test(m.text())) problems.push(`console: ${m.text()}`);
+  });
+
+  log('the sign-in page loads under the CSP, keyboard first');
+  await page.goto(url);
+  await page.getByRole('heading', { name: 'Sign in to kmsd' }).waitFor();
+  await shot(page, 'sign-in');
+  await page.getByLabel('Access key ID').focus();
+  await page.keyboard.type(admin.id);
+  await page.keyboard.press('Tab');
+  await page.keyboard.type(admin.secret);
+  await page.keyboard.press('Enter');
+  await expectText(page.getByTestId('identity'), /arn:aws:iam::\d{12}:user\/admin/);
+  if (!(await page.evaluate(() => sessionStorage.length === 1))) fail('credentials not in sessionStorage');
+  if (await page.evaluate(() => localStorage.length !== 0)) fail('something was written to localStorage');
+
+  log('create a key');
+  await page.getByRole('link', { name: 'Create key' }).first().click();
+  await page.getByRole('heading', { name: 'Create key' }).waitFor();
+  await page.getByLabel('Description').fill('console e2e key');
+  await page.getByRole('button', { name: 'Create key' }).click();
+  await page.getByTestId('key-metadata').waitFor();
+  const keyId = (await page.locator('.crumbs .mono').textContent()).trim();
+  if (!/^[0-9a-f-]{36}$/.test(keyId)) fail(`no key id on the key page: ${keyId}`);
+  await expectText(page.getByTestId('key-metadata'), /console e2e key/);
+
+  log('add an alias');
+  await page.getByLabel('Alias name').fill('alias/console-e2e');
+  await page.getByRole('button', { name: 'Add alias' }).click();
+  await expectText(page.getByTestId('status'), /Alias alias\/console-e2e created/);
+  await expectText(page.getByTestId('aliases'), /alias\/console-e2e/);
+  await shot(page, 'key');
+
+  log('the policy editor refuses text that is not JSON');
+  const editor = page.getByLabel('Policy document (JSON)');
+  const original = await editor.inputValue();
+  if (!original.includes('"Statement"')) fail('the key policy did not load');
+  await editor.fill('{"Version": "2012-10-17", ');
+  await expectText(page.locator('#policy-check'), /Not valid JSON/);
+  if (!(await page.getByRole('button', { name: 'Save policy' }).isDisabled())) fail('Save enabled on invalid JSON');
+
+  log("a malformed policy shows kmsd's MalformedPolicyDocumentException message");
+  const malformed = JSON.parse(original);
+  malformed.Statement[0].Effect = 'Maybe';
+  await editor.fill(JSON.stringify(malformed, null, 2));
+  const answer = page.waitForResponse((r) => r.request().headers()['x-amz-target'] === 'TrentService.PutKeyPolicy');
+  await page.getByRole('button', { name: 'Save policy' }).click();
+  const response = await answer;
+  const body = await response.json();
+  if (response.status() !== 400 || !String(body.__type).endsWith('MalformedPolicyDocumentException')) {
+    fail(`kmsd answered ${response.status()} ${JSON.stringify(body)}`);
+  }
+  const alert = await expectText(page.getByTestId('error'), /MalformedPolicyDocumentException/);
+  if (!alert.includes(body.message)) fail(`the page shows "${alert}", kmsd said "${body.message}"`);
+  await expectText(page.getByTestId('policy-error'), /MalformedPolicyDocumentException/);
+  await shot(page, 'policy-error');
+
+  log('a valid policy edit is saved');
+  const edited = JSON.parse(original);
+  edited.Statement[0].Sid = 'ConsoleEdited';
+  await editor.fill(JSON.stringify(edited, null, 2));
+  await page.getByRole('button', { name: 'Save policy' }).click();
+  await expectText(page.getByTestId('status'), /Key policy saved/);
+  if (!(await editor.inputValue()).includes('ConsoleEdited')) fail('the saved policy was not reloaded');
+
+  log('encrypt and decrypt a text');
+  await page.getByRole('link', { name: 'Try it with this key' }).click();
+  await page.getByRole('heading', { name: 'Try it' }).waitFor();
+  await expectValue(page.getByLabel('Key (ID, ARN or alias)', { exact: true }), (v) => v === keyId, 'the key was not preselected');
+  await page.getByLabel('Text to encrypt').fill('hello from a browser');
+  await page.getByRole('button', { name: 'Encrypt', exact: true }).click();
+  await expectText(page.getByTestId('status'), /Encrypted under/);
+  const ciphertext = await page.getByLabel('Ciphertext (base64)').inputValue();
+  if (ciphertext.length < 40) fail(`no ciphertext: ${ciphertext}`);
+  await page.getByRole('button', { name: 'Decrypt', exact: true }).click();
+  await expectText(page.getByTestId('decrypted'), /^hello from a browser$/);
+  log('a tampered ciphertext is an error, not a plaintext');
+  const tampered = ciphertext.slice(0, 20) + (ciphertext[20] === 'A' ? 'B' : 'A') + ciphertext.slice(21);
+  await page.getByLabel('Ciphertext (base64)').fill(tampered);
+  await page.getByRole('button', { name: 'Decrypt', exact: true }).click();
+  await expectText(page.getByTestId('error'), /InvalidCiphertextException/);
+  if ((await page.getByTestId('decrypted').count()) !== 0) fail('a plaintext is shown after a failed decrypt');
+
+  log('sign and verify with an ECC key created in the wizard');
+  await page.getByRole('link', { name: 'Create key' }).first().click();
+  await page.getByLabel('Key spec').selectOption('ECC_NIST_P256');
+  await page.getByLabel('Key usage').selectOption('SIGN_VERIFY');
+  await page.getByLabel('Alias').fill('console-signer');
+  await page.getByRole('button', { name: 'Create key' }).click();
+  await expectText(page.getByTestId('key-metadata'), /ECC_NIST_P256/);
+  await page.getByRole('link', { name: 'Try it with this key' }).click();
+  await page.getByRole('heading', { name: 'Sign and verify' }).waitFor();
+  await expectText(page.getByLabel('Signing algorithm'), /ECDSA_SHA_256/);
+  await page.getByLabel('Message').fill('release 1.0');
+  await page.getByRole('button', { name: 'Sign', exact: true }).click();
+  await expectText(page.getByTestId('status'), /Signed with/);
+  await page.getByRole('button', { name: 'Verify', exact: true }).click();
+  await expectText(page.getByTestId('verdict'), /^The signature is valid\.$/);
+  await page.getByLabel('Message').fill('release 6.6.6');
+  await page.getByRole('button', { name: 'Verify', exact: true }).click();
+  await expectText(page.getByTestId('verdict'), /NOT valid/);
+  await shot(page, 'try-it');
+
+  log('the keys list shows both keys and filters them');
+  await page.getByRole('link', { name: 'Keys', exact: true }).click();
+  await expectText(page.getByTestId('keys-table'), /alias\/console-e2e[\s\S]*|alias\/console-signer/);
+  const table = page.getByTestId('keys-table');
+  await expectText(table, /alias\/console-e2e/);
+  await expectText(table, /alias\/console-signer/);
+  await shot(page, 'keys');
+  await page.getByLabel('Usage').selectOption('SIGN_VERIFY');
+  await expectText(table, /^(?![\s\S]*console-e2e)[\s\S]*console-signer/);
+  await page.getByLabel('Usage').selectOption('');
+
+  log("the key's audit events are listed");
+  await page.goto(`${url}#/keys/${keyId}`);
+  await page.getByRole('link', { name: 'Audit events' }).click();
+  const audit = page.getByTestId('audit-table');
+  await expectText(audit, /Decrypt/);
+  await expectText(audit, /Encrypt/);
+  await expectText(audit, /CreateAlias/);
+  await expectText(audit, /CreateKey/);
+  log('failed calls are filtered');
+  await page.getByLabel('Key ID or ARN').fill('');
+  await page.getByLabel('Outcome').selectOption('any');
+  await page.getByRole('button', { name: 'Apply filters' }).click();
+  await expectText(audit, /InvalidCiphertextException/);
+  await expectText(audit, /MalformedPolicyDocumentException/);
+  await shot(page, 'audit');
+
+  log('the key stores page loads');
+  await page.getByRole('link', { name: 'Key stores' }).click();
+  await page.getByRole('heading', { name: 'CloudHSM clusters' }).waitFor();
+  await expectText(page.locator('main'), /No custom key stores/);
+
+  log('sign-out removes the credentials');
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.getByRole('heading', { name: 'Sign in to kmsd' }).waitFor();
+  if (!(await page.evaluate(() => sessionStorage.length === 0))) fail('credentials left in sessionStorage');
+
+  log('a user without permissions sees denials, never a success');
+  await page.getByLabel('Access key ID').fill(denied.id);
+  await page.getByLabel('Secret access key').fill(denied.secret);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await expectText(page.getByTestId('identity'), /user\/viewer/);
+  await expectText(page.locator('main'), /AccessDeniedException/);
+  await page.getByRole('link', { name: 'Create key' }).first().click();
+  await page.getByRole('button', { name: 'Create key' }).click();
+  await expectText(page.getByTestId('error'), /AccessDeniedException: .*kms:CreateKey/);
+  if ((await page.getByTestId('key-metadata').count()) !== 0) fail('a key page is shown after a denied CreateKey');
+  await shot(page, 'denied');
+  await page.getByRole('link', { name: 'Audit' }).click();
+  await expectText(page.locator('main'), /AccessDeniedException.*kmsd:ReadAudit/);
+  if ((await page.getByTestId('audit-table').count()) !== 0) fail('audit records shown to a denied user');
+
+  log('wrong credentials are refused at sign-in');
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.getByLabel('Access key ID').fill(denied.id);
+  await page.getByLabel('Secret access key').fill('not-the-secret');
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await expectText(page.getByTestId('error'), /SignatureDoesNotMatch|InvalidSignature/);
+  if ((await page.getByTestId('identity').count()) !== 0) fail('signed in with a wrong secret');
+
+  if (foreign.length) fail(`requests left kmsd's origin: ${foreign.join(', ')}`);
+  if (problems.length) fail(`browser errors:\n${problems.join('\n')}`);
+  log('all steps passed');
+} catch (e) {
+  failed = true;
+  console.error(`console e2e FAILED at "${step}": ${e instanceof Error ? e.message : e}`);
+} finally {
+  await context.close();
+  rmSync(profile, { recursive: true, force: true });
+}
+process.exit(failed ? 1 : 0);
