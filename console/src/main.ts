@@ -141,12 +141,13 @@ function shell(ctx: Ctx): TemplateResult {
   `;
 }
 
+/** Signs out: forgets the saved credentials, then reloads the page so that nothing of the
+ * session (the secret in memory, the views' data) survives. */
 function signOut(): void {
   clearCredentials();
   app.ctx = null;
-  app.message = { kind: 'ok', text: 'Signed out: the credentials were removed from this tab.' };
-  window.location.hash = '';
-  update();
+  window.location.hash = '#/signed-out';
+  window.location.reload();
 }
 
 async function submitSignIn(e: SubmitEvent): Promise<void> {
@@ -208,6 +209,10 @@ function signIn(): TemplateResult {
 }
 
 async function start(): Promise<void> {
+  if (route().name === 'signed-out') {
+    app.message = { kind: 'ok', text: 'Signed out: the credentials were removed from this tab.' };
+    history.replaceState(null, '', window.location.pathname);
+  }
   const saved = loadCredentials();
   if (saved) {
     try {

@@ -229,6 +229,7 @@ try {
   log('sign-out removes the credentials');
   await page.getByRole('button', { name: 'Sign out' }).click();
   await page.getByRole('heading', { name: 'Sign in to kmsd' }).waitFor();
+  await expectText(page.getByTestId('status'), /Signed out/);
   if (!(await page.evaluate(() => sessionStorage.length === 0))) fail('credentials left in sessionStorage');
 
   log('a user without permissions sees denials, never a success');

@@ -72,7 +72,7 @@ export async function load(ctx: Ctx, keyId: string): Promise<void> {
     settle(kms.send(new ListAliasesCommand({ KeyId: id, Limit: 100 })).then((r) => r.Aliases || [])),
     settle(kms.send(new ListResourceTagsCommand({ KeyId: id, Limit: 50 })).then((r) => r.Tags || [])),
     symmetric ? settle(kms.send(new GetKeyRotationStatusCommand({ KeyId: id }))) : Promise.resolve(null),
-    settle(kms.send(new ListKeyRotationsCommand({ KeyId: id, Limit: 100 })).then((r) => r.Rotations || [])),
+    symmetric ? settle(kms.send(new ListKeyRotationsCommand({ KeyId: id, Limit: 100 })).then((r) => r.Rotations || [])) : Promise.resolve(null),
     settle(kms.send(new ListGrantsCommand({ KeyId: id, Limit: 100 })).then((r) => r.Grants || [])),
     settle(kms.send(new GetKeyPolicyCommand({ KeyId: id, PolicyName: 'default' })).then((r) => r.Policy || '')),
   ]);
@@ -92,13 +92,14 @@ function pretty(json: string): string {
   }
 }
 
-/** Runs an action on this key, then reloads the page's data. */
-async function act(ctx: Ctx, what: string, action: () => Promise<unknown>, done: string): Promise<void> {
+/** Runs an action on this key, then reloads the page's data (and clears `form`). */
+async function act(ctx: Ctx, what: string, action: () => Promise<unknown>, done: string, form?: HTMLFormElement): Promise<void> {
   const ok = await ctx.run(what, async () => {
     await action();
     return true;
   });
   if (ok) {
+    form?.reset();
     await load(ctx, s.keyId);
     ctx.message = { kind: 'ok', text: done };
     ctx.update();
@@ -193,7 +194,7 @@ function aliasesSection(ctx: Ctx, id: string): TemplateResult {
         const form = e.target as HTMLFormElement;
         let name = field(form, 'alias');
         if (!name.startsWith('alias/')) name = `alias/${name}`;
-        void act(ctx, 'Creating the alias', () => ctx.kms.send(new CreateAliasCommand({ AliasName: name, TargetKeyId: id })), `Alias ${name} created.`);
+        void act(ctx, 'Creating the alias', () => ctx.kms.send(new CreateAliasCommand({ AliasName: name, TargetKeyId: id })), `Alias ${name} created.`, form);
       }}
     >
       <label>Alias name <input name="alias" placeholder="alias/my-app" required pattern="(alias\\/)?[\\w\\/\\-]+" /></label>
@@ -225,7 +226,7 @@ function tagsSection(ctx: Ctx, id: string): TemplateResult {
         e.preventDefault();
         const form = e.target as HTMLFormElement;
         const tag = { TagKey: field(form, 'tagKey'), TagValue: field(form, 'tagValue') };
-        void act(ctx, 'Tagging the key', () => ctx.kms.send(new TagResourceCommand({ KeyId: id, Tags: [tag] })), `Tag ${tag.TagKey} set.`);
+        void act(ctx, 'Tagging the key', () => ctx.kms.send(new TagResourceCommand({ KeyId: id, Tags: [tag] })), `Tag ${tag.TagKey} set.`, form);
       }}
     >
       <label>Tag key <input name="tagKey" required maxlength="128" /></label>

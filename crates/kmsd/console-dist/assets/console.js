@@ -50,7 +50,7 @@ ${T(await i.digest())}`}getCanonicalPath({path:e}){if(this.uriEscapePath){let t=
             </tbody>
           </table>
           ${t.length===0?y`<p class="muted">No keys yet. <a href="#/create-key">Create one</a>.</p>`:b}`:b}
-  `}var q={keyId:``,meta:null,aliases:null,tags:null,rotation:null,rotations:null,grants:null,policy:null,policyDraft:``,policyJsonError:null,policySaveError:null};async function Dy(e,t){q.keyId!==t&&Object.assign(q,{meta:null,aliases:null,tags:null,rotation:null,rotations:null,grants:null,policy:null}),q.keyId=t,e.update();let n=e.kms;q.meta=await W(n.send(new xv({KeyId:t})).then(e=>e.KeyMetadata));let r=q.meta.ok&&q.meta.value?.KeyId?q.meta.value.KeyId:t,i=q.meta.ok&&q.meta.value?.KeySpec===`SYMMETRIC_DEFAULT`,[a,o,s,c,l,u]=await Promise.all([W(n.send(new Av({KeyId:r,Limit:100})).then(e=>e.Aliases||[])),W(n.send(new Pv({KeyId:r,Limit:50})).then(e=>e.Tags||[])),i?W(n.send(new kv({KeyId:r}))):Promise.resolve(null),W(n.send(new Mv({KeyId:r,Limit:100})).then(e=>e.Rotations||[])),W(n.send(new jv({KeyId:r,Limit:100})).then(e=>e.Grants||[])),W(n.send(new Ov({KeyId:r,PolicyName:`default`})).then(e=>e.Policy||``))]);Object.assign(q,{aliases:a,tags:o,rotation:s,rotations:c,grants:l,policy:u}),u.ok&&(q.policyDraft=Oy(u.value),q.policyJsonError=null,q.policySaveError=null)}function Oy(e){try{return JSON.stringify(JSON.parse(e),null,2)}catch{return e}}async function J(e,t,n,r){await e.run(t,async()=>(await n(),!0))&&(await Dy(e,q.keyId),e.message={kind:`ok`,text:r},e.update())}function ky(e){let t=(e,t)=>t==null||t===``?b:y`<dt>${e}</dt><dd>${t instanceof Date?_y(t):String(t)}</dd>`;return y`<dl class="meta" data-testid="key-metadata">
+  `}var q={keyId:``,meta:null,aliases:null,tags:null,rotation:null,rotations:null,grants:null,policy:null,policyDraft:``,policyJsonError:null,policySaveError:null};async function Dy(e,t){q.keyId!==t&&Object.assign(q,{meta:null,aliases:null,tags:null,rotation:null,rotations:null,grants:null,policy:null}),q.keyId=t,e.update();let n=e.kms;q.meta=await W(n.send(new xv({KeyId:t})).then(e=>e.KeyMetadata));let r=q.meta.ok&&q.meta.value?.KeyId?q.meta.value.KeyId:t,i=q.meta.ok&&q.meta.value?.KeySpec===`SYMMETRIC_DEFAULT`,[a,o,s,c,l,u]=await Promise.all([W(n.send(new Av({KeyId:r,Limit:100})).then(e=>e.Aliases||[])),W(n.send(new Pv({KeyId:r,Limit:50})).then(e=>e.Tags||[])),i?W(n.send(new kv({KeyId:r}))):Promise.resolve(null),i?W(n.send(new Mv({KeyId:r,Limit:100})).then(e=>e.Rotations||[])):Promise.resolve(null),W(n.send(new jv({KeyId:r,Limit:100})).then(e=>e.Grants||[])),W(n.send(new Ov({KeyId:r,PolicyName:`default`})).then(e=>e.Policy||``))]);Object.assign(q,{aliases:a,tags:o,rotation:s,rotations:c,grants:l,policy:u}),u.ok&&(q.policyDraft=Oy(u.value),q.policyJsonError=null,q.policySaveError=null)}function Oy(e){try{return JSON.stringify(JSON.parse(e),null,2)}catch{return e}}async function J(e,t,n,r,i){await e.run(t,async()=>(await n(),!0))&&(i?.reset(),await Dy(e,q.keyId),e.message={kind:`ok`,text:r},e.update())}function ky(e){let t=(e,t)=>t==null||t===``?b:y`<dt>${e}</dt><dd>${t instanceof Date?_y(t):String(t)}</dd>`;return y`<dl class="meta" data-testid="key-metadata">
     ${t(`Key ID`,e.KeyId)} ${t(`ARN`,e.Arn)} ${t(`Description`,e.Description)}
     <dt>State</dt><dd>${yy(e.KeyState)}</dd>
     ${t(`Key spec`,e.KeySpec)} ${t(`Key usage`,e.KeyUsage)} ${t(`Origin`,e.Origin)}
@@ -93,7 +93,7 @@ ${T(await i.digest())}`}getCanonicalPath({path:e}){if(this.uriEscapePath){let t=
           </ul>`:U(q.aliases.error):y`<p class="muted">Loading…</p>`}
     <form
       class="inline"
-      @submit=${n=>{n.preventDefault();let r=G(n.target,`alias`);r.startsWith(`alias/`)||(r=`alias/${r}`),J(e,`Creating the alias`,()=>e.kms.send(new hv({AliasName:r,TargetKeyId:t})),`Alias ${r} created.`)}}
+      @submit=${n=>{n.preventDefault();let r=n.target,i=G(r,`alias`);i.startsWith(`alias/`)||(i=`alias/${i}`),J(e,`Creating the alias`,()=>e.kms.send(new hv({AliasName:i,TargetKeyId:t})),`Alias ${i} created.`,r)}}
     >
       <label>Alias name <input name="alias" placeholder="alias/my-app" required pattern="(alias\\/)?[\\w\\/\\-]+" /></label>
       <button type="submit">Add alias</button>
@@ -108,7 +108,7 @@ ${T(await i.digest())}`}getCanonicalPath({path:e}){if(this.uriEscapePath){let t=
             </table>`:U(q.tags.error):y`<p class="muted">Loading…</p>`}
     <form
       class="inline"
-      @submit=${n=>{n.preventDefault();let r=n.target,i={TagKey:G(r,`tagKey`),TagValue:G(r,`tagValue`)};J(e,`Tagging the key`,()=>e.kms.send(new zv({KeyId:t,Tags:[i]})),`Tag ${i.TagKey} set.`)}}
+      @submit=${n=>{n.preventDefault();let r=n.target,i={TagKey:G(r,`tagKey`),TagValue:G(r,`tagValue`)};J(e,`Tagging the key`,()=>e.kms.send(new zv({KeyId:t,Tags:[i]})),`Tag ${i.TagKey} set.`,r)}}
     >
       <label>Tag key <input name="tagKey" required maxlength="128" /></label>
       <label>Tag value <input name="tagValue" maxlength="256" /></label>
@@ -413,7 +413,7 @@ ${T(await i.digest())}`}getCanonicalPath({path:e}){if(this.uriEscapePath){let t=
       ${e.busy?y`<p class="busy" role="status" aria-live="polite">${e.busy}…</p>`:b}
       ${p2(e)}
     </main>
-  `}function h2(){iy(),$.ctx=null,$.message={kind:`ok`,text:`Signed out: the credentials were removed from this tab.`},window.location.hash=``,u2()}async function g2(e){e.preventDefault();let t=e.target,n={accessKeyId:G(t,`accessKeyId`),secretAccessKey:G(t,`secretAccessKey`),sessionToken:G(t,`sessionToken`)||void 0,region:G(t,`region`)||`us-east-1`};$.signingIn=!0,$.message=null,u2();try{let e=await ly(n);vy(t,`remember`)?ry(n):iy(),$.ctx=d2(n,e),$.message=null,t.reset(),await f2()}catch(e){let t=oy(e);$.message={kind:`error`,code:t.code,text:t.message}}finally{$.signingIn=!1,u2()}}function _2(){return y`
+  `}function h2(){iy(),$.ctx=null,window.location.hash=`#/signed-out`,window.location.reload()}async function g2(e){e.preventDefault();let t=e.target,n={accessKeyId:G(t,`accessKeyId`),secretAccessKey:G(t,`secretAccessKey`),sessionToken:G(t,`sessionToken`)||void 0,region:G(t,`region`)||`us-east-1`};$.signingIn=!0,$.message=null,u2();try{let e=await ly(n);vy(t,`remember`)?ry(n):iy(),$.ctx=d2(n,e),$.message=null,t.reset(),await f2()}catch(e){let t=oy(e);$.message={kind:`error`,code:t.code,text:t.message}}finally{$.signingIn=!1,u2()}}function _2(){return y`
     <main id="main" class="signin">
       <h1 tabindex="-1">Sign in to kmsd</h1>
       <p class="muted">
@@ -438,4 +438,4 @@ ${T(await i.digest())}`}getCanonicalPath({path:e}){if(this.uriEscapePath){let t=
         <button type="submit" ?disabled=${$.signingIn}>${$.signingIn?`Signing in…`:`Sign in`}</button>
       </form>
     </main>
-  `}async function v2(){let e=ny();if(e)try{$.ctx=d2(e,await ly(e))}catch(e){iy();let t=oy(e);$.message={kind:`error`,code:t.code,text:`The saved credentials no longer work: ${t.message}`}}window.addEventListener(`hashchange`,()=>void f2()),await f2()}v2();
+  `}async function v2(){l2().name===`signed-out`&&($.message={kind:`ok`,text:`Signed out: the credentials were removed from this tab.`},history.replaceState(null,``,window.location.pathname));let e=ny();if(e)try{$.ctx=d2(e,await ly(e))}catch(e){iy();let t=oy(e);$.message={kind:`error`,code:t.code,text:`The saved credentials no longer work: ${t.message}`}}window.addEventListener(`hashchange`,()=>void f2()),await f2()}v2();

@@ -1,0 +1,305 @@
+//! The web console end to end: its static files and headers, `--no-console`, the audit read API
+//! it uses (`Kmsd.ReadAuditRecords`, authorised as `kmsd:ReadAudit`), and the console itself in
+//! a real headless Chromium (console/tests/e2e.mjs, driven by playwright-core) against a real
+//! kmsd: sign in, create a key, add an alias, encrypt/decrypt, sign/verify, edit a policy (a
+//! malformed one shows kmsd's error), the audit records, a denied user seeing the denial.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use aws_sdk_kms::primitives::Blob;
+use common::{get, kms_request, now_secs, Server};
+
+fn admin(server: &Server, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_kmsd"))
+        .arg("admin")
+        .arg("--data-dir")
+        .arg(&server.data_dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "kmsd admin {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// (access key id, secret) from shared-credentials text.
+fn creds(text: &str) -> (String, String) {
+    let get = |k: &str| {
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(k)
+                    .map(|v| v.trim_start_matches([' ', '=']).trim().to_owned())
+            })
+            .unwrap()
+    };
+    (get("aws_access_key_id"), get("aws_secret_access_key"))
+}
+
+/// A user of account 111122223333 with an access key and no policy.
+fn user_without_permissions(server: &Server, name: &str) -> (String, String) {
+    let arn = admin(
+        server,
+        &["create-user", "--account-id", "111122223333", name],
+    )
+    .trim()
+    .to_owned();
+    creds(&admin(server, &["create-access-key", &arn]))
+}
+
+/// `Kmsd.ReadAuditRecords` signed with `who`: (status, JSON body).
+async fn read_audit(server: &Server, who: (&str, &str), body: &str) -> (u16, serde_json::Value) {
+    let r = kms_request(
+        server.addr,
+        "Kmsd.ReadAuditRecords",
+        body,
+        Some(who),
+        now_secs(),
+    )
+    .await;
+    (r.status, r.json())
+}
+
+fn event_names(body: &serde_json::Value) -> Vec<String> {
+    body["Records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["eventName"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn the_console_is_served_with_a_strict_csp_and_off_with_no_console() {
+    let server = Server::start(&[]);
+    let index = get(server.addr, "/console/").await;
+    assert_eq!(index.status, 200);
+    assert_eq!(
+        index.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    let csp = index.header("content-security-policy").unwrap();
+    for directive in [
+        "default-src 'self'",
+        "script-src 'self'",
+        "connect-src 'self'",
+        "frame-ancestors 'none'",
+        "object-src 'none'",
+    ] {
+        assert!(csp.contains(directive), "{directive} missing from {csp}");
+    }
+    assert!(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"));
+    assert_eq!(index.header("x-content-type-options"), Some("nosniff"));
+    let html = String::from_utf8(index.body).unwrap();
+    assert!(html.contains("./assets/console.js"), "{html}");
+    let js = get(server.addr, "/console/assets/console.js").await;
+    assert_eq!(js.status, 200);
+    assert!(js.header("content-type").unwrap().starts_with("text/javascript"));
+    assert!(js.header("content-security-policy").is_some());
+    let redirect = get(server.addr, "/console").await;
+    assert_eq!(redirect.status, 308);
+    assert_eq!(redirect.header("location"), Some("/console/"));
+    assert_eq!(get(server.addr, "/console/nope.js").await.status, 404);
+    assert_eq!(get(server.addr, "/console/../Cargo.toml").await.status, 404);
+
+    let off = Server::start(&["--no-console"]);
+    let r = get(off.addr, "/console/").await;
+    assert_ne!(r.status, 200);
+    assert!(r.header("content-security-policy").is_none());
+    assert!(!String::from_utf8_lossy(&r.body).contains("<html"));
+}
+
+#[tokio::test]
+async fn the_audit_read_api_is_authorised_scoped_to_the_account_and_bounded() {
+    let server = Server::start(&[]);
+    let kms = server.client();
+    let key = common::new_key_id(&kms).await;
+    kms.encrypt()
+        .key_id(&key)
+        .plaintext(Blob::new("x"))
+        .send()
+        .await
+        .unwrap();
+    let bad = kms
+        .decrypt()
+        .ciphertext_blob(Blob::new(vec![1u8; 64]))
+        .send()
+        .await;
+    assert!(bad.is_err());
+    let (a_id, a_secret) = server.admin_credentials();
+    let admin_creds = (a_id.as_str(), a_secret.as_str());
+
+    // The admin reads the newest records, newest first, filtered by key, event and error.
+    let (status, all) = read_audit(&server, admin_creds, "{}").await;
+    assert_eq!(status, 200, "{all}");
+    let names = event_names(&all);
+    let decrypt_at = names.iter().position(|n| n == "Decrypt").unwrap();
+    let encrypt_at = names.iter().position(|n| n == "Encrypt").unwrap();
+    assert!(decrypt_at < encrypt_at, "not newest first: {names:?}");
+    let (_, by_key) = read_audit(&server, admin_creds, &format!(r#"{{"KeyId":"{key}"}}"#)).await;
+    assert!(event_names(&by_key).iter().all(|n| n == "Encrypt" || n == "CreateKey"));
+    assert!(event_names(&by_key).contains(&"Encrypt".to_owned()));
+    let (_, errors) = read_audit(&server, admin_creds, r#"{"ErrorCode":"*"}"#).await;
+    assert_eq!(event_names(&errors), vec!["Decrypt"]);
+    let (_, limited) = read_audit(&server, admin_creds, r#"{"Limit":1}"#).await;
+    assert_eq!(limited["Records"].as_array().unwrap().len(), 1);
+    // The read itself is audited.
+    let (_, reads) = read_audit(
+        &server,
+        admin_creds,
+        r#"{"EventName":"ReadAuditRecords","Limit":500}"#,
+    )
+    .await;
+    assert!(event_names(&reads).len() >= 4, "{reads}");
+
+    // Bounded: more than 500 records per call is refused.
+    let (status, body) = read_audit(&server, admin_creds, r#"{"Limit":501}"#).await;
+    assert_eq!(status, 400);
+    assert_eq!(body["__type"], "ValidationException");
+    let (status, body) = read_audit(&server, admin_creds, r#"{"Bogus":1}"#).await;
+    assert_eq!(status, 400, "{body}");
+
+    // A user without kmsd:ReadAudit is denied (and the denial is audited)...
+    let (u_id, u_secret) = user_without_permissions(&server, "auditor");
+    let (status, body) = read_audit(&server, (&u_id, &u_secret), "{}").await;
+    assert_eq!(status, 400);
+    assert_eq!(body["__type"], "AccessDeniedException");
+    assert!(
+        body["message"].as_str().unwrap().contains("kmsd:ReadAudit"),
+        "{body}"
+    );
+    let (_, denied) = read_audit(
+        &server,
+        admin_creds,
+        r#"{"ErrorCode":"AccessDeniedException","Principal":"arn:aws:iam::111122223333:user/auditor"}"#,
+    )
+    .await;
+    assert_eq!(event_names(&denied), vec!["ReadAuditRecords"]);
+    // ...until an identity policy grants it; kms:* does not.
+    admin(
+        &server,
+        &[
+            "put-policy",
+            "arn:aws:iam::111122223333:user/auditor",
+            "kms-all",
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*"}]}"#,
+        ],
+    );
+    // (kmsd reads identity policies through a one-second cache: wait until kms:* is live.)
+    let user_kms = server.client_with(&u_id, &u_secret, "us-east-1");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while user_kms.list_keys().send().await.is_err() {
+        assert!(std::time::Instant::now() < deadline, "kms:* never applied");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (status, body) = read_audit(&server, (&u_id, &u_secret), "{}").await;
+    assert_eq!(status, 400);
+    assert_eq!(body["__type"], "AccessDeniedException");
+    admin(
+        &server,
+        &[
+            "put-policy",
+            "arn:aws:iam::111122223333:user/auditor",
+            "read-audit",
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kmsd:ReadAudit","Resource":"*"}]}"#,
+        ],
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let body = loop {
+        let (status, body) = read_audit(&server, (&u_id, &u_secret), "{}").await;
+        if status == 200 {
+            break body;
+        }
+        assert!(std::time::Instant::now() < deadline, "{body}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert!(event_names(&body).contains(&"Encrypt".to_owned()));
+
+    // Another account's admin sees only its own account's records.
+    let (c_id, c_secret) = creds(&admin(&server, &["create-account", "444455556666"]));
+    common::new_key_id(&server.client_with(&c_id, &c_secret, "us-east-1")).await;
+    let (status, body) = read_audit(&server, (&c_id, &c_secret), "{}").await;
+    assert_eq!(status, 200, "{body}");
+    let accounts: Vec<&str> = body["Records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["recipientAccountId"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(event_names(&body), vec!["CreateKey"]);
+    assert!(accounts.iter().all(|a| *a == "444455556666"), "{accounts:?}");
+}
+
+fn console_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../console")
+}
+
+/// The console in Debian's Chromium, headless, against a real kmsd (console/tests/e2e.mjs).
+/// Needs node, `npm ci` in console/ and /usr/bin/chromium: scripts/test.sh installs them. With
+/// `KMSD_CONSOLE_SCREENSHOTS=DIR` the script also writes screenshots of the main pages there.
+#[test]
+fn the_console_works_in_a_real_browser() {
+    let dir = console_dir();
+    assert!(
+        dir.join("node_modules/playwright-core").is_dir(),
+        "console/node_modules is missing: run `npm ci` in console/ (scripts/test.sh does)"
+    );
+    let chromium =
+        std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
+    assert!(
+        std::path::Path::new(&chromium).exists(),
+        "{chromium} is missing: `apt-get install chromium` (scripts/test.sh does)"
+    );
+    let server = Server::start(&[]);
+    let (a_id, a_secret) = server.admin_credentials();
+    let (d_id, d_secret) = user_without_permissions(&server, "viewer");
+    let out = Command::new("node")
+        .arg(dir.join("tests/e2e.mjs"))
+        .current_dir(&dir)
+        .env(
+            "KMSD_CONSOLE_URL",
+            format!("{}/console/", server.endpoint()),
+        )
+        .env("KMSD_ADMIN_ACCESS_KEY_ID", &a_id)
+        .env("KMSD_ADMIN_SECRET_ACCESS_KEY", &a_secret)
+        .env("KMSD_DENIED_ACCESS_KEY_ID", &d_id)
+        .env("KMSD_DENIED_SECRET_ACCESS_KEY", &d_secret)
+        .env("CHROMIUM", &chromium)
+        .output()
+        .expect("node must be installed (scripts/test.sh checks)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "console e2e failed\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
+    );
+    assert!(stdout.contains("all steps passed"), "{stdout}");
+
+    // What the browser did is in kmsd's audit trail like any SDK call: the admin's calls,
+    // and the viewer's denied CreateKey.
+    let trail = server.data_dir.join("audit");
+    let records = kms_audit::query(&trail, &kms_audit::QueryFilter::default()).unwrap();
+    let by = |principal: &str, event: &str| {
+        records.iter().any(|r| {
+            r["userIdentity"]["arn"].as_str().unwrap_or_default().ends_with(principal)
+                && r["eventName"] == event
+        })
+    };
+    assert!(by("user/admin", "CreateAlias"));
+    assert!(by("user/admin", "Decrypt"));
+    assert!(records.iter().any(|r| {
+        r["userIdentity"]["arn"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with("user/viewer")
+            && r["eventName"] == "CreateKey"
+            && r["errorCode"] == "AccessDeniedException"
+    }));
+}
