@@ -44,10 +44,12 @@ fn matches(v: &Value, f: &QueryFilter) -> bool {
         && f.principal
             .as_deref()
             .is_none_or(|p| v["userIdentity"]["arn"].as_str() == Some(p))
-        && f.error_code.as_deref().is_none_or(|e| match v["errorCode"].as_str() {
-            Some(code) => e == ANY_ERROR || e == code,
-            None => false,
-        })
+        && f.error_code
+            .as_deref()
+            .is_none_or(|e| match v["errorCode"].as_str() {
+                Some(code) => e == ANY_ERROR || e == code,
+                None => false,
+            })
         && f.account.as_deref().is_none_or(|a| {
             v["userIdentity"]["accountId"].as_str() == Some(a)
                 || v["recipientAccountId"].as_str() == Some(a)
@@ -173,15 +175,45 @@ mod tests {
     fn newest_first_across_files_and_bounded_by_limit() {
         let tmp = tempfile::tempdir().unwrap();
         let a = "111122223333";
-        write_file(tmp.path(), 1, &(0..5).map(|i| record(i, "Encrypt", None, a)).collect::<Vec<_>>());
-        write_file(tmp.path(), 2, &(5..8).map(|i| record(i, "Decrypt", None, a)).collect::<Vec<_>>());
+        write_file(
+            tmp.path(),
+            1,
+            &(0..5)
+                .map(|i| record(i, "Encrypt", None, a))
+                .collect::<Vec<_>>(),
+        );
+        write_file(
+            tmp.path(),
+            2,
+            &(5..8)
+                .map(|i| record(i, "Decrypt", None, a))
+                .collect::<Vec<_>>(),
+        );
         let all = QueryFilter::default();
-        assert_eq!(ids(&query_newest(tmp.path(), &all, 4, u64::MAX).unwrap()), vec![7, 6, 5, 4]);
-        assert_eq!(ids(&query_newest(tmp.path(), &all, 2, u64::MAX).unwrap()), vec![7, 6]);
-        assert_eq!(ids(&query_newest(tmp.path(), &all, 100, u64::MAX).unwrap()).len(), 8);
-        let encrypts = QueryFilter { event_name: Some("Encrypt".into()), ..Default::default() };
-        assert_eq!(ids(&query_newest(tmp.path(), &encrypts, 3, u64::MAX).unwrap()), vec![4, 3, 2]);
-        assert!(query_newest(tmp.path(), &all, 0, u64::MAX).unwrap().records.is_empty());
+        assert_eq!(
+            ids(&query_newest(tmp.path(), &all, 4, u64::MAX).unwrap()),
+            vec![7, 6, 5, 4]
+        );
+        assert_eq!(
+            ids(&query_newest(tmp.path(), &all, 2, u64::MAX).unwrap()),
+            vec![7, 6]
+        );
+        assert_eq!(
+            ids(&query_newest(tmp.path(), &all, 100, u64::MAX).unwrap()).len(),
+            8
+        );
+        let encrypts = QueryFilter {
+            event_name: Some("Encrypt".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            ids(&query_newest(tmp.path(), &encrypts, 3, u64::MAX).unwrap()),
+            vec![4, 3, 2]
+        );
+        assert!(query_newest(tmp.path(), &all, 0, u64::MAX)
+            .unwrap()
+            .records
+            .is_empty());
     }
 
     #[test]
@@ -193,18 +225,38 @@ mod tests {
             &[
                 record(1, "Encrypt", None, "111122223333"),
                 record(2, "Encrypt", Some("AccessDeniedException"), "111122223333"),
-                record(3, "Decrypt", Some("InvalidCiphertextException"), "444455556666"),
+                record(
+                    3,
+                    "Decrypt",
+                    Some("InvalidCiphertextException"),
+                    "444455556666",
+                ),
             ],
         );
-        let any = QueryFilter { error_code: Some(ANY_ERROR.into()), ..Default::default() };
-        assert_eq!(ids(&query_newest(tmp.path(), &any, 10, u64::MAX).unwrap()), vec![3, 2]);
+        let any = QueryFilter {
+            error_code: Some(ANY_ERROR.into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            ids(&query_newest(tmp.path(), &any, 10, u64::MAX).unwrap()),
+            vec![3, 2]
+        );
         let denied = QueryFilter {
             error_code: Some("AccessDeniedException".into()),
             ..Default::default()
         };
-        assert_eq!(ids(&query_newest(tmp.path(), &denied, 10, u64::MAX).unwrap()), vec![2]);
-        let mine = QueryFilter { account: Some("111122223333".into()), ..Default::default() };
-        assert_eq!(ids(&query_newest(tmp.path(), &mine, 10, u64::MAX).unwrap()), vec![2, 1]);
+        assert_eq!(
+            ids(&query_newest(tmp.path(), &denied, 10, u64::MAX).unwrap()),
+            vec![2]
+        );
+        let mine = QueryFilter {
+            account: Some("111122223333".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            ids(&query_newest(tmp.path(), &mine, 10, u64::MAX).unwrap()),
+            vec![2, 1]
+        );
     }
 
     #[test]
@@ -213,7 +265,10 @@ mod tests {
         let a = "111122223333";
         write_file(tmp.path(), 1, &[record(1, "Encrypt", None, a)]);
         write_file(tmp.path(), 2, &[record(2, "Decrypt", None, a)]);
-        let encrypts = QueryFilter { event_name: Some("Encrypt".into()), ..Default::default() };
+        let encrypts = QueryFilter {
+            event_name: Some("Encrypt".into()),
+            ..Default::default()
+        };
         let r = query_newest(tmp.path(), &encrypts, 10, 1).unwrap();
         assert!(r.records.is_empty());
         assert!(r.scan_budget_exhausted);

@@ -101,7 +101,10 @@ async fn the_console_is_served_with_a_strict_csp_and_off_with_no_console() {
     assert!(html.contains("./assets/console.js"), "{html}");
     let js = get(server.addr, "/console/assets/console.js").await;
     assert_eq!(js.status, 200);
-    assert!(js.header("content-type").unwrap().starts_with("text/javascript"));
+    assert!(js
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/javascript"));
     assert!(js.header("content-security-policy").is_some());
     let redirect = get(server.addr, "/console").await;
     assert_eq!(redirect.status, 308);
@@ -144,7 +147,9 @@ async fn the_audit_read_api_is_authorised_scoped_to_the_account_and_bounded() {
     let encrypt_at = names.iter().position(|n| n == "Encrypt").unwrap();
     assert!(decrypt_at < encrypt_at, "not newest first: {names:?}");
     let (_, by_key) = read_audit(&server, admin_creds, &format!(r#"{{"KeyId":"{key}"}}"#)).await;
-    assert!(event_names(&by_key).iter().all(|n| n == "Encrypt" || n == "CreateKey"));
+    assert!(event_names(&by_key)
+        .iter()
+        .all(|n| n == "Encrypt" || n == "CreateKey"));
     assert!(event_names(&by_key).contains(&"Encrypt".to_owned()));
     let (_, errors) = read_audit(&server, admin_creds, r#"{"ErrorCode":"*"}"#).await;
     assert_eq!(event_names(&errors), vec!["Decrypt"]);
@@ -234,7 +239,10 @@ async fn the_audit_read_api_is_authorised_scoped_to_the_account_and_bounded() {
         .map(|r| r["recipientAccountId"].as_str().unwrap_or_default())
         .collect();
     assert_eq!(event_names(&body), vec!["CreateKey"]);
-    assert!(accounts.iter().all(|a| *a == "444455556666"), "{accounts:?}");
+    assert!(
+        accounts.iter().all(|a| *a == "444455556666"),
+        "{accounts:?}"
+    );
 }
 
 fn console_dir() -> PathBuf {
@@ -251,8 +259,7 @@ fn the_console_works_in_a_real_browser() {
         dir.join("node_modules/playwright-core").is_dir(),
         "console/node_modules is missing: run `npm ci` in console/ (scripts/test.sh does)"
     );
-    let chromium =
-        std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
     assert!(
         std::path::Path::new(&chromium).exists(),
         "{chromium} is missing: `apt-get install chromium` (scripts/test.sh does)"
@@ -288,7 +295,10 @@ fn the_console_works_in_a_real_browser() {
     let records = kms_audit::query(&trail, &kms_audit::QueryFilter::default()).unwrap();
     let by = |principal: &str, event: &str| {
         records.iter().any(|r| {
-            r["userIdentity"]["arn"].as_str().unwrap_or_default().ends_with(principal)
+            r["userIdentity"]["arn"]
+                .as_str()
+                .unwrap_or_default()
+                .ends_with(principal)
                 && r["eventName"] == event
         })
     };
