@@ -67,6 +67,8 @@ function makeCtx(creds: Credentials, identity: { account: string; arn: string; u
       } finally {
         ctx.busy = null;
         update();
+        // The outcome is shown at the top of the page: bring it into view.
+        if (ctx.message) root.querySelector('.message')?.scrollIntoView({ block: 'nearest' });
       }
     },
   };

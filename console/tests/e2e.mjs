@@ -179,6 +179,7 @@ try {
   await page.getByLabel('Key spec').selectOption('ECC_NIST_P256');
   await page.getByLabel('Key usage').selectOption('SIGN_VERIFY');
   await page.getByLabel('Alias').fill('console-signer');
+  await shot(page, 'create-key');
   await page.getByRole('button', { name: 'Create key' }).click();
   await expectText(page.getByTestId('key-metadata'), /ECC_NIST_P256/);
   await page.getByRole('link', { name: 'Try it with this key' }).click();
@@ -225,6 +226,7 @@ try {
   await page.getByRole('link', { name: 'Key stores' }).click();
   await page.getByRole('heading', { name: 'CloudHSM clusters' }).waitFor();
   await expectText(page.locator('main'), /No custom key stores/);
+  await shot(page, 'key-stores');
 
   log('sign-out removes the credentials');
   await page.getByRole('button', { name: 'Sign out' }).click();
