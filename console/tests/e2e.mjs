@@ -1,10 +1,16 @@
 // End-to-end test of the kmsd console in a real, headless Chromium (Debian's), against a
-// running kmsd. Run by crates/kmsd/tests/console.rs, which starts kmsd and passes:
+// running kmsd. Run by crates/kmsd/tests/console.rs, which starts kmsd and runs
+// `node e2e.mjs SCENARIO` with:
 //   KMSD_CONSOLE_URL            http://127.0.0.1:PORT/console/
 //   KMSD_ADMIN_ACCESS_KEY_ID / KMSD_ADMIN_SECRET_ACCESS_KEY    the account admin
-//   KMSD_DENIED_ACCESS_KEY_ID / KMSD_DENIED_SECRET_ACCESS_KEY  a user without permissions
 //   KMSD_CONSOLE_SCREENSHOTS    (optional) a directory to write screenshots of the main pages
 //   CHROMIUM                    (optional) the browser, default /usr/bin/chromium
+// Scenario `keys` (the default) also needs
+//   KMSD_DENIED_ACCESS_KEY_ID / KMSD_DENIED_SECRET_ACCESS_KEY  a user without permissions
+//   KMSD_TEMP_ACCESS_KEY_ID / KMSD_TEMP_SECRET_ACCESS_KEY / KMSD_TEMP_SESSION_TOKEN
+//                                                              temporary credentials (AssumeRole)
+// and scenario `key-stores` (kmsd serving SoftHSM2 tokens as an HSM cluster)
+//   KMSD_CLUSTER_ID, KMSD_TRUST_ANCHOR (PEM), KMSD_KMSUSER_PASSWORD
 // Exits 0 when every step passed; otherwise prints the failing step and exits 1.
 import { chromium } from 'playwright-core';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -19,8 +25,8 @@ const env = (name) => {
 const url = env('KMSD_CONSOLE_URL');
 const origin = new URL(url).origin;
 const admin = { id: env('KMSD_ADMIN_ACCESS_KEY_ID'), secret: env('KMSD_ADMIN_SECRET_ACCESS_KEY') };
-const denied = { id: env('KMSD_DENIED_ACCESS_KEY_ID'), secret: env('KMSD_DENIED_SECRET_ACCESS_KEY') };
 const shots = process.env.KMSD_CONSOLE_SCREENSHOTS;
+const scenario = process.argv[2] || 'keys';
 
 let step = 'starting';
 const log = (s) => {
@@ -63,47 +69,35 @@ async function shot(page, name) {
   if (shots) await page.screenshot({ path: join(shots, `${name}.png`), fullPage: false });
 }
 
-const profile = mkdtempSync(join(tmpdir(), 'kmsd-console-chromium-'));
-// A fresh profile directory for this run, removed at the end.
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  headless: true,
-  args: [
-    '--no-sandbox',
-    '--disable-gpu',
-    '--disable-quic',
-    '--no-first-run',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-sync',
-  ],
-  viewport: { width: 1440, height: 900 },
-});
-let failed = false;
-try {
-  const page = context.pages()[0] || (await context.newPage());
-  page.setDefaultTimeout(15000);
-  const foreign = [];
-  const problems = [];
-  page.on('request', (r) => {
-    if (!r.url().startsWith(origin + '/') && !r.url().startsWith('data:')) foreign.push(r.url());
-  });
-  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
-  page.on('console', (m) => {
-    // A denied call is an HTTP 400 the browser logs as a failed resource load: expected.
-    if (m.type() === 'error' && !/Failed to load resource/.test(m.text())) problems.push(`console: ${m.text()}`);
-  });
+/** Signs in with an access key (and session token), by keyboard; waits for the identity. */
+async function signIn(page, who, identity) {
+  await page.getByRole('heading', { name: 'Sign in to kmsd' }).waitFor();
+  for (const label of ['Access key ID', 'Secret access key', 'Session token']) await page.getByLabel(label).fill('');
+  await page.getByLabel('Access key ID').focus();
+  await page.keyboard.type(who.id);
+  await page.keyboard.press('Tab');
+  await page.keyboard.type(who.secret);
+  if (who.token) {
+    await page.keyboard.press('Tab');
+    await page.keyboard.type(who.token);
+  }
+  await page.keyboard.press('Enter');
+  await expectText(page.getByTestId('identity'), identity);
+}
 
+/** Keys, policies, crypto, audit, sign-out, temporary credentials and a denied user. */
+async function keys(page) {
+  const denied = { id: env('KMSD_DENIED_ACCESS_KEY_ID'), secret: env('KMSD_DENIED_SECRET_ACCESS_KEY') };
+  const temporary = {
+    id: env('KMSD_TEMP_ACCESS_KEY_ID'),
+    secret: env('KMSD_TEMP_SECRET_ACCESS_KEY'),
+    token: env('KMSD_TEMP_SESSION_TOKEN'),
+  };
   log('the sign-in page loads under the CSP, keyboard first');
   await page.goto(url);
   await page.getByRole('heading', { name: 'Sign in to kmsd' }).waitFor();
   await shot(page, 'sign-in');
-  await page.getByLabel('Access key ID').focus();
-  await page.keyboard.type(admin.id);
-  await page.keyboard.press('Tab');
-  await page.keyboard.type(admin.secret);
-  await page.keyboard.press('Enter');
-  await expectText(page.getByTestId('identity'), /arn:aws:iam::\d{12}:user\/admin/);
+  await signIn(page, admin, /arn:aws:iam::\d{12}:user\/admin/);
   if (!(await page.evaluate(() => sessionStorage.length === 1))) fail('credentials not in sessionStorage');
   if (await page.evaluate(() => localStorage.length !== 0)) fail('something was written to localStorage');
 
@@ -226,7 +220,6 @@ try {
   await page.getByRole('link', { name: 'Key stores' }).click();
   await page.getByRole('heading', { name: 'CloudHSM clusters' }).waitFor();
   await expectText(page.locator('main'), /No custom key stores/);
-  await shot(page, 'key-stores');
 
   log('sign-out removes the credentials');
   await page.getByRole('button', { name: 'Sign out' }).click();
@@ -256,6 +249,101 @@ try {
   await page.getByRole('button', { name: 'Sign in' }).click();
   await expectText(page.getByTestId('error'), /SignatureDoesNotMatch|InvalidSignature/);
   if ((await page.getByTestId('identity').count()) !== 0) fail('signed in with a wrong secret');
+
+  log('temporary credentials (with a session token) sign in as the assumed role');
+  await signIn(page, temporary, /assumed-role\/console-role\/console-session/);
+  await page.getByRole('link', { name: 'Keys', exact: true }).click();
+  await expectText(page.getByTestId('keys-table'), /alias\/console-e2e/);
+}
+
+/** A CloudHSM key store: the cluster, create, connect, a key in it, crypto, disconnect. */
+async function keyStores(page) {
+  const cluster = env('KMSD_CLUSTER_ID');
+  log('the HSM cluster is listed with its HSMs');
+  await page.goto(url + '#/stores');
+  await signIn(page, admin, /user\/admin/);
+  const main = page.locator('main');
+  await expectText(main, new RegExp(`${cluster}[\\s\\S]*ACTIVE`));
+  await expectText(main, /hsm-[0-9a-z]+/);
+
+  log('create a CloudHSM key store');
+  await page.getByLabel('Name', { exact: true }).fill('console-hsm-store');
+  await page.getByLabel('CloudHSM cluster', { exact: true }).selectOption(cluster);
+  await page.getByLabel('Trust anchor certificate').fill(env('KMSD_TRUST_ANCHOR'));
+  await page.getByLabel('kmsuser password').fill(env('KMSD_KMSUSER_PASSWORD'));
+  await page.getByRole('button', { name: 'Create key store' }).click();
+  await expectText(page.getByTestId('status'), /Key store console-hsm-store created/);
+  const stores = page.getByTestId('stores-table');
+  await expectText(stores, /console-hsm-store[\s\S]*DISCONNECTED/);
+
+  log('connect it');
+  await page.getByRole('button', { name: 'Connect', exact: true }).click();
+  const deadline = Date.now() + 60000;
+  while (!/CONNECTED(?!\w)/.test((await stores.textContent()).replace('DISCONNECTED', ''))) {
+    if (Date.now() > deadline) fail(`the store did not connect: ${await stores.textContent()}`);
+    await new Promise((r) => setTimeout(r, 500));
+    await page.getByRole('button', { name: 'Refresh' }).click();
+  }
+
+  log('create a key in the key store');
+  await page.getByRole('link', { name: 'Create key' }).first().click();
+  await page.getByLabel('In a CloudHSM key store').check();
+  await expectText(page.getByLabel('Custom key store'), /console-hsm-store/);
+  await page.getByLabel('Alias').fill('hsm-key');
+  await page.getByRole('button', { name: 'Create key' }).click();
+  const meta = page.getByTestId('key-metadata');
+  await expectText(meta, /AWS_CLOUDHSM/);
+  await expectText(meta, new RegExp(cluster));
+
+  log('encrypt and decrypt inside the HSMs');
+  await page.getByRole('link', { name: 'Try it with this key' }).click();
+  await page.getByLabel('Text to encrypt').fill('sealed by an HSM');
+  await page.getByRole('button', { name: 'Encrypt', exact: true }).click();
+  await expectText(page.getByTestId('status'), /Encrypted under/);
+  await page.getByRole('button', { name: 'Decrypt', exact: true }).click();
+  await expectText(page.getByTestId('decrypted'), /^sealed by an HSM$/);
+
+  log('the store lists its key; disconnect it');
+  await page.getByRole('link', { name: 'Key stores' }).click();
+  await expectText(stores, /alias\/hsm-key/);
+  await shot(page, 'key-stores');
+  await page.getByRole('button', { name: 'Disconnect' }).click();
+  await expectText(page.getByTestId('status'), /disconnected/);
+  await expectText(stores, /DISCONNECTED/);
+}
+
+const profile = mkdtempSync(join(tmpdir(), 'kmsd-console-chromium-'));
+// A fresh profile directory for this run, removed at the end.
+const context = await chromium.launchPersistentContext(profile, {
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  headless: true,
+  args: [
+    '--no-sandbox',
+    '--disable-gpu',
+    '--disable-quic',
+    '--no-first-run',
+    '--disable-background-networking',
+    '--disable-component-update',
+    '--disable-sync',
+  ],
+  viewport: { width: 1440, height: 900 },
+});
+let failed = false;
+try {
+  const page = context.pages()[0] || (await context.newPage());
+  page.setDefaultTimeout(15000);
+  const foreign = [];
+  const problems = [];
+  page.on('request', (r) => {
+    if (!r.url().startsWith(origin + '/') && !r.url().startsWith('data:')) foreign.push(r.url());
+  });
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  page.on('console', (m) => {
+    // A denied call is an HTTP 400 the browser logs as a failed resource load: expected.
+    if (m.type() === 'error' && !/Failed to load resource/.test(m.text())) problems.push(`console: ${m.text()}`);
+  });
+
+  await (scenario === 'key-stores' ? keyStores(page) : keys(page));
 
   if (foreign.length) fail(`requests left kmsd's origin: ${foreign.join(', ')}`);
   if (problems.length) fail(`browser errors:\n${problems.join('\n')}`);

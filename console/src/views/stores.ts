@@ -121,7 +121,10 @@ function clustersView(clusters: Cluster[]): TemplateResult {
 /** The page. */
 export function view(ctx: Ctx): TemplateResult {
   return html`
-    <h1 tabindex="-1">Custom key stores</h1>
+    <div class="title-row">
+      <h1 tabindex="-1">Custom key stores</h1>
+      <button type="button" class="secondary" @click=${async () => { await load(ctx); ctx.update(); }}>Refresh</button>
+    </div>
     ${!s.stores ? html`<p class="muted">Loading…</p>` : s.stores.ok ? storesTable(ctx, s.stores.value) : inlineError(s.stores.error)}
     <section aria-labelledby="h-new-store">
       <h2 id="h-new-store">Create a key store</h2>

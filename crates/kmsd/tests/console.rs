@@ -7,6 +7,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+#[path = "common/hsm_lab.rs"]
+mod hsm_lab;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -30,17 +32,20 @@ fn admin(server: &Server, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// A value of shared-credentials text.
+fn cred_value(text: &str, k: &str) -> Option<String> {
+    text.lines().find_map(|l| {
+        l.strip_prefix(k)
+            .map(|v| v.trim_start_matches([' ', '=']).trim().to_owned())
+    })
+}
+
 /// (access key id, secret) from shared-credentials text.
 fn creds(text: &str) -> (String, String) {
-    let get = |k: &str| {
-        text.lines()
-            .find_map(|l| {
-                l.strip_prefix(k)
-                    .map(|v| v.trim_start_matches([' ', '=']).trim().to_owned())
-            })
-            .unwrap()
-    };
-    (get("aws_access_key_id"), get("aws_secret_access_key"))
+    (
+        cred_value(text, "aws_access_key_id").unwrap(),
+        cred_value(text, "aws_secret_access_key").unwrap(),
+    )
 }
 
 /// A user of account 111122223333 with an access key and no policy.
@@ -249,11 +254,9 @@ fn console_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../console")
 }
 
-/// The console in Debian's Chromium, headless, against a real kmsd (console/tests/e2e.mjs).
-/// Needs node, `npm ci` in console/ and /usr/bin/chromium: scripts/test.sh installs them. With
-/// `KMSD_CONSOLE_SCREENSHOTS=DIR` the script also writes screenshots of the main pages there.
-#[test]
-fn the_console_works_in_a_real_browser() {
+/// Runs `console/tests/e2e.mjs SCENARIO` against `server` with the admin's credentials and
+/// `vars`; fails the test with the script's output unless every step passed.
+fn run_browser_scenario(server: &Server, scenario: &str, vars: &[(&str, &str)]) {
     let dir = console_dir();
     assert!(
         dir.join("node_modules/playwright-core").is_dir(),
@@ -264,11 +267,10 @@ fn the_console_works_in_a_real_browser() {
         std::path::Path::new(&chromium).exists(),
         "{chromium} is missing: `apt-get install chromium` (scripts/test.sh does)"
     );
-    let server = Server::start(&[]);
     let (a_id, a_secret) = server.admin_credentials();
-    let (d_id, d_secret) = user_without_permissions(&server, "viewer");
     let out = Command::new("node")
         .arg(dir.join("tests/e2e.mjs"))
+        .arg(scenario)
         .current_dir(&dir)
         .env(
             "KMSD_CONSOLE_URL",
@@ -276,18 +278,71 @@ fn the_console_works_in_a_real_browser() {
         )
         .env("KMSD_ADMIN_ACCESS_KEY_ID", &a_id)
         .env("KMSD_ADMIN_SECRET_ACCESS_KEY", &a_secret)
-        .env("KMSD_DENIED_ACCESS_KEY_ID", &d_id)
-        .env("KMSD_DENIED_SECRET_ACCESS_KEY", &d_secret)
         .env("CHROMIUM", &chromium)
+        .envs(vars.iter().copied())
         .output()
-        .expect("node must be installed (scripts/test.sh checks)");
+        .expect("node must be installed (scripts/test.sh installs it)");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        out.status.success(),
-        "console e2e failed\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
+        out.status.success() && stdout.contains("all steps passed"),
+        "console e2e ({scenario}) failed\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
     );
-    assert!(stdout.contains("all steps passed"), "{stdout}");
+}
+
+/// The console in Debian's Chromium, headless, against a real kmsd (console/tests/e2e.mjs).
+/// Needs node, `npm ci` in console/ and /usr/bin/chromium: scripts/test.sh installs them. With
+/// `KMSD_CONSOLE_SCREENSHOTS=DIR` the script also writes screenshots of the main pages there.
+#[test]
+fn the_console_works_in_a_real_browser() {
+    let server = Server::start(&[]);
+    let (d_id, d_secret) = user_without_permissions(&server, "viewer");
+    // Temporary credentials: a role the viewer may assume, allowed to list and describe keys.
+    let role = admin(
+        &server,
+        &[
+            "create-role",
+            "--account-id",
+            "111122223333",
+            "--trust",
+            "arn:aws:iam::111122223333:user/viewer",
+            "console-role",
+        ],
+    )
+    .trim()
+    .to_owned();
+    admin(
+        &server,
+        &[
+            "put-policy",
+            &role,
+            "read-keys",
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["kms:ListKeys","kms:ListAliases","kms:DescribeKey"],"Resource":"*"}]}"#,
+        ],
+    );
+    let session = admin(
+        &server,
+        &[
+            "assume-role",
+            &role,
+            "console-session",
+            "--as",
+            "arn:aws:iam::111122223333:user/viewer",
+        ],
+    );
+    let (t_id, t_secret) = creds(&session);
+    let t_token = cred_value(&session, "aws_session_token").unwrap();
+    run_browser_scenario(
+        &server,
+        "keys",
+        &[
+            ("KMSD_DENIED_ACCESS_KEY_ID", &d_id),
+            ("KMSD_DENIED_SECRET_ACCESS_KEY", &d_secret),
+            ("KMSD_TEMP_ACCESS_KEY_ID", &t_id),
+            ("KMSD_TEMP_SECRET_ACCESS_KEY", &t_secret),
+            ("KMSD_TEMP_SESSION_TOKEN", &t_token),
+        ],
+    );
 
     // What the browser did is in kmsd's audit trail like any SDK call: the admin's calls,
     // and the viewer's denied CreateKey.
@@ -312,4 +367,24 @@ fn the_console_works_in_a_real_browser() {
             && r["eventName"] == "CreateKey"
             && r["errorCode"] == "AccessDeniedException"
     }));
+}
+
+/// The key store pages in the browser: kmsd serving two SoftHSM2 tokens as a CloudHSM cluster
+/// (made with the `aws cloudhsmv2` CLI); the console lists the cluster and its HSMs, creates
+/// and connects a CloudHSM key store, creates a key in it, encrypts and decrypts with it, and
+/// disconnects the store.
+#[test]
+fn the_console_manages_a_cloudhsm_key_store() {
+    let lab = hsm_lab::HsmLab::new(&[("a", "a"), ("b", "b")]);
+    let server = lab.serve();
+    let (cluster, anchor) = lab.cluster(&server, &["a", "b"], Some("kmsuser"));
+    run_browser_scenario(
+        &server,
+        "key-stores",
+        &[
+            ("KMSD_CLUSTER_ID", &cluster),
+            ("KMSD_TRUST_ANCHOR", &anchor),
+            ("KMSD_KMSUSER_PASSWORD", "kmsPswd123"),
+        ],
+    );
 }
