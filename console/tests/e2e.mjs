@@ -65,7 +65,23 @@ async function expectValue(locator, ok, what, timeout = 15000) {
   fail(`${what}: found ${JSON.stringify(last)}`);
 }
 
+/** Every form control of the page has a label (accessible name); fails naming those without. */
+async function checkLabels(page) {
+  const unlabelled = await page.evaluate(() =>
+    [...document.querySelectorAll('input, select, textarea, button')]
+      .filter((el) => {
+        const e = el;
+        if (e.type === 'hidden') return false;
+        const named = (e.labels && e.labels.length > 0) || e.getAttribute('aria-label') || (e.tagName === 'BUTTON' && e.textContent.trim());
+        return !named;
+      })
+      .map((e) => e.outerHTML.slice(0, 80)),
+  );
+  if (unlabelled.length) fail(`form controls without a label on ${page.url()}: ${unlabelled.join(' | ')}`);
+}
+
 async function shot(page, name) {
+  await checkLabels(page);
   if (shots) await page.screenshot({ path: join(shots, `${name}.png`), fullPage: false });
 }
 
@@ -99,6 +115,12 @@ async function keys(page) {
   await shot(page, 'sign-in');
   await signIn(page, admin, /arn:aws:iam::\d{12}:user\/admin/);
   if (!(await page.evaluate(() => sessionStorage.length === 1))) fail('credentials not in sessionStorage');
+  log('keyboard: the first focusable element skips to the content');
+  const first = await page.evaluate(() => document.querySelector('a[href], button, input, select, textarea')?.textContent);
+  if (first !== 'Skip to content') fail(`the first focusable element is not the skip link: ${first}`);
+  await page.getByRole('link', { name: 'Skip to content' }).focus();
+  await page.keyboard.press('Enter');
+  if ((await page.evaluate(() => document.activeElement?.tagName)) !== 'H1') fail('the skip link does not move focus to the heading');
   if (await page.evaluate(() => localStorage.length !== 0)) fail('something was written to localStorage');
 
   log('create a key');

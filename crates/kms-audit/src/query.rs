@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
 use serde_json::Value;
@@ -80,6 +80,10 @@ pub fn query(dir: &Path, filter: &QueryFilter) -> Result<Vec<Value>, String> {
     Ok(out)
 }
 
+/// Longest line [`query_newest`] parses: well above the largest record kmsd writes
+/// ([`crate::bound`]); longer lines can only come from a damaged file and are skipped.
+pub const MAX_LINE_BYTES: usize = 1024 * 1024;
+
 /// What [`query_newest`] found.
 #[derive(Debug, Clone, Default)]
 pub struct NewestRecords {
@@ -91,9 +95,11 @@ pub struct NewestRecords {
 
 /// The newest `limit` records in `dir` matching `filter`, newest first.
 ///
-/// Memory stays bounded whatever the trail's size: files are read newest first, one line at a
-/// time, keeping at most `limit` matches; reading stops once `limit` matches are found or
-/// `max_scan_bytes` of files were read (then [`NewestRecords::scan_budget_exhausted`] is set).
+/// Memory stays bounded whatever the trail's size: files are read newest first, one line (at
+/// most [`MAX_LINE_BYTES`]) at a time, keeping at most `limit` matches; reading stops once
+/// `limit` matches are found or `max_scan_bytes` of files were read (then
+/// [`NewestRecords::scan_budget_exhausted`] is set). Lines that are not records (damaged,
+/// half-written, too long) are skipped.
 pub fn query_newest(
     dir: &Path,
     filter: &QueryFilter,
@@ -120,11 +126,27 @@ pub fn query_newest(
         // still wanted.
         let wanted = limit - out.records.len();
         let mut newest: VecDeque<Value> = VecDeque::with_capacity(wanted.min(1024));
-        for line in BufReader::new(f).lines() {
-            let line = line.map_err(|e| e.to_string())?;
-            scanned = scanned.saturating_add(line.len() as u64 + 1);
-            // A line being written as we read is not JSON yet: skipped.
-            let Ok(v) = serde_json::from_str::<Value>(&line) else {
+        let mut reader = BufReader::new(f);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            let n = (&mut reader)
+                .take(MAX_LINE_BYTES as u64 + 1)
+                .read_until(b'\n', &mut line)
+                .map_err(|e| e.to_string())?;
+            if n == 0 {
+                break;
+            }
+            scanned = scanned.saturating_add(n as u64);
+            if line.len() > MAX_LINE_BYTES {
+                // Longer than any record kmsd writes (a damaged file): skipped, unread.
+                let rest = reader.skip_until(b'\n').map_err(|e| e.to_string())?;
+                scanned = scanned.saturating_add(rest as u64);
+                continue;
+            }
+            // A line being written as we read, or not UTF-8 JSON: skipped (`verify` reports
+            // damaged files; a read shows what it can).
+            let Ok(v) = serde_json::from_slice::<Value>(&line) else {
                 continue;
             };
             if SignedKind::of_line(&v).is_none() && matches(&v, filter) {
@@ -257,6 +279,21 @@ mod tests {
             ids(&query_newest(tmp.path(), &mine, 10, u64::MAX).unwrap()),
             vec![2, 1]
         );
+    }
+
+    #[test]
+    fn damaged_and_oversized_lines_are_skipped() {
+        let tmp = tempfile::tempdir().unwrap();
+        let a = "111122223333";
+        let mut bytes = format!("{}\n", record(1, "Encrypt", None, a)).into_bytes();
+        bytes.extend_from_slice(b"\xff\xfe not utf-8\n");
+        bytes.extend_from_slice(&vec![b'x'; MAX_LINE_BYTES + 10]);
+        bytes.push(b'\n');
+        bytes.extend_from_slice(format!("{}\n", record(2, "Decrypt", None, a)).as_bytes());
+        bytes.extend_from_slice(b"{\"eventTime\": \"2026-12-04T10:00:0"); // being written
+        std::fs::write(tmp.path().join("audit-00000001.jsonl"), bytes).unwrap();
+        let r = query_newest(tmp.path(), &QueryFilter::default(), 10, u64::MAX).unwrap();
+        assert_eq!(ids(&r), vec![2, 1]);
     }
 
     #[test]

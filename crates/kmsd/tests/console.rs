@@ -175,6 +175,16 @@ async fn the_audit_read_api_is_authorised_scoped_to_the_account_and_bounded() {
     assert_eq!(body["__type"], "ValidationException");
     let (status, body) = read_audit(&server, admin_creds, r#"{"Bogus":1}"#).await;
     assert_eq!(status, 400, "{body}");
+    let other = kms_request(
+        server.addr,
+        "Kmsd.DeleteAuditRecords",
+        "{}",
+        Some(admin_creds),
+        now_secs(),
+    )
+    .await;
+    assert_eq!(other.status, 400);
+    assert_eq!(other.json()["__type"], "UnknownOperationException");
 
     // A user without kmsd:ReadAudit is denied (and the denial is audited)...
     let (u_id, u_secret) = user_without_permissions(&server, "auditor");
