@@ -267,6 +267,16 @@ fn console_dir() -> PathBuf {
 /// Runs `console/tests/e2e.mjs SCENARIO` against `server` with the admin's credentials and
 /// `vars`; fails the test with the script's output unless every step passed.
 fn run_browser_scenario(server: &Server, scenario: &str, vars: &[(&str, &str)]) {
+    run_browser_scenario_at(
+        server,
+        &format!("{}/console/", server.endpoint()),
+        scenario,
+        vars,
+    );
+}
+
+/// [`run_browser_scenario`] with the console at `url`.
+fn run_browser_scenario_at(server: &Server, url: &str, scenario: &str, vars: &[(&str, &str)]) {
     let dir = console_dir();
     assert!(
         dir.join("node_modules/playwright-core").is_dir(),
@@ -282,10 +292,7 @@ fn run_browser_scenario(server: &Server, scenario: &str, vars: &[(&str, &str)]) 
         .arg(dir.join("tests/e2e.mjs"))
         .arg(scenario)
         .current_dir(&dir)
-        .env(
-            "KMSD_CONSOLE_URL",
-            format!("{}/console/", server.endpoint()),
-        )
+        .env("KMSD_CONSOLE_URL", url)
         .env("KMSD_ADMIN_ACCESS_KEY_ID", &a_id)
         .env("KMSD_ADMIN_SECRET_ACCESS_KEY", &a_secret)
         .env("CHROMIUM", &chromium)
@@ -396,5 +403,30 @@ fn the_console_manages_a_cloudhsm_key_store() {
             ("KMSD_TRUST_ANCHOR", &anchor),
             ("KMSD_KMSUSER_PASSWORD", "kmsPswd123"),
         ],
+    );
+}
+
+/// The console over HTTPS: browsers speak HTTP/2 to kmsd there, without a `Host` header (SigV4
+/// is checked against `:authority`), from a secure context.
+#[test]
+fn the_console_works_over_tls_and_http2() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rcgen::CertifiedKey { cert, signing_key } =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+            .unwrap();
+    let (cert_path, key_path) = (tmp.path().join("cert.pem"), tmp.path().join("key.pem"));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, signing_key.serialize_pem()).unwrap();
+    let server = Server::start(&[
+        "--tls-cert",
+        cert_path.to_str().unwrap(),
+        "--tls-key",
+        key_path.to_str().unwrap(),
+    ]);
+    run_browser_scenario_at(
+        &server,
+        &format!("https://{}/console/", server.addr),
+        "tls",
+        &[],
     );
 }
