@@ -168,6 +168,7 @@ export interface AuditFilter {
   Principal?: string;
   EventName?: string;
   ErrorCode?: string;
+  ExcludeEventNames?: string[];
 }
 
 /** One CloudTrail-shaped audit record. */

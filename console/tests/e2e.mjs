@@ -174,6 +174,35 @@ async function keys(page) {
   await expectText(page.getByTestId('status'), /Key policy saved/);
   if (!(await editor.inputValue()).includes('ConsoleEdited')) fail('the saved policy was not reloaded');
 
+  log('tag the key');
+  await page.getByLabel('Tag key').fill('team');
+  await page.getByLabel('Tag value').fill('payments');
+  await page.getByRole('button', { name: 'Set tag' }).click();
+  await expectText(page.getByTestId('status'), /Tag team set/);
+  await expectText(page.locator('section', { has: page.getByRole('heading', { name: 'Tags' }) }), /payments/);
+
+  log('rotate on demand; the history shows it');
+  await page.getByRole('button', { name: 'Rotate now' }).click();
+  await expectText(page.getByTestId('status'), /Key rotated/);
+  await expectText(page.locator('section', { has: page.getByRole('heading', { name: 'Rotation' }) }), /Rotation history[\s\S]*ON_DEMAND/);
+
+  log('disable and enable');
+  await page.getByRole('button', { name: 'Disable key' }).click();
+  await expectText(page.getByTestId('status'), /Key disabled/);
+  await expectText(page.locator('main h1'), /Disabled/);
+  await page.getByRole('button', { name: 'Enable key' }).click();
+  await expectText(page.getByTestId('status'), /Key enabled/);
+
+  log('schedule the deletion, see the waiting period, cancel it');
+  await page.getByLabel('Waiting period (days, 7–30)').fill('7');
+  await page.getByRole('button', { name: 'Schedule deletion' }).click();
+  await expectText(page.getByTestId('status'), /Deletion scheduled in 7 days/);
+  await expectText(page.locator('main'), /Scheduled for deletion on [\s\S]*\(in 7 days\)/);
+  await page.getByRole('button', { name: 'Cancel deletion' }).click();
+  await expectText(page.getByTestId('status'), /Deletion cancelled/);
+  await page.getByRole('button', { name: 'Enable key' }).click();
+  await expectText(page.getByTestId('status'), /Key enabled/);
+
   log('encrypt and decrypt a text');
   await page.getByRole('link', { name: 'Try it with this key' }).click();
   await page.getByRole('heading', { name: 'Try it' }).waitFor();
@@ -232,13 +261,13 @@ async function keys(page) {
   await expectText(audit, /Encrypt/);
   await expectText(audit, /CreateAlias/);
   await expectText(audit, /CreateKey/);
+  await shot(page, 'audit');
   log('failed calls are filtered');
   await page.getByLabel('Key ID or ARN').fill('');
   await page.getByLabel('Outcome').selectOption('any');
   await page.getByRole('button', { name: 'Apply filters' }).click();
   await expectText(audit, /InvalidCiphertextException/);
   await expectText(audit, /MalformedPolicyDocumentException/);
-  await shot(page, 'audit');
 
   log('the key stores page loads');
   await page.getByRole('link', { name: 'Key stores' }).click();
@@ -294,6 +323,7 @@ async function tls(page) {
   await page.getByRole('button', { name: 'Create key' }).click();
   await expectText(page.getByTestId('aliases'), /alias\/over-tls/);
   await page.getByRole('link', { name: 'Try it with this key' }).click();
+  await expectValue(page.getByLabel('Key (ID, ARN or alias)', { exact: true }), (v) => v.length > 0, 'no key preselected');
   await page.getByLabel('Text to encrypt').fill('over h2');
   await page.getByRole('button', { name: 'Encrypt', exact: true }).click();
   await expectText(page.getByTestId('status'), /Encrypted under/);
@@ -342,6 +372,7 @@ async function keyStores(page) {
 
   log('encrypt and decrypt inside the HSMs');
   await page.getByRole('link', { name: 'Try it with this key' }).click();
+  await expectValue(page.getByLabel('Key (ID, ARN or alias)', { exact: true }), (v) => v.length > 0, 'no key preselected');
   await page.getByLabel('Text to encrypt').fill('sealed by an HSM');
   await page.getByRole('button', { name: 'Encrypt', exact: true }).click();
   await expectText(page.getByTestId('status'), /Encrypted under/);

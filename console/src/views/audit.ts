@@ -2,10 +2,31 @@
 // filtered by key, principal, event and error.
 import { html, nothing, type TemplateResult } from 'lit';
 import { readAuditRecords, type AuditFilter, type AuditRecord } from '../api';
-import { field, inlineError, settle, type Ctx, type Loaded } from '../ui';
+import { checked, field, inlineError, settle, type Ctx, type Loaded } from '../ui';
+
+/** The lookups browsing makes (this console included): hidden unless asked for, so the
+ * records that matter (changes, cryptographic calls, failures) are not drowned. */
+export const LOOKUPS = [
+  'DescribeKey',
+  'DescribeCustomKeyStores',
+  'DescribeClusters',
+  'GetCallerIdentity',
+  'GetKeyPolicy',
+  'GetKeyRotationStatus',
+  'GetPublicKey',
+  'GetKeyLastUsage',
+  'ListAliases',
+  'ListGrants',
+  'ListKeyPolicies',
+  'ListKeyRotations',
+  'ListKeys',
+  'ListResourceTags',
+  'ListRetirableGrants',
+  'ReadAuditRecords',
+];
 
 const s: { filter: AuditFilter; result: Loaded<{ Records: AuditRecord[]; ScanLimitReached: boolean }> | null; open: string | null } = {
-  filter: { Limit: 50 },
+  filter: { Limit: 50, ExcludeEventNames: LOOKUPS },
   result: null,
   open: null,
 };
@@ -13,7 +34,7 @@ const s: { filter: AuditFilter; result: Loaded<{ Records: AuditRecord[]; ScanLim
 /** Loads the newest records (`?key=` filters by key). */
 export async function load(ctx: Ctx, params: URLSearchParams): Promise<void> {
   const key = params.get('key');
-  if (key !== null) s.filter = { Limit: 50, KeyId: key };
+  if (key !== null) s.filter = { Limit: 50, KeyId: key, ExcludeEventNames: LOOKUPS };
   await refresh(ctx);
 }
 
@@ -34,6 +55,7 @@ function apply(ctx: Ctx, e: SubmitEvent): void {
     Principal: field(form, 'principal') || undefined,
     EventName: field(form, 'event') || undefined,
     ErrorCode: errors === 'code' ? field(form, 'errorCode') || '*' : errors === 'any' ? '*' : undefined,
+    ExcludeEventNames: checked(form, 'hideLookups') ? LOOKUPS : undefined,
   };
   void refresh(ctx);
 }
@@ -66,6 +88,7 @@ export function view(ctx: Ctx): TemplateResult {
       >
       <label>Error code <input name="errorCode" .value=${errMode === 'code' ? f.ErrorCode || '' : ''} placeholder="AccessDeniedException" /></label>
       <label>Show <input name="limit" type="number" min="1" max="500" .value=${String(f.Limit || 50)} /></label>
+      <label class="check"><input type="checkbox" name="hideLookups" .checked=${!!f.ExcludeEventNames} /> Hide lookups (Describe, List, Get)</label>
       <button type="submit">Apply filters</button>
     </form>
     ${!s.result

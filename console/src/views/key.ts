@@ -84,6 +84,13 @@ export async function load(ctx: Ctx, keyId: string): Promise<void> {
   }
 }
 
+/** " (in N days)" until `d`, rounded up; empty without a date. */
+function daysUntil(d: Date | undefined): string {
+  if (!d) return '';
+  const days = Math.ceil((d.getTime() - Date.now()) / 86_400_000);
+  return days > 0 ? ` (in ${days} day${days === 1 ? '' : 's'})` : ' (due now)';
+}
+
 function pretty(json: string): string {
   try {
     return JSON.stringify(JSON.parse(json), null, 2);
@@ -373,7 +380,7 @@ export function view(ctx: Ctx): TemplateResult {
       </div>
     </div>
     ${meta.KeyState === 'PendingDeletion'
-      ? html`<p class="warning" role="note">Scheduled for deletion on ${when(meta.DeletionDate)} (waiting period ${meta.PendingDeletionWindowInDays} days). Cancel to keep it.</p>`
+      ? html`<p class="warning" role="note">Scheduled for deletion on ${when(meta.DeletionDate)}${daysUntil(meta.DeletionDate)}. Until then the key cannot be used; cancel the deletion to keep it.</p>`
       : nothing}
     <div class="grid">
       <section aria-labelledby="h-meta"><h2 id="h-meta">Details</h2>${metadata(meta)}</section>

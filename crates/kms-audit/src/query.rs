@@ -29,6 +29,8 @@ pub struct QueryFilter {
     /// Records of this account only: the caller's (`userIdentity.accountId`) or the owner of
     /// the resource (`recipientAccountId`).
     pub account: Option<String>,
+    /// Records whose `eventName` is none of these.
+    pub exclude_event_names: Vec<String>,
 }
 
 /// The [`QueryFilter::error_code`] that matches any failed call.
@@ -41,6 +43,10 @@ fn matches(v: &Value, f: &QueryFilter) -> bool {
         && f.event_name
             .as_deref()
             .is_none_or(|e| v["eventName"].as_str() == Some(e))
+        && !f
+            .exclude_event_names
+            .iter()
+            .any(|e| v["eventName"].as_str() == Some(e))
         && f.principal
             .as_deref()
             .is_none_or(|p| v["userIdentity"]["arn"].as_str() == Some(p))

@@ -43,7 +43,12 @@ struct ReadAuditRequest {
     since: Option<String>,
     /// Records before this time.
     until: Option<String>,
+    /// Records of none of these operations (e.g. the lookups a console makes while browsing).
+    exclude_event_names: Option<Vec<String>>,
 }
+
+/// Most names in `ExcludeEventNames`.
+pub const MAX_EXCLUDED_EVENT_NAMES: usize = 100;
 
 fn validation(message: String) -> KmsError {
     KmsError::new(ErrorCode::ValidationException, message)
@@ -80,6 +85,16 @@ pub async fn call(
             "Limit must be between 1 and {MAX_LIMIT}"
         )));
     }
+    let exclude_event_names = req.exclude_event_names.unwrap_or_default();
+    if exclude_event_names.len() > MAX_EXCLUDED_EVENT_NAMES
+        || exclude_event_names
+            .iter()
+            .any(|n| n.is_empty() || n.len() > 128)
+    {
+        return Err(validation(format!(
+            "ExcludeEventNames takes at most {MAX_EXCLUDED_EVENT_NAMES} names of 1 to 128 characters"
+        )));
+    }
     let filter = kms_audit::QueryFilter {
         since: non_empty("Since", req.since)?,
         until: non_empty("Until", req.until)?,
@@ -88,6 +103,7 @@ pub async fn call(
         event_name: non_empty("EventName", req.event_name)?,
         error_code: non_empty("ErrorCode", req.error_code)?,
         account: Some(caller.account.clone()),
+        exclude_event_names,
     };
     service.authorize_kmsd_action(caller, READ_AUDIT_ACTION)?;
     let dir = audit_dir.to_path_buf();

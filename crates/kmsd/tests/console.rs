@@ -158,6 +158,13 @@ async fn the_audit_read_api_is_authorised_scoped_to_the_account_and_bounded() {
     assert!(event_names(&by_key).contains(&"Encrypt".to_owned()));
     let (_, errors) = read_audit(&server, admin_creds, r#"{"ErrorCode":"*"}"#).await;
     assert_eq!(event_names(&errors), vec!["Decrypt"]);
+    let (_, changes) = read_audit(
+        &server,
+        admin_creds,
+        r#"{"ExcludeEventNames":["Encrypt","Decrypt","ReadAuditRecords"]}"#,
+    )
+    .await;
+    assert_eq!(event_names(&changes), vec!["CreateKey"]);
     let (_, limited) = read_audit(&server, admin_creds, r#"{"Limit":1}"#).await;
     assert_eq!(limited["Records"].as_array().unwrap().len(), 1);
     // The read itself is audited.

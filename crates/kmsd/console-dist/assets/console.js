@@ -50,7 +50,7 @@ ${T(await i.digest())}`}getCanonicalPath({path:e}){if(this.uriEscapePath){let t=
             </tbody>
           </table>
           ${t.length===0?y`<p class="muted">No keys yet. <a href="#/create-key">Create one</a>.</p>`:b}`:b}
-  `}var q={keyId:``,meta:null,aliases:null,tags:null,rotation:null,rotations:null,grants:null,policy:null,policyDraft:``,policyJsonError:null,policySaveError:null};async function Oy(e,t){q.keyId!==t&&Object.assign(q,{meta:null,aliases:null,tags:null,rotation:null,rotations:null,grants:null,policy:null}),q.keyId=t,e.update();let n=e.kms;q.meta=await W(n.send(new xv({KeyId:t})).then(e=>e.KeyMetadata));let r=q.meta.ok&&q.meta.value?.KeyId?q.meta.value.KeyId:t,i=q.meta.ok&&q.meta.value?.KeySpec===`SYMMETRIC_DEFAULT`,[a,o,s,c,l,u]=await Promise.all([W(n.send(new Av({KeyId:r,Limit:100})).then(e=>e.Aliases||[])),W(n.send(new Pv({KeyId:r,Limit:50})).then(e=>e.Tags||[])),i?W(n.send(new kv({KeyId:r}))):Promise.resolve(null),i?W(n.send(new Mv({KeyId:r,Limit:100})).then(e=>e.Rotations||[])):Promise.resolve(null),W(n.send(new jv({KeyId:r,Limit:100})).then(e=>e.Grants||[])),W(n.send(new Ov({KeyId:r,PolicyName:`default`})).then(e=>e.Policy||``))]);Object.assign(q,{aliases:a,tags:o,rotation:s,rotations:c,grants:l,policy:u}),u.ok&&(q.policyDraft=ky(u.value),q.policyJsonError=null,q.policySaveError=null)}function ky(e){try{return JSON.stringify(JSON.parse(e),null,2)}catch{return e}}async function J(e,t,n,r,i){await e.run(t,async()=>(await n(),!0))&&(i?.reset(),await Oy(e,q.keyId),e.message={kind:`ok`,text:r},e.update())}function Ay(e){let t=(e,t)=>t==null||t===``?b:y`<dt>${e}</dt><dd>${t instanceof Date?_y(t):String(t)}</dd>`;return y`<dl class="meta" data-testid="key-metadata">
+  `}var q={keyId:``,meta:null,aliases:null,tags:null,rotation:null,rotations:null,grants:null,policy:null,policyDraft:``,policyJsonError:null,policySaveError:null};async function Oy(e,t){q.keyId!==t&&Object.assign(q,{meta:null,aliases:null,tags:null,rotation:null,rotations:null,grants:null,policy:null}),q.keyId=t,e.update();let n=e.kms;q.meta=await W(n.send(new xv({KeyId:t})).then(e=>e.KeyMetadata));let r=q.meta.ok&&q.meta.value?.KeyId?q.meta.value.KeyId:t,i=q.meta.ok&&q.meta.value?.KeySpec===`SYMMETRIC_DEFAULT`,[a,o,s,c,l,u]=await Promise.all([W(n.send(new Av({KeyId:r,Limit:100})).then(e=>e.Aliases||[])),W(n.send(new Pv({KeyId:r,Limit:50})).then(e=>e.Tags||[])),i?W(n.send(new kv({KeyId:r}))):Promise.resolve(null),i?W(n.send(new Mv({KeyId:r,Limit:100})).then(e=>e.Rotations||[])):Promise.resolve(null),W(n.send(new jv({KeyId:r,Limit:100})).then(e=>e.Grants||[])),W(n.send(new Ov({KeyId:r,PolicyName:`default`})).then(e=>e.Policy||``))]);Object.assign(q,{aliases:a,tags:o,rotation:s,rotations:c,grants:l,policy:u}),u.ok&&(q.policyDraft=Ay(u.value),q.policyJsonError=null,q.policySaveError=null)}function ky(e){if(!e)return``;let t=Math.ceil((e.getTime()-Date.now())/864e5);return t>0?` (in ${t} day${t===1?``:`s`})`:` (due now)`}function Ay(e){try{return JSON.stringify(JSON.parse(e),null,2)}catch{return e}}async function J(e,t,n,r,i){await e.run(t,async()=>(await n(),!0))&&(i?.reset(),await Oy(e,q.keyId),e.message={kind:`ok`,text:r},e.update())}function jy(e){let t=(e,t)=>t==null||t===``?b:y`<dt>${e}</dt><dd>${t instanceof Date?_y(t):String(t)}</dd>`;return y`<dl class="meta" data-testid="key-metadata">
     ${t(`Key ID`,e.KeyId)} ${t(`ARN`,e.Arn)} ${t(`Description`,e.Description)}
     <dt>State</dt><dd>${yy(e.KeyState)}</dd>
     ${t(`Key spec`,e.KeySpec)} ${t(`Key usage`,e.KeyUsage)} ${t(`Origin`,e.Origin)}
@@ -61,7 +61,7 @@ ${T(await i.digest())}`}getCanonicalPath({path:e}){if(this.uriEscapePath){let t=
     ${t(`Valid to`,e.ValidTo)} ${t(`Encryption algorithms`,e.EncryptionAlgorithms?.join(`, `))}
     ${t(`Signing algorithms`,e.SigningAlgorithms?.join(`, `))} ${t(`MAC algorithms`,e.MacAlgorithms?.join(`, `))}
     ${t(`Key agreement algorithms`,e.KeyAgreementAlgorithms?.join(`, `))}
-  </dl>`}function jy(e,t){let n=t.KeyId,r=t.KeyState;return y`<section aria-labelledby="h-state">
+  </dl>`}function My(e,t){let n=t.KeyId,r=t.KeyState;return y`<section aria-labelledby="h-state">
     <h2 id="h-state">State</h2>
     <div class="actions">
       ${r===`Disabled`?y`<button type="button" @click=${()=>J(e,`Enabling the key`,()=>e.kms.send(new Tv({KeyId:n})),`Key enabled.`)}>Enable key</button>`:b}
@@ -82,7 +82,7 @@ ${T(await i.digest())}`}getCanonicalPath({path:e}){if(this.uriEscapePath){let t=
       <label>Description <input name="description" .value=${t.Description||``} maxlength="8192" /></label>
       <button type="submit" class="secondary">Update description</button>
     </form>
-  </section>`}function My(e,t){return y`<section aria-labelledby="h-aliases">
+  </section>`}function Ny(e,t){return y`<section aria-labelledby="h-aliases">
     <h2 id="h-aliases">Aliases</h2>
     ${q.aliases?q.aliases.ok?y`<ul class="plain" data-testid="aliases">
             ${q.aliases.value.map(t=>y`<li>
@@ -98,7 +98,7 @@ ${T(await i.digest())}`}getCanonicalPath({path:e}){if(this.uriEscapePath){let t=
       <label>Alias name <input name="alias" placeholder="alias/my-app" required pattern="(alias\\/)?[\\w\\/\\-]+" /></label>
       <button type="submit">Add alias</button>
     </form>
-  </section>`}function Ny(e,t){return y`<section aria-labelledby="h-tags">
+  </section>`}function Py(e,t){return y`<section aria-labelledby="h-tags">
     <h2 id="h-tags">Tags</h2>
     ${q.tags?q.tags.ok?q.tags.value.length===0?y`<p class="muted">No tags.</p>`:y`<table>
               <thead><tr><th scope="col">Key</th><th scope="col">Value</th><th scope="col"><span class="sr-only">Actions</span></th></tr></thead>
@@ -114,7 +114,7 @@ ${T(await i.digest())}`}getCanonicalPath({path:e}){if(this.uriEscapePath){let t=
       <label>Tag value <input name="tagValue" maxlength="256" /></label>
       <button type="submit" class="secondary">Set tag</button>
     </form>
-  </section>`}function Py(e,t){let n=t.KeyId,r=t.KeySpec===`SYMMETRIC_DEFAULT`,i=q.rotation;return y`<section aria-labelledby="h-rotation">
+  </section>`}function Fy(e,t){let n=t.KeyId,r=t.KeySpec===`SYMMETRIC_DEFAULT`,i=q.rotation;return y`<section aria-labelledby="h-rotation">
     <h2 id="h-rotation">Rotation</h2>
     ${r?i?i.ok?y`<p data-testid="rotation-status">
                 Automatic rotation: <strong>${i.value.KeyRotationEnabled?`on`:`off`}</strong>
@@ -136,7 +136,7 @@ ${T(await i.digest())}`}getCanonicalPath({path:e}){if(this.uriEscapePath){let t=
           <thead><tr><th scope="col">Rotated</th><th scope="col">Type</th><th scope="col">Material</th></tr></thead>
           <tbody>${q.rotations.value.map(e=>y`<tr><td>${_y(e.RotationDate)}</td><td>${e.RotationType}</td><td class="mono small">${e.KeyMaterialId||``}</td></tr>`)}</tbody>
         </table>`:q.rotations&&!q.rotations.ok&&r?U(q.rotations.error):b}
-  </section>`}function Fy(){return y`<section aria-labelledby="h-grants">
+  </section>`}function Iy(){return y`<section aria-labelledby="h-grants">
     <h2 id="h-grants">Grants</h2>
     ${q.grants?q.grants.ok?q.grants.value.length===0?y`<p class="muted">No grants.</p>`:y`<table>
               <thead><tr><th scope="col">Grant ID</th><th scope="col">Name</th><th scope="col">Grantee</th><th scope="col">Operations</th><th scope="col">Created</th></tr></thead>
@@ -144,7 +144,7 @@ ${T(await i.digest())}`}getCanonicalPath({path:e}){if(this.uriEscapePath){let t=
                 ${q.grants.value.map(e=>y`<tr><td class="mono small">${e.GrantId}</td><td>${e.Name||``}</td><td>${e.GranteePrincipal}</td><td>${(e.Operations||[]).join(`, `)}</td><td>${_y(e.CreationDate)}</td></tr>`)}
               </tbody>
             </table>`:U(q.grants.error):y`<p class="muted">Loading…</p>`}
-  </section>`}function Iy(e,t){return y`<section aria-labelledby="h-policy">
+  </section>`}function Ly(e,t){return y`<section aria-labelledby="h-policy">
     <h2 id="h-policy">Key policy</h2>
     ${q.policy?q.policy.ok?y`<form @submit=${async n=>{if(n.preventDefault(),q.policyJsonError)return;q.policySaveError=null;let r=q.policyDraft;await J(e,`Saving the key policy`,()=>e.kms.send(new Fv({KeyId:t,PolicyName:`default`,Policy:r})),`Key policy saved.`),e.message?.kind===`error`&&(q.policySaveError={code:e.message.code||`Error`,text:e.message.text},q.policyDraft=r,e.update())}}>
             <label for="policy">Policy document (JSON)</label>
@@ -164,10 +164,10 @@ ${T(await i.digest())}`}getCanonicalPath({path:e}){if(this.uriEscapePath){let t=
             ${q.policySaveError?y`<p class="inline-error" data-testid="policy-error"><strong>${q.policySaveError.code}:</strong> ${q.policySaveError.text}</p>`:b}
             <div class="actions">
               <button type="submit" ?disabled=${!!q.policyJsonError}>Save policy</button>
-              <button type="button" class="secondary" @click=${()=>{q.policy?.ok&&(q.policyDraft=ky(q.policy.value),q.policyJsonError=null,e.update())}}>Revert</button>
+              <button type="button" class="secondary" @click=${()=>{q.policy?.ok&&(q.policyDraft=Ay(q.policy.value),q.policyJsonError=null,e.update())}}>Revert</button>
             </div>
           </form>`:U(q.policy.error):y`<p class="muted">Loading…</p>`}
-  </section>`}function Ly(e){let t=q.meta;if(!t)return y`<h1 tabindex="-1">Key</h1><p class="muted">Loading ${q.keyId}…</p>`;if(!t.ok||!t.value)return y`<h1 tabindex="-1">Key ${q.keyId}</h1>${t.ok?b:U(t.error)}`;let n=t.value,r=n.KeyId;return y`
+  </section>`}function Ry(e){let t=q.meta;if(!t)return y`<h1 tabindex="-1">Key</h1><p class="muted">Loading ${q.keyId}…</p>`;if(!t.ok||!t.value)return y`<h1 tabindex="-1">Key ${q.keyId}</h1>${t.ok?b:U(t.error)}`;let n=t.value,r=n.KeyId;return y`
     <p class="crumbs"><a href="#/keys">Keys</a> / <span class="mono">${r}</span></p>
     <div class="title-row">
       <h1 tabindex="-1">${(q.aliases?.ok?q.aliases.value.map(e=>e.AliasName).join(`, `):``)||`Key`} ${yy(n.KeyState)}</h1>
@@ -176,24 +176,24 @@ ${T(await i.digest())}`}getCanonicalPath({path:e}){if(this.uriEscapePath){let t=
         <a class="button secondary" href="#/audit?key=${encodeURIComponent(r)}">Audit events</a>
       </div>
     </div>
-    ${n.KeyState===`PendingDeletion`?y`<p class="warning" role="note">Scheduled for deletion on ${_y(n.DeletionDate)} (waiting period ${n.PendingDeletionWindowInDays} days). Cancel to keep it.</p>`:b}
+    ${n.KeyState===`PendingDeletion`?y`<p class="warning" role="note">Scheduled for deletion on ${_y(n.DeletionDate)}${ky(n.DeletionDate)}. Until then the key cannot be used; cancel the deletion to keep it.</p>`:b}
     <div class="grid">
-      <section aria-labelledby="h-meta"><h2 id="h-meta">Details</h2>${Ay(n)}</section>
-      <div>${jy(e,n)} ${My(e,r)}</div>
+      <section aria-labelledby="h-meta"><h2 id="h-meta">Details</h2>${jy(n)}</section>
+      <div>${My(e,n)} ${Ny(e,r)}</div>
     </div>
-    ${Iy(e,r)} ${Py(e,n)} ${Ny(e,r)} ${Fy()}
-  `}var Ry={SYMMETRIC_DEFAULT:[`ENCRYPT_DECRYPT`],RSA_2048:[`ENCRYPT_DECRYPT`,`SIGN_VERIFY`],RSA_3072:[`ENCRYPT_DECRYPT`,`SIGN_VERIFY`],RSA_4096:[`ENCRYPT_DECRYPT`,`SIGN_VERIFY`],ECC_NIST_P256:[`SIGN_VERIFY`,`KEY_AGREEMENT`],ECC_NIST_P384:[`SIGN_VERIFY`,`KEY_AGREEMENT`],ECC_NIST_P521:[`SIGN_VERIFY`,`KEY_AGREEMENT`],ECC_SECG_P256K1:[`SIGN_VERIFY`,`KEY_AGREEMENT`],ECC_NIST_EDWARDS25519:[`SIGN_VERIFY`],SM2:[`ENCRYPT_DECRYPT`,`SIGN_VERIFY`,`KEY_AGREEMENT`],HMAC_224:[`GENERATE_VERIFY_MAC`],HMAC_256:[`GENERATE_VERIFY_MAC`],HMAC_384:[`GENERATE_VERIFY_MAC`],HMAC_512:[`GENERATE_VERIFY_MAC`],ML_DSA_44:[`SIGN_VERIFY`],ML_DSA_65:[`SIGN_VERIFY`],ML_DSA_87:[`SIGN_VERIFY`],ML_KEM_512:[`ENCAPSULATE_DECAPSULATE`],ML_KEM_768:[`ENCAPSULATE_DECAPSULATE`],ML_KEM_1024:[`ENCAPSULATE_DECAPSULATE`]},zy=[{value:`AWS_KMS`,label:`kmsd generates the material (AWS_KMS)`},{value:`EXTERNAL`,label:`Import your own material later (EXTERNAL)`},{value:`AWS_CLOUDHSM`,label:`In a CloudHSM key store (AWS_CLOUDHSM)`},{value:`EXTERNAL_KEY_STORE`,label:`In an external key store (EXTERNAL_KEY_STORE)`}],Y={spec:`SYMMETRIC_DEFAULT`,usage:`ENCRYPT_DECRYPT`,origin:`AWS_KMS`,stores:null};async function By(e){Y.stores=await W(e.kms.send(new bv({Limit:1e3})).then(e=>e.CustomKeyStores||[])),e.update()}async function Vy(e,t){t.preventDefault();let n=t.target,r=G(n,`alias`),i=r&&!r.startsWith(`alias/`)?`alias/${r}`:r,a=G(n,`store`),o=await e.run(`Creating the key`,async()=>(await e.kms.send(new _v({KeySpec:Y.spec,KeyUsage:Y.usage,Origin:Y.origin,Description:G(n,`description`)||void 0,MultiRegion:vy(n,`multiRegion`)||void 0,CustomKeyStoreId:Y.origin===`AWS_CLOUDHSM`||Y.origin===`EXTERNAL_KEY_STORE`?a:void 0,XksKeyId:Y.origin===`EXTERNAL_KEY_STORE`?G(n,`xksKeyId`):void 0}))).KeyMetadata?.KeyId);if(o){if(i&&!await e.run(`Adding the alias`,()=>e.kms.send(new hv({AliasName:i,TargetKeyId:o})))){let t=e.message;e.message={kind:`error`,code:t?.code,text:`Key ${o} was created, but not the alias ${i}: ${t?.text}`},e.update()}else n.reset(),e.go(`#/keys/${o}`)}}function Hy(e){let t=Ry[Y.spec]||[],n=Y.origin===`AWS_CLOUDHSM`||Y.origin===`EXTERNAL_KEY_STORE`,r=Y.origin===`AWS_CLOUDHSM`?`AWS_CLOUDHSM`:`EXTERNAL_KEY_STORE`,i=Y.stores?.ok?Y.stores.value.filter(e=>(e.CustomKeyStoreType||`AWS_CLOUDHSM`)===r):[];return y`
+    ${Ly(e,r)} ${Fy(e,n)} ${Py(e,r)} ${Iy()}
+  `}var zy={SYMMETRIC_DEFAULT:[`ENCRYPT_DECRYPT`],RSA_2048:[`ENCRYPT_DECRYPT`,`SIGN_VERIFY`],RSA_3072:[`ENCRYPT_DECRYPT`,`SIGN_VERIFY`],RSA_4096:[`ENCRYPT_DECRYPT`,`SIGN_VERIFY`],ECC_NIST_P256:[`SIGN_VERIFY`,`KEY_AGREEMENT`],ECC_NIST_P384:[`SIGN_VERIFY`,`KEY_AGREEMENT`],ECC_NIST_P521:[`SIGN_VERIFY`,`KEY_AGREEMENT`],ECC_SECG_P256K1:[`SIGN_VERIFY`,`KEY_AGREEMENT`],ECC_NIST_EDWARDS25519:[`SIGN_VERIFY`],SM2:[`ENCRYPT_DECRYPT`,`SIGN_VERIFY`,`KEY_AGREEMENT`],HMAC_224:[`GENERATE_VERIFY_MAC`],HMAC_256:[`GENERATE_VERIFY_MAC`],HMAC_384:[`GENERATE_VERIFY_MAC`],HMAC_512:[`GENERATE_VERIFY_MAC`],ML_DSA_44:[`SIGN_VERIFY`],ML_DSA_65:[`SIGN_VERIFY`],ML_DSA_87:[`SIGN_VERIFY`],ML_KEM_512:[`ENCAPSULATE_DECAPSULATE`],ML_KEM_768:[`ENCAPSULATE_DECAPSULATE`],ML_KEM_1024:[`ENCAPSULATE_DECAPSULATE`]},By=[{value:`AWS_KMS`,label:`kmsd generates the material (AWS_KMS)`},{value:`EXTERNAL`,label:`Import your own material later (EXTERNAL)`},{value:`AWS_CLOUDHSM`,label:`In a CloudHSM key store (AWS_CLOUDHSM)`},{value:`EXTERNAL_KEY_STORE`,label:`In an external key store (EXTERNAL_KEY_STORE)`}],Y={spec:`SYMMETRIC_DEFAULT`,usage:`ENCRYPT_DECRYPT`,origin:`AWS_KMS`,stores:null};async function Vy(e){Y.stores=await W(e.kms.send(new bv({Limit:1e3})).then(e=>e.CustomKeyStores||[])),e.update()}async function Hy(e,t){t.preventDefault();let n=t.target,r=G(n,`alias`),i=r&&!r.startsWith(`alias/`)?`alias/${r}`:r,a=G(n,`store`),o=await e.run(`Creating the key`,async()=>(await e.kms.send(new _v({KeySpec:Y.spec,KeyUsage:Y.usage,Origin:Y.origin,Description:G(n,`description`)||void 0,MultiRegion:vy(n,`multiRegion`)||void 0,CustomKeyStoreId:Y.origin===`AWS_CLOUDHSM`||Y.origin===`EXTERNAL_KEY_STORE`?a:void 0,XksKeyId:Y.origin===`EXTERNAL_KEY_STORE`?G(n,`xksKeyId`):void 0}))).KeyMetadata?.KeyId);if(o){if(i&&!await e.run(`Adding the alias`,()=>e.kms.send(new hv({AliasName:i,TargetKeyId:o})))){let t=e.message;e.message={kind:`error`,code:t?.code,text:`Key ${o} was created, but not the alias ${i}: ${t?.text}`},e.update()}else n.reset(),e.go(`#/keys/${o}`)}}function Uy(e){let t=zy[Y.spec]||[],n=Y.origin===`AWS_CLOUDHSM`||Y.origin===`EXTERNAL_KEY_STORE`,r=Y.origin===`AWS_CLOUDHSM`?`AWS_CLOUDHSM`:`EXTERNAL_KEY_STORE`,i=Y.stores?.ok?Y.stores.value.filter(e=>(e.CustomKeyStoreType||`AWS_CLOUDHSM`)===r):[];return y`
     <h1 tabindex="-1">Create key</h1>
-    <form class="wizard" @submit=${t=>Vy(e,t)}>
+    <form class="wizard" @submit=${t=>Hy(e,t)}>
       <fieldset>
         <legend>1. What the key is for</legend>
         <label for="spec">Key spec</label>
         <select
           id="spec"
           name="spec"
-          @change=${t=>{Y.spec=t.target.value,Y.usage=(Ry[Y.spec]||[``])[0],Y.spec!==`SYMMETRIC_DEFAULT`&&n&&(Y.origin=`AWS_KMS`),e.update()}}
+          @change=${t=>{Y.spec=t.target.value,Y.usage=(zy[Y.spec]||[``])[0],Y.spec!==`SYMMETRIC_DEFAULT`&&n&&(Y.origin=`AWS_KMS`),e.update()}}
         >
-          ${Object.keys(Ry).map(e=>y`<option value=${e} ?selected=${e===Y.spec}>${e}</option>`)}
+          ${Object.keys(zy).map(e=>y`<option value=${e} ?selected=${e===Y.spec}>${e}</option>`)}
         </select>
         <label for="usage">Key usage</label>
         <select id="usage" name="usage" @change=${t=>{Y.usage=t.target.value,e.update()}}>
@@ -202,7 +202,7 @@ ${T(await i.digest())}`}getCanonicalPath({path:e}){if(this.uriEscapePath){let t=
       </fieldset>
       <fieldset>
         <legend>2. Where its material lives</legend>
-        ${zy.map(t=>y`<label class="check"
+        ${By.map(t=>y`<label class="check"
             ><input
               type="radio"
               name="origin"
@@ -233,7 +233,7 @@ ${T(await i.digest())}`}getCanonicalPath({path:e}){if(this.uriEscapePath){let t=
       </fieldset>
       <button type="submit" ?disabled=${!!e.busy}>Create key</button>
     </form>
-  `}var X={keys:[],keyId:``,ciphertext:``,plaintext:null,signKey:``,signing:null,signature:``,verdict:null};async function Uy(e,t){X.plaintext=null,X.verdict=null;try{X.keys=(await Sy(e)).rows.filter(e=>e.meta?.KeyState===`Enabled`)}catch{X.keys=[]}let n=t.get(`key`),r=X.keys.filter(e=>e.meta?.KeyUsage===`ENCRYPT_DECRYPT`),i=X.keys.filter(e=>e.meta?.KeyUsage===`SIGN_VERIFY`);X.keyId=n&&r.some(e=>e.keyId===n)?n:X.keyId||r[0]?.keyId||``,X.signKey=n&&i.some(e=>e.keyId===n)?n:X.signKey||i[0]?.keyId||``,await Wy(e)}async function Wy(e){if(X.signing=null,X.signKey){try{X.signing=(await e.kms.send(new xv({KeyId:X.signKey}))).KeyMetadata||null}catch{X.signing=null}e.update()}}function Gy(e){return`${e.aliases[0]?`${e.aliases[0]} — `:``}${e.keyId} (${e.meta?.KeySpec})`}function Ky(e,t,n,r,i){return y`<input
+  `}var X={keys:[],keyId:``,ciphertext:``,plaintext:null,signKey:``,signing:null,signature:``,verdict:null};async function Wy(e,t){X.plaintext=null,X.verdict=null;try{X.keys=(await Sy(e)).rows.filter(e=>e.meta?.KeyState===`Enabled`)}catch{X.keys=[]}let n=t.get(`key`),r=X.keys.filter(e=>e.meta?.KeyUsage===`ENCRYPT_DECRYPT`),i=X.keys.filter(e=>e.meta?.KeyUsage===`SIGN_VERIFY`);X.keyId=n&&r.some(e=>e.keyId===n)?n:X.keyId||r[0]?.keyId||``,X.signKey=n&&i.some(e=>e.keyId===n)?n:X.signKey||i[0]?.keyId||``,await Gy(e)}async function Gy(e){if(X.signing=null,X.signKey){try{X.signing=(await e.kms.send(new xv({KeyId:X.signKey}))).KeyMetadata||null}catch{X.signing=null}e.update()}}function Ky(e){return`${e.aliases[0]?`${e.aliases[0]} — `:``}${e.keyId} (${e.meta?.KeySpec})`}function qy(e,t,n,r,i){return y`<input
       id=${e}
       name=${t}
       list="${e}-options"
@@ -242,20 +242,20 @@ ${T(await i.digest())}`}getCanonicalPath({path:e}){if(this.uriEscapePath){let t=
       spellcheck="false"
       @change=${e=>i(e.target.value.trim())}
     />
-    <datalist id="${e}-options">${n.map(e=>y`<option value=${e.keyId}>${Gy(e)}</option>`)}</datalist>`}async function qy(e,t){t.preventDefault();let n=t.target,r=G(n,`encKey`),i=n.elements.namedItem(`plaintext`).value;X.keyId=r,await e.run(`Encrypting`,()=>e.kms.send(new Dv({KeyId:r,Plaintext:py(i)})),e=>(X.ciphertext=hy(e.CiphertextBlob),X.plaintext=null,`Encrypted under ${e.KeyId} (${e.EncryptionAlgorithm}).`))}async function Jy(e,t){t.preventDefault();let n=G(t.target,`ciphertext`);X.ciphertext=n,X.plaintext=null,await e.run(`Decrypting`,async()=>e.kms.send(new vv({CiphertextBlob:gy(n,`The ciphertext`)})),e=>(X.plaintext=my(e.Plaintext),`Decrypted with ${e.KeyId}.`))}async function Yy(e,t){t.preventDefault();let n=t.target,r=n.elements.namedItem(`message`).value,i=G(n,`algorithm`);X.verdict=null,await e.run(`Signing`,()=>e.kms.send(new Rv({KeyId:X.signKey,Message:py(r),MessageType:`RAW`,SigningAlgorithm:i})),e=>(X.signature=hy(e.Signature),`Signed with ${e.KeyId} (${e.SigningAlgorithm}).`))}async function Xy(e,t){let n=t.elements.namedItem(`message`).value,r=G(t,`algorithm`),i=G(t,`signature`);X.signature=i,X.verdict=null,await e.run(`Verifying`,async()=>{try{X.verdict=(await e.kms.send(new Hv({KeyId:X.signKey,Message:py(n),MessageType:`RAW`,SigningAlgorithm:r,Signature:gy(i,`The signature`)}))).SignatureValid?{valid:!0,text:`The signature is valid.`}:{valid:!1,text:`The signature is NOT valid.`}}catch(e){if(e.name===`KMSInvalidSignatureException`)X.verdict={valid:!1,text:`The signature is NOT valid for this message, key and algorithm.`};else throw e}})}function Zy(e){let t=X.keys.filter(e=>e.meta?.KeyUsage===`ENCRYPT_DECRYPT`),n=X.keys.filter(e=>e.meta?.KeyUsage===`SIGN_VERIFY`),r=X.signing?.SigningAlgorithms||[];return y`
+    <datalist id="${e}-options">${n.map(e=>y`<option value=${e.keyId}>${Ky(e)}</option>`)}</datalist>`}async function Jy(e,t){t.preventDefault();let n=t.target,r=G(n,`encKey`),i=n.elements.namedItem(`plaintext`).value;X.keyId=r,await e.run(`Encrypting`,()=>e.kms.send(new Dv({KeyId:r,Plaintext:py(i)})),e=>(X.ciphertext=hy(e.CiphertextBlob),X.plaintext=null,`Encrypted under ${e.KeyId} (${e.EncryptionAlgorithm}).`))}async function Yy(e,t){t.preventDefault();let n=G(t.target,`ciphertext`);X.ciphertext=n,X.plaintext=null,await e.run(`Decrypting`,async()=>e.kms.send(new vv({CiphertextBlob:gy(n,`The ciphertext`)})),e=>(X.plaintext=my(e.Plaintext),`Decrypted with ${e.KeyId}.`))}async function Xy(e,t){t.preventDefault();let n=t.target,r=n.elements.namedItem(`message`).value,i=G(n,`algorithm`);X.verdict=null,await e.run(`Signing`,()=>e.kms.send(new Rv({KeyId:X.signKey,Message:py(r),MessageType:`RAW`,SigningAlgorithm:i})),e=>(X.signature=hy(e.Signature),`Signed with ${e.KeyId} (${e.SigningAlgorithm}).`))}async function Zy(e,t){let n=t.elements.namedItem(`message`).value,r=G(t,`algorithm`),i=G(t,`signature`);X.signature=i,X.verdict=null,await e.run(`Verifying`,async()=>{try{X.verdict=(await e.kms.send(new Hv({KeyId:X.signKey,Message:py(n),MessageType:`RAW`,SigningAlgorithm:r,Signature:gy(i,`The signature`)}))).SignatureValid?{valid:!0,text:`The signature is valid.`}:{valid:!1,text:`The signature is NOT valid.`}}catch(e){if(e.name===`KMSInvalidSignatureException`)X.verdict={valid:!1,text:`The signature is NOT valid for this message, key and algorithm.`};else throw e}})}function Qy(e){let t=X.keys.filter(e=>e.meta?.KeyUsage===`ENCRYPT_DECRYPT`),n=X.keys.filter(e=>e.meta?.KeyUsage===`SIGN_VERIFY`),r=X.signing?.SigningAlgorithms||[];return y`
     <h1 tabindex="-1">Try it</h1>
     <p class="muted">Every call here is a real, signed and audited KMS call made with your credentials.</p>
     <div class="grid">
       <section aria-labelledby="h-encrypt">
         <h2 id="h-encrypt">Encrypt a text</h2>
-        <form @submit=${t=>qy(e,t)}>
+        <form @submit=${t=>Jy(e,t)}>
           <label for="encKey">Key (ID, ARN or alias)</label>
-          ${Ky(`encKey`,`encKey`,t,X.keyId,e=>X.keyId=e)}
+          ${qy(`encKey`,`encKey`,t,X.keyId,e=>X.keyId=e)}
           <label for="plaintext">Text to encrypt</label>
           <textarea id="plaintext" name="plaintext" rows="3" required>Hello from the kmsd console</textarea>
           <button type="submit">Encrypt</button>
         </form>
-        <form @submit=${t=>Jy(e,t)}>
+        <form @submit=${t=>Yy(e,t)}>
           <label for="ciphertext">Ciphertext (base64)</label>
           <textarea id="ciphertext" name="ciphertext" rows="4" required spellcheck="false" class="mono" .value=${X.ciphertext}></textarea>
           <button type="submit">Decrypt</button>
@@ -264,9 +264,9 @@ ${T(await i.digest())}`}getCanonicalPath({path:e}){if(this.uriEscapePath){let t=
       </section>
       <section aria-labelledby="h-sign">
         <h2 id="h-sign">Sign and verify</h2>
-        <form @submit=${t=>Yy(e,t)}>
+        <form @submit=${t=>Xy(e,t)}>
           <label for="signKey">Signing key (ID, ARN or alias)</label>
-          ${Ky(`signKey`,`signKey`,n,X.signKey,t=>{X.signKey=t,Wy(e)})}
+          ${qy(`signKey`,`signKey`,n,X.signKey,t=>{X.signKey=t,Gy(e)})}
           ${n.length===0?y`<p class="muted small">No enabled SIGN_VERIFY key: <a href="#/create-key">create one</a> (e.g. ECC_NIST_P256).</p>`:b}
           <label for="algorithm">Signing algorithm</label>
           <select id="algorithm" name="algorithm">${r.map(e=>y`<option value=${e}>${e}</option>`)}</select>
@@ -276,19 +276,19 @@ ${T(await i.digest())}`}getCanonicalPath({path:e}){if(this.uriEscapePath){let t=
           <textarea id="signature" name="signature" rows="3" spellcheck="false" class="mono" .value=${X.signature}></textarea>
           <div class="actions">
             <button type="submit">Sign</button>
-            <button type="button" class="secondary" @click=${t=>Xy(e,t.target.closest(`form`))}>Verify</button>
+            <button type="button" class="secondary" @click=${t=>Zy(e,t.target.closest(`form`))}>Verify</button>
           </div>
         </form>
         ${X.verdict?y`<p class=${X.verdict.valid?`verdict ok`:`verdict bad`} role="status" data-testid="verdict">${X.verdict.text}</p>`:b}
       </section>
     </div>
-  `}var Z={filter:{Limit:50},result:null,open:null};async function Qy(e,t){let n=t.get(`key`);n!==null&&(Z.filter={Limit:50,KeyId:n}),await $y(e)}async function $y(e){Z.result=null,e.update(),Z.result=await W(uy(e.creds,Z.filter)),e.update()}function e2(e,t){t.preventDefault();let n=t.target,r=G(n,`errors`);Z.filter={Limit:Number(G(n,`limit`))||50,KeyId:G(n,`key`)||void 0,Principal:G(n,`principal`)||void 0,EventName:G(n,`event`)||void 0,ErrorCode:r===`code`?G(n,`errorCode`)||`*`:r===`any`?`*`:void 0},$y(e)}function t2(e){return(e.resources||[]).map(e=>e.ARN.split(`/`).pop()).join(`, `)}function n2(e){let t=Z.filter,n=t.ErrorCode===void 0?``:t.ErrorCode===`*`?`any`:`code`;return y`
+  `}var $y=[`DescribeKey`,`DescribeCustomKeyStores`,`DescribeClusters`,`GetCallerIdentity`,`GetKeyPolicy`,`GetKeyRotationStatus`,`GetPublicKey`,`GetKeyLastUsage`,`ListAliases`,`ListGrants`,`ListKeyPolicies`,`ListKeyRotations`,`ListKeys`,`ListResourceTags`,`ListRetirableGrants`,`ReadAuditRecords`],Z={filter:{Limit:50,ExcludeEventNames:$y},result:null,open:null};async function e2(e,t){let n=t.get(`key`);n!==null&&(Z.filter={Limit:50,KeyId:n,ExcludeEventNames:$y}),await t2(e)}async function t2(e){Z.result=null,e.update(),Z.result=await W(uy(e.creds,Z.filter)),e.update()}function n2(e,t){t.preventDefault();let n=t.target,r=G(n,`errors`);Z.filter={Limit:Number(G(n,`limit`))||50,KeyId:G(n,`key`)||void 0,Principal:G(n,`principal`)||void 0,EventName:G(n,`event`)||void 0,ErrorCode:r===`code`?G(n,`errorCode`)||`*`:r===`any`?`*`:void 0,ExcludeEventNames:vy(n,`hideLookups`)?$y:void 0},t2(e)}function r2(e){return(e.resources||[]).map(e=>e.ARN.split(`/`).pop()).join(`, `)}function i2(e){let t=Z.filter,n=t.ErrorCode===void 0?``:t.ErrorCode===`*`?`any`:`code`;return y`
     <div class="title-row">
       <h1 tabindex="-1">Audit</h1>
-      <button type="button" class="secondary" @click=${()=>$y(e)}>Refresh</button>
+      <button type="button" class="secondary" @click=${()=>t2(e)}>Refresh</button>
     </div>
     <p class="muted">The newest records of account ${e.identity.account}, newest first. Reading them needs the <code>kmsd:ReadAudit</code> permission (the account admin has it).</p>
-    <form class="filters" aria-label="Filter audit records" @submit=${t=>e2(e,t)}>
+    <form class="filters" aria-label="Filter audit records" @submit=${t=>n2(e,t)}>
       <label>Key ID or ARN <input name="key" .value=${t.KeyId||``} spellcheck="false" /></label>
       <label>Principal ARN <input name="principal" .value=${t.Principal||``} spellcheck="false" /></label>
       <label>Event <input name="event" .value=${t.EventName||``} placeholder="e.g. Decrypt" /></label>
@@ -302,6 +302,7 @@ ${T(await i.digest())}`}getCanonicalPath({path:e}){if(this.uriEscapePath){let t=
       >
       <label>Error code <input name="errorCode" .value=${n===`code`&&t.ErrorCode||``} placeholder="AccessDeniedException" /></label>
       <label>Show <input name="limit" type="number" min="1" max="500" .value=${String(t.Limit||50)} /></label>
+      <label class="check"><input type="checkbox" name="hideLookups" .checked=${!!t.ExcludeEventNames} /> Hide lookups (Describe, List, Get)</label>
       <button type="submit">Apply filters</button>
     </form>
     ${Z.result?Z.result.ok?y`${Z.result.value.ScanLimitReached?y`<p class="muted">Older records were not searched (the read is bounded); narrow the filters.</p>`:b}
@@ -317,7 +318,7 @@ ${T(await i.digest())}`}getCanonicalPath({path:e}){if(this.uriEscapePath){let t=
                         <button type="button" class="link" aria-expanded=${Z.open===t.eventID?`true`:`false`} @click=${()=>{Z.open=Z.open===t.eventID?null:t.eventID,e.update()}}>${t.eventName||`(none)`}</button>
                       </td>
                       <td class="small">${t.userIdentity?.arn||t.userIdentity?.type||`—`}</td>
-                      <td class="mono small">${t2(t)?y`<a href="#/keys/${t2(t).split(`, `)[0]}">${t2(t)}</a>`:`—`}</td>
+                      <td class="mono small">${r2(t)?y`<a href="#/keys/${r2(t).split(`, `)[0]}">${r2(t)}</a>`:`—`}</td>
                       <td>${t.errorCode?y`<span class="badge state-error" title=${t.errorMessage||``}>${t.errorCode}</span>`:y`<span class="badge state-enabled">OK</span>`}</td>
                       <td class="small">${t.sourceIPAddress||``}</td>
                     </tr>
@@ -325,7 +326,7 @@ ${T(await i.digest())}`}getCanonicalPath({path:e}){if(this.uriEscapePath){let t=
               </tbody>
             </table>
             ${Z.result.value.Records.length===0?y`<p class="muted">No records match.</p>`:b}`:U(Z.result.error):y`<p class="muted">Loading…</p>`}
-  `}var Q={stores:null,clusters:null,keys:[],type:`AWS_CLOUDHSM`};async function r2(e){let[t,n,r]=await Promise.all([W(e.kms.send(new bv({Limit:1e3})).then(e=>e.CustomKeyStores||[])),W(dy(e.creds).then(e=>e.Clusters||[])),W(Sy(e))]);Object.assign(Q,{stores:t,clusters:n,keys:r.ok?r.value.rows:[]})}async function i2(e,t,n,r){await e.run(t,async()=>(await n(),!0))&&(await r2(e),e.message={kind:`ok`,text:r},e.update())}async function a2(e,t){t.preventDefault();let n=t.target,r=G(n,`name`),i=Q.type===`AWS_CLOUDHSM`?{CustomKeyStoreName:r,CustomKeyStoreType:`AWS_CLOUDHSM`,CloudHsmClusterId:G(n,`cluster`),TrustAnchorCertificate:n.elements.namedItem(`trustAnchor`).value,KeyStorePassword:G(n,`password`)}:{CustomKeyStoreName:r,CustomKeyStoreType:`EXTERNAL_KEY_STORE`,XksProxyConnectivity:G(n,`connectivity`),XksProxyUriEndpoint:G(n,`endpoint`),XksProxyUriPath:G(n,`path`),XksProxyVpcEndpointServiceName:G(n,`vpcService`)||void 0,XksProxyAuthenticationCredential:{AccessKeyId:G(n,`proxyKeyId`),RawSecretAccessKey:G(n,`proxySecret`)}};await i2(e,`Creating the key store`,()=>e.kms.send(new gv(i)),`Key store ${r} created; connect it to use it.`),e.message?.kind===`ok`&&n.reset()}function o2(e,t){return t.length===0?y`<p class="muted">No custom key stores.</p>`:y`<table data-testid="stores-table">
+  `}var Q={stores:null,clusters:null,keys:[],type:`AWS_CLOUDHSM`};async function a2(e){let[t,n,r]=await Promise.all([W(e.kms.send(new bv({Limit:1e3})).then(e=>e.CustomKeyStores||[])),W(dy(e.creds).then(e=>e.Clusters||[])),W(Sy(e))]);Object.assign(Q,{stores:t,clusters:n,keys:r.ok?r.value.rows:[]})}async function o2(e,t,n,r){await e.run(t,async()=>(await n(),!0))&&(await a2(e),e.message={kind:`ok`,text:r},e.update())}async function s2(e,t){t.preventDefault();let n=t.target,r=G(n,`name`),i=Q.type===`AWS_CLOUDHSM`?{CustomKeyStoreName:r,CustomKeyStoreType:`AWS_CLOUDHSM`,CloudHsmClusterId:G(n,`cluster`),TrustAnchorCertificate:n.elements.namedItem(`trustAnchor`).value,KeyStorePassword:G(n,`password`)}:{CustomKeyStoreName:r,CustomKeyStoreType:`EXTERNAL_KEY_STORE`,XksProxyConnectivity:G(n,`connectivity`),XksProxyUriEndpoint:G(n,`endpoint`),XksProxyUriPath:G(n,`path`),XksProxyVpcEndpointServiceName:G(n,`vpcService`)||void 0,XksProxyAuthenticationCredential:{AccessKeyId:G(n,`proxyKeyId`),RawSecretAccessKey:G(n,`proxySecret`)}};await o2(e,`Creating the key store`,()=>e.kms.send(new gv(i)),`Key store ${r} created; connect it to use it.`),e.message?.kind===`ok`&&n.reset()}function c2(e,t){return t.length===0?y`<p class="muted">No custom key stores.</p>`:y`<table data-testid="stores-table">
     <thead>
       <tr><th scope="col">Name</th><th scope="col">ID</th><th scope="col">Type</th><th scope="col">Connection</th><th scope="col">Backed by</th><th scope="col">Keys</th><th scope="col"><span class="sr-only">Actions</span></th></tr>
     </thead>
@@ -338,11 +339,11 @@ ${T(await i.digest())}`}getCanonicalPath({path:e}){if(this.uriEscapePath){let t=
           <td class="small">${t.CloudHsmClusterId||t.XksProxyConfiguration?.UriEndpoint||`—`}</td>
           <td class="small">${r.length?r.map(e=>y`<a class="mono" href="#/keys/${e.keyId}">${e.aliases[0]||e.keyId}</a> `):y`<span class="muted">none</span>`}</td>
           <td>
-            ${i?y`<button type="button" class="secondary" @click=${()=>i2(e,`Disconnecting`,()=>e.kms.send(new wv({CustomKeyStoreId:n})),`${t.CustomKeyStoreName} disconnected.`)}>Disconnect</button>`:y`<button type="button" @click=${()=>i2(e,`Connecting`,()=>e.kms.send(new mv({CustomKeyStoreId:n})),`${t.CustomKeyStoreName}: connecting.`)}>Connect</button>`}
+            ${i?y`<button type="button" class="secondary" @click=${()=>o2(e,`Disconnecting`,()=>e.kms.send(new wv({CustomKeyStoreId:n})),`${t.CustomKeyStoreName} disconnected.`)}>Disconnect</button>`:y`<button type="button" @click=${()=>o2(e,`Connecting`,()=>e.kms.send(new mv({CustomKeyStoreId:n})),`${t.CustomKeyStoreName}: connecting.`)}>Connect</button>`}
           </td>
         </tr>`})}
     </tbody>
-  </table>`}function s2(e){return e.length===0?y`<p class="muted">No HSM clusters (kmsd serves them with <code>--hsm-config</code>).</p>`:y`<table>
+  </table>`}function l2(e){return e.length===0?y`<p class="muted">No HSM clusters (kmsd serves them with <code>--hsm-config</code>).</p>`:y`<table>
     <thead><tr><th scope="col">Cluster</th><th scope="col">State</th><th scope="col">HSM type</th><th scope="col">HSMs</th><th scope="col">Created</th></tr></thead>
     <tbody>
       ${e.map(e=>y`<tr>
@@ -353,15 +354,15 @@ ${T(await i.digest())}`}getCanonicalPath({path:e}){if(this.uriEscapePath){let t=
           <td>${_y(e.CreateTimestamp)}</td>
         </tr>`)}
     </tbody>
-  </table>`}function c2(e){return y`
+  </table>`}function u2(e){return y`
     <div class="title-row">
       <h1 tabindex="-1">Custom key stores</h1>
-      <button type="button" class="secondary" @click=${async()=>{await r2(e),e.update()}}>Refresh</button>
+      <button type="button" class="secondary" @click=${async()=>{await a2(e),e.update()}}>Refresh</button>
     </div>
-    ${Q.stores?Q.stores.ok?o2(e,Q.stores.value):U(Q.stores.error):y`<p class="muted">Loading…</p>`}
+    ${Q.stores?Q.stores.ok?c2(e,Q.stores.value):U(Q.stores.error):y`<p class="muted">Loading…</p>`}
     <section aria-labelledby="h-new-store">
       <h2 id="h-new-store">Create a key store</h2>
-      <form class="wizard" @submit=${t=>a2(e,t)}>
+      <form class="wizard" @submit=${t=>s2(e,t)}>
         <fieldset>
           <legend>Type</legend>
           <label class="check"><input type="radio" name="type" value="AWS_CLOUDHSM" .checked=${Q.type===`AWS_CLOUDHSM`} @change=${()=>{Q.type=`AWS_CLOUDHSM`,e.update()}} /> CloudHSM key store (an HSM cluster of kmsd)</label>
@@ -393,10 +394,10 @@ ${T(await i.digest())}`}getCanonicalPath({path:e}){if(this.uriEscapePath){let t=
     </section>
     <section aria-labelledby="h-clusters">
       <h2 id="h-clusters">CloudHSM clusters</h2>
-      ${Q.clusters?Q.clusters.ok?s2(Q.clusters.value):U(Q.clusters.error):y`<p class="muted">Loading…</p>`}
+      ${Q.clusters?Q.clusters.ok?l2(Q.clusters.value):U(Q.clusters.error):y`<p class="muted">Loading…</p>`}
     </section>
-  `}var l2=document.getElementById(`app`),$={ctx:null,message:null,signingIn:!1};function u2(){let[e,t]=window.location.hash.replace(/^#\/?/,``).split(`?`),[n,...r]=e.split(`/`);return{name:n||`keys`,arg:decodeURIComponent(r.join(`/`)),params:new URLSearchParams(t||``)}}function d2(){He($.ctx?h2($.ctx):v2(),l2)}function f2(e,t){let n={creds:e,identity:t,kms:ay(e),message:null,busy:null,update:d2,go(e){window.location.hash===e?p2():window.location.hash=e},async run(e,t,r){n.busy=e,n.message=null,d2();try{let e=await t(),i=r?r(e):void 0;return n.message=i?{kind:`ok`,text:i}:null,e}catch(e){let t=oy(e);n.message={kind:`error`,code:t.code,text:t.message};return}finally{n.busy=null,d2(),n.message&&l2.querySelector(`.message`)?.scrollIntoView({block:`nearest`})}}};return n}async function p2(){let e=$.ctx;if(!e)return d2();e.message=null;let t=u2();d2();let n={keys:(e,t)=>t?Oy(e,t):Cy(e),"create-key":e=>By(e),try:(e,t,n)=>Uy(e,n),audit:(e,t,n)=>Qy(e,n),stores:e=>r2(e)};await(n[t.name]||n.keys)(e,t.arg,t.params),d2(),l2.querySelector(`main h1`)?.focus()}function m2(e){let t=u2();switch(t.name){case`keys`:return t.arg?Ly(e):Dy(e);case`create-key`:return Hy(e);case`try`:return Zy(e);case`audit`:return n2(e);case`stores`:return c2(e);default:return Dy(e)}}function h2(e){let t=u2().name,n=(e,n)=>y`<li><a href="#/${e}" aria-current=${t===e?`page`:`false`}>${n}</a></li>`;return y`
-    <a class="skip" href="#main" @click=${e=>{e.preventDefault(),l2.querySelector(`main h1`)?.focus()}}>Skip to content</a>
+  `}var d2=document.getElementById(`app`),$={ctx:null,message:null,signingIn:!1};function f2(){let[e,t]=window.location.hash.replace(/^#\/?/,``).split(`?`),[n,...r]=e.split(`/`);return{name:n||`keys`,arg:decodeURIComponent(r.join(`/`)),params:new URLSearchParams(t||``)}}function p2(){He($.ctx?_2($.ctx):b2(),d2)}function m2(e,t){let n={creds:e,identity:t,kms:ay(e),message:null,busy:null,update:p2,go(e){window.location.hash===e?h2():window.location.hash=e},async run(e,t,r){n.busy=e,n.message=null,p2();try{let e=await t(),i=r?r(e):void 0;return n.message=i?{kind:`ok`,text:i}:null,e}catch(e){let t=oy(e);n.message={kind:`error`,code:t.code,text:t.message};return}finally{n.busy=null,p2(),n.message&&d2.querySelector(`.message`)?.scrollIntoView({block:`nearest`})}}};return n}async function h2(){let e=$.ctx;if(!e)return p2();e.message=null;let t=f2();p2();let n={keys:(e,t)=>t?Oy(e,t):Cy(e),"create-key":e=>Vy(e),try:(e,t,n)=>Wy(e,n),audit:(e,t,n)=>e2(e,n),stores:e=>a2(e)};await(n[t.name]||n.keys)(e,t.arg,t.params),p2(),d2.querySelector(`main h1`)?.focus()}function g2(e){let t=f2();switch(t.name){case`keys`:return t.arg?Ry(e):Dy(e);case`create-key`:return Uy(e);case`try`:return Qy(e);case`audit`:return i2(e);case`stores`:return u2(e);default:return Dy(e)}}function _2(e){let t=f2().name,n=(e,n)=>y`<li><a href="#/${e}" aria-current=${t===e?`page`:`false`}>${n}</a></li>`;return y`
+    <a class="skip" href="#main" @click=${e=>{e.preventDefault(),d2.querySelector(`main h1`)?.focus()}}>Skip to content</a>
     <header class="top">
       <span class="brand"><img src="./favicon.svg" alt="" width="22" height="22" /> kmsd console</span>
       <nav aria-label="Main">
@@ -408,15 +409,15 @@ ${T(await i.digest())}`}getCanonicalPath({path:e}){if(this.uriEscapePath){let t=
       <div class="who" data-testid="identity">
         <span title=${e.identity.userId}>${e.identity.arn}</span>
         <span class="muted">account ${e.identity.account} · ${e.creds.region}</span>
-        <button type="button" class="secondary" @click=${g2}>Sign out</button>
+        <button type="button" class="secondary" @click=${v2}>Sign out</button>
       </div>
     </header>
     <main id="main">
       ${fy(e.message)}
       ${e.busy?y`<p class="busy" role="status" aria-live="polite">${e.busy}…</p>`:b}
-      ${m2(e)}
+      ${g2(e)}
     </main>
-  `}function g2(){iy(),$.ctx=null,window.location.hash=`#/signed-out`,window.location.reload()}async function _2(e){e.preventDefault();let t=e.target,n={accessKeyId:G(t,`accessKeyId`),secretAccessKey:G(t,`secretAccessKey`),sessionToken:G(t,`sessionToken`)||void 0,region:G(t,`region`)||`us-east-1`};$.signingIn=!0,$.message=null,d2();try{let e=await ly(n);vy(t,`remember`)?ry(n):iy(),$.ctx=f2(n,e),$.message=null,t.reset(),await p2()}catch(e){let t=oy(e);$.message={kind:`error`,code:t.code,text:t.message}}finally{$.signingIn=!1,d2()}}function v2(){return y`
+  `}function v2(){iy(),$.ctx=null,window.location.hash=`#/signed-out`,window.location.reload()}async function y2(e){e.preventDefault();let t=e.target,n={accessKeyId:G(t,`accessKeyId`),secretAccessKey:G(t,`secretAccessKey`),sessionToken:G(t,`sessionToken`)||void 0,region:G(t,`region`)||`us-east-1`};$.signingIn=!0,$.message=null,p2();try{let e=await ly(n);vy(t,`remember`)?ry(n):iy(),$.ctx=m2(n,e),$.message=null,t.reset(),await h2()}catch(e){let t=oy(e);$.message={kind:`error`,code:t.code,text:t.message}}finally{$.signingIn=!1,p2()}}function b2(){return y`
     <main id="main" class="signin">
       <h1 tabindex="-1">Sign in to kmsd</h1>
       <p class="muted">
@@ -425,7 +426,7 @@ ${T(await i.digest())}`}getCanonicalPath({path:e}){if(this.uriEscapePath){let t=
         leaves the tab, and is kept in this tab's session storage only if you ask.
       </p>
       ${fy($.message)}
-      <form @submit=${_2} autocomplete="off">
+      <form @submit=${y2} autocomplete="off">
         <label for="accessKeyId">Access key ID</label>
         <input id="accessKeyId" name="accessKeyId" required spellcheck="false" autocapitalize="off" />
         <label for="secretAccessKey">Secret access key</label>
@@ -441,4 +442,4 @@ ${T(await i.digest())}`}getCanonicalPath({path:e}){if(this.uriEscapePath){let t=
         <button type="submit" ?disabled=${$.signingIn}>${$.signingIn?`Signing in…`:`Sign in`}</button>
       </form>
     </main>
-  `}async function y2(){u2().name===`signed-out`&&($.message={kind:`ok`,text:`Signed out: the credentials were removed from this tab.`},history.replaceState(null,``,window.location.pathname));let e=ny();if(e)try{$.ctx=f2(e,await ly(e))}catch(e){iy();let t=oy(e);$.message={kind:`error`,code:t.code,text:`The saved credentials no longer work: ${t.message}`}}window.addEventListener(`hashchange`,()=>void p2()),await p2()}y2();
+  `}async function x2(){f2().name===`signed-out`&&($.message={kind:`ok`,text:`Signed out: the credentials were removed from this tab.`},history.replaceState(null,``,window.location.pathname));let e=ny();if(e)try{$.ctx=m2(e,await ly(e))}catch(e){iy();let t=oy(e);$.message={kind:`error`,code:t.code,text:`The saved credentials no longer work: ${t.message}`}}window.addEventListener(`hashchange`,()=>void h2()),await h2()}x2();
