@@ -31,6 +31,9 @@ const shots = process.env.KMSD_CONSOLE_SCREENSHOTS;
 const scenario = process.argv[2] || 'keys';
 
 let step = 'starting';
+/** Requests that left kmsd's origin, and browser errors: both fail the run. */
+const foreign = [];
+const problems = [];
 const log = (s) => {
   step = s;
   console.log(`console e2e: ${s}`);
@@ -195,6 +198,13 @@ async function keys(page) {
 
   log('schedule the deletion, see the waiting period, cancel it');
   await page.getByLabel('Waiting period (days, 7–30)').fill('7');
+  page.once('dialog', (d) => void d.dismiss());
+  await page.getByRole('button', { name: 'Schedule deletion' }).click();
+  await expectText(page.locator('main h1'), /Enabled/);
+  page.once('dialog', (d) => {
+    if (!/Schedule the deletion of key .* in 7 days/.test(d.message())) problems.push(`unexpected dialog: ${d.message()}`);
+    void d.accept();
+  });
   await page.getByRole('button', { name: 'Schedule deletion' }).click();
   await expectText(page.getByTestId('status'), /Deletion scheduled in 7 days/);
   await expectText(page.locator('main'), /Scheduled for deletion on [\s\S]*\(in 7 days\)/);
@@ -410,8 +420,6 @@ let failed = false;
 try {
   const page = context.pages()[0] || (await context.newPage());
   page.setDefaultTimeout(15000);
-  const foreign = [];
-  const problems = [];
   page.on('request', (r) => {
     if (!r.url().startsWith(origin + '/') && !r.url().startsWith('data:')) foreign.push(r.url());
   });

@@ -152,6 +152,8 @@ function stateActions(ctx: Ctx, m: KeyMetadata): TemplateResult {
           @submit=${(e: SubmitEvent) => {
             e.preventDefault();
             const days = Number(field(e.target as HTMLFormElement, 'window'));
+            // Deleting a key makes everything encrypted under it unrecoverable: ask first.
+            if (!window.confirm(`Schedule the deletion of key ${id} in ${days} days? After that, data encrypted under it cannot be decrypted.`)) return;
             void act(
               ctx,
               'Scheduling the deletion',

@@ -70,7 +70,7 @@ ${T(await i.digest())}`}getCanonicalPath({path:e}){if(this.uriEscapePath){let t=
     </div>
     ${r!==`PendingDeletion`&&r!==`PendingReplicaDeletion`?y`<form
           class="inline"
-          @submit=${t=>{t.preventDefault();let r=Number(G(t.target,`window`));J(e,`Scheduling the deletion`,()=>e.kms.send(new Lv({KeyId:n,PendingWindowInDays:r})),`Deletion scheduled in ${r} days.`)}}
+          @submit=${t=>{t.preventDefault();let r=Number(G(t.target,`window`));window.confirm(`Schedule the deletion of key ${n} in ${r} days? After that, data encrypted under it cannot be decrypted.`)&&J(e,`Scheduling the deletion`,()=>e.kms.send(new Lv({KeyId:n,PendingWindowInDays:r})),`Deletion scheduled in ${r} days.`)}}
         >
           <label>Waiting period (days, 7–30) <input name="window" type="number" min="7" max="30" value="30" required /></label>
           <button type="submit" class="danger">Schedule deletion</button>
