@@ -11,6 +11,8 @@
 //                                                              temporary credentials (AssumeRole)
 // scenario `key-stores` (kmsd serving SoftHSM2 tokens as an HSM cluster)
 //   KMSD_CLUSTER_ID, KMSD_TRUST_ANCHOR (PEM), KMSD_KMSUSER_PASSWORD
+// scenario `external-key-store` (kmsd with our xks-proxy over TLS)
+//   KMSD_XKS_ENDPOINT, KMSD_XKS_PATH, KMSD_XKS_ACCESS_KEY_ID, KMSD_XKS_SECRET, KMSD_XKS_KEY_ID
 // and scenario `tls` (kmsd over HTTPS with a self-signed certificate, which this browser accepts)
 // needs nothing more.
 // Exits 0 when every step passed; otherwise prints the failing step and exits 1.
@@ -319,6 +321,63 @@ async function keys(page) {
   await expectText(page.getByTestId('keys-table'), /alias\/console-e2e/);
 }
 
+/** Clicks Refresh on the key stores page until `stores` shows CONNECTED (not DISCONNECTED). */
+async function waitConnected(page, stores) {
+  const deadline = Date.now() + 60000;
+  while (!/(^|[^S])CONNECTED/.test(await stores.textContent())) {
+    if (Date.now() > deadline) fail(`the store did not connect: ${await stores.textContent()}`);
+    await new Promise((r) => setTimeout(r, 500));
+    await page.getByRole('button', { name: 'Refresh' }).click();
+  }
+}
+
+/** An external key store: create (proxy endpoint, path, credential), connect, a key backed by
+ * an external key, encrypt/decrypt (double encryption through the proxy), disconnect. */
+async function externalKeyStore(page) {
+  log('create an external key store');
+  await page.goto(url + '#/stores');
+  await signIn(page, admin, /user\/admin/);
+  await page.getByLabel('External key store').check();
+  await page.getByLabel('Name', { exact: true }).fill('console-xks');
+  await page.getByLabel('Proxy URI endpoint').fill(env('KMSD_XKS_ENDPOINT'));
+  await page.getByLabel('Proxy URI path').fill(env('KMSD_XKS_PATH'));
+  await page.getByLabel('Proxy authentication: access key ID').fill(env('KMSD_XKS_ACCESS_KEY_ID'));
+  await page.getByLabel('Proxy authentication: secret access key').fill(env('KMSD_XKS_SECRET'));
+  await shot(page, 'external-key-store');
+  await page.getByRole('button', { name: 'Create key store' }).click();
+  await expectText(page.getByTestId('status'), /Key store console-xks created/);
+  const stores = page.getByTestId('stores-table');
+  await expectText(stores, /console-xks[\s\S]*EXTERNAL_KEY_STORE[\s\S]*DISCONNECTED/);
+
+  log('connect it');
+  await page.getByRole('button', { name: 'Connect', exact: true }).click();
+  await waitConnected(page, stores);
+
+  log('a key backed by an external key');
+  await page.getByRole('link', { name: 'Create key' }).first().click();
+  await page.getByLabel('In an external key store').check();
+  await expectText(page.getByLabel('Custom key store'), /console-xks/);
+  await page.getByLabel('External key ID').fill(env('KMSD_XKS_KEY_ID'));
+  await page.getByRole('button', { name: 'Create key' }).click();
+  const meta = page.getByTestId('key-metadata');
+  await expectText(meta, /EXTERNAL_KEY_STORE/);
+  await expectText(meta, new RegExp(`External key${env('KMSD_XKS_KEY_ID')}`));
+
+  log('encrypt and decrypt through the proxy');
+  await page.getByRole('link', { name: 'Try it with this key' }).click();
+  await expectValue(page.getByLabel('Key (ID, ARN or alias)', { exact: true }), (v) => v.length > 0, 'no key preselected');
+  await page.getByLabel('Text to encrypt').fill('held outside kmsd');
+  await page.getByRole('button', { name: 'Encrypt', exact: true }).click();
+  await expectText(page.getByTestId('status'), /Encrypted under/);
+  await page.getByRole('button', { name: 'Decrypt', exact: true }).click();
+  await expectText(page.getByTestId('decrypted'), /^held outside kmsd$/);
+
+  log('disconnect it');
+  await page.getByRole('link', { name: 'Key stores' }).click();
+  await page.getByRole('button', { name: 'Disconnect' }).click();
+  await expectText(page.getByTestId('status'), /disconnected/);
+}
+
 /** Over HTTPS (HTTP/2, as browsers speak it with kmsd): sign in, create a key, encrypt, decrypt. */
 async function tls(page) {
   log('the console over HTTPS, HTTP/2');
@@ -363,12 +422,7 @@ async function keyStores(page) {
 
   log('connect it');
   await page.getByRole('button', { name: 'Connect', exact: true }).click();
-  const deadline = Date.now() + 60000;
-  while (!/CONNECTED(?!\w)/.test((await stores.textContent()).replace('DISCONNECTED', ''))) {
-    if (Date.now() > deadline) fail(`the store did not connect: ${await stores.textContent()}`);
-    await new Promise((r) => setTimeout(r, 500));
-    await page.getByRole('button', { name: 'Refresh' }).click();
-  }
+  await waitConnected(page, stores);
 
   log('create a key in the key store');
   await page.getByRole('link', { name: 'Create key' }).first().click();
@@ -429,7 +483,7 @@ try {
     if (m.type() === 'error' && !/Failed to load resource/.test(m.text())) problems.push(`console: ${m.text()}`);
   });
 
-  const scenarios = { keys, 'key-stores': keyStores, tls };
+  const scenarios = { keys, 'key-stores': keyStores, 'external-key-store': externalKeyStore, tls };
   if (!scenarios[scenario]) fail(`unknown scenario ${scenario}`);
   await scenarios[scenario](page);
 

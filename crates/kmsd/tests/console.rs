@@ -437,3 +437,37 @@ fn the_console_works_over_tls_and_http2() {
         &[],
     );
 }
+
+/// The external key store pages in the browser, against our xks-proxy over TLS (SoftHSM2
+/// behind it): create the store, connect it, create a key backed by an external key, encrypt
+/// and decrypt through the proxy, disconnect.
+#[test]
+fn the_console_manages_an_external_key_store() {
+    use xks_proxy::testkit::{self, TestProxy, TestProxyOptions};
+    let bin = testkit::ensure_binary().unwrap();
+    let proxy = TestProxy::start(&bin, TestProxyOptions::new(&["key-1"])).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let xks_config = tmp.path().join("xks.toml");
+    std::fs::write(
+        &xks_config,
+        format!(
+            "ca_bundle = \"{}\"\n[[endpoint]]\nhost = \"localhost\"\naddress = \"{}\"\n",
+            proxy.ca_pem().display(),
+            proxy.addr()
+        ),
+    )
+    .unwrap();
+    let server = Server::start(&["--xks-config", xks_config.to_str().unwrap()]);
+    let (akid, secret) = proxy.credential();
+    run_browser_scenario(
+        &server,
+        "external-key-store",
+        &[
+            ("KMSD_XKS_ENDPOINT", "https://localhost"),
+            ("KMSD_XKS_PATH", &proxy.uri_path()),
+            ("KMSD_XKS_ACCESS_KEY_ID", &akid),
+            ("KMSD_XKS_SECRET", &secret),
+            ("KMSD_XKS_KEY_ID", "key-1"),
+        ],
+    );
+}
