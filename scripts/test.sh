@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole kmsd test suite on a fresh machine: installs what the tests need (the `aws`
 # CLI, Python cryptography, kyber-py and dilithium-py, openssl, SoftHSM2, a botocore >= 1.44
-# venv), then lint, format check and tests.
+# venv, Chromium and the console's node modules), then lint, format check and tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -50,6 +50,20 @@ if ! command -v systemd-analyze >/dev/null 2>&1 && need_root; then
   echo "installing systemd (apt) for systemd-analyze"
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd) >/dev/null || echo "warning: systemd install failed"
 fi
+
+# The web console's browser test (crates/kmsd/tests/console.rs) runs console/tests/e2e.mjs with
+# node and playwright-core, driving Debian's Chromium headless (never a downloaded browser).
+if ! command -v chromium >/dev/null 2>&1 && need_root; then
+  echo "installing chromium (apt)"
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null || echo "warning: chromium install failed"
+fi
+if ! command -v npm >/dev/null 2>&1 && need_root; then
+  echo "installing nodejs and npm (apt)"
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm) >/dev/null || echo "warning: nodejs install failed"
+fi
+# Its node modules (from the committed lockfile), and the committed bundle checked against a
+# fresh build of console/src.
+./scripts/check-console.sh
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings

@@ -22,7 +22,7 @@ mod verify;
 mod writer;
 
 pub use chain::AuditFileSet;
-pub use query::{query, QueryFilter};
+pub use query::{query, query_newest, NewestRecords, QueryFilter, ANY_ERROR, MAX_LINE_BYTES};
 pub use record::{event_time, redact_request, ApiCallRecord, ServiceEventRecord};
 pub use retention::Retention;
 pub use signed::{SignedKind, SigningKey};

@@ -126,6 +126,7 @@ impl kms_core::EventSink for AuditEventSink {
 pub fn is_read_only(op: &str) -> bool {
     op.starts_with("Describe")
         || op.starts_with("List")
+        || op == crate::audit_api::READ_AUDIT_RECORDS
         || op.starts_with("Get")
         || matches!(
             op,

@@ -204,6 +204,7 @@ pub fn audit_command(cmd: AuditCommand) -> Result<(), String> {
                 key,
                 principal,
                 event_name,
+                ..Default::default()
             };
             for record in kms_audit::query(&dir, &filter)? {
                 println!("{record}");

@@ -263,6 +263,10 @@ pub struct ServeArgs {
     /// first 16 KiB wait for room). At least 1.
     #[arg(long, default_value_t = 64, env = "KMSD_MAX_UNAUTHENTICATED_BODY_MIB", value_parser = parse_positive)]
     pub max_unauthenticated_body_mib: usize,
+    /// Do not serve the web console at `/console/` (served by default: static files only; it
+    /// calls the KMS API with the signed-in user's credentials).
+    #[arg(long, env = "KMSD_NO_CONSOLE")]
+    pub no_console: bool,
     /// TOML config file: any of these flags by long name with `_` (e.g. `data_dir = "/var/lib/kmsd"`,
     /// `log_level = "info"`). Command line and `KMSD_*` variables take precedence.
     #[arg(long, env = "KMSD_CONFIG")]
@@ -540,6 +544,8 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
                 .saturating_mul(1024 * 1024),
         ),
         quotas,
+        audit_dir: audit_dir.clone(),
+        console: !args.no_console,
     });
     let admin = match admin_listener {
         Some(l) => {

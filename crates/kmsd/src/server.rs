@@ -1,5 +1,5 @@
 //! The HTTP server: one handler at `POST /` that frames AWS JSON 1.1 (and STS Query) requests
-//! and responses, plus the `--dev` clock endpoint.
+//! and responses, plus the `--dev` clock endpoint and the web console's static files.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -38,11 +38,26 @@ pub struct AppState {
     pub body_budget: kms_serve::BodyBudget,
     /// Request quotas (`--quotas`); `None` when off.
     pub quotas: Option<Arc<crate::quota::Quotas>>,
+    /// The audit trail's directory (read by `Kmsd.ReadAuditRecords`).
+    pub audit_dir: std::path::PathBuf,
+    /// Serve the web console at `/console/`.
+    pub console: bool,
 }
 
-/// The router: every path goes to one handler, as AWS JSON services use `POST /`.
+/// The router: every path goes to one handler, as AWS JSON services use `POST /`; with the
+/// console on, `GET /console/...` serves its static files.
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new().fallback(handle).with_state(state)
+    let console = state.console;
+    let r = Router::new();
+    let r = if console {
+        use axum::routing::get;
+        r.route("/console", get(crate::console::redirect))
+            .route("/console/", get(crate::console::serve))
+            .route("/console/{*file}", get(crate::console::serve))
+    } else {
+        r
+    };
+    r.fallback(handle).with_state(state)
 }
 
 const JSON_CT: &str = "application/x-amz-json-1.1";
@@ -301,6 +316,7 @@ async fn handle_read(
         (Some(t), false) => t
             .strip_prefix("TrentService.")
             .or_else(|| t.strip_prefix("BaldrApiService."))
+            .or_else(|| t.strip_prefix(crate::audit_api::TARGET_PREFIX))
             .unwrap_or(t)
             .to_owned(),
         (None, false) => String::new(),
@@ -526,6 +542,16 @@ async fn kms_call(
         response_elements: serde_json::Value::Null,
         error: None,
     };
+    if target.is_some_and(|t| t.starts_with(crate::audit_api::TARGET_PREFIX)) {
+        match crate::audit_api::call(&app.service, &app.audit_dir, caller, op, body).await {
+            Ok(out) => return (respond(200, JSON_CT, request_id, None, out), info),
+            Err(e) => {
+                let r = json_error(&e, request_id);
+                info.error = Some(e);
+                return (r, info);
+            }
+        }
+    }
     let cloudhsm = target.is_some_and(|t| t.starts_with("BaldrApiService."));
     if cloudhsm {
         info.event_source = "cloudhsm.amazonaws.com";

@@ -110,6 +110,13 @@ impl Service {
         c
     }
 
+    /// Authorises an action kmsd adds beyond the KMS API (such as `kmsd:ReadAudit`): no key
+    /// is involved, so the caller's identity policies alone decide, on resource `*` (the
+    /// account admin's `"Action": "*"` allows it; other principals need a policy naming it).
+    pub fn authorize_kmsd_action(&self, caller: &Caller, action: &str) -> Result<(), KmsError> {
+        self.authorize(caller, action, None, "*")
+    }
+
     /// Authorises `action` for `caller` on `key` (None: an IAM-only action on `resource`).
     pub(crate) fn authorize(
         &self,
