@@ -15,6 +15,7 @@ mod multi_region;
 pub(crate) mod paging;
 mod policy;
 mod principals;
+mod root_check;
 mod rotation;
 mod seed;
 mod sweeper;
