@@ -5,14 +5,13 @@
 //! on its own thread with a deadpool connection pool, and each call sends its work there and
 //! waits on a channel, so it never blocks inside the caller's runtime.
 //!
-//! Cluster support: every commit appends to the `changes` log and `NOTIFY`s its position; a
-//! listener connection keeps the newest position known, so [`Store::change_hint`] costs no
-//! round trip. The write section is a session advisory lock; background jobs take
-//! `pg_try_advisory_lock` leases.
+//! Cluster support: every commit appends to the `changes` log (in commit order, under a
+//! transaction advisory lock); [`Store::change_hint`] reads its head, one indexed round trip,
+//! so each request on any node sees every write acknowledged before it. The write section is
+//! a session advisory lock; background jobs take `pg_try_advisory_lock` leases.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::mpsc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
@@ -34,8 +33,6 @@ const WRITE_LOCK: i32 = 2;
 const CHANGE_LOG_LOCK: i32 = 3;
 /// Background job leases use `hashtext(job)` in this namespace.
 const JOB_NS: i32 = 0x6b6d_7365;
-/// The NOTIFY channel commits announce their change log position on.
-const CHANNEL: &str = "kmsd_changes";
 
 type Param = Box<dyn ToSql + Sync + Send>;
 
@@ -148,15 +145,6 @@ impl PostgresSettings {
     }
 }
 
-/// What the listener shares with the store.
-#[derive(Default)]
-struct Feed {
-    /// The newest change log position known.
-    latest: AtomicU64,
-    /// Whether the listener is connected (else `change_hint` asks the database).
-    listening: AtomicBool,
-}
-
 /// Stops the store's runtime thread when dropped.
 struct RuntimeThread(Option<tokio::sync::oneshot::Sender<()>>);
 
@@ -172,7 +160,6 @@ impl Drop for RuntimeThread {
 pub struct PostgresStore {
     handle: tokio::runtime::Handle,
     pool: Pool,
-    feed: Arc<Feed>,
     /// Longest a call waits for its answer before failing.
     call_timeout: Duration,
     /// Longest the write section is waited for.
@@ -182,8 +169,7 @@ pub struct PostgresStore {
 }
 
 impl PostgresStore {
-    /// Connects, applies migrations (refusing a schema newer than this binary knows) and starts
-    /// listening for other nodes' changes.
+    /// Connects and applies migrations, refusing a schema newer than this binary knows.
     pub fn connect(settings: &PostgresSettings) -> Result<Self, StoreError> {
         let (handle, runtime) = start_runtime()?;
         let manager = Manager::from_config(
@@ -210,7 +196,6 @@ impl PostgresStore {
         let store = PostgresStore {
             handle,
             pool,
-            feed: Arc::new(Feed::default()),
             call_timeout: settings.statement_timeout * 2 + connect_timeout * 2,
             lock_timeout,
             statement_timeout: settings.statement_timeout,
@@ -220,11 +205,6 @@ impl PostgresStore {
             let mut c = pool.get().await.map_err(err)?;
             migrate(&mut c).await
         })?;
-        store.handle.spawn(listen(
-            settings.config.clone(),
-            store.pool.clone(),
-            store.feed.clone(),
-        ));
         Ok(store)
     }
 
@@ -465,65 +445,17 @@ async fn apply_migrations(c: &mut deadpool_postgres::Object) -> Result<(), Store
 }
 
 /// The newest change log position.
-async fn latest_change(c: &tokio_postgres::Client) -> Result<u64, StoreError> {
+async fn latest_change(c: &deadpool_postgres::Object) -> Result<u64, StoreError> {
+    let stmt = c
+        .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM changes")
+        .await
+        .map_err(err)?;
     let n: i64 = c
-        .query_one("SELECT COALESCE(MAX(seq), 0) FROM changes", &[])
+        .query_one(&stmt, &[])
         .await
         .and_then(|r| r.try_get(0))
         .map_err(err)?;
     Ok(u64::try_from(n).unwrap_or(0))
-}
-
-/// Keeps `feed` up to date from the NOTIFY channel, reconnecting after failures.
-async fn listen(config: tokio_postgres::Config, pool: Pool, feed: Arc<Feed>) {
-    loop {
-        if let Err(e) = listen_once(&config, &feed).await {
-            tracing::warn!(error = %e.0, "PostgreSQL change listener disconnected; retrying");
-        }
-        feed.listening.store(false, Ordering::SeqCst);
-        // The pool's broken connections are recycled on their next use; nothing to do there.
-        let _ = &pool;
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
-async fn listen_once(config: &tokio_postgres::Config, feed: &Feed) -> Result<(), StoreError> {
-    let (client, mut conn) = config.connect(NoTls).await.map_err(err)?;
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
-    let driver = tokio::spawn(async move {
-        while let Some(m) = std::future::poll_fn(|cx| conn.poll_message(cx)).await {
-            match m {
-                Ok(tokio_postgres::AsyncMessage::Notification(n)) => {
-                    if let Ok(seq) = n.payload().parse::<u64>() {
-                        if tx.send(seq).is_err() {
-                            break;
-                        }
-                    }
-                }
-                Ok(_) => {}
-                Err(_) => break,
-            }
-        }
-    });
-    let setup = async {
-        client
-            .batch_execute(&format!("LISTEN {CHANNEL}"))
-            .await
-            .map_err(err)?;
-        let latest = latest_change(&client).await?;
-        feed.latest.fetch_max(latest, Ordering::SeqCst);
-        feed.listening.store(true, Ordering::SeqCst);
-        Ok::<(), StoreError>(())
-    };
-    if let Err(e) = setup.await {
-        driver.abort();
-        return Err(e);
-    }
-    while let Some(seq) = rx.recv().await {
-        feed.latest.fetch_max(seq, Ordering::SeqCst);
-    }
-    drop(client);
-    Err(StoreError("connection closed".into()))
 }
 
 /// A boxed query parameter.
@@ -728,9 +660,6 @@ impl Store for PostgresStore {
                 )
                 .await
                 .map_err(err)?;
-                tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &latest.to_string()])
-                    .await
-                    .map_err(err)?;
             }
             tx.commit().await.map_err(err)
         })
@@ -777,16 +706,12 @@ impl Store for PostgresStore {
     }
 
     fn change_hint(&self) -> Result<u64, StoreError> {
-        if self.feed.listening.load(Ordering::SeqCst) {
-            return Ok(self.feed.latest.load(Ordering::SeqCst));
-        }
-        // The listener is down: ask the database (and fail while it is unreachable).
-        let latest = self.run(|pool| async move {
+        // The head of the change log: one indexed round trip, so a write acknowledged by any
+        // node is seen by the next request on every node.
+        self.run(|pool| async move {
             let c = pool.get().await.map_err(err)?;
             latest_change(&c).await
-        })?;
-        self.feed.latest.fetch_max(latest, Ordering::SeqCst);
-        Ok(latest)
+        })
     }
 
     fn lock_writes(&self) -> Result<StoreGuard, StoreError> {

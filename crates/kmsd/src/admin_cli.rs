@@ -107,7 +107,11 @@ fn print_credentials(akid: &str, secret: &str, token: Option<&str>) {
 
 /// Runs `kmsd admin ...` on `data_dir` (its root key) and `store` (default: the data dir's
 /// SQLite database; or a `postgres://` URL).
-pub async fn run(data_dir: PathBuf, store: Option<String>, cmd: AdminCommand) -> Result<(), String> {
+pub async fn run(
+    data_dir: PathBuf,
+    store: Option<String>,
+    cmd: AdminCommand,
+) -> Result<(), String> {
     std::fs::create_dir_all(&data_dir).map_err(|e| e.to_string())?;
     let svc = open(&data_dir, store.as_deref()).await?;
     let m = |e: kms_core::KmsError| e.message;

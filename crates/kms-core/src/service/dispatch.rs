@@ -87,8 +87,6 @@ impl Service {
         op: &str,
         body: &[u8],
     ) -> Result<Vec<u8>, KmsError> {
-        // What other processes and nodes wrote is visible to this request.
-        self.sync_changes()?;
         let request = serde_json::from_slice::<serde_json::Value>(body)
             .ok()
             .map(std::sync::Arc::new);

@@ -101,8 +101,6 @@ impl Service {
         &self,
         access_key_id: &str,
     ) -> Result<Option<Arc<AccessKeySecret>>, KmsError> {
-        // A key deleted by another process or node stops working at once.
-        self.sync_changes()?;
         let now = std::time::Instant::now();
         if let Some((at, hit)) = self
             .secret_cache

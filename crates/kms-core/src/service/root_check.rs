@@ -18,11 +18,7 @@ impl Service {
     /// key other than the one the database was initialised with.
     pub async fn verify_root_key(&self) -> Result<(), KmsError> {
         let _section = self.write_section().await?;
-        match self
-            .store
-            .get_meta(META_ROOT_KEY_CHECK)
-            .map_err(internal)?
-        {
+        match self.store.get_meta(META_ROOT_KEY_CHECK).map_err(internal)? {
             Some(sealed_hex) => {
                 let opened = hex::decode(&sealed_hex)
                     .ok()

@@ -1,6 +1,9 @@
 //! Keeping this process's caches exact when other processes or nodes write the same store: the
 //! store's change log, read before each request when the store's hint moved and always inside
 //! the write section; and the write section itself, shared with every process on the store.
+//!
+//! A request that starts after a write was acknowledged (on any node) sees it: the server calls
+//! [`Service::sync_changes`] before authenticating each request.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -46,8 +49,9 @@ impl Service {
         })
     }
 
-    /// Drops cached entries that other processes or nodes changed since the last look. Cheap
-    /// when nothing changed (the store's hint costs no round trip).
+    /// Drops cached entries that other processes or nodes changed since the last look: the
+    /// server calls it before each signed request. Cheap when nothing changed (SQLite: a
+    /// pragma; PostgreSQL: one indexed round trip).
     pub fn sync_changes(&self) -> Result<(), KmsError> {
         let hint = self.store.change_hint().map_err(internal)?;
         let unchanged = self
