@@ -23,12 +23,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The ports the README uses; each is replaced by a free one.
-const README_PORTS: [u16; 2] = [4599, 4600];
+const README_PORTS: [u16; 5] = [4599, 4600, 4601, 4602, 4603];
 /// The command the `background` annotation replaces by the built binary.
 const CARGO_RUN_KMSD: &str = "cargo run --release -p kmsd -- ";
 /// Tools the walkthrough calls (scripts/test.sh installs them).
-const TOOLS: [&str; 6] = [
+const TOOLS: [&str; 7] = [
     "bash",
+    "psql",
     "aws",
     "openssl",
     "softhsm2-util",
