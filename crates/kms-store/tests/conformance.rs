@@ -1,6 +1,7 @@
 //! One conformance suite for every `Store`: the in-memory store, SQLite and PostgreSQL (each
 //! PostgreSQL test in a fresh database, dropped afterwards). PostgreSQL tests skip with a
 //! message when the server is unreachable, unless `CI` or `KMSD_REQUIRE_PG` is set.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

@@ -392,3 +392,107 @@ async fn sigkill_under_round_robin_load_loses_no_acknowledged_write() {
         assert_eq!(pt.plaintext().unwrap().as_ref(), b"hello");
     }
 }
+
+/// A TCP proxy to PostgreSQL that the test can cut (closing every connection) and restore on
+/// the same port: a database outage and restart as kmsd sees it.
+struct CuttableProxy {
+    port: u16,
+    tasks: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl CuttableProxy {
+    async fn start(upstream: std::net::SocketAddr) -> CuttableProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let proxy = CuttableProxy {
+            port,
+            tasks: Arc::new(Mutex::new(Vec::new())),
+        };
+        proxy.serve(listener, upstream);
+        proxy
+    }
+
+    fn serve(&self, listener: tokio::net::TcpListener, upstream: std::net::SocketAddr) {
+        let tasks = self.tasks.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let conn = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                tasks.lock().unwrap().push(conn);
+            }
+        });
+        self.tasks.lock().unwrap().push(accept);
+    }
+
+    /// Closes the listener and every proxied connection.
+    async fn cut(&self) {
+        for t in self.tasks.lock().unwrap().drain(..) {
+            t.abort();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    /// Listens again on the same port.
+    async fn restore(&self, upstream: std::net::SocketAddr) {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
+            .await
+            .unwrap();
+        self.serve(listener, upstream);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_database_outage_fails_requests_for_its_duration_only() {
+    let Some(db) = ScratchDatabase::create_or_skip("database_outage") else {
+        return;
+    };
+    // The scratch database's server, reached through a proxy the test can cut.
+    let upstream: std::net::SocketAddr = "127.0.0.1:5432".parse().unwrap();
+    if !db.url().contains("@127.0.0.1:5432/") {
+        eprintln!("SKIPPED database_outage: needs PostgreSQL on 127.0.0.1:5432");
+        return;
+    }
+    let proxy = CuttableProxy::start(upstream).await;
+    let url = db
+        .url()
+        .replace("@127.0.0.1:5432/", &format!("@127.0.0.1:{}/", proxy.port))
+        + "?statement_timeout_ms=1000";
+    let server = Server::start(&["--store", &url, "--admin-listen", "127.0.0.1:0"]);
+    let admin = common::admin_addr(&server);
+    let kms = server.client();
+    let key = common::new_key_id(&kms).await;
+    encrypt(&kms, &key).await.unwrap();
+    assert_eq!(common::get(admin, "/readyz").await.status, 200);
+
+    proxy.cut().await;
+    let started = std::time::Instant::now();
+    let e = encrypt(&kms, &key).await.unwrap_err();
+    assert!(e.starts_with("KMSInternalException"), "{e}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    let ready = common::get(admin, "/readyz").await;
+    assert_eq!(ready.status, 503);
+    assert!(
+        ready.json()["storage"]
+            .as_str()
+            .unwrap()
+            .starts_with("error"),
+        "{:?}",
+        ready.json()
+    );
+
+    // The database is back: kmsd serves again by itself.
+    proxy.restore(upstream).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match encrypt(&kms, &key).await {
+            Ok(_) => break,
+            Err(e) => assert!(std::time::Instant::now() < deadline, "never recovered: {e}"),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(common::get(admin, "/readyz").await.status, 200);
+    common::new_key_id(&kms).await;
+}
