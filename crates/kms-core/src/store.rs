@@ -242,6 +242,11 @@ pub trait Store: Send + Sync {
     /// grown (written by this or another process or node). Reading it costs no round trip in
     /// the common case.
     fn change_hint(&self) -> Result<u64, StoreError>;
+    /// Whether [`Store::change_hint`] answers without I/O (else callers in async code ask it
+    /// off their workers).
+    fn change_hint_is_local(&self) -> bool {
+        true
+    }
     /// Enters the write section shared by every process on this store: blocks until no other
     /// holds it. Stores that one process owns return [`StoreGuard::local`] (the service's own
     /// mutex then serialises its writers).

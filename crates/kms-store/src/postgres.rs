@@ -165,7 +165,28 @@ pub struct PostgresStore {
     /// Longest the write section is waited for.
     lock_timeout: Duration,
     statement_timeout: Duration,
+    /// Concurrent reads of the change log head share one query.
+    head: HeadReads,
     _runtime: RuntimeThread,
+}
+
+/// Coalesces reads of the change log head: each caller gets the answer of a query that started
+/// after it asked (so it sees every write acknowledged before it asked), and callers arriving
+/// while a query runs share the next one.
+#[derive(Default)]
+struct HeadReads {
+    state: std::sync::Mutex<HeadState>,
+    done: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct HeadState {
+    /// Generation of the newest query started.
+    started: u64,
+    /// Generation of the newest query finished, and its answer.
+    finished: u64,
+    answer: Option<Result<u64, String>>,
+    running: bool,
 }
 
 impl PostgresStore {
@@ -199,6 +220,7 @@ impl PostgresStore {
             call_timeout: settings.statement_timeout * 2 + connect_timeout * 2,
             lock_timeout,
             statement_timeout: settings.statement_timeout,
+            head: HeadReads::default(),
             _runtime: runtime,
         };
         store.run(move |pool| async move {
@@ -708,10 +730,41 @@ impl Store for PostgresStore {
     fn change_hint(&self) -> Result<u64, StoreError> {
         // The head of the change log: one indexed round trip, so a write acknowledged by any
         // node is seen by the next request on every node.
-        self.run(|pool| async move {
-            let c = pool.get().await.map_err(err)?;
-            latest_change(&c).await
-        })
+        let poisoned = || StoreError("change log head lock poisoned".into());
+        let mut st = self.head.state.lock().map_err(|_| poisoned())?;
+        let need = st.started + 1;
+        loop {
+            if st.finished >= need {
+                return match &st.answer {
+                    Some(Ok(n)) => Ok(*n),
+                    Some(Err(e)) => Err(StoreError(e.clone())),
+                    None => Err(poisoned()),
+                };
+            }
+            if st.running {
+                st = self.head.done.wait(st).map_err(|_| poisoned())?;
+                continue;
+            }
+            st.running = true;
+            st.started += 1;
+            let generation = st.started;
+            drop(st);
+            let answer = self
+                .run(|pool| async move {
+                    let c = pool.get().await.map_err(err)?;
+                    latest_change(&c).await
+                })
+                .map_err(|e| e.0);
+            st = self.head.state.lock().map_err(|_| poisoned())?;
+            st.running = false;
+            st.finished = generation;
+            st.answer = Some(answer);
+            self.head.done.notify_all();
+        }
+    }
+
+    fn change_hint_is_local(&self) -> bool {
+        false
     }
 
     fn lock_writes(&self) -> Result<StoreGuard, StoreError> {

@@ -396,6 +396,27 @@ fn postgres_nodes_share_the_write_section_and_job_leases() {
     );
     assert_eq!(a.changes_since(seen).unwrap().changes.len(), 1);
 
+    // Concurrent readers of the head share queries, and each sees every write acknowledged
+    // before it asked.
+    let a = std::sync::Arc::new(a);
+    for round in 0..10 {
+        b.apply(vec![WriteOp::PutMeta {
+            name: "round".into(),
+            value: round.to_string(),
+        }])
+        .unwrap();
+        let written = b.changes_since(0).unwrap().latest;
+        let readers: Vec<_> = (0..4)
+            .map(|_| {
+                let a = a.clone();
+                std::thread::spawn(move || a.change_hint().unwrap())
+            })
+            .collect();
+        for r in readers {
+            assert!(r.join().unwrap() >= written);
+        }
+    }
+
     // Only one node is in the write section at a time.
     let held = a.lock_writes().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();

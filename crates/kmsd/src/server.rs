@@ -279,7 +279,7 @@ async fn handle_read(
     // What other kmsd processes and nodes sharing the store wrote (a deleted access key, a
     // disabled key, ...) is visible to this request. Unsigned requests never reach the store.
     let synced = match &header_check {
-        Ok(_) => app.service.sync_changes(),
+        Ok(_) => app.service.sync_changes_async().await,
         Err(_) => Ok(()),
     };
     let auth = synced

@@ -3,7 +3,7 @@
 //! the write section; and the write section itself, shared with every process on the store.
 //!
 //! A request that starts after a write was acknowledged (on any node) sees it: the server calls
-//! [`Service::sync_changes`] before authenticating each request.
+//! [`Service::sync_changes_async`] before authenticating each request.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -49,11 +49,32 @@ impl Service {
         })
     }
 
-    /// Drops cached entries that other processes or nodes changed since the last look: the
-    /// server calls it before each signed request. Cheap when nothing changed (SQLite: a
-    /// pragma; PostgreSQL: one indexed round trip).
+    /// Drops cached entries that other processes or nodes changed since the last look. Cheap
+    /// when nothing changed (SQLite: a pragma; PostgreSQL: one indexed round trip, shared by
+    /// concurrent callers).
     pub fn sync_changes(&self) -> Result<(), KmsError> {
         let hint = self.store.change_hint().map_err(internal)?;
+        self.sync_to(hint)
+    }
+
+    /// [`Service::sync_changes`] for async callers: the server calls it before authenticating
+    /// each signed request. A store whose hint needs a round trip is asked off the async
+    /// workers.
+    pub async fn sync_changes_async(&self) -> Result<(), KmsError> {
+        let hint = if self.store.change_hint_is_local() {
+            self.store.change_hint()
+        } else {
+            let store = Arc::clone(&self.store);
+            tokio::task::spawn_blocking(move || store.change_hint())
+                .await
+                .map_err(internal)?
+        }
+        .map_err(internal)?;
+        self.sync_to(hint)
+    }
+
+    /// Reads the change log if the store's hint moved since the last look.
+    fn sync_to(&self, hint: u64) -> Result<(), KmsError> {
         let unchanged = self
             .changes_seen
             .lock()
