@@ -81,6 +81,26 @@ pub fn establish_cluster_wrapping_key(
     crate::cluster::establish(tokens, so_pins)
 }
 
+/// Re-initialises an initialised token (`C_InitToken` with its SO PIN and its own label): every
+/// object on it is destroyed and the crypto user's PIN is uninitialised, as on a fresh token
+/// (CloudHSM zeroises a deleted HSM). Fails with `CKR_SESSION_EXISTS` while this process has a
+/// session open on the token.
+pub fn reinit_token(token: &TokenRef, so_pin: &str) -> Result<(), HsmError> {
+    let ctx = context(&token.module)?;
+    let _guard = INIT_TOKEN_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let slot = find_slot(&ctx, &token.label)?;
+    ctx.init_token(slot, &AuthPin::from(so_pin), &token.label)
+        .map_err(map_ck)?;
+    tracing::info!(token = %token.label, "re-initialised HSM token (every object destroyed)");
+    Ok(())
+}
+
+/// The id (`CKA_ID`) of the cluster wrapping key the token holds, if any. Logs in as SO and
+/// changes nothing (unlike [`establish_cluster_wrapping_key`], which would create one).
+pub fn cluster_key_id(token: &TokenRef, so_pin: &str) -> Result<Option<Vec<u8>>, HsmError> {
+    crate::cluster::key_id(token, so_pin)
+}
+
 /// Checks that the token's module loads and the token is present (no login).
 pub fn probe_token(token: &TokenRef) -> Result<(), HsmError> {
     let ctx = crate::module::context(&token.module)?;

@@ -181,6 +181,15 @@ fn transfer_cluster_key(
     Ok(())
 }
 
+/// See [`crate::admin::cluster_key_id`].
+pub(crate) fn key_id(token: &TokenRef, so_pin: &str) -> Result<Option<Vec<u8>>, HsmError> {
+    let s = so_login(token, so_pin)?;
+    match find_cluster_key_in(&s.session, &s.label)? {
+        Some(h) => id_of(&s.session, h).map(Some),
+        None => Ok(None),
+    }
+}
+
 /// See [`crate::admin::establish_cluster_wrapping_key`].
 pub(crate) fn establish(tokens: &[TokenRef], so_pins: &[&str]) -> Result<Vec<u8>, HsmError> {
     if tokens.is_empty() || tokens.len() != so_pins.len() {

@@ -36,6 +36,8 @@ pub struct Hsm {
     /// `CKA_ID` -> object handle. Handles stay valid while the process keeps a session open on
     /// the token (the pool always does); a stale one is detected and looked up again.
     handles: Mutex<HashMap<[u8; 16], ObjectHandle>>,
+    /// XKS key label -> object handle (see [`crate::xks`]): found once, checked at every use.
+    pub(crate) xks_handles: Mutex<HashMap<String, ObjectHandle>>,
     logged_out: AtomicBool,
 }
 
@@ -83,6 +85,7 @@ impl Hsm {
             token: token.clone(),
             pool: SessionPool::new(ctx, slot, session, pool_size),
             handles: Mutex::new(HashMap::new()),
+            xks_handles: Mutex::new(HashMap::new()),
             logged_out: AtomicBool::new(false),
         })
     }
@@ -140,6 +143,10 @@ impl Hsm {
         };
         self.pool.close_all();
         self.cache().clear();
+        self.xks_handles
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
         tracing::info!(token = %self.token.label, "logged out of HSM token");
         r
     }

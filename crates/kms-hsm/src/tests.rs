@@ -812,3 +812,79 @@ fn lost_login_is_not_logged_in_not_key_not_found() {
     assert_eq!(hsm.has_key(&id), Err(HsmError::NotLoggedIn));
     assert_eq!(hsm.probe(), Err(HsmError::NotLoggedIn));
 }
+
+/// An XKS key's handle is kept between calls; when the key is destroyed behind the proxy's back
+/// (another process, here a raw session) and a new key takes its label, the next call uses the
+/// new key, and with no key left the call is KeyNotFound, never the old key.
+#[test]
+fn xks_kept_handle_follows_the_token() {
+    let t = new_token("xks-keep");
+    let hsm = Hsm::login(&t, USER_PIN).unwrap();
+    hsm.xks_generate_key("k").unwrap();
+    let iv = [7u8; 12];
+    let first = hsm.xks_aes_gcm_encrypt("k", &iv, b"aad", b"secret").unwrap();
+    assert!(hsm.xks_key_info("k").unwrap().unwrap().is_aes256());
+    assert_eq!(hsm.xks_handles.lock().unwrap().len(), 1, "handle kept");
+
+    // Destroy the key without going through the kept handle, then make a new one.
+    let destroy_all = |hsm: &Hsm| {
+        let s = hsm.session().unwrap();
+        for h in s
+            .find_objects(&[
+                Attribute::Class(ObjectClass::SECRET_KEY),
+                Attribute::Label(b"k".to_vec()),
+            ])
+            .unwrap()
+        {
+            s.destroy_object(h).unwrap();
+        }
+    };
+    destroy_all(&hsm);
+    hsm.xks_generate_key("k").unwrap();
+    assert!(matches!(
+        hsm.xks_aes_gcm_decrypt("k", &iv, b"aad", &first),
+        Err(HsmError::Decrypt)
+    ));
+    let second = hsm.xks_aes_gcm_encrypt("k", &iv, b"aad", b"secret").unwrap();
+    assert_ne!(first, second, "the new key encrypted");
+    assert_eq!(
+        &*hsm.xks_aes_gcm_decrypt("k", &iv, b"aad", &second).unwrap(),
+        b"secret"
+    );
+
+    destroy_all(&hsm);
+    assert!(matches!(
+        hsm.xks_aes_gcm_encrypt("k", &iv, b"aad", b"secret"),
+        Err(HsmError::KeyNotFound)
+    ));
+    assert_eq!(hsm.xks_key_info("k").unwrap(), None);
+}
+
+#[test]
+fn reinit_token_erases_every_object_and_the_user() {
+    let t = new_token("wipe");
+    assert_eq!(admin::cluster_key_id(&t, SO_PIN).unwrap(), None);
+    let cid = admin::establish_cluster_wrapping_key(std::slice::from_ref(&t), &[SO_PIN]).unwrap();
+    assert_eq!(
+        admin::cluster_key_id(&t, SO_PIN).unwrap(),
+        Some(cid),
+        "asked again, the same key (and asking creates none)"
+    );
+    {
+        let h = Hsm::login(&t, USER_PIN).unwrap();
+        h.generate_aes256_key(&key_id(1), "k").unwrap();
+        // Refused while this process has a session on the token.
+        assert!(admin::reinit_token(&t, SO_PIN).is_err());
+        h.logout().unwrap();
+    }
+    assert!(admin::reinit_token(&t, "wrong-so-pin").is_err());
+    admin::reinit_token(&t, SO_PIN).unwrap();
+    assert_eq!(admin::cluster_key_id(&t, SO_PIN).unwrap(), None);
+    assert!(matches!(
+        Hsm::login(&t, USER_PIN),
+        Err(HsmError::UserPinNotInitialized)
+    ));
+    admin::init_user_pin(&t, SO_PIN, USER_PIN).unwrap();
+    let h = Hsm::login(&t, USER_PIN).unwrap();
+    assert!(!h.has_key(&key_id(1)).unwrap(), "the key is gone");
+}

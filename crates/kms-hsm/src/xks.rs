@@ -11,16 +11,20 @@
 //!
 //! Unlike kmsd's CloudHSM-style keys (16-byte `CKA_ID`, not modifiable, extractable under the
 //! cluster wrapping key), an XKS key is never extractable and stays modifiable so that its
-//! usage flags can be changed (`C_SetAttributeValue`). Nothing here caches an
-//! object handle or an attribute: every call finds the key by label and reads its attributes
-//! again, so changes made by another process (e.g. `xks-proxy disable-key`) are seen by the
-//! next call, as far as the module itself does not cache them (SoftHSM2 with the file object
-//! store re-reads changed object files).
+//! usage flags can be changed (`C_SetAttributeValue`). A key's object handle is found by label
+//! once and kept (a search walks every object of the token, the dearest part of a call); its
+//! attributes and disable marker are read again at every call, so changes made by another
+//! process (e.g. `xks-proxy disable-key`) are seen by the next call, as far as the module itself
+//! does not cache them (SoftHSM2 with the file object store re-reads changed object files). A
+//! kept handle that the token no longer knows, or that names another object, is dropped and the
+//! key searched for again. One difference from searching every time: a second AES key given the
+//! same label by another process is not noticed while the first one exists.
 
-use crate::error::{map_ck, map_decrypt, HsmError};
+use crate::error::{is_stale_handle, map_ck, map_decrypt, HsmError};
 use crate::hsm::Hsm;
 use crate::pool::PooledSession;
 use crate::GCM_TAG_LEN;
+use cryptoki::error::Error as CkError;
 use cryptoki::mechanism::aead::GcmParams;
 use cryptoki::mechanism::{Mechanism, MechanismType};
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
@@ -130,12 +134,6 @@ fn key_template(label: &str) -> Vec<Attribute> {
     ]
 }
 
-fn gcm<'a>(iv: &'a mut [u8; 12], aad: &'a [u8]) -> Result<Mechanism<'a>, HsmError> {
-    Ok(Mechanism::AesGcm(
-        GcmParams::new(iv, aad, 128.into()).map_err(map_ck)?,
-    ))
-}
-
 impl Hsm {
     /// The one AES key labelled `label`, if any. Private objects are invisible without login,
     /// so "none found" on a session that lost its login is [`HsmError::NotLoggedIn`].
@@ -175,39 +173,87 @@ impl Hsm {
         Ok(())
     }
 
+    fn xks_cache(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, ObjectHandle>> {
+        self.xks_handles.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `op` on the key `label`: with its kept handle, else (or if that handle is stale, or
+    /// `op` answers `None` because it names another object) with the handle found by label,
+    /// which is then kept. `Ok(None)`: no AES key has this label.
+    fn with_xks_key<T>(
+        &self,
+        s: &mut PooledSession<'_>,
+        label: &str,
+        op: impl Fn(&PooledSession<'_>, ObjectHandle) -> Result<Option<T>, CkError>,
+        map: impl Fn(CkError) -> HsmError,
+    ) -> Result<Option<T>, HsmError> {
+        let kept = self.xks_cache().get(label).copied();
+        if let Some(h) = kept {
+            match op(s, h) {
+                Ok(Some(v)) => return Ok(Some(v)),
+                Ok(None) => {}
+                Err(e) if is_stale_handle(&e) => {}
+                Err(e) => {
+                    let r = Err(map(e));
+                    return s.check(r);
+                }
+            }
+            self.xks_cache().remove(label);
+        }
+        let Some(h) = s.check(Self::xks_find(s, label))? else {
+            return Ok(None);
+        };
+        self.xks_cache().insert(label.to_owned(), h);
+        let r = match op(s, h) {
+            Ok(Some(v)) => Ok(Some(v)),
+            Ok(None) => Err(HsmError::Other(format!(
+                "the object found for XKS key {label:?} changed while it was read"
+            ))),
+            Err(e) => Err(map(e)),
+        };
+        s.check(r)
+    }
+
     /// Reads the key's state from the token (`None` if no AES key has this label).
     pub fn xks_key_info(&self, label: &str) -> Result<Option<XksKeyInfo>, HsmError> {
         let mut s = self.session()?;
-        let Some(h) = s.check(Self::xks_find(&s, label))? else {
-            return Ok(None);
-        };
-        let r = s
-            .get_attributes(
+        let read = |s: &PooledSession<'_>, h: ObjectHandle| {
+            let attrs = s.get_attributes(
                 h,
                 &[
+                    AttributeType::Class,
+                    AttributeType::KeyType,
+                    AttributeType::Label,
                     AttributeType::Encrypt,
                     AttributeType::Decrypt,
                     AttributeType::ValueLen,
                 ],
-            )
-            .map_err(map_ck);
-        let attrs = s.check(r)?;
-        let r = s.find_objects(&marker_search(label)).map_err(map_ck);
-        let markers = s.check(r)?;
-        let mut info = XksKeyInfo {
-            encrypt: false,
-            decrypt: false,
-            value_len: None,
-            disabled: !markers.is_empty(),
-        };
-        for a in attrs {
-            match a {
-                Attribute::Encrypt(b) => info.encrypt = b,
-                Attribute::Decrypt(b) => info.decrypt = b,
-                Attribute::ValueLen(n) => info.value_len = u64::try_from(usize::from(n)).ok(),
-                _ => {}
+            )?;
+            let mut info = XksKeyInfo {
+                encrypt: false,
+                decrypt: false,
+                value_len: None,
+                disabled: false,
+            };
+            let (mut class_ok, mut type_ok, mut label_ok) = (false, false, false);
+            for a in attrs {
+                match a {
+                    Attribute::Class(c) => class_ok = c == ObjectClass::SECRET_KEY,
+                    Attribute::KeyType(t) => type_ok = t == KeyType::AES,
+                    Attribute::Label(l) => label_ok = l == label.as_bytes(),
+                    Attribute::Encrypt(b) => info.encrypt = b,
+                    Attribute::Decrypt(b) => info.decrypt = b,
+                    Attribute::ValueLen(n) => info.value_len = u64::try_from(usize::from(n)).ok(),
+                    _ => {}
+                }
             }
-        }
+            Ok((class_ok && type_ok && label_ok).then_some(info))
+        };
+        let Some(mut info) = self.with_xks_key(&mut s, label, read, map_ck)? else {
+            return Ok(None);
+        };
+        let r = s.find_objects(&marker_search(label)).map_err(map_ck);
+        info.disabled = !s.check(r)?.is_empty();
         Ok(Some(info))
     }
 
@@ -268,13 +314,13 @@ impl Hsm {
         plaintext: &[u8],
     ) -> Result<Vec<u8>, HsmError> {
         let mut s = self.session()?;
-        let h = s
-            .check(Self::xks_find(&s, label))?
-            .ok_or(HsmError::KeyNotFound)?;
-        let mut iv = *iv;
-        let mech = gcm(&mut iv, aad)?;
-        let r = s.encrypt(&mech, h, plaintext).map_err(map_ck);
-        s.check(r)
+        let encrypt = |s: &PooledSession<'_>, h: ObjectHandle| {
+            let mut iv = *iv;
+            let mech = Mechanism::AesGcm(GcmParams::new(&mut iv, aad, 128.into())?);
+            s.encrypt(&mech, h, plaintext).map(Some)
+        };
+        self.with_xks_key(&mut s, label, encrypt, map_ck)?
+            .ok_or(HsmError::KeyNotFound)
     }
 
     /// AES-256-GCM decryption of `ciphertext || tag` with the key `label`. Authentication
@@ -290,16 +336,14 @@ impl Hsm {
             return Err(HsmError::Decrypt);
         }
         let mut s = self.session()?;
-        let h = s
-            .check(Self::xks_find(&s, label))?
-            .ok_or(HsmError::KeyNotFound)?;
-        let mut iv = *iv;
-        let mech = gcm(&mut iv, aad)?;
-        let r = s
-            .decrypt(&mech, h, ciphertext_and_tag)
-            .map(Zeroizing::new)
-            .map_err(map_decrypt);
-        s.check(r)
+        let decrypt = |s: &PooledSession<'_>, h: ObjectHandle| {
+            let mut iv = *iv;
+            let mech = Mechanism::AesGcm(GcmParams::new(&mut iv, aad, 128.into())?);
+            s.decrypt(&mech, h, ciphertext_and_tag)
+                .map(|p| Some(Zeroizing::new(p)))
+        };
+        self.with_xks_key(&mut s, label, decrypt, map_decrypt)?
+            .ok_or(HsmError::KeyNotFound)
     }
 
     /// Label, manufacturer, model and serial number of the token (`C_GetTokenInfo`).

@@ -503,8 +503,10 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         )?)),
         None => None,
     };
-    // Key stores connected when kmsd stopped are connected again, then external key stores'
-    // proxies are health-checked periodically.
+    // Key stores connected when kmsd stopped are connected again (external ones before kmsd
+    // listens, CloudHSM ones beside serving), then external key stores' proxies are
+    // health-checked periodically.
+    service.restore_external_key_store_targets();
     let key_store_watch = {
         let s = service.clone();
         tokio::spawn(async move {

@@ -116,6 +116,14 @@ impl HsmDriver for Pkcs11Driver {
         }
     }
 
+    fn cluster_key_id(&self, hsm: &DeclaredHsm, so_pin: &str) -> Result<Option<Vec<u8>>, HsmFault> {
+        kms_hsm::admin::cluster_key_id(&token(hsm), so_pin).map_err(fault)
+    }
+
+    fn wipe_token(&self, hsm: &DeclaredHsm, so_pin: &str) -> Result<(), HsmFault> {
+        kms_hsm::admin::reinit_token(&token(hsm), so_pin).map_err(fault)
+    }
+
     fn prepare_cluster(
         &self,
         hsms: &[(&DeclaredHsm, &str)],

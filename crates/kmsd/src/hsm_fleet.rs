@@ -15,6 +15,11 @@
 //! [[security_group]]                         # optional: overrides the default rules of a cluster
 //! cluster_id = "cluster-abcdefghijk"
 //! rules = [{ direction = "inbound", protocol = "tcp", from_port = 2223, to_port = 2225, peer = "self" }]
+//!
+//! [[backup_vault]]                           # optional: keeps a backup history's wrapping key
+//! module = "/usr/lib/softhsm/libsofthsm2.so" #   once its HSMs are deleted (and their tokens
+//! token_label = "vault-1"                    #   erased); never an HSM of a cluster
+//! so_pin_file = "/etc/kmsd/vault-1.so-pin"
 //! ```
 
 use std::path::{Path, PathBuf};

@@ -37,6 +37,23 @@ async fn crypto_user_lifecycle() {
         ok && out.contains("\"cryptouser\"") && out.contains("\"crypto-user\""),
         "{out}"
     );
+    // (The trust anchor is exactly one certificate: customerCA.crt with another appended is
+    // refused, as AWS does.)
+    let err = kms
+        .create_custom_key_store()
+        .custom_key_store_name("two-anchors")
+        .cloud_hsm_cluster_id(&cluster)
+        .trust_anchor_certificate(format!("{anchor}{anchor}"))
+        .key_store_password("kmsPswd123")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        err.as_service_error()
+            .unwrap()
+            .is_incorrect_trust_anchor_exception(),
+        "{err:?}"
+    );
     let store = create_store(&kms, "store", &cluster, &anchor).await;
     assert_eq!(connect(&kms, &store).await, failed("USER_NOT_FOUND"));
     disconnect(&kms, &store).await;

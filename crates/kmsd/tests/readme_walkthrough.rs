@@ -1,6 +1,7 @@
 //! The README's shell walkthroughs are a test: every ```sh block of README.md runs, in order, in
 //! one `bash -euo pipefail` process, in a fresh directory, against the kmsd of this build (first
-//! on PATH), with the README's fixed ports replaced by free ones. The line before a block may
+//! on PATH, with the `xks-proxy` of this build beside it), with the README's fixed ports
+//! replaced by free ones. The line before a block may
 //! hold an annotation:
 //!
 //! - `<!-- readme-test: skip (why) -->`: the block does not run (the test suite itself, a
@@ -23,7 +24,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The ports the README uses; each is replaced by a free one.
-const README_PORTS: [u16; 5] = [4599, 4600, 4601, 4602, 4603];
+const README_PORTS: [u16; 6] = [4599, 4600, 4601, 4602, 4603, 8443];
 /// The command the `background` annotation replaces by the built binary.
 const CARGO_RUN_KMSD: &str = "cargo run --release -p kmsd -- ";
 /// Tools the walkthrough calls (scripts/test.sh installs them).
@@ -201,13 +202,15 @@ fn require_tools() {
 }
 
 /// Starts `bash script` in `dir`, in its own process group, output to `log`, with the built
-/// kmsd first on PATH and no AWS_*/KMSD_* settings inherited from the caller.
+/// kmsd and xks-proxy first on PATH and no AWS_*/KMSD_* settings inherited from the caller.
 fn spawn_script(dir: &Path, script: &Path, log: &Path) -> Child {
     let kmsd = PathBuf::from(env!("CARGO_BIN_EXE_kmsd"));
-    let bin_dir = kmsd.parent().unwrap();
+    let xks_proxy = xks_proxy::testkit::ensure_binary()
+        .unwrap_or_else(|e| panic!("the README's XKS walkthrough needs xks-proxy: {e}"));
     let path = format!(
-        "{}:{}",
-        bin_dir.display(),
+        "{}:{}:{}",
+        kmsd.parent().unwrap().display(),
+        xks_proxy.parent().unwrap().display(),
         std::env::var("PATH").unwrap_or_default()
     );
     let aws_config = dir.join("aws-config");
@@ -236,7 +239,11 @@ fn spawn_script(dir: &Path, script: &Path, log: &Path) -> Child {
 /// Caller environment variables that would change what the walkthrough does (credentials,
 /// Region, CA bundle, kmsd settings, a SoftHSM2 config): removed, except the test's own.
 fn overridden_setting(name: &str) -> bool {
-    let own = name == "AWS_CONFIG_FILE" || name == "AWS_EC2_METADATA_DISABLED";
+    // KMSD_TEST_POSTGRES names the suite's PostgreSQL server (the High availability walkthrough
+    // creates its database there; CI's server may need a password).
+    let own = name == "AWS_CONFIG_FILE"
+        || name == "AWS_EC2_METADATA_DISABLED"
+        || name == "KMSD_TEST_POSTGRES";
     (name.starts_with("AWS_") && !own) || name.starts_with("KMSD_") || name == "SOFTHSM2_CONF"
 }
 

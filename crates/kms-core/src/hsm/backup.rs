@@ -8,9 +8,9 @@
 //! the root key) and every key of the key store, each wrapped inside an HSM under the cluster
 //! wrapping key: ciphertext only an HSM holding that wrapping key can unwrap. The wrapping key
 //! itself never leaves hardware (CloudHSM uses a manufacturer key kmsd does not have), so a
-//! restore takes it, HSM to HSM, from a declared token that still holds it: one of the HSMs the
-//! backup was taken from (kmsd never erases the token of a deleted HSM) or an HSM of a cluster
-//! sharing the backup history.
+//! restore takes it, HSM to HSM, from a declared token that still holds it: the token keeping
+//! it for the backup history once HSMs are deleted (a backup vault, see [`super::vault`]), one
+//! of the HSMs the backup was taken from, or an HSM of a cluster sharing the backup history.
 
 use std::sync::Arc;
 
@@ -470,15 +470,21 @@ impl Service {
             .ok_or_else(|| format!("backup {} holds no crypto user password", backup.backup_id))?;
         let fleet = env.fleet.load().map_err(|e| fail("HSM declaration", e))?;
         let with_so = |label: &str| -> Option<(DeclaredHsm, Zeroizing<String>)> {
-            let d = fleet.hsm(label)?.clone();
+            let d = fleet.token(label)?;
             let so = env.fleet.so_pin(&d).ok()?;
             Some((d, so))
         };
         let target = with_so(&added.token_label)
             .ok_or_else(|| format!("{} is not declared or has no SO PIN", added.token_label))?;
-        // Tokens that may hold the wrapping key: the backup's, then the HSMs of every cluster
-        // sharing its history.
-        let mut holders: Vec<String> = backup.cluster_key_holders.clone();
+        // Tokens that may hold the wrapping key: the token keeping it for the backup history
+        // (a backup vault, or the last token of a deleted HSM), the backup's, then the HSMs of
+        // every cluster sharing its history.
+        let mut holders: Vec<String> = self
+            .lineage_keeper(&backup.lineage)
+            .map_err(|e| fail("reading keepers", e.message))?
+            .into_iter()
+            .collect();
+        holders.extend(backup.cluster_key_holders.iter().cloned());
         for other in self
             .all_clusters()
             .map_err(|e| fail("reading clusters", e.message))?
@@ -510,11 +516,7 @@ impl Service {
             .transpose()
             .map_err(|e| fail("backup cluster key id", e))?;
         // SO logins on a token are refused while this process holds crypto-user sessions on it.
-        let paused = if keys.is_empty() {
-            Vec::new()
-        } else {
-            self.pause_stores_on(&holders)
-        };
+        let paused = self.pause_stores_on(&holders);
         let driver = env.driver.clone();
         let pw = password.clone();
         let result = tokio::task::spawn_blocking(move || {
@@ -730,31 +732,42 @@ fn restore_on(
 ) -> Result<usize, HsmFault> {
     let (new_hsm, new_so) = target;
     driver.create_user(new_hsm, new_so, password)?;
-    let Some(cluster_key) = cluster_key else {
-        driver.prepare_cluster(&[(new_hsm, new_so.as_str())], password)?;
-        return Ok(0);
-    };
-    // Ask each source alone first: a token holding another wrapping key must not pass it on.
-    let holds_it = |d: &DeclaredHsm, so: &str| match driver.prepare_cluster(&[(d, so)], password) {
-        Ok(id) => id == cluster_key,
+    // What each token holds, asked without changing anything (asking `prepare_cluster` would
+    // create a wrapping key on an erased token).
+    let key_of = |d: &DeclaredHsm, so: &str| match driver.cluster_key_id(d, so) {
+        Ok(id) => id,
         Err(e) => {
             tracing::debug!(token = %d.token_label, error = %e, "not a source of the cluster wrapping key");
-            false
+            None
         }
     };
-    let (source, source_so) = sources
-        .iter()
-        .find(|(d, so)| holds_it(d, so))
-        .ok_or_else(|| {
-            HsmFault::Unreachable(format!(
-                "no declared HSM token still holds the cluster wrapping key {} the backup's keys are wrapped under",
-                hex::encode(cluster_key)
-            ))
-        })?;
-    driver.prepare_cluster(
-        &[(source, source_so.as_str()), (new_hsm, new_so.as_str())],
-        password,
-    )?;
+    // A backup without keys names no wrapping key: the history's, if a token holds it.
+    let cluster_key = match cluster_key {
+        Some(k) => k.to_vec(),
+        None => match sources.iter().find_map(|(d, so)| key_of(d, so)) {
+            Some(k) => k,
+            None => {
+                driver.prepare_cluster(&[(new_hsm, new_so.as_str())], password)?;
+                return Ok(0);
+            }
+        },
+    };
+    // A token kept for this history may come back as its HSM, still holding the key.
+    if key_of(new_hsm, new_so).as_deref() != Some(cluster_key.as_slice()) {
+        let (source, source_so) = sources
+            .iter()
+            .find(|(d, so)| key_of(d, so).as_deref() == Some(cluster_key.as_slice()))
+            .ok_or_else(|| {
+                HsmFault::Unreachable(format!(
+                    "no declared HSM token still holds the cluster wrapping key {} the backup's keys are wrapped under",
+                    hex::encode(&cluster_key)
+                ))
+            })?;
+        driver.prepare_cluster(
+            &[(source, source_so.as_str()), (new_hsm, new_so.as_str())],
+            password,
+        )?;
+    }
     let session = driver.login(new_hsm, password)?;
     let r = keys
         .iter()

@@ -111,14 +111,23 @@ impl Connections {
         }
     }
 
-    /// Drops an HSM deleted from its cluster from every connection to that cluster.
+    /// Drops an HSM deleted from its cluster from every connection to that cluster, logging
+    /// its sessions out (its token is erased next).
     pub fn drop_hsm(&self, cluster_id: &str, hsm_id: &str) {
+        let mut dropped = Vec::new();
         if let Ok(m) = self.by_store.read() {
             for c in m.values().filter(|c| c.cluster_id == cluster_id) {
                 if let Ok(mut s) = c.sessions.write() {
-                    s.retain(|(id, _)| id != hsm_id);
+                    let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut *s)
+                        .into_iter()
+                        .partition(|(id, _)| id == hsm_id);
+                    *s = kept;
+                    dropped.extend(gone);
                 }
             }
+        }
+        for (_, s) in dropped {
+            s.logout();
         }
     }
 

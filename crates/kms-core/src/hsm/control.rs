@@ -296,11 +296,13 @@ impl Service {
             ))
         })?;
         let fleet = env.fleet.load().map_err(internal)?;
-        let used: Vec<String> = self
+        // Tokens of other HSMs, and tokens keeping another backup history's wrapping key.
+        let mut used: Vec<String> = self
             .all_clusters()?
             .iter()
             .flat_map(|c| c.hsms.iter().map(|h| h.token_label.clone()))
             .collect();
+        used.extend(self.tokens_kept_from(&c.lineage)?);
         let hsm = fleet
             .hsms
             .iter()
@@ -318,6 +320,12 @@ impl Service {
             tokio::task::spawn_blocking(move || d.probe_token(&h))
                 .await
                 .map_err(internal)?
+                .map_err(|e| e.to_string())
+        };
+        // A token kept for a backup history that no longer exists is erased first.
+        let probe = match probe {
+            Ok(()) => self.claim_token(&hsm, &c.lineage).await,
+            Err(e) => Err(e),
         };
         let n = c.hsms.len() as u8 + 10;
         let record = HsmRecord {
@@ -331,7 +339,7 @@ impl Service {
             eni_ip: format!("10.0.{}.{}", c.hsms.len() + 1, n),
             token_label: hsm.token_label.clone(),
             state: if probe.is_ok() { "ACTIVE" } else { "DEGRADED" }.into(),
-            state_message: probe.err().map(|e| e.to_string()),
+            state_message: probe.err(),
         };
         c.hsms.push(record.clone());
         self.commit(vec![Self::put_cluster(&c)?]).await?;
@@ -414,6 +422,9 @@ impl Service {
             "DeleteHsm",
             serde_json::json!({"hsmId": removed.hsm_id}),
         );
+        // As CloudHSM zeroises a deleted HSM: the token is erased (its wrapping key kept first
+        // where the backups need it), so the next CreateHsm gets a clean token.
+        self.release_token(&c, &removed).await;
         Ok(DeleteHsmResponse {
             hsm_id: Some(removed.hsm_id),
         })

@@ -78,6 +78,11 @@ pub trait HsmDriver: Send + Sync {
     fn create_user(&self, hsm: &DeclaredHsm, so_pin: &str, user_pin: &str) -> Result<(), HsmFault>;
     /// Logs the crypto user in.
     fn login(&self, hsm: &DeclaredHsm, user_pin: &str) -> Result<Arc<dyn HsmSession>, HsmFault>;
+    /// The id of the cluster wrapping key the token holds, if any (SO login; changes nothing).
+    fn cluster_key_id(&self, hsm: &DeclaredHsm, so_pin: &str) -> Result<Option<Vec<u8>>, HsmFault>;
+    /// Erases the token as re-initialising it does (SO login): every object destroyed, no
+    /// crypto user; its label and SO PIN stay.
+    fn wipe_token(&self, hsm: &DeclaredHsm, so_pin: &str) -> Result<(), HsmFault>;
     /// Prepares a set of tokens of one cluster for key replication (e.g. a shared wrapping key
     /// established inside the tokens); idempotent. Called with the SO PINs when the cluster's
     /// crypto user is created. Returns the id of the cluster wrapping key the tokens now share

@@ -22,6 +22,37 @@ pub struct DeclaredHsm {
     pub so_pin_env: Option<String>,
 }
 
+/// A backup-vault token: never an HSM of a cluster, it keeps the cluster wrapping key of one
+/// backup history (lineage) once no HSM of that history holds it, so that the tokens of
+/// deleted HSMs can be erased and the history's backups still restored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeclaredVault {
+    /// PKCS#11 module (shared library) path.
+    pub module: String,
+    /// Token label.
+    pub token_label: String,
+    /// File holding the token's SO PIN.
+    #[serde(default)]
+    pub so_pin_file: Option<String>,
+    /// Environment variable holding the token's SO PIN.
+    #[serde(default)]
+    pub so_pin_env: Option<String>,
+}
+
+impl DeclaredVault {
+    /// The vault as a token the driver opens (it stands in no availability zone).
+    pub fn as_hsm(&self) -> DeclaredHsm {
+        DeclaredHsm {
+            module: self.module.clone(),
+            token_label: self.token_label.clone(),
+            availability_zone: String::new(),
+            so_pin_file: self.so_pin_file.clone(),
+            so_pin_env: self.so_pin_env.clone(),
+        }
+    }
+}
+
 /// A subnet clusters can be created in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -79,6 +110,9 @@ pub struct HsmFleet {
     /// Security group overrides.
     #[serde(default, rename = "security_group")]
     pub security_groups: Vec<DeclaredSecurityGroup>,
+    /// Backup-vault tokens.
+    #[serde(default, rename = "backup_vault")]
+    pub backup_vaults: Vec<DeclaredVault>,
 }
 
 impl HsmFleet {
@@ -126,6 +160,16 @@ impl HsmFleet {
     /// A declared HSM by token label.
     pub fn hsm(&self, token_label: &str) -> Option<&DeclaredHsm> {
         self.hsms.iter().find(|h| h.token_label == token_label)
+    }
+
+    /// A declared HSM or backup-vault token by label.
+    pub fn token(&self, token_label: &str) -> Option<DeclaredHsm> {
+        self.hsm(token_label).cloned().or_else(|| {
+            self.backup_vaults
+                .iter()
+                .find(|v| v.token_label == token_label)
+                .map(DeclaredVault::as_hsm)
+        })
     }
 }
 
@@ -197,5 +241,15 @@ mod tests {
         .unwrap();
         assert!(f.subnet("subnet-1").unwrap().private);
         assert!(f.hsm("a").is_some());
+        assert!(f.backup_vaults.is_empty());
+        let f: HsmFleet = serde_json::from_value(serde_json::json!({
+            "backup_vault": [{"module": "/m.so", "token_label": "vault", "so_pin_env": "SO_V"}],
+        }))
+        .unwrap();
+        assert!(f.hsm("vault").is_none(), "a vault is no HSM");
+        assert_eq!(
+            f.token("vault").unwrap().so_pin_env.as_deref(),
+            Some("SO_V")
+        );
     }
 }

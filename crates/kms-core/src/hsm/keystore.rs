@@ -806,8 +806,10 @@ impl Service {
         self.commit(writes).await
     }
 
-    /// Reconnects, at start-up, the key stores that were CONNECTED when kmsd stopped.
-    pub async fn restore_key_store_connections(&self) {
+    /// Gives the external key stores that were CONNECTED when kmsd stopped their proxy targets
+    /// back. No network: proxies are stateless HTTPS, so a connected store only needs its target.
+    /// Called before kmsd listens, so no request sees such a store as not connected.
+    pub fn restore_external_key_store_targets(&self) {
         let Ok(stores) = self.all_key_stores() else {
             return;
         };
@@ -815,7 +817,6 @@ impl Service {
             .iter()
             .filter(|s| s.connection_state == "CONNECTED" && s.store_type == "EXTERNAL_KEY_STORE")
         {
-            // Proxies are stateless HTTPS: a connected store only needs its target back.
             match self.xks_target(store) {
                 Ok(t) => self.register_xks_target(&store.id, t),
                 Err(e) => {
@@ -823,6 +824,14 @@ impl Service {
                 }
             }
         }
+    }
+
+    /// Reconnects, at start-up, the CloudHSM key stores that were CONNECTED when kmsd stopped
+    /// (logging in to the HSMs takes time, so this runs beside serving).
+    pub async fn restore_key_store_connections(&self) {
+        let Ok(stores) = self.all_key_stores() else {
+            return;
+        };
         for mut store in stores
             .into_iter()
             .filter(|s| s.connection_state == "CONNECTED" && s.store_type == "AWS_CLOUDHSM")

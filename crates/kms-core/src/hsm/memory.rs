@@ -30,6 +30,13 @@ impl MemoryDriver {
             t.entry(label.to_owned()).or_default().unreachable = unreachable;
         }
     }
+    /// Whether a token holds a cluster wrapping key.
+    pub fn has_cluster_key(&self, label: &str) -> bool {
+        self.tokens
+            .lock()
+            .map(|t| t.get(label).is_some_and(|t| t.cluster_key.is_some()))
+            .unwrap_or(false)
+    }
     /// Number of keys on a token.
     pub fn key_count(&self, label: &str) -> usize {
         self.tokens
@@ -184,6 +191,25 @@ impl HsmDriver for MemoryDriver {
             driver: self.clone(),
             label: hsm.token_label.clone(),
         }))
+    }
+    fn cluster_key_id(
+        &self,
+        hsm: &DeclaredHsm,
+        _so_pin: &str,
+    ) -> Result<Option<Vec<u8>>, HsmFault> {
+        self.with(&hsm.token_label, |t| {
+            Ok(t.cluster_key.map(|(id, _)| id.to_vec()))
+        })
+    }
+    fn wipe_token(&self, hsm: &DeclaredHsm, _so_pin: &str) -> Result<(), HsmFault> {
+        self.with(&hsm.token_label, |t| {
+            let unreachable = t.unreachable;
+            *t = Token {
+                unreachable,
+                ..Token::default()
+            };
+            Ok(())
+        })
     }
     fn prepare_cluster(
         &self,

@@ -17,11 +17,14 @@ pub mod memory;
 mod store_ops;
 mod sync;
 pub mod users;
+mod vault;
 
 pub use connection::Connections;
 pub use control::SUPPORTED_CLOUDHSM_OPERATIONS;
 pub use driver::{HsmDriver, HsmFault, HsmSession};
-pub use fleet::{DeclaredHsm, DeclaredSubnet, FleetSource, HsmFleet, SgRule, StaticFleet};
+pub use fleet::{
+    DeclaredHsm, DeclaredSubnet, DeclaredVault, FleetSource, HsmFleet, SgRule, StaticFleet,
+};
 pub use store_ops::KeyStoreState;
 pub use users::{HsmUser, KMS_USER};
 
@@ -48,3 +51,5 @@ pub(crate) fn cloudhsm_id(prefix: &str, len: usize) -> Result<String, kms_types:
 mod tests;
 #[cfg(test)]
 mod user_tests;
+#[cfg(test)]
+mod vault_tests;

@@ -41,6 +41,7 @@ pub(super) fn env() -> Env {
             })
             .collect(),
         security_groups: vec![],
+        backup_vaults: vec![],
     };
     let fleet = Arc::new(StaticFleet {
         fleet: std::sync::RwLock::new(fleet),

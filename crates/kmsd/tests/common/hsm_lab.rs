@@ -100,6 +100,17 @@ impl HsmLab {
         )
     }
 
+    /// A new token `label` declared as a `[[backup_vault]]`.
+    pub fn add_backup_vault(&self, label: &str) {
+        self.init_token(label);
+        let toml = std::fs::read_to_string(&self.hsm_config).unwrap()
+            + &format!(
+                "[[backup_vault]]\nmodule = \"{MODULE}\"\ntoken_label = \"{label}\"\nso_pin_file = \"{}\"\n\n",
+                self.dir.join("so-pin").display()
+            );
+        std::fs::write(&self.hsm_config, toml).unwrap();
+    }
+
     /// kmsd serving the lab's HSMs.
     pub fn serve(&self) -> Server {
         Server::start_in_env(
