@@ -822,7 +822,9 @@ fn xks_kept_handle_follows_the_token() {
     let hsm = Hsm::login(&t, USER_PIN).unwrap();
     hsm.xks_generate_key("k").unwrap();
     let iv = [7u8; 12];
-    let first = hsm.xks_aes_gcm_encrypt("k", &iv, b"aad", b"secret").unwrap();
+    let first = hsm
+        .xks_aes_gcm_encrypt("k", &iv, b"aad", b"secret")
+        .unwrap();
     assert!(hsm.xks_key_info("k").unwrap().unwrap().is_aes256());
     assert_eq!(hsm.xks_handles.lock().unwrap().len(), 1, "handle kept");
 
@@ -845,7 +847,9 @@ fn xks_kept_handle_follows_the_token() {
         hsm.xks_aes_gcm_decrypt("k", &iv, b"aad", &first),
         Err(HsmError::Decrypt)
     ));
-    let second = hsm.xks_aes_gcm_encrypt("k", &iv, b"aad", b"secret").unwrap();
+    let second = hsm
+        .xks_aes_gcm_encrypt("k", &iv, b"aad", b"secret")
+        .unwrap();
     assert_ne!(first, second, "the new key encrypted");
     assert_eq!(
         &*hsm.xks_aes_gcm_decrypt("k", &iv, b"aad", &second).unwrap(),

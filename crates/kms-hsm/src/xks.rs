@@ -173,7 +173,9 @@ impl Hsm {
         Ok(())
     }
 
-    fn xks_cache(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, ObjectHandle>> {
+    fn xks_cache(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, ObjectHandle>> {
         self.xks_handles.lock().unwrap_or_else(|p| p.into_inner())
     }
 

@@ -20,9 +20,6 @@ use kms_core::{Change, ChangeBatch, Store, StoreError, StoreGuard, WriteOp, CHAN
 use tokio_postgres::types::ToSql;
 use tokio_postgres::NoTls;
 
-/// Schema migrations, in order: (version, SQL). Append only.
-const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../migrations/postgres/0001_init.sql"))];
-
 /// Advisory lock namespace of kmsd (`kmsd` in ASCII); the second key says what is locked.
 const LOCK_NS: i32 = 0x6b6d_7364;
 /// Held while migrations run.
@@ -31,8 +28,23 @@ const MIGRATION_LOCK: i32 = 1;
 const WRITE_LOCK: i32 = 2;
 /// Held by each commit (transaction-scoped) so change log positions follow commit order.
 const CHANGE_LOG_LOCK: i32 = 3;
-/// Background job leases use `hashtext(job)` in this namespace.
+/// Background job leases: in this namespace, keyed by a hash of the job name.
 const JOB_NS: i32 = 0x6b6d_7365;
+
+mod head;
+mod locks;
+mod migrate;
+mod runtime;
+mod settings;
+mod write;
+
+pub use settings::PostgresSettings;
+
+use head::HeadReads;
+use locks::job_key;
+use migrate::migrate;
+use runtime::{start_runtime, RuntimeThread};
+use write::write;
 
 type Param = Box<dyn ToSql + Sync + Send>;
 
@@ -48,114 +60,6 @@ fn encode<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
     serde_json::to_string(v).map_err(err)
 }
 
-/// Connection settings: a `postgres://` URL plus kmsd's own query parameters
-/// `pool_size` (default 16) and `statement_timeout_ms` (default 5000).
-#[derive(Clone)]
-pub struct PostgresSettings {
-    config: tokio_postgres::Config,
-    /// Most connections in the pool.
-    pub pool_size: usize,
-    /// Longest a statement may run (waiting for the write section: 12 times this).
-    pub statement_timeout: Duration,
-}
-
-impl std::fmt::Debug for PostgresSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Never the password.
-        f.debug_struct("PostgresSettings")
-            .field("database", &self.describe())
-            .field("pool_size", &self.pool_size)
-            .field("statement_timeout", &self.statement_timeout)
-            .finish()
-    }
-}
-
-impl PostgresSettings {
-    /// Parses `postgres://user[:password]@host[:port]/db[?params]`.
-    pub fn parse(url: &str) -> Result<Self, StoreError> {
-        let (base, query) = url.split_once('?').unwrap_or((url, ""));
-        let mut pool_size = 16usize;
-        let mut statement_timeout_ms = 5000u64;
-        let mut rest = Vec::new();
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            match k {
-                "pool_size" => {
-                    pool_size = v.parse().ok().filter(|n| *n >= 2).ok_or_else(|| {
-                        StoreError(
-                            "store URL: pool_size must be a whole number of at least 2".into(),
-                        )
-                    })?
-                }
-                "statement_timeout_ms" => {
-                    statement_timeout_ms = v.parse().ok().filter(|n| *n >= 1).ok_or_else(|| {
-                        StoreError(
-                            "store URL: statement_timeout_ms must be a whole number of at least 1"
-                                .into(),
-                        )
-                    })?
-                }
-                _ => rest.push(pair),
-            }
-        }
-        let url = if rest.is_empty() {
-            base.to_owned()
-        } else {
-            format!("{base}?{}", rest.join("&"))
-        };
-        let mut config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|e| StoreError(format!("store URL: {e}")))?;
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(Duration::from_secs(3));
-        }
-        config.keepalives(true);
-        config.keepalives_idle(Duration::from_secs(10));
-        config.application_name("kmsd");
-        let options = format!(
-            "{} -c statement_timeout={statement_timeout_ms}",
-            config.get_options().unwrap_or("")
-        );
-        config.options(options.trim());
-        Ok(PostgresSettings {
-            config,
-            pool_size,
-            statement_timeout: Duration::from_millis(statement_timeout_ms),
-        })
-    }
-
-    /// `host:port/db as user`, for logs (no password).
-    pub fn describe(&self) -> String {
-        let host = self
-            .config
-            .get_hosts()
-            .first()
-            .map(|h| match h {
-                tokio_postgres::config::Host::Tcp(h) => h.clone(),
-                #[cfg(unix)]
-                tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
-            })
-            .unwrap_or_default();
-        let port = self.config.get_ports().first().copied().unwrap_or(5432);
-        format!(
-            "{host}:{port}/{} as {}",
-            self.config.get_dbname().unwrap_or(""),
-            self.config.get_user().unwrap_or("")
-        )
-    }
-}
-
-/// Stops the store's runtime thread when dropped.
-struct RuntimeThread(Option<tokio::sync::oneshot::Sender<()>>);
-
-impl Drop for RuntimeThread {
-    fn drop(&mut self) {
-        if let Some(stop) = self.0.take() {
-            let _ = stop.send(());
-        }
-    }
-}
-
 /// PostgreSQL-backed [`Store`], shared by every node of a cluster.
 pub struct PostgresStore {
     handle: tokio::runtime::Handle,
@@ -168,25 +72,6 @@ pub struct PostgresStore {
     /// Concurrent reads of the change log head share one query.
     head: HeadReads,
     _runtime: RuntimeThread,
-}
-
-/// Coalesces reads of the change log head: each caller gets the answer of a query that started
-/// after it asked (so it sees every write acknowledged before it asked), and callers arriving
-/// while a query runs share the next one.
-#[derive(Default)]
-struct HeadReads {
-    state: std::sync::Mutex<HeadState>,
-    done: std::sync::Condvar,
-}
-
-#[derive(Default)]
-struct HeadState {
-    /// Generation of the newest query started.
-    started: u64,
-    /// Generation of the newest query finished, and its answer.
-    finished: u64,
-    answer: Option<Result<u64, String>>,
-    running: bool,
 }
 
 impl PostgresStore {
@@ -298,172 +183,6 @@ impl PostgresStore {
             .map(|r| r.try_get::<_, String>(0).map_err(err))
             .transpose()
     }
-
-    /// Takes a session advisory lock (`take` returns whether it was granted) on a pooled
-    /// connection, held until the guard drops.
-    fn session_lock(
-        &self,
-        take: &'static str,
-        release: &'static str,
-        key: (i32, i32),
-        timeout: Duration,
-    ) -> Result<Option<StoreGuard>, StoreError> {
-        let statement_ms = self.statement_timeout.as_millis();
-        let wait_ms = timeout.as_millis();
-        let conn = self.run_for(timeout + self.call_timeout, move |pool| async move {
-            let c = pool.get().await.map_err(err)?;
-            c.batch_execute(&format!("SET statement_timeout = {wait_ms}"))
-                .await
-                .map_err(err)?;
-            let taken = c.query_one(take, &[&key.0, &key.1]).await;
-            let reset = c
-                .batch_execute(&format!("SET statement_timeout = {statement_ms}"))
-                .await;
-            let taken: bool = match taken.and_then(|row| row.try_get(0)) {
-                Ok(t) => t,
-                Err(e) => {
-                    // The connection's state is unknown: close it (releasing anything it holds).
-                    let _ = deadpool_postgres::Object::take(c);
-                    return Err(err(e));
-                }
-            };
-            if reset.is_err() {
-                let _ = deadpool_postgres::Object::take(c);
-                return Err(StoreError(
-                    "PostgreSQL: resetting the statement timeout failed".into(),
-                ));
-            }
-            Ok(taken.then_some(c))
-        })?;
-        Ok(conn.map(|c| {
-            StoreGuard::holding(SessionLock {
-                conn: Some(c),
-                release,
-                key,
-                handle: self.handle.clone(),
-            })
-        }))
-    }
-}
-
-/// The advisory lock key of background job `job` (FNV-1a of its name).
-fn job_key(job: &str) -> i32 {
-    let mut h: u32 = 0x811c_9dc5;
-    for b in job.bytes() {
-        h ^= u32::from(b);
-        h = h.wrapping_mul(0x0100_0193);
-    }
-    i32::from_ne_bytes(h.to_ne_bytes())
-}
-
-/// A session advisory lock on a pooled connection; released (or, failing that, the connection
-/// closed) when dropped.
-struct SessionLock {
-    conn: Option<deadpool_postgres::Object>,
-    release: &'static str,
-    key: (i32, i32),
-    handle: tokio::runtime::Handle,
-}
-
-impl Drop for SessionLock {
-    fn drop(&mut self) {
-        let Some(c) = self.conn.take() else {
-            return;
-        };
-        let release = self.release;
-        let key = self.key;
-        self.handle.spawn(async move {
-            if c.execute(release, &[&key.0, &key.1]).await.is_err() {
-                // Closing the session releases its locks.
-                let _ = deadpool_postgres::Object::take(c);
-            }
-        });
-    }
-}
-
-/// Starts the store's runtime on its own thread.
-fn start_runtime() -> Result<(tokio::runtime::Handle, RuntimeThread), StoreError> {
-    let (tx, rx) = mpsc::sync_channel(1);
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    std::thread::Builder::new()
-        .name("kmsd-postgres".into())
-        .spawn(move || {
-            match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => {
-                    let _ = tx.send(Ok(rt.handle().clone()));
-                    rt.block_on(async move {
-                        let _ = stop_rx.await;
-                    });
-                    rt.shutdown_background();
-                }
-                Err(e) => {
-                    let _ = tx.send(Err(err(e)));
-                }
-            }
-        })
-        .map_err(err)?;
-    let handle = rx
-        .recv()
-        .map_err(|_| StoreError("PostgreSQL runtime did not start".into()))??;
-    Ok((handle, RuntimeThread(Some(stop_tx))))
-}
-
-/// Applies the migrations this binary knows and the database lacks, under an advisory lock.
-async fn migrate(c: &mut deadpool_postgres::Object) -> Result<(), StoreError> {
-    c.execute(
-        "SELECT pg_advisory_lock($1, $2)",
-        &[&LOCK_NS, &MIGRATION_LOCK],
-    )
-    .await
-    .map_err(err)?;
-    let result = apply_migrations(c).await;
-    let unlocked = c
-        .execute(
-            "SELECT pg_advisory_unlock($1, $2)",
-            &[&LOCK_NS, &MIGRATION_LOCK],
-        )
-        .await;
-    result?;
-    unlocked.map_err(err)?;
-    Ok(())
-}
-
-async fn apply_migrations(c: &mut deadpool_postgres::Object) -> Result<(), StoreError> {
-    c.batch_execute(
-        "CREATE TABLE IF NOT EXISTS schema_version (
-            version INTEGER PRIMARY KEY,
-            applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
-        )",
-    )
-    .await
-    .map_err(err)?;
-    let current: i32 = c
-        .query_one("SELECT COALESCE(MAX(version), 0) FROM schema_version", &[])
-        .await
-        .and_then(|r| r.try_get(0))
-        .map_err(err)?;
-    let known = MIGRATIONS.last().map_or(0, |(v, _)| *v);
-    if current > known {
-        return Err(StoreError(format!(
-            "the database schema is version {current}, newer than this kmsd knows (version {known}); run a kmsd release that knows schema {current}"
-        )));
-    }
-    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
-        let tx = c.transaction().await.map_err(err)?;
-        tx.batch_execute(sql).await.map_err(err)?;
-        tx.execute(
-            "INSERT INTO schema_version (version) VALUES ($1)",
-            &[version],
-        )
-        .await
-        .map_err(err)?;
-        tx.commit().await.map_err(err)?;
-        tracing::info!(version, "applied PostgreSQL schema migration");
-    }
-    Ok(())
 }
 
 /// The newest change log position.
@@ -728,39 +447,9 @@ impl Store for PostgresStore {
     }
 
     fn change_hint(&self) -> Result<u64, StoreError> {
-        // The head of the change log: one indexed round trip, so a write acknowledged by any
-        // node is seen by the next request on every node.
-        let poisoned = || StoreError("change log head lock poisoned".into());
-        let mut st = self.head.state.lock().map_err(|_| poisoned())?;
-        let need = st.started + 1;
-        loop {
-            if st.finished >= need {
-                return match &st.answer {
-                    Some(Ok(n)) => Ok(*n),
-                    Some(Err(e)) => Err(StoreError(e.clone())),
-                    None => Err(poisoned()),
-                };
-            }
-            if st.running {
-                st = self.head.done.wait(st).map_err(|_| poisoned())?;
-                continue;
-            }
-            st.running = true;
-            st.started += 1;
-            let generation = st.started;
-            drop(st);
-            let answer = self
-                .run(|pool| async move {
-                    let c = pool.get().await.map_err(err)?;
-                    latest_change(&c).await
-                })
-                .map_err(|e| e.0);
-            st = self.head.state.lock().map_err(|_| poisoned())?;
-            st.running = false;
-            st.finished = generation;
-            st.answer = Some(answer);
-            self.head.done.notify_all();
-        }
+        // The head of the change log: one indexed round trip (shared by concurrent callers),
+        // so a write acknowledged by any node is seen by the next request on every node.
+        self.read_head()
     }
 
     fn change_hint_is_local(&self) -> bool {
@@ -793,100 +482,4 @@ impl Store for PostgresStore {
             Ok(())
         })
     }
-}
-
-/// One write of a batch inside `tx`.
-async fn write(
-    tx: &deadpool_postgres::Transaction<'_>,
-    op: &WriteOp,
-    body: Option<&str>,
-) -> Result<(), StoreError> {
-    let body = body.unwrap_or("");
-    let r = match op {
-        WriteOp::PutKey(k) => {
-            tx.execute(
-                "INSERT INTO keys (region, key_id, account, state, deletion_ms, custom_key_store_id, rotation_ms, material_expiry_ms, body)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-                 ON CONFLICT (region, key_id) DO UPDATE SET account = EXCLUDED.account, state = EXCLUDED.state,
-                   deletion_ms = EXCLUDED.deletion_ms, custom_key_store_id = EXCLUDED.custom_key_store_id,
-                   rotation_ms = EXCLUDED.rotation_ms, material_expiry_ms = EXCLUDED.material_expiry_ms, body = EXCLUDED.body",
-                &[
-                    &k.region,
-                    &k.key_id,
-                    &k.account,
-                    &k.state,
-                    &k.deletion_date_ms,
-                    &k.custom_key_store_id,
-                    &k.rotation.map(|r| r.next_ms),
-                    &k.material_expiry_ms(),
-                    &body,
-                ],
-            )
-            .await
-        }
-        WriteOp::DeleteKey { region, key_id } => {
-            tx.execute(
-                "DELETE FROM keys WHERE region = $1 AND key_id = $2",
-                &[region, key_id],
-            )
-            .await
-        }
-        WriteOp::PutAlias(a) => {
-            tx.execute(
-                "INSERT INTO aliases (account, region, name, target_key_id, body) VALUES ($1, $2, $3, $4, $5)
-                 ON CONFLICT (account, region, name) DO UPDATE SET target_key_id = EXCLUDED.target_key_id, body = EXCLUDED.body",
-                &[&a.account, &a.region, &a.name, &a.target_key_id, &body],
-            )
-            .await
-        }
-        WriteOp::DeleteAlias {
-            account,
-            region,
-            name,
-        } => {
-            tx.execute(
-                "DELETE FROM aliases WHERE account = $1 AND region = $2 AND name = $3",
-                &[account, region, name],
-            )
-            .await
-        }
-        WriteOp::PutAccessKey(a) => {
-            tx.execute(
-                "INSERT INTO access_keys (access_key_id, body) VALUES ($1, $2)",
-                &[&a.access_key_id, &body],
-            )
-            .await
-        }
-        WriteOp::DeleteAccessKey { access_key_id } => {
-            tx.execute(
-                "DELETE FROM access_keys WHERE access_key_id = $1",
-                &[access_key_id],
-            )
-            .await
-        }
-        WriteOp::PutDoc { kind, id, body } => {
-            tx.execute(
-                "INSERT INTO docs (kind, id, body) VALUES ($1, $2, $3)
-                 ON CONFLICT (kind, id) DO UPDATE SET body = EXCLUDED.body",
-                &[kind, id, body],
-            )
-            .await
-        }
-        WriteOp::DeleteDoc { kind, id } => {
-            tx.execute(
-                "DELETE FROM docs WHERE kind = $1 AND id = $2",
-                &[kind, id],
-            )
-            .await
-        }
-        WriteOp::PutMeta { name, value } => {
-            tx.execute(
-                "INSERT INTO meta (name, value) VALUES ($1, $2)
-                 ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
-                &[name, value],
-            )
-            .await
-        }
-    };
-    r.map(|_| ()).map_err(err)
 }
