@@ -498,10 +498,13 @@ fn postgres_unreachable_fails_clearly_without_hanging() {
     assert!(e.0.contains("PostgreSQL"), "{e}");
     assert!(started.elapsed() < Duration::from_secs(10));
     assert!(format!("{settings:?}").contains("127.0.0.1:1/none"));
-    assert!(PostgresSettings::parse("postgres://u:secret@h/db?pool_size=1").is_err());
+    assert!(PostgresSettings::parse("postgres://u:secret@h/db?pool_size=2").is_err());
     let s = PostgresSettings::parse("postgres://u:secret@h/db?pool_size=4").unwrap();
     assert!(!format!("{s:?}").contains("secret"));
     assert_eq!(s.pool_size, 4);
+    // A Unix socket directory, as the README shows it.
+    let unix = PostgresSettings::parse("postgres://kmsd@%2Fvar%2Frun%2Fpostgresql/kmsd").unwrap();
+    assert_eq!(unix.describe(), "/var/run/postgresql:5432/kmsd as kmsd");
 }
 
 /// Runs SQL on a database through a connection of its own.

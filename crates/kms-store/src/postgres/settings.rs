@@ -37,9 +37,9 @@ impl PostgresSettings {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
             match k {
                 "pool_size" => {
-                    pool_size = v.parse().ok().filter(|n| *n >= 2).ok_or_else(|| {
+                    pool_size = v.parse().ok().filter(|n| *n >= 3).ok_or_else(|| {
                         StoreError(
-                            "store URL: pool_size must be a whole number of at least 2".into(),
+                            "store URL: pool_size must be a whole number of at least 3 (a job lease, the write section and its writes hold one each)".into(),
                         )
                     })?
                 }
