@@ -16,6 +16,7 @@ fn admin(server: &Server, args: &[&str]) -> String {
         .arg("admin")
         .arg("--data-dir")
         .arg(&server.data_dir)
+        .args(server.store_args())
         .args(args)
         .output()
         .unwrap();
