@@ -502,6 +502,17 @@ fn postgres_unreachable_fails_clearly_without_hanging() {
     let s = PostgresSettings::parse("postgres://u:secret@h/db?pool_size=4").unwrap();
     assert!(!format!("{s:?}").contains("secret"));
     assert_eq!(s.pool_size, 4);
+    // `kmsd config check` describes the store without its password, and refuses other schemes.
+    let dir = std::path::Path::new("/var/lib/kmsd");
+    assert_eq!(
+        kms_store::describe_store(Some("postgres://u:secret@h/db"), dir).unwrap(),
+        "postgres h:5432/db as u"
+    );
+    assert_eq!(
+        kms_store::describe_store(None, dir).unwrap(),
+        "sqlite /var/lib/kmsd/kmsd.sqlite3"
+    );
+    assert!(kms_store::describe_store(Some("mysql://h/db"), dir).is_err());
     // A Unix socket directory, as the README shows it.
     let unix = PostgresSettings::parse("postgres://kmsd@%2Fvar%2Frun%2Fpostgresql/kmsd").unwrap();
     assert_eq!(unix.describe(), "/var/run/postgresql:5432/kmsd as kmsd");

@@ -809,7 +809,10 @@ pub fn config_command(cmd: ConfigCommand) -> Result<(), String> {
     }
     std::fs::create_dir_all(&args.data_dir)
         .map_err(|e| format!("data_dir {}: {e}", args.data_dir.display()))?;
+    let store = kms_store::describe_store(args.store.as_deref(), &args.data_dir)
+        .map_err(|e| e.to_string())?;
     println!("configuration ok");
+    println!("store = \"{store}\"");
     println!(
         "listen = \"{}\"\ndata_dir = \"{}\"\naccount_id = \"{}\"\ndev = {}\ninsecure_http = {}",
         args.listen,
