@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole kmsd test suite on a fresh machine: installs what the tests need (the `aws`
 # CLI, Python cryptography, kyber-py and dilithium-py, openssl, SoftHSM2, a botocore >= 1.44
-# venv, Chromium and the console's node modules), then lint, format check and tests.
+# venv, Chromium and the console's node modules, PostgreSQL), then lint, format check and tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -64,6 +64,34 @@ fi
 # Its node modules (from the committed lockfile), and the committed bundle checked against a
 # fresh build of console/src.
 ./scripts/check-console.sh
+# PostgreSQL: the store kmsd clusters share (crates/kms-store/tests/conformance.rs,
+# crates/kmsd/tests/high_availability.rs). Installed and started if needed; the tests then fail
+# rather than skip when it is unreachable (KMSD_REQUIRE_PG).
+if ! command -v pg_ctlcluster >/dev/null 2>&1 && need_root; then
+  echo "installing postgresql (apt)"
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql) >/dev/null || echo "warning: postgresql install failed"
+fi
+pg_up() { pg_isready -q -h 127.0.0.1 -p 5432 >/dev/null 2>&1; }
+if ! pg_up && command -v pg_ctlcluster >/dev/null 2>&1; then
+  echo "starting postgresql"
+  for v in $(ls /etc/postgresql 2>/dev/null); do
+    pg_ctlcluster --skip-systemctl-redirect "$v" main start || true
+  done
+  for _ in $(seq 1 30); do pg_up && break; sleep 1; done
+fi
+if [ -z "${KMSD_TEST_POSTGRES:-}" ]; then
+  KMSD_TEST_POSTGRES=postgres://postgres@127.0.0.1:5432/test
+  if ! psql "$KMSD_TEST_POSTGRES" -Atqc 'SELECT 1' >/dev/null 2>&1 && need_root; then
+    # A stock Debian cluster: create the database, and give postgres a password for TCP.
+    su postgres -c "psql -Atqc \"SELECT 1 FROM pg_database WHERE datname = 'test'\" | grep -q 1 || createdb test" || true
+    if ! psql "$KMSD_TEST_POSTGRES" -Atqc 'SELECT 1' >/dev/null 2>&1; then
+      su postgres -c "psql -qc \"ALTER USER postgres PASSWORD 'kmsd-test'\"" >/dev/null || true
+      KMSD_TEST_POSTGRES=postgres://postgres:kmsd-test@127.0.0.1:5432/test
+    fi
+  fi
+fi
+export KMSD_TEST_POSTGRES
+export KMSD_REQUIRE_PG=1
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings

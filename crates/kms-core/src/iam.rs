@@ -143,7 +143,7 @@ impl Service {
         check_account(account)?;
         check_name(name)?;
         let arn = format!("arn:aws:iam::{account}:{kind}/{name}");
-        let _guard = self.write_lock.lock().await;
+        let _guard = self.write_section().await?;
         if self.principal(&arn)?.is_some() {
             return Err(KmsError::new(
                 ErrorCode::AlreadyExistsException,
@@ -335,7 +335,7 @@ impl Service {
     ) -> Result<(), KmsError> {
         Policy::parse(document, PolicyKind::Identity)
             .map_err(|e| KmsError::new(ErrorCode::MalformedPolicyDocumentException, e.0))?;
-        let _guard = self.write_lock.lock().await;
+        let _guard = self.write_section().await?;
         let mut p = self.principal(arn)?.ok_or_else(|| {
             KmsError::new(ErrorCode::NotFoundException, format!("No principal {arn}"))
         })?;
@@ -345,7 +345,7 @@ impl Service {
 
     /// Removes an identity policy.
     pub async fn delete_principal_policy(&self, arn: &str, name: &str) -> Result<(), KmsError> {
-        let _guard = self.write_lock.lock().await;
+        let _guard = self.write_section().await?;
         let mut p = self.principal(arn)?.ok_or_else(|| {
             KmsError::new(ErrorCode::NotFoundException, format!("No principal {arn}"))
         })?;
@@ -360,7 +360,7 @@ impl Service {
 
     /// Sets a principal tag (`aws:PrincipalTag/<key>`).
     pub async fn tag_principal(&self, arn: &str, key: &str, value: &str) -> Result<(), KmsError> {
-        let _guard = self.write_lock.lock().await;
+        let _guard = self.write_section().await?;
         let mut p = self.principal(arn)?.ok_or_else(|| {
             KmsError::new(ErrorCode::NotFoundException, format!("No principal {arn}"))
         })?;

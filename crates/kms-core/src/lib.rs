@@ -21,4 +21,6 @@ pub use kms_types::{ErrorCode, KmsError};
 pub use service::dispatch::{is_model_operation, SUPPORTED_OPERATIONS};
 pub use service::quota::{QuotaCharge, QuotaClass};
 pub use service::{AccessKeySecret, AdminCredentials, Service};
-pub use store::{MemStore, Store, StoreError, WriteOp};
+pub use store::{
+    Change, ChangeBatch, MemStore, Store, StoreError, StoreGuard, WriteOp, CHANGE_LOG_RETAINED,
+};

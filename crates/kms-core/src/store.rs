@@ -70,7 +70,121 @@ pub enum WriteOp {
     },
 }
 
+/// One record a committed write changed, as the change log reports it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "t")]
+pub enum Change {
+    /// A key was written or deleted.
+    Key {
+        /// Region.
+        region: String,
+        /// Key id.
+        key_id: String,
+    },
+    /// An alias was written or deleted.
+    Alias {
+        /// Account.
+        account: String,
+        /// Region.
+        region: String,
+        /// `alias/...`
+        name: String,
+    },
+    /// An access key was created or deleted.
+    AccessKey {
+        /// The access key id.
+        access_key_id: String,
+    },
+    /// A document was written or deleted.
+    Doc {
+        /// Kind of document.
+        kind: String,
+        /// Id within the kind.
+        id: String,
+    },
+    /// A metadata value was set.
+    Meta {
+        /// Name.
+        name: String,
+    },
+}
+
+impl Change {
+    /// The change a write makes.
+    pub fn of(op: &WriteOp) -> Change {
+        match op {
+            WriteOp::PutKey(k) => Change::Key {
+                region: k.region.clone(),
+                key_id: k.key_id.clone(),
+            },
+            WriteOp::DeleteKey { region, key_id } => Change::Key {
+                region: region.clone(),
+                key_id: key_id.clone(),
+            },
+            WriteOp::PutAlias(a) => Change::Alias {
+                account: a.account.clone(),
+                region: a.region.clone(),
+                name: a.name.clone(),
+            },
+            WriteOp::DeleteAlias {
+                account,
+                region,
+                name,
+            } => Change::Alias {
+                account: account.clone(),
+                region: region.clone(),
+                name: name.clone(),
+            },
+            WriteOp::PutAccessKey(a) => Change::AccessKey {
+                access_key_id: a.access_key_id.clone(),
+            },
+            WriteOp::DeleteAccessKey { access_key_id } => Change::AccessKey {
+                access_key_id: access_key_id.clone(),
+            },
+            WriteOp::PutDoc { kind, id, .. } | WriteOp::DeleteDoc { kind, id } => Change::Doc {
+                kind: kind.clone(),
+                id: id.clone(),
+            },
+            WriteOp::PutMeta { name, .. } => Change::Meta { name: name.clone() },
+        }
+    }
+}
+
+/// What the change log holds after a position.
+#[derive(Debug, Clone, Default)]
+pub struct ChangeBatch {
+    /// The newest position (0 for an empty log).
+    pub latest: u64,
+    /// Changes after the asked position, oldest first.
+    pub changes: Vec<Change>,
+    /// False when entries after the asked position were pruned: the reader must drop
+    /// everything it caches.
+    pub complete: bool,
+}
+
+/// How many change log entries stores keep; readers further behind get `complete: false`.
+pub const CHANGE_LOG_RETAINED: u64 = 10_000;
+
+/// Holds a section of the store (the cluster-wide write section, a background job's lease)
+/// until dropped.
+pub struct StoreGuard(#[allow(dead_code)] Option<Box<dyn Send + Sync>>);
+
+impl StoreGuard {
+    /// A guard that holds nothing beyond this process (stores one process owns alone).
+    pub fn local() -> Self {
+        StoreGuard(None)
+    }
+
+    /// A guard that releases its section when `inner` drops.
+    pub fn holding<T: Send + Sync + 'static>(inner: T) -> Self {
+        StoreGuard(Some(Box::new(inner)))
+    }
+}
+
 /// Transactional storage of kmsd's records.
+///
+/// Besides the records, a store keeps a change log: every `apply` appends what it changed,
+/// in commit order, so every kmsd process sharing the store can drop cached copies.
 pub trait Store: Send + Sync {
     /// A key by Region and key id.
     fn get_key(&self, region: &str, key_id: &str) -> Result<Option<KeyRecord>, StoreError>;
@@ -120,8 +234,30 @@ pub trait Store: Send + Sync {
         &self,
         custom_key_store_id: &str,
     ) -> Result<Vec<KeyRecord>, StoreError>;
-    /// Commits all writes atomically and durably.
+    /// Commits all writes atomically and durably, with their change log entries.
     fn apply(&self, ops: Vec<WriteOp>) -> Result<(), StoreError>;
+    /// Changes committed after position `after` of the change log.
+    fn changes_since(&self, after: u64) -> Result<ChangeBatch, StoreError>;
+    /// A cheap token that differs from its previous value whenever the change log may have
+    /// grown (written by this or another process or node). Reading it costs no round trip in
+    /// the common case.
+    fn change_hint(&self) -> Result<u64, StoreError>;
+    /// Whether [`Store::change_hint`] answers without I/O (else callers in async code ask it
+    /// off their workers).
+    fn change_hint_is_local(&self) -> bool {
+        true
+    }
+    /// Enters the write section shared by every process on this store: blocks until no other
+    /// holds it. Stores that one process owns return [`StoreGuard::local`] (the service's own
+    /// mutex then serialises its writers).
+    fn lock_writes(&self) -> Result<StoreGuard, StoreError>;
+    /// Takes the lease of background job `job` for one run, or `None` when another process on
+    /// this store runs it now.
+    fn try_job_lease(&self, job: &str) -> Result<Option<StoreGuard>, StoreError>;
+    /// Whether the store answers now (readiness).
+    fn ping(&self) -> Result<(), StoreError> {
+        self.get_meta("readiness-probe").map(|_| ())
+    }
 }
 
 /// In-memory store for tests of the domain: same semantics, no durability.
@@ -137,6 +273,10 @@ struct MemInner {
     access_keys: BTreeMap<String, AccessKeyRecord>,
     meta: BTreeMap<String, String>,
     docs: BTreeMap<(String, String), String>,
+    /// The change log: (position, change), oldest first.
+    changes: std::collections::VecDeque<(u64, Change)>,
+    /// Position of the newest change.
+    latest: u64,
 }
 
 impl MemStore {
@@ -288,8 +428,17 @@ impl Store for MemStore {
     }
 
     fn apply(&self, ops: Vec<WriteOp>) -> Result<(), StoreError> {
+        // Works on a copy, swapped in only when every write succeeded.
         let mut guard = self.lock()?;
         let mut next = guard.clone();
+        for op in &ops {
+            next.latest += 1;
+            let seq = next.latest;
+            next.changes.push_back((seq, Change::of(op)));
+        }
+        while next.changes.len() as u64 > CHANGE_LOG_RETAINED {
+            next.changes.pop_front();
+        }
         for op in ops {
             match op {
                 WriteOp::PutKey(k) => {
@@ -310,6 +459,10 @@ impl Store for MemStore {
                     next.aliases.remove(&(account, region, name));
                 }
                 WriteOp::PutAccessKey(a) => {
+                    // An insert, as in the durable stores: a second key with the id fails.
+                    if next.access_keys.contains_key(&a.access_key_id) {
+                        return Err(StoreError(format!("access key {} exists", a.access_key_id)));
+                    }
                     next.access_keys.insert(a.access_key_id.clone(), a);
                 }
                 WriteOp::DeleteAccessKey { access_key_id } => {
@@ -328,5 +481,32 @@ impl Store for MemStore {
         }
         *guard = next;
         Ok(())
+    }
+
+    fn changes_since(&self, after: u64) -> Result<ChangeBatch, StoreError> {
+        let g = self.lock()?;
+        let oldest = g.changes.front().map_or(g.latest + 1, |(s, _)| *s);
+        Ok(ChangeBatch {
+            latest: g.latest,
+            changes: g
+                .changes
+                .iter()
+                .filter(|(s, _)| *s > after)
+                .map(|(_, c)| c.clone())
+                .collect(),
+            complete: after + 1 >= oldest || after >= g.latest,
+        })
+    }
+
+    fn change_hint(&self) -> Result<u64, StoreError> {
+        Ok(self.lock()?.latest)
+    }
+
+    fn lock_writes(&self) -> Result<StoreGuard, StoreError> {
+        Ok(StoreGuard::local())
+    }
+
+    fn try_job_lease(&self, _job: &str) -> Result<Option<StoreGuard>, StoreError> {
+        Ok(Some(StoreGuard::local()))
     }
 }

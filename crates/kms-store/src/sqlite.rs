@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use kms_core::model::{AccessKeyRecord, AliasRecord, KeyRecord};
-use kms_core::{Store, StoreError, WriteOp};
+use kms_core::{Change, ChangeBatch, Store, StoreError, StoreGuard, WriteOp, CHANGE_LOG_RETAINED};
 use rusqlite::{params, Connection, OptionalExtension};
 
 const SCHEMA: &str = "
@@ -45,6 +45,10 @@ CREATE TABLE IF NOT EXISTS docs (
 CREATE TABLE IF NOT EXISTS meta (
     name TEXT PRIMARY KEY,
     value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS changes (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    body TEXT NOT NULL
 );
 ";
 
@@ -369,8 +373,77 @@ impl Store for SqliteStore {
                     .map_err(err)?;
                 }
             }
+            tx.execute(
+                "INSERT INTO changes (body) VALUES (?1)",
+                params![encode(&Change::of(op))?],
+            )
+            .map_err(err)?;
         }
+        tx.execute(
+            "DELETE FROM changes WHERE seq <= last_insert_rowid() - ?1",
+            params![CHANGE_LOG_RETAINED as i64],
+        )
+        .map_err(err)?;
         tx.commit().map_err(err)
+    }
+
+    fn changes_since(&self, after: u64) -> Result<ChangeBatch, StoreError> {
+        let c = self.reader()?;
+        let after = i64::try_from(after).map_err(err)?;
+        // One read transaction, so the bounds and the rows agree.
+        c.execute_batch("BEGIN").map_err(err)?;
+        let result = (|| {
+            let (oldest, latest): (Option<i64>, Option<i64>) = c
+                .query_row("SELECT MIN(seq), MAX(seq) FROM changes", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .map_err(err)?;
+            let latest = latest.unwrap_or(0).max(
+                // AUTOINCREMENT keeps the highest position ever used even if rows are gone.
+                c.query_row(
+                    "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'changes'), 0)",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )
+                .map_err(err)?,
+            );
+            let mut stmt = c
+                .prepare_cached("SELECT body FROM changes WHERE seq > ?1 ORDER BY seq")
+                .map_err(err)?;
+            let rows = stmt
+                .query_map(params![after], |r| r.get::<_, String>(0))
+                .map_err(err)?;
+            let mut changes = Vec::new();
+            for r in rows {
+                changes.push(decode(r.map_err(err)?)?);
+            }
+            let complete = after >= latest || oldest.is_some_and(|o| after + 1 >= o);
+            Ok(ChangeBatch {
+                latest: u64::try_from(latest).unwrap_or(0),
+                changes,
+                complete,
+            })
+        })();
+        let _ = c.execute_batch("COMMIT");
+        result
+    }
+
+    fn change_hint(&self) -> Result<u64, StoreError> {
+        // Changes whenever another connection (this store's writer, another process) commits.
+        let c = self.reader()?;
+        let v: i64 = c
+            .query_row("PRAGMA data_version", [], |r| r.get(0))
+            .map_err(err)?;
+        Ok(u64::try_from(v).unwrap_or(0))
+    }
+
+    fn lock_writes(&self) -> Result<StoreGuard, StoreError> {
+        // One server per data dir (its lock file); the service's mutex serialises its writers.
+        Ok(StoreGuard::local())
+    }
+
+    fn try_job_lease(&self, _job: &str) -> Result<Option<StoreGuard>, StoreError> {
+        Ok(Some(StoreGuard::local()))
     }
 }
 

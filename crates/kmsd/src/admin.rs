@@ -22,8 +22,12 @@ pub fn router(state: Arc<AppState>) -> Router {
 }
 
 async fn readyz(State(app): State<Arc<AppState>>) -> impl IntoResponse {
-    let storage = match app.service.store().get_meta("readiness-probe") {
-        Ok(_) => "ok".to_owned(),
+    // A round trip to the store (PostgreSQL: not ready while the database is unreachable),
+    // off the async workers.
+    let store = app.service.store().clone();
+    let storage = match tokio::task::spawn_blocking(move || store.ping()).await {
+        Ok(Ok(())) => "ok".to_owned(),
+        Ok(Err(e)) => format!("error: {e}"),
         Err(e) => format!("error: {e}"),
     };
     let audit = if app.audit.is_running() {

@@ -84,14 +84,17 @@ pub enum AdminCommand {
     },
 }
 
-fn open(data_dir: &Path) -> Result<Service, String> {
+async fn open(data_dir: &Path, store: Option<&str>) -> Result<Service, String> {
     let root = crate::root_key::for_tools(data_dir)?;
-    let store = kms_store::SqliteStore::open_in(data_dir).map_err(|e| e.to_string())?;
-    Ok(Service::new(
-        Arc::new(store),
-        Arc::new(root),
-        Arc::new(ManualClock::default()),
-    ))
+    let (spec, dir) = (store.map(str::to_owned), data_dir.to_owned());
+    let (store, _) =
+        tokio::task::spawn_blocking(move || kms_store::open_store(spec.as_deref(), &dir))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+    let service = Service::new(store, Arc::new(root), Arc::new(ManualClock::default()));
+    service.verify_root_key().await.map_err(|e| e.message)?;
+    Ok(service)
 }
 
 fn print_credentials(akid: &str, secret: &str, token: Option<&str>) {
@@ -101,10 +104,15 @@ fn print_credentials(akid: &str, secret: &str, token: Option<&str>) {
     }
 }
 
-/// Runs `kmsd admin ...` on `data_dir`.
-pub async fn run(data_dir: PathBuf, cmd: AdminCommand) -> Result<(), String> {
+/// Runs `kmsd admin ...` on `data_dir` (its root key) and `store` (default: the data dir's
+/// SQLite database; or a `postgres://` URL).
+pub async fn run(
+    data_dir: PathBuf,
+    store: Option<String>,
+    cmd: AdminCommand,
+) -> Result<(), String> {
     std::fs::create_dir_all(&data_dir).map_err(|e| e.to_string())?;
-    let svc = open(&data_dir)?;
+    let svc = open(&data_dir, store.as_deref()).await?;
     let m = |e: kms_core::KmsError| e.message;
     match cmd {
         AdminCommand::CreateAccount { account_id } => {

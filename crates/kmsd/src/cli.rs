@@ -41,6 +41,9 @@ pub enum Command {
             global = true
         )]
         data_dir: PathBuf,
+        /// The server's store: `sqlite` (the data dir's database) or a postgres:// URL.
+        #[arg(long, env = "KMSD_STORE", global = true)]
+        store: Option<String>,
         /// What to do.
         #[command(subcommand)]
         command: crate::admin_cli::AdminCommand,
@@ -154,6 +157,11 @@ pub struct ServeArgs {
     /// Data directory for the embedded storage, the root key and admin-credentials (created if missing).
     #[arg(long, default_value = "./kmsd-data", env = "KMSD_DATA_DIR")]
     pub data_dir: PathBuf,
+    /// Where records live: `sqlite` (default: DATA_DIR/kmsd.sqlite3) or
+    /// `postgres://user[:password]@host[:port]/db[?pool_size=16&statement_timeout_ms=5000]`,
+    /// shared by every node of a cluster (each with its own data dir and the same root key).
+    #[arg(long, env = "KMSD_STORE")]
+    pub store: Option<String>,
     /// Account created on first start (12 digits); in --dev mode, the account every caller acts in.
     #[arg(long, default_value = "111122223333", env = "KMSD_ACCOUNT_ID", value_parser = parse_account)]
     pub account_id: String,
@@ -429,9 +437,17 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         args.root_key_pkcs11.as_ref(),
         args.root_key_pin_file.as_deref(),
     )?;
-    let store = kms_store::SqliteStore::open_in(&args.data_dir).map_err(|e| e.to_string())?;
+    let (store, store_name) = {
+        let (spec, dir) = (args.store.clone(), args.data_dir.clone());
+        tokio::task::spawn_blocking(move || kms_store::open_store(spec.as_deref(), &dir))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("opening the store: {e}"))?
+    };
+    tracing::info!(store = %store_name, "store open");
     let clock = Arc::new(ManualClock::default());
-    let service = Arc::new(Service::new(Arc::new(store), Arc::new(root), clock.clone()));
+    let service = Arc::new(Service::new(store, Arc::new(root), clock.clone()));
+    service.verify_root_key().await.map_err(|e| e.message)?;
 
     let dir = args.data_dir.clone();
     let created = service
@@ -579,6 +595,16 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
             let mut tick = tokio::time::interval(every);
             loop {
                 tick.tick().await;
+                // One node of a cluster runs the sweeps at a time (the write section makes
+                // each deletion, rotation and expiry happen once regardless).
+                let _lease = match service.job_lease("sweeper").await {
+                    Ok(Some(lease)) => lease,
+                    Ok(None) => continue,
+                    Err(e) => {
+                        tracing::error!(error = %e, "sweeper lease failed");
+                        continue;
+                    }
+                };
                 if let Err(e) = service.sweep_due_deletions().await {
                     tracing::error!(error = %e, "deletion sweep failed");
                 }
@@ -816,7 +842,10 @@ pub fn config_command(cmd: ConfigCommand) -> Result<(), String> {
     crate::quota::from_setting(args.quotas.as_deref(), args.dev)?;
     std::fs::create_dir_all(&args.data_dir)
         .map_err(|e| format!("data_dir {}: {e}", args.data_dir.display()))?;
+    let store = kms_store::describe_store(args.store.as_deref(), &args.data_dir)
+        .map_err(|e| e.to_string())?;
     println!("configuration ok");
+    println!("store = \"{store}\"");
     println!(
         "listen = \"{}\"\ndata_dir = \"{}\"\naccount_id = \"{}\"\ndev = {}\ninsecure_http = {}",
         args.listen,

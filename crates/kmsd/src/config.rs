@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 pub const KEYS: &[(&str, &str)] = &[
     ("listen", "KMSD_LISTEN"),
     ("data_dir", "KMSD_DATA_DIR"),
+    ("store", "KMSD_STORE"),
     ("account_id", "KMSD_ACCOUNT_ID"),
     ("dev", "KMSD_DEV"),
     ("insecure_http", "KMSD_INSECURE_HTTP"),

@@ -22,11 +22,15 @@ fn main() -> std::process::ExitCode {
             Err(e) => Err(format!("starting the runtime: {e}")),
         },
         Command::Audit(cmd) => audit_command(cmd),
-        Command::Admin { data_dir, command } => match tokio::runtime::Builder::new_multi_thread()
+        Command::Admin {
+            data_dir,
+            store,
+            command,
+        } => match tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
         {
-            Ok(rt) => rt.block_on(kmsd::admin_cli::run(data_dir, command)),
+            Ok(rt) => rt.block_on(kmsd::admin_cli::run(data_dir, store, command)),
             Err(e) => Err(format!("starting the runtime: {e}")),
         },
         Command::Hsm(cmd) => match tokio::runtime::Builder::new_multi_thread()

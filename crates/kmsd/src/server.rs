@@ -293,9 +293,14 @@ async fn handle_read(
         .filter_map(|v| v.to_str().ok())
         .collect();
     let client_ip = crate::client_ip::resolve(peer.ip(), &forwarded_for, &app.trusted_proxies);
-    let auth = header_check
-        .as_ref()
-        .map_err(Clone::clone)
+    // What other kmsd processes and nodes sharing the store wrote (a deleted access key, a
+    // disabled key, ...) is visible to this request. Unsigned requests never reach the store.
+    let synced = match &header_check {
+        Ok(_) => app.service.sync_changes_async().await,
+        Err(_) => Ok(()),
+    };
+    let auth = synced
+        .and_then(|()| header_check.as_ref().map_err(Clone::clone))
         .and_then(|parsed| {
             authenticate(
                 &app.service,

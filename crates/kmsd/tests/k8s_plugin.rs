@@ -354,6 +354,7 @@ fn kmsd_admin(data_dir: &Path, args: &[&str]) -> String {
         .arg("admin")
         .arg("--data-dir")
         .arg(data_dir)
+        .args(common::store_args_of(data_dir))
         .args(args)
         .output()
         .unwrap();

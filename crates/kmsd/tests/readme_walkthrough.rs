@@ -24,12 +24,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The ports the README uses; each is replaced by a free one.
-const README_PORTS: [u16; 3] = [4599, 4600, 8443];
+const README_PORTS: [u16; 6] = [4599, 4600, 4601, 4602, 4603, 8443];
 /// The command the `background` annotation replaces by the built binary.
 const CARGO_RUN_KMSD: &str = "cargo run --release -p kmsd -- ";
 /// Tools the walkthrough calls (scripts/test.sh installs them).
-const TOOLS: [&str; 6] = [
+const TOOLS: [&str; 7] = [
     "bash",
+    "psql",
     "aws",
     "openssl",
     "softhsm2-util",
@@ -238,7 +239,11 @@ fn spawn_script(dir: &Path, script: &Path, log: &Path) -> Child {
 /// Caller environment variables that would change what the walkthrough does (credentials,
 /// Region, CA bundle, kmsd settings, a SoftHSM2 config): removed, except the test's own.
 fn overridden_setting(name: &str) -> bool {
-    let own = name == "AWS_CONFIG_FILE" || name == "AWS_EC2_METADATA_DISABLED";
+    // KMSD_TEST_POSTGRES names the suite's PostgreSQL server (the High availability walkthrough
+    // creates its database there; CI's server may need a password).
+    let own = name == "AWS_CONFIG_FILE"
+        || name == "AWS_EC2_METADATA_DISABLED"
+        || name == "KMSD_TEST_POSTGRES";
     (name.starts_with("AWS_") && !own) || name.starts_with("KMSD_") || name == "SOFTHSM2_CONF"
 }
 

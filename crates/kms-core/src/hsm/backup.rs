@@ -321,7 +321,7 @@ impl Service {
             if !due {
                 continue;
             }
-            let _guard = self.write_lock.lock().await;
+            let _guard = self.write_section().await?;
             let made = self.backup_cluster(&c, "Periodic").await;
             if let Ok(mut f) = self.backup_failures.lock() {
                 if made {

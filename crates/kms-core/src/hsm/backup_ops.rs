@@ -153,7 +153,7 @@ impl Service {
         event: Option<&str>,
         change: impl FnOnce(&mut BackupRecord, i64) -> Result<(), KmsError>,
     ) -> Result<Backup, KmsError> {
-        let _guard = self.write_lock.lock().await;
+        let _guard = self.write_section().await?;
         let mut b = self.caller_backup(caller, backup_id)?;
         change(&mut b, self.now_ms())?;
         self.commit(vec![Self::put_backup(&b)?]).await?;
@@ -231,7 +231,7 @@ impl Service {
         caller: &Caller,
         r: CopyBackupToRegionRequest,
     ) -> Result<CopyBackupToRegionResponse, KmsError> {
-        let _guard = self.write_lock.lock().await;
+        let _guard = self.write_section().await?;
         let b = self.ready_backup(caller, r.backup_id.as_deref().unwrap_or_default())?;
         let region = r.destination_region.unwrap_or_default();
         // Its form is checked against the model's pattern when the request is parsed.

@@ -225,7 +225,7 @@ impl Service {
         caller: &Caller,
         r: InitializeClusterRequest,
     ) -> Result<InitializeClusterResponse, KmsError> {
-        let _guard = self.write_lock.lock().await;
+        let _guard = self.write_section().await?;
         let mut c = self.caller_cluster(caller, r.cluster_id.as_deref().unwrap_or_default())?;
         if c.source_backup_id.is_some() {
             return Err(invalid(format!(
@@ -286,7 +286,7 @@ impl Service {
         r: CreateHsmRequest,
     ) -> Result<CreateHsmResponse, KmsError> {
         let env = self.hsm_env().ok_or_else(|| invalid("no HSMs declared"))?;
-        let _guard = self.write_lock.lock().await;
+        let _guard = self.write_section().await?;
         let mut c = self.caller_cluster(caller, r.cluster_id.as_deref().unwrap_or_default())?;
         let az = r.availability_zone.unwrap_or_default();
         let subnet = c.subnet_mapping.get(&az).cloned().ok_or_else(|| {
@@ -399,7 +399,7 @@ impl Service {
         caller: &Caller,
         r: DeleteHsmRequest,
     ) -> Result<DeleteHsmResponse, KmsError> {
-        let _guard = self.write_lock.lock().await;
+        let _guard = self.write_section().await?;
         let mut c = self.caller_cluster(caller, r.cluster_id.as_deref().unwrap_or_default())?;
         let pos = c
             .hsms
@@ -435,7 +435,7 @@ impl Service {
         caller: &Caller,
         r: DeleteClusterRequest,
     ) -> Result<DeleteClusterResponse, KmsError> {
-        let _guard = self.write_lock.lock().await;
+        let _guard = self.write_section().await?;
         let mut c = self.caller_cluster(caller, r.cluster_id.as_deref().unwrap_or_default())?;
         if !c.hsms.is_empty() {
             return Err(invalid(format!(

@@ -285,7 +285,7 @@ impl Service {
             ));
         }
         let name = r.custom_key_store_name.clone().unwrap_or_default();
-        let _guard = self.write_lock.lock().await;
+        let _guard = self.write_section().await?;
         let stores = self.caller_key_stores(caller)?;
         if let Some(same) = stores.iter().find(|s| s.name == name) {
             // Retrying a create with identical properties returns the existing (disconnected) store.
@@ -413,7 +413,7 @@ impl Service {
         r: ConnectCustomKeyStoreRequest,
     ) -> Result<(), KmsError> {
         let id = r.custom_key_store_id.unwrap_or_default();
-        let _guard = self.write_lock.lock().await;
+        let _guard = self.write_section().await?;
         let store = self.caller_key_store(caller, &id)?;
         match store.connection_state.as_str() {
             "CONNECTED" => return Ok(()),
@@ -656,7 +656,7 @@ impl Service {
         r: DisconnectCustomKeyStoreRequest,
     ) -> Result<(), KmsError> {
         let id = r.custom_key_store_id.unwrap_or_default();
-        let _guard = self.write_lock.lock().await;
+        let _guard = self.write_section().await?;
         let mut store = self.caller_key_store(caller, &id)?;
         if matches!(
             store.connection_state.as_str(),
@@ -685,7 +685,7 @@ impl Service {
         r: UpdateCustomKeyStoreRequest,
     ) -> Result<(), KmsError> {
         let id = r.custom_key_store_id.clone().unwrap_or_default();
-        let _guard = self.write_lock.lock().await;
+        let _guard = self.write_section().await?;
         let mut store = self.caller_key_store(caller, &id)?;
         if store.store_type == "EXTERNAL_KEY_STORE" {
             return self.update_xks_store(caller, store, r).await;
@@ -764,7 +764,7 @@ impl Service {
         r: DeleteCustomKeyStoreRequest,
     ) -> Result<(), KmsError> {
         let id = r.custom_key_store_id.unwrap_or_default();
-        let _guard = self.write_lock.lock().await;
+        let _guard = self.write_section().await?;
         let store = self.caller_key_store(caller, &id)?;
         if store.connection_state != "DISCONNECTED" {
             return Err(err(
@@ -836,7 +836,13 @@ impl Service {
             .into_iter()
             .filter(|s| s.connection_state == "CONNECTED" && s.store_type == "AWS_CLOUDHSM")
         {
-            let _guard = self.write_lock.lock().await;
+            let _guard = match self.write_section().await {
+                Ok(g) => g,
+                Err(e) => {
+                    tracing::error!(custom_key_store = %store.id, error = %e, "could not restore the key store connection");
+                    continue;
+                }
+            };
             if self.hsm_env().is_none() {
                 // Started without its HSM declaration: this kmsd cannot reach the cluster, so
                 // the store is not connected and must not say it is.

@@ -215,7 +215,7 @@ impl Service {
     ) -> Result<Option<ClusterRecord>, KmsError> {
         let name = normalize_user_name(name)?;
         check_password(password)?;
-        let _guard = self.write_lock.lock().await;
+        let _guard = self.write_section().await?;
         let mut c = self.users_cluster(cluster_id)?;
         if let Some(u) = &c.crypto_user {
             return Err(invalid(format!(
@@ -299,7 +299,7 @@ impl Service {
     ) -> Result<bool, KmsError> {
         let name = normalize_user_name(name)?;
         check_password(password)?;
-        let _guard = self.write_lock.lock().await;
+        let _guard = self.write_section().await?;
         let mut c = self.users_cluster(cluster_id)?;
         Self::named_user(&c, &name)?;
         if let Some(why) = self.user_logged_in(&c)? {
@@ -339,7 +339,7 @@ impl Service {
 
     async fn delete_crypto_user_inner(&self, cluster_id: &str, name: &str) -> Result<(), KmsError> {
         let name = normalize_user_name(name)?;
-        let _guard = self.write_lock.lock().await;
+        let _guard = self.write_section().await?;
         let mut c = self.users_cluster(cluster_id)?;
         Self::named_user(&c, &name)?;
         if let Some(why) = self.user_logged_in(&c)? {

@@ -89,7 +89,7 @@ impl Service {
         let alias_arn = format!("arn:aws:kms:{}:{}:{name}", caller.region, caller.account);
         // Alias operations need the permission on the alias (identity policy) and on the key.
         self.authorize(caller, "kms:CreateAlias", None, &alias_arn)?;
-        let _guard = self.write_lock.lock().await;
+        let _guard = self.write_section().await?;
         let key = self.alias_target_key(caller, r.target_key_id.as_deref().unwrap_or_default())?;
         if self
             .store
@@ -137,7 +137,7 @@ impl Service {
             None,
             &alias_arn,
         )?;
-        let _guard = self.write_lock.lock().await;
+        let _guard = self.write_section().await?;
         let mut alias = self
             .store
             .get_alias(&caller.account, &caller.region, &name)
@@ -192,7 +192,7 @@ impl Service {
             None,
             &alias_arn,
         )?;
-        let _guard = self.write_lock.lock().await;
+        let _guard = self.write_section().await?;
         let alias = self
             .store
             .get_alias(&caller.account, &caller.region, &name)

@@ -293,7 +293,7 @@ impl Service {
         if r.dry_run == Some(true) {
             return Err(dry_run_succeeded());
         }
-        let _guard = self.write_lock.lock().await;
+        let _guard = self.write_section().await?;
         let existing = self.grants_of_key(&k.record)?;
         if let Some(name) = &r.name {
             if let Some(g) = existing.iter().find(|g| {

@@ -553,7 +553,7 @@ impl Service {
     /// service event each); returns how many keys lost material. The binary calls this with
     /// the other sweeps; tests call it after moving a [`crate::ManualClock`].
     pub async fn sweep_expired_key_material(&self) -> Result<usize, KmsError> {
-        let _guard = self.write_lock.lock().await;
+        let _guard = self.write_section().await?;
         let now = self.now_ms();
         let due = self
             .store

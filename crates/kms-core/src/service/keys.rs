@@ -351,7 +351,7 @@ impl Service {
         };
         {
             // Count and insert under the write lock, so concurrent creates cannot overshoot.
-            let _guard = self.write_lock.lock().await;
+            let _guard = self.write_section().await?;
             self.check_key_quota(caller)?;
             self.commit(vec![WriteOp::PutKey(record.clone())]).await?;
         }

@@ -16,9 +16,11 @@ pub(crate) mod paging;
 mod policy;
 mod principals;
 pub mod quota;
+mod root_check;
 mod rotation;
 mod seed;
 mod sweeper;
+mod sync;
 mod tags;
 
 use std::collections::HashMap;
@@ -74,8 +76,14 @@ pub struct Service {
     /// Parsed identity policies by principal ARN, with when they were read.
     pub(crate) identity_cache:
         RwLock<HashMap<String, (std::time::Instant, Arc<crate::iam::IdentityView>)>>,
-    /// Serialises read-modify-write operations.
+    /// Serialises read-modify-write operations in this process; [`Service::write_section`]
+    /// adds the store's section shared with other processes and nodes.
     pub(crate) write_lock: tokio::sync::Mutex<()>,
+    /// How far this service has read the store's change log.
+    changes_seen: std::sync::Mutex<sync::ChangeCursor>,
+    /// Bumped on every cache invalidation, so a load that raced a write does not cache what it
+    /// read before the write.
+    cache_epoch: std::sync::atomic::AtomicU64,
     /// HSM fleet and driver, when kmsd runs with declared HSMs.
     hsm: RwLock<Option<HsmEnv>>,
     /// Live connections of CloudHSM key stores.
@@ -119,6 +127,8 @@ impl Service {
             identity_cache: RwLock::new(HashMap::new()),
             policy_cache: RwLock::new(HashMap::new()),
             write_lock: tokio::sync::Mutex::new(()),
+            changes_seen: std::sync::Mutex::new(sync::ChangeCursor::default()),
+            cache_epoch: std::sync::atomic::AtomicU64::new(0),
             events: RwLock::new(None),
             hsm: RwLock::new(None),
             connections: crate::hsm::Connections::default(),
@@ -251,6 +261,8 @@ impl Service {
             .await
             .map_err(internal)?
             .map_err(internal)?;
+        self.cache_epoch
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         if let Ok(mut c) = self.key_cache.write() {
             for k in keys {
                 c.remove(&k);
@@ -275,6 +287,7 @@ impl Service {
         if let Some(hit) = self.key_cache.read().ok().and_then(|c| c.get(&k).cloned()) {
             return Ok(Some(hit));
         }
+        let epoch = self.cache_epoch.load(std::sync::atomic::Ordering::Acquire);
         let Some(record) = self.load_key(region, key_id)? else {
             return Ok(None);
         };
@@ -322,7 +335,9 @@ impl Service {
             signing_key: std::sync::OnceLock::new(),
         });
         if let Ok(mut c) = self.key_cache.write() {
-            c.insert(k, entry.clone());
+            if self.cache_epoch.load(std::sync::atomic::Ordering::Acquire) == epoch {
+                c.insert(k, entry.clone());
+            }
         }
         Ok(Some(entry))
     }
@@ -343,13 +358,16 @@ impl Service {
         {
             return Ok(hit);
         }
+        let epoch = self.cache_epoch.load(std::sync::atomic::Ordering::Acquire);
         let target = self
             .store
             .get_alias(account, region, name)
             .map_err(internal)?
             .map(|a| a.target_key_id);
         if let Ok(mut c) = self.alias_cache.write() {
-            c.insert(k, target.clone());
+            if self.cache_epoch.load(std::sync::atomic::Ordering::Acquire) == epoch {
+                c.insert(k, target.clone());
+            }
         }
         Ok(target)
     }
@@ -461,7 +479,7 @@ impl Service {
     where
         F: FnOnce(&mut KeyRecord) -> Result<Vec<WriteOp>, KmsError>,
     {
-        let _guard = self.write_lock.lock().await;
+        let _guard = self.write_section().await?;
         let id = self.resolve(caller, key_id, false)?;
         let mut record = self
             .load_key(&caller.region, &id)?

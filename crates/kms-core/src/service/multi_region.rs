@@ -112,7 +112,7 @@ impl Service {
             None => default_key_policy(&caller.account),
         };
         let tags = check_new_tags(&Default::default(), r.tags.as_deref().unwrap_or_default())?;
-        let _guard = self.write_lock.lock().await;
+        let _guard = self.write_section().await?;
         let id = self.resolve(caller, r.key_id.as_deref().unwrap_or_default(), false)?;
         let primary = self
             .load_key(&caller.region, &id)?
@@ -208,7 +208,7 @@ impl Service {
         r: UpdatePrimaryRegionRequest,
     ) -> Result<(), KmsError> {
         let target = r.primary_region.clone().unwrap_or_default();
-        let _guard = self.write_lock.lock().await;
+        let _guard = self.write_section().await?;
         let id = self.resolve(caller, r.key_id.as_deref().unwrap_or_default(), false)?;
         let primary = self
             .load_key(&caller.region, &id)?

@@ -42,6 +42,9 @@ impl Service {
         F: FnOnce(&AdminCredentials) -> std::io::Result<()>,
     {
         let marker = format!("admin-created:{account}");
+        // Nodes starting together on one database: the first creates the admin, the others
+        // find it.
+        let section = self.write_section().await?;
         if self.store.get_meta(&marker).map_err(internal)?.is_some() {
             return Ok(None);
         }
@@ -81,6 +84,7 @@ impl Service {
             },
         ])
         .await?;
+        drop(section);
         self.ensure_admin_user(account).await?;
         Ok(Some(principal_arn))
     }

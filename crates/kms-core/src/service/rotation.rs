@@ -306,7 +306,7 @@ impl Service {
     /// Rotates every Enabled key whose automatic rotation is due; returns how many. The binary
     /// calls this with the deletion sweep; tests call it after moving a [`crate::ManualClock`].
     pub async fn sweep_due_rotations(&self) -> Result<usize, KmsError> {
-        let _guard = self.write_lock.lock().await;
+        let _guard = self.write_section().await?;
         let now = self.now_ms();
         let due = self.store.keys_due_for_rotation(now).map_err(internal)?;
         let mut rotated = 0;

@@ -9,7 +9,7 @@ impl Service {
     ///
     /// The binary calls this periodically; tests call it after moving a [`crate::ManualClock`].
     pub async fn sweep_due_deletions(&self) -> Result<usize, KmsError> {
-        let _guard = self.write_lock.lock().await;
+        let _guard = self.write_section().await?;
         let due = self
             .store
             .keys_due_for_deletion(self.now_ms())

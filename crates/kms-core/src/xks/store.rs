@@ -215,7 +215,7 @@ impl Service {
             ));
         }
         let name = r.custom_key_store_name.clone().unwrap_or_default();
-        let _guard = self.write_lock.lock().await;
+        let _guard = self.write_section().await?;
         let stores: Vec<KeyStoreRecord> = self
             .all_key_stores()?
             .into_iter()

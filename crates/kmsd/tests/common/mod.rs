@@ -56,6 +56,7 @@ impl Server {
 
     /// Runs `cmd serve ...` (cmd runs kmsd, possibly through a wrapper).
     fn spawn(mut cmd: Command, dir: &Path, extra: &[&str], vars: &[(&str, &Path)]) -> Server {
+        let store = test_store(dir, extra);
         let mut child = cmd
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir)
@@ -63,6 +64,7 @@ impl Server {
             // Tests create keys faster than AWS's CreateKey quota allows; the quota tests pass
             // `--quotas` (the command line wins over the environment).
             .env("KMSD_QUOTAS", "off")
+            .args(store.iter().flat_map(|url| ["--store", url.as_str()]))
             .envs(vars.iter().map(|(k, v)| (*k, *v)))
             .env(
                 "KMSD_LOG",
@@ -107,6 +109,12 @@ impl Server {
             data_dir: dir.to_path_buf(),
             _tmp: None,
         }
+    }
+
+    /// `--store URL` for `kmsd admin` on this server's data dir when the server runs on a
+    /// test PostgreSQL database (`KMSD_TEST_STORE=postgres`); empty otherwise.
+    pub fn store_args(&self) -> Vec<String> {
+        store_args_of(&self.data_dir)
     }
 
     pub fn endpoint(&self) -> String {
@@ -177,6 +185,35 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// With `KMSD_TEST_STORE=postgres`, the `--store` of a server on `dir` that names none: a fresh
+/// PostgreSQL database per data dir (on `KMSD_TEST_POSTGRES`), the same one when a test
+/// restarts a server on the dir. The databases are kept (named `kmsd_t*`) so restarts find
+/// them; drop them after the run.
+fn test_store(dir: &Path, extra: &[&str]) -> Option<String> {
+    if std::env::var("KMSD_TEST_STORE").as_deref() != Ok("postgres") || extra.contains(&"--store") {
+        return None;
+    }
+    std::fs::create_dir_all(dir).unwrap();
+    let marker = dir.join(".kmsd-test-store");
+    if let Ok(url) = std::fs::read_to_string(&marker) {
+        return Some(url);
+    }
+    let db =
+        kms_store::ScratchDatabase::create().expect("KMSD_TEST_STORE=postgres needs PostgreSQL");
+    let url = db.url().to_owned();
+    std::mem::forget(db);
+    std::fs::write(&marker, &url).unwrap();
+    Some(url)
+}
+
+/// [`Server::store_args`] for a data dir.
+pub fn store_args_of(dir: &Path) -> Vec<String> {
+    match std::fs::read_to_string(dir.join(".kmsd-test-store")) {
+        Ok(url) => vec!["--store".into(), url],
+        Err(_) => vec![],
     }
 }
 
