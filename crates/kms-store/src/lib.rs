@@ -1,6 +1,7 @@
 //! Storage backends for kmsd: [`SqliteStore`], the embedded default, and [`PostgresStore`],
 //! which many kmsd nodes share.
 
+pub mod fixtures;
 mod postgres;
 mod scratch;
 mod sqlite;

@@ -450,33 +450,9 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
 
     fn key(id: &str, state: &str, deletion: Option<i64>) -> KeyRecord {
-        KeyRecord {
-            account: "111122223333".into(),
-            region: "us-east-1".into(),
-            key_id: id.into(),
-            created_ms: 1,
-            description: String::new(),
-            key_spec: "SYMMETRIC_DEFAULT".into(),
-            key_usage: "ENCRYPT_DECRYPT".into(),
-            origin: "AWS_KMS".into(),
-            state: state.into(),
-            deletion_date_ms: deletion,
-            pending_window_days: None,
-            policy: "{}".into(),
-            tags: BTreeMap::new(),
-            materials: vec![],
-            multi_region: false,
-            public_key_hex: None,
-            custom_key_store_id: None,
-            cloud_hsm_cluster_id: None,
-            xks_key_id: None,
-            rotation: None,
-            primary_region: None,
-            replica_regions: vec![],
-        }
+        crate::fixtures::sample_key("111122223333", "us-east-1", id, state, deletion)
     }
 
     #[test]

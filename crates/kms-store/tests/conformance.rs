@@ -3,7 +3,6 @@
 //! message when the server is unreachable, unless `CI` or `KMSD_REQUIRE_PG` is set.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use kms_core::model::{
@@ -16,30 +15,7 @@ const ACCOUNT: &str = "111122223333";
 const REGION: &str = "us-east-1";
 
 fn key(id: &str, state: &str, deletion: Option<i64>) -> KeyRecord {
-    KeyRecord {
-        account: ACCOUNT.into(),
-        region: REGION.into(),
-        key_id: id.into(),
-        created_ms: 1,
-        description: String::new(),
-        key_spec: "SYMMETRIC_DEFAULT".into(),
-        key_usage: "ENCRYPT_DECRYPT".into(),
-        origin: "AWS_KMS".into(),
-        state: state.into(),
-        deletion_date_ms: deletion,
-        pending_window_days: None,
-        policy: "{}".into(),
-        tags: BTreeMap::new(),
-        materials: vec![],
-        multi_region: false,
-        public_key_hex: None,
-        custom_key_store_id: None,
-        cloud_hsm_cluster_id: None,
-        xks_key_id: None,
-        rotation: None,
-        primary_region: None,
-        replica_regions: vec![],
-    }
+    kms_store::fixtures::sample_key(ACCOUNT, REGION, id, state, deletion)
 }
 
 fn alias(name: &str, target: &str) -> AliasRecord {

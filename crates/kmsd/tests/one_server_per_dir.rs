@@ -46,6 +46,17 @@ async fn a_second_server_on_the_same_data_dir_or_audit_dir_is_refused_and_writes
     let kms = server.client();
     common::new_key_id(&kms).await;
     let audit_dir = server.data_dir.join("audit");
+    // The running server signs its newest records within a second (a checkpoint, appended to
+    // the trail): wait for it, so that the snapshot changes only if someone else writes.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while kms_audit::verify_dir(&audit_dir, None)
+        .map(|r| r.unprotected_records)
+        .unwrap_or(1)
+        > 0
+    {
+        assert!(std::time::Instant::now() < deadline, "no checkpoint came");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     let before = snapshot(&audit_dir);
 
     // Same data dir, another port.
