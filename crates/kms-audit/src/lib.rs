@@ -18,6 +18,7 @@ mod query;
 mod record;
 mod retention;
 mod signed;
+mod trails;
 mod verify;
 mod writer;
 
@@ -26,6 +27,7 @@ pub use query::{query, query_newest, NewestRecords, QueryFilter, ANY_ERROR, MAX_
 pub use record::{event_time, redact_request, ApiCallRecord, ServiceEventRecord};
 pub use retention::Retention;
 pub use signed::{SignedKind, SigningKey};
+pub use trails::{node_trails, query_trails};
 pub use verify::{anchor, verify, verify_dir, Anchor, TrustedKey, VerifyOptions, VerifyReport};
 pub use writer::{AuditWriter, Durability, WriterConfig, DEFAULT_CHECKPOINT_INTERVAL_MS};
 

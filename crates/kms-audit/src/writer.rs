@@ -32,7 +32,7 @@ pub enum Durability {
 pub const DEFAULT_CHECKPOINT_INTERVAL_MS: u64 = 1000;
 
 /// How the writer writes.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct WriterConfig {
     /// When a request may be acknowledged.
     pub durability: Durability,
@@ -44,6 +44,8 @@ pub struct WriterConfig {
     pub checkpoint_interval_ms: u64,
     /// Which old files are removed.
     pub retention: Retention,
+    /// Written into every record as `kmsdNodeId` (which node of a cluster wrote it), if set.
+    pub node_id: Option<String>,
 }
 
 impl WriterConfig {
@@ -55,6 +57,7 @@ impl WriterConfig {
             max_file_age_secs,
             checkpoint_interval_ms: DEFAULT_CHECKPOINT_INTERVAL_MS,
             retention: Retention::default(),
+            node_id: None,
         }
     }
 }
@@ -177,7 +180,10 @@ impl Worker {
             let mut next = first;
             while let Some(msg) = next.take() {
                 match msg {
-                    Msg::Record(v, ack) => {
+                    Msg::Record(mut v, ack) => {
+                        if let (Some(id), Some(obj)) = (&self.config.node_id, v.as_object_mut()) {
+                            obj.insert("kmsdNodeId".into(), Value::String(id.clone()));
+                        }
                         batch.push(v);
                         acks.extend(ack);
                     }
@@ -245,6 +251,7 @@ impl AuditWriter {
         let (tx, rx) = mpsc::channel::<Msg>();
         let pending = Arc::new(AtomicU64::new(0));
         let running = Arc::new(AtomicBool::new(true));
+        let durability = config.durability;
         let worker = Worker {
             set,
             config,
@@ -262,7 +269,7 @@ impl AuditWriter {
             .map_err(|e| e.to_string())?;
         Ok(AuditWriter {
             tx,
-            durability: config.durability,
+            durability,
             pending,
             running,
         })

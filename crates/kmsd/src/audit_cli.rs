@@ -40,7 +40,8 @@ pub enum AuditCommand {
     /// kept elsewhere if given. Names the first file and line that do not fit. Exit status 0
     /// only when the trail is intact.
     Verify {
-        /// The audit directory (DATA_DIR/audit by default).
+        /// The audit directory (DATA_DIR/audit by default), or a directory whose subdirectories
+        /// are several nodes' audit directories (each is verified).
         dir: PathBuf,
         /// Which key signatures are checked with.
         #[command(flatten)]
@@ -74,7 +75,8 @@ pub enum AuditCommand {
     },
     /// Print the records (JSON lines) that match every given filter.
     Query {
-        /// The audit directory.
+        /// The audit directory, or a directory whose subdirectories are several nodes' audit
+        /// directories (their records merged by time).
         dir: PathBuf,
         /// Records at or after this time (e.g. 2026-11-23T18:00:00Z).
         #[arg(long)]
@@ -116,6 +118,42 @@ fn now_ms() -> i64 {
     kms_core::SystemClock.now_ms()
 }
 
+/// Prints what `verify` found about one trail (`prefix` names the node, if several).
+fn print_report(
+    prefix: &str,
+    report: &kms_audit::VerifyReport,
+    key: &KeyArgs,
+    anchor: Option<&Anchor>,
+) {
+    println!(
+        "{prefix}audit trail intact: {} files, {} records, sequence {}..{}, last record sha256 {}",
+        report.files, report.records, report.first_seq, report.last_seq, report.last_hash
+    );
+    if key.trust_embedded_key {
+        let fp = report
+            .public_key
+            .as_deref()
+            .map(|k| hex::encode(kms_crypto::sha256(k)))
+            .unwrap_or_default();
+        println!("{prefix}signatures checked with the key the trail names (sha256 {fp}), not a pinned one: a trail rewritten and re-signed with another key would pass too");
+    }
+    if report.first_seq > 1 {
+        println!(
+            "{prefix}records before {} were removed by retention (a signed retention record says so)",
+            report.first_seq
+        );
+    }
+    if let Some(a) = anchor {
+        println!("{prefix}the anchored record {} is in the trail", a.seq());
+    }
+    if let Some(open) = &report.open_file {
+        println!(
+            "{prefix}{open} is still open: {} record(s) after its last signed checkpoint are not protected yet (whoever can write the file can rewrite them; kmsd signs them within a second)",
+            report.unprotected_records
+        );
+    }
+}
+
 /// Runs `kmsd audit ...`.
 pub fn audit_command(cmd: AuditCommand) -> Result<(), String> {
     match cmd {
@@ -132,6 +170,14 @@ pub fn audit_command(cmd: AuditCommand) -> Result<(), String> {
                         .and_then(|t| Anchor::parse(&t))
                 })
                 .transpose()?;
+            let trails = kms_audit::node_trails(&dir)?;
+            if trails.len() > 1 && anchor.is_some() {
+                return Err(format!(
+                    "{} holds {} nodes' trails: an anchor pins one trail, give that node's directory",
+                    dir.display(),
+                    trails.len()
+                ));
+            }
             let options = VerifyOptions {
                 key: key.trusted_key()?,
                 anchor: anchor.clone(),
@@ -139,32 +185,30 @@ pub fn audit_command(cmd: AuditCommand) -> Result<(), String> {
                     .then(|| max_unsigned_secs.saturating_mul(1000)),
                 now_ms: now_ms(),
             };
-            let report = kms_audit::verify(&dir, &options)?;
-            println!(
-                "audit trail intact: {} files, {} records, sequence {}..{}, last record sha256 {}",
-                report.files, report.records, report.first_seq, report.last_seq, report.last_hash
-            );
-            if key.trust_embedded_key {
-                let fp = report
-                    .public_key
-                    .as_deref()
-                    .map(|k| hex::encode(kms_crypto::sha256(k)))
-                    .unwrap_or_default();
-                println!("signatures checked with the key the trail names (sha256 {fp}), not a pinned one: a trail rewritten and re-signed with another key would pass too");
+            let mut failed = Vec::new();
+            for (node, trail) in &trails {
+                let prefix = if node.is_empty() {
+                    String::new()
+                } else {
+                    format!("{node}: ")
+                };
+                match kms_audit::verify(trail, &options) {
+                    Ok(report) => print_report(&prefix, &report, &key, anchor.as_ref()),
+                    Err(e) if trails.len() > 1 => {
+                        println!("{prefix}NOT intact: {e}");
+                        failed.push(node.clone());
+                    }
+                    Err(e) => return Err(e),
+                }
             }
-            if report.first_seq > 1 {
-                println!("records before {} were removed by retention (a signed retention record says so)", report.first_seq);
+            if failed.is_empty() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "the trails of {} are not intact",
+                    failed.join(", ")
+                ))
             }
-            if let Some(a) = anchor {
-                println!("the anchored record {} is in the trail", a.seq());
-            }
-            if let Some(open) = report.open_file {
-                println!(
-                    "{open} is still open: {} record(s) after its last signed checkpoint are not protected yet (whoever can write the file can rewrite them; kmsd signs them within a second)",
-                    report.unprotected_records
-                );
-            }
-            Ok(())
         }
         AuditCommand::Anchor { dir, key } => {
             let a = kms_audit::anchor(&dir, &key.trusted_key()?)?;
@@ -206,7 +250,7 @@ pub fn audit_command(cmd: AuditCommand) -> Result<(), String> {
                 event_name,
                 ..Default::default()
             };
-            for record in kms_audit::query(&dir, &filter)? {
+            for record in kms_audit::query_trails(&dir, &filter)? {
                 println!("{record}");
             }
             Ok(())

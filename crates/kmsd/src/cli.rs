@@ -275,6 +275,10 @@ pub struct ServeArgs {
     /// calls the KMS API with the signed-in user's credentials).
     #[arg(long, env = "KMSD_NO_CONSOLE")]
     pub no_console: bool,
+    /// This node's name in a cluster, written into every audit record as `kmsdNodeId`
+    /// (default: the name kept in DATA_DIR/node-id, made at the first start).
+    #[arg(long, env = "KMSD_NODE_ID", value_parser = parse_node_id)]
+    pub node_id: Option<String>,
     /// TOML config file: any of these flags by long name with `_` (e.g. `data_dir = "/var/lib/kmsd"`,
     /// `log_level = "info"`). Command line and `KMSD_*` variables take precedence.
     #[arg(long, env = "KMSD_CONFIG")]
@@ -496,6 +500,10 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         max_age_days: args.audit_retention_days,
         max_total_bytes: args.audit_retention_bytes,
     };
+    audit_config.node_id = Some(match &args.node_id {
+        Some(id) => id.clone(),
+        None => node_id_of(&args.data_dir)?,
+    });
     let audit = crate::audit::start_writer(&audit_dir, signing_key, audit_config)?;
     let xks = match &args.xks_config {
         Some(p) => crate::xks_transport::read_config(p)?,
@@ -926,5 +934,33 @@ mod tests {
         ] {
             assert!(serve_args(&[bad, "0"]).is_err(), "{bad} 0");
         }
+    }
+}
+
+/// A node name: 1 to 64 characters `A-Z a-z 0-9 . _ -`.
+fn parse_node_id(s: &str) -> Result<String, String> {
+    let ok = (1..=64).contains(&s.len())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err("a node id is 1 to 64 characters A-Z a-z 0-9 . _ -".into())
+    }
+}
+
+/// The node name kept in `DATA_DIR/node-id`, made (`node-` and 8 random hex digits) if missing.
+fn node_id_of(data_dir: &std::path::Path) -> Result<String, String> {
+    let path = data_dir.join("node-id");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => parse_node_id(text.trim()).map_err(|e| format!("{}: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let random: [u8; 4] = kms_crypto::random_array().map_err(|e| e.to_string())?;
+            let id = format!("node-{}", hex::encode(random));
+            std::fs::write(&path, format!("{id}\n"))
+                .map_err(|e| format!("writing {}: {e}", path.display()))?;
+            Ok(id)
+        }
+        Err(e) => Err(format!("reading {}: {e}", path.display())),
     }
 }

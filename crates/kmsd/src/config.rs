@@ -31,6 +31,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("root_key_pin_file", "KMSD_ROOT_KEY_PIN_FILE"),
     ("quotas", "KMSD_QUOTAS"),
     ("no_console", "KMSD_NO_CONSOLE"),
+    ("node_id", "KMSD_NODE_ID"),
     ("hsm_config", "KMSD_HSM_CONFIG"),
     ("xks_config", "KMSD_XKS_CONFIG"),
     ("trusted_proxies", "KMSD_TRUSTED_PROXIES"),

@@ -606,3 +606,77 @@ async fn retention_removes_closed_files_and_the_trail_still_verifies() {
         .count();
     assert!(removals >= 1);
 }
+
+/// Several nodes' trails side by side: each record names its node (`--node-id`, or the name kept
+/// in DATA_DIR/node-id), `kmsd audit verify` checks every node's trail in the parent directory
+/// and names a damaged one, `kmsd audit query` merges them by time.
+#[tokio::test]
+async fn several_nodes_trails_verify_and_merge() {
+    let trails = tempfile::tempdir().unwrap();
+    let dir_a = trails.path().join("node-a");
+    let dir_b = trails.path().join("node-b");
+    let mut a = Server::start(&[
+        "--node-id",
+        "node-a",
+        "--audit-dir",
+        dir_a.to_str().unwrap(),
+    ]);
+    let mut b = Server::start(&["--audit-dir", dir_b.to_str().unwrap()]);
+    let b_name = std::fs::read_to_string(b.data_dir.join("node-id"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert!(b_name.starts_with("node-"), "{b_name}");
+    common::new_key_id(&a.client()).await;
+    common::new_key_id(&b.client()).await;
+    common::new_key_id(&a.client()).await;
+    assert!(a.terminate());
+    assert!(b.terminate());
+
+    let parent = trails.path().to_str().unwrap();
+    let (ok, out) = kmsd(&["audit", "verify", parent, "--trust-embedded-key"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("node-a: audit trail intact"), "{out}");
+    assert!(out.contains("node-b: audit trail intact"), "{out}");
+
+    let (ok, out) = kmsd(&["audit", "query", parent, "--event-name", "CreateKey"]);
+    assert!(ok, "{out}");
+    let merged: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let nodes: Vec<&str> = merged
+        .iter()
+        .map(|r| r["kmsdNodeId"].as_str().unwrap())
+        .collect();
+    // eventTime has one-second resolution: within a second, records keep their node's order.
+    let mut sorted = nodes.clone();
+    sorted.sort();
+    let mut want = vec!["node-a", "node-a", b_name.as_str()];
+    want.sort();
+    assert_eq!(sorted, want, "{out}");
+    let seqs_a: Vec<u64> = merged
+        .iter()
+        .filter(|r| r["kmsdNodeId"] == "node-a")
+        .map(|r| r["kmsdChain"]["seq"].as_u64().unwrap())
+        .collect();
+    assert!(seqs_a.windows(2).all(|w| w[0] < w[1]), "{seqs_a:?}");
+    let times: Vec<&str> = merged
+        .iter()
+        .map(|r| r["eventTime"].as_str().unwrap())
+        .collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
+
+    // A damaged trail is named; the others are still reported.
+    let file = std::fs::read_dir(&dir_b)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .unwrap();
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, text.replacen("CreateKey", "CreateKeZ", 1)).unwrap();
+    let (ok, out) = kmsd(&["audit", "verify", parent, "--trust-embedded-key"]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("node-a: audit trail intact"), "{out}");
+    assert!(out.contains("node-b: NOT intact"), "{out}");
+}
