@@ -897,6 +897,34 @@ pub fn config_command(cmd: ConfigCommand) -> Result<(), String> {
     Ok(())
 }
 
+/// A node name: 1 to 64 characters `A-Z a-z 0-9 . _ -`.
+fn parse_node_id(s: &str) -> Result<String, String> {
+    let ok = (1..=64).contains(&s.len())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err("a node id is 1 to 64 characters A-Z a-z 0-9 . _ -".into())
+    }
+}
+
+/// The node name kept in `DATA_DIR/node-id`, made (`node-` and 8 random hex digits) if missing.
+fn node_id_of(data_dir: &std::path::Path) -> Result<String, String> {
+    let path = data_dir.join("node-id");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => parse_node_id(text.trim()).map_err(|e| format!("{}: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let random: [u8; 4] = kms_crypto::random_array().map_err(|e| e.to_string())?;
+            let id = format!("node-{}", hex::encode(random));
+            std::fs::write(&path, format!("{id}\n"))
+                .map_err(|e| format!("writing {}: {e}", path.display()))?;
+            Ok(id)
+        }
+        Err(e) => Err(format!("reading {}: {e}", path.display())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -935,32 +963,12 @@ mod tests {
             assert!(serve_args(&[bad, "0"]).is_err(), "{bad} 0");
         }
     }
-}
 
-/// A node name: 1 to 64 characters `A-Z a-z 0-9 . _ -`.
-fn parse_node_id(s: &str) -> Result<String, String> {
-    let ok = (1..=64).contains(&s.len())
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    if ok {
-        Ok(s.to_owned())
-    } else {
-        Err("a node id is 1 to 64 characters A-Z a-z 0-9 . _ -".into())
-    }
-}
-
-/// The node name kept in `DATA_DIR/node-id`, made (`node-` and 8 random hex digits) if missing.
-fn node_id_of(data_dir: &std::path::Path) -> Result<String, String> {
-    let path = data_dir.join("node-id");
-    match std::fs::read_to_string(&path) {
-        Ok(text) => parse_node_id(text.trim()).map_err(|e| format!("{}: {e}", path.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let random: [u8; 4] = kms_crypto::random_array().map_err(|e| e.to_string())?;
-            let id = format!("node-{}", hex::encode(random));
-            std::fs::write(&path, format!("{id}\n"))
-                .map_err(|e| format!("writing {}: {e}", path.display()))?;
-            Ok(id)
+    #[test]
+    fn node_ids_are_short_plain_names() {
+        assert_eq!(super::parse_node_id("node-a.1_x").unwrap(), "node-a.1_x");
+        for bad in ["", "a b", "n/1", "é", &"x".repeat(65)] {
+            assert!(super::parse_node_id(bad).is_err(), "{bad:?}");
         }
-        Err(e) => Err(format!("reading {}: {e}", path.display())),
     }
 }
