@@ -24,7 +24,22 @@ pub use config::{read_config, EndpointSettings, VpcService, XksConfig};
 pub use observed::ObservedTransport;
 
 /// Idle keep-alive connections by (address, TLS server name).
-type ConnectionPool = Mutex<HashMap<(String, String), Vec<SendRequest<Full<Bytes>>>>>;
+type ConnectionPool = Mutex<HashMap<(String, String), Vec<ProxyConnection>>>;
+
+/// How a connection's task ended: `None` while it runs, then the TLS fault that ended it, if
+/// TLS did.
+type ConnectionEnd = tokio::sync::watch::Receiver<Option<Option<XksFault>>>;
+
+/// One HTTP/1.1 connection to a proxy.
+struct ProxyConnection {
+    send: SendRequest<Full<Bytes>>,
+    /// A TLS 1.3 proxy that refuses the client certificate says so after the handshake; the
+    /// alert then ends the connection's task, and the request only sees the channel close.
+    end: ConnectionEnd,
+}
+
+/// How long a failed request waits for its connection's task to say why it ended.
+const CONNECTION_END_WAIT: Duration = Duration::from_millis(200);
 
 /// HTTPS transport to XKS proxies.
 pub struct HttpsTransport {
@@ -81,11 +96,7 @@ impl HttpsTransport {
         Ok((address, host))
     }
 
-    async fn connect(
-        &self,
-        address: &str,
-        host: &str,
-    ) -> Result<SendRequest<Full<Bytes>>, XksFault> {
+    async fn connect(&self, address: &str, host: &str) -> Result<ProxyConnection, XksFault> {
         let tcp = tokio::net::TcpStream::connect(address)
             .await
             .map_err(|e| XksFault::Unreachable(format!("{address}: {e}")))?;
@@ -100,10 +111,37 @@ impl HttpsTransport {
         let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
             .await
             .map_err(|e| self.connection_fault(host, &e))?;
+        let (ended, end) = tokio::sync::watch::channel(None);
+        let presents_cert = host_tls.presents_cert;
         tokio::spawn(async move {
-            let _ = conn.await;
+            let fault = match conn.await {
+                Ok(()) => None,
+                Err(e) => client_tls::tls_fault(&e, presents_cert),
+            };
+            let _ = ended.send(Some(fault));
         });
-        Ok(send)
+        Ok(ProxyConnection { send, end })
+    }
+
+    /// The fault behind a failed request: TLS if the error or the connection's end says so.
+    async fn request_fault(
+        &self,
+        host: &str,
+        err: hyper::Error,
+        end: &mut ConnectionEnd,
+    ) -> XksFault {
+        let err_text = err.to_string();
+        if let Some(f) = client_tls::tls_fault(&err, self.tls.for_host(host).presents_cert) {
+            return f;
+        }
+        drop(err);
+        let ended = tokio::time::timeout(CONNECTION_END_WAIT, end.wait_for(Option::is_some)).await;
+        if let Ok(Ok(state)) = ended {
+            if let Some(Some(f)) = state.clone() {
+                return f;
+            }
+        }
+        XksFault::Unreachable(err_text)
     }
 
     async fn once(&self, t: &XksTarget, suffix: &str, body: &[u8]) -> Result<Vec<u8>, XksFault> {
@@ -114,8 +152,8 @@ impl HttpsTransport {
             .lock()
             .ok()
             .and_then(|mut p| p.get_mut(&key).and_then(Vec::pop));
-        let mut send = match pooled {
-            Some(s) if !s.is_closed() => s,
+        let mut conn = match pooled {
+            Some(c) if !c.send.is_closed() => c,
             _ => self.connect(&address, &host).await?,
         };
         let path = format!("{}{suffix}", t.uri_path);
@@ -150,27 +188,24 @@ impl HttpsTransport {
         let req = req
             .body(Full::new(Bytes::copy_from_slice(body)))
             .map_err(|e| XksFault::InvalidResponse(e.to_string()))?;
-        send.ready()
-            .await
-            .map_err(|e| self.connection_fault(&host, &e))?;
+        if let Err(e) = conn.send.ready().await {
+            return Err(self.request_fault(&host, e, &mut conn.end).await);
+        }
         // With TLS 1.3 a proxy that refuses the client certificate says so only after the
-        // handshake, so the alert arrives here.
-        let resp = send
-            .send_request(req)
-            .await
-            .map_err(|e| self.connection_fault(&host, &e))?;
+        // handshake, so the alert arrives here (or ends the connection: `request_fault`).
+        let resp = match conn.send.send_request(req).await {
+            Ok(r) => r,
+            Err(e) => return Err(self.request_fault(&host, e, &mut conn.end).await),
+        };
         let status = resp.status().as_u16();
-        let bytes = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| self.connection_fault(&host, &e))?
-            .to_bytes()
-            .to_vec();
+        let bytes = match resp.into_body().collect().await {
+            Ok(b) => b.to_bytes().to_vec(),
+            Err(e) => return Err(self.request_fault(&host, e, &mut conn.end).await),
+        };
         if let Ok(mut p) = self.pool.lock() {
             let idle = p.entry(key).or_default();
             if idle.len() < 16 {
-                idle.push(send);
+                idle.push(conn);
             }
         }
         if status == 200 {
