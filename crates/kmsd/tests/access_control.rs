@@ -12,20 +12,7 @@ use aws_sdk_kms::primitives::Blob;
 use common::Server;
 
 fn admin(server: &Server, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_kmsd"))
-        .arg("admin")
-        .arg("--data-dir")
-        .arg(&server.data_dir)
-        .args(server.store_args())
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "kmsd admin {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    common::kmsd_admin(&server.data_dir, &server.store_args(), args)
 }
 
 /// `aws sts assume-role` against kmsd with the given access key: (success, stdout or stderr).

@@ -62,20 +62,7 @@ impl Cluster {
 }
 
 fn kmsd_admin(data_dir: &Path, store: &str, args: &[&str]) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kmsd"))
-        .arg("admin")
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(["--store", store])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "kmsd admin {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    common::kmsd_admin(data_dir, &["--store".to_owned(), store.to_owned()], args)
 }
 
 fn error_code<E: aws_sdk_kms::error::ProvideErrorMetadata>(e: &E) -> String {

@@ -350,20 +350,7 @@ async fn a_key_in_an_external_key_store() {
 }
 
 fn kmsd_admin(data_dir: &Path, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_kmsd"))
-        .arg("admin")
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(common::store_args_of(data_dir))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "kmsd admin {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    common::kmsd_admin(data_dir, &common::store_args_of(data_dir), args)
 }
 
 /// The AWS chain's assume-role: a profile with `role_arn` + `source_profile`, STS pointed at

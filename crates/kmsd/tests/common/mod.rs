@@ -217,6 +217,25 @@ pub fn store_args_of(dir: &Path) -> Vec<String> {
     }
 }
 
+/// Runs `kmsd admin --data-dir DIR STORE_ARGS ARGS...` and returns what it printed; panics
+/// (with its stderr) if it fails.
+pub fn kmsd_admin(data_dir: &Path, store_args: &[String], args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_kmsd"))
+        .arg("admin")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(store_args)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "kmsd admin {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// A raw HTTP response.
 #[derive(Debug)]
 pub struct RawResponse {
