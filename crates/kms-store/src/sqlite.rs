@@ -431,8 +431,10 @@ impl Store for SqliteStore {
     fn change_hint(&self) -> Result<u64, StoreError> {
         // Changes whenever another connection (this store's writer, another process) commits.
         let c = self.reader()?;
+        // Asked before every signed request: the statement is prepared once per connection.
         let v: i64 = c
-            .query_row("PRAGMA data_version", [], |r| r.get(0))
+            .prepare_cached("PRAGMA data_version")
+            .and_then(|mut st| st.query_row([], |r| r.get(0)))
             .map_err(err)?;
         Ok(u64::try_from(v).unwrap_or(0))
     }

@@ -109,8 +109,31 @@ fn custom_store_cost(op: &str) -> u32 {
     }
 }
 
-fn str_member<'a>(body: &'a serde_json::Value, name: &str) -> Option<&'a str> {
-    body.get(name).and_then(serde_json::Value::as_str)
+/// The request members that choose a quota: read without building a JSON tree of the whole
+/// body (other members, plaintexts included, are skipped), borrowed where JSON allows.
+#[derive(Default, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct QuotaMembers<'a> {
+    #[serde(borrow)]
+    key_id: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    destination_key_id: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    ciphertext_blob: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    source_ciphertext_blob: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    key_pair_spec: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    custom_key_store_id: Option<std::borrow::Cow<'a, str>>,
+}
+
+impl<'a> QuotaMembers<'a> {
+    /// The members of `body`; none when it is not a JSON object of the expected shape (the
+    /// request then fails later with the proper error).
+    fn of(body: &'a [u8]) -> Self {
+        serde_json::from_slice(body).unwrap_or_default()
+    }
 }
 
 impl Service {
@@ -118,32 +141,35 @@ impl Service {
     /// cannot be found (the request will fail later with the proper error) counts as symmetric.
     pub fn quota_charges(&self, caller: &Caller, op: &str, body: &[u8]) -> Vec<QuotaCharge> {
         let charge = |class| QuotaCharge { class, cost: 1 };
-        let parsed: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
         match op {
             "GenerateDataKeyPair" | "GenerateDataKeyPairWithoutPlaintext" => {
-                let spec = str_member(&parsed, "KeyPairSpec").unwrap_or("UNKNOWN");
+                let members = QuotaMembers::of(body);
+                let spec = members.key_pair_spec.as_deref().unwrap_or("UNKNOWN");
                 vec![charge(QuotaClass::DataKeyPair(spec.to_owned()))]
             }
             "GenerateRandom" => {
                 let mut out = vec![charge(QuotaClass::Symmetric)];
-                if let Some(store) = str_member(&parsed, "CustomKeyStoreId") {
+                if let Some(store) = QuotaMembers::of(body).custom_key_store_id {
                     out.push(QuotaCharge {
-                        class: QuotaClass::CustomKeyStore(store.to_owned()),
+                        class: QuotaClass::CustomKeyStore(store.into_owned()),
                         cost: custom_store_cost(op),
                     });
                 }
                 out
             }
             _ if CRYPTO_OPERATIONS.contains(&op) => {
+                let members = QuotaMembers::of(body);
                 let key_ref = if op == "ReEncrypt" {
-                    str_member(&parsed, "DestinationKeyId")
+                    members.destination_key_id.as_deref()
                 } else {
-                    str_member(&parsed, "KeyId")
+                    members.key_id.as_deref()
                 };
                 let record = match key_ref {
                     Some(r) => self.quota_key(caller, r),
-                    None => str_member(&parsed, "CiphertextBlob")
-                        .or_else(|| str_member(&parsed, "SourceCiphertextBlob"))
+                    None => members
+                        .ciphertext_blob
+                        .as_deref()
+                        .or(members.source_ciphertext_blob.as_deref())
                         .and_then(|b| self.quota_key_of_ciphertext(caller, b)),
                 };
                 let Some(record) = record else {
@@ -221,6 +247,19 @@ impl KeyRecordView {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quota_members_are_read_without_the_rest_of_the_body() {
+        let m = QuotaMembers::of(
+            br#"{"Plaintext":"aGk=","KeyId":"alias\/x","EncryptionContext":{"a":"b"},"CustomKeyStoreId":"cks-1"}"#,
+        );
+        assert_eq!(m.key_id.as_deref(), Some("alias/x"), "escapes decoded");
+        assert_eq!(m.custom_key_store_id.as_deref(), Some("cks-1"));
+        assert!(m.ciphertext_blob.is_none());
+        for bad in [&b"not json"[..], b"[1]", b"{\"KeyId\":5}"] {
+            assert!(QuotaMembers::of(bad).key_id.is_none());
+        }
+    }
 
     #[test]
     fn key_specs_map_to_their_documented_quota() {
