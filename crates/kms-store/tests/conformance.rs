@@ -355,6 +355,59 @@ fn postgres_store_conforms() {
     change_log(&pg(&db));
 }
 
+/// The awaited change hint (what each signed request asks): it sees every write committed
+/// before it was asked, concurrent callers share queries, and callers that give up mid-query
+/// (a client hanging up) leave the others unharmed.
+#[test]
+fn postgres_change_hint_future_sees_prior_writes_and_survives_abandoned_callers() {
+    let Some(db) = ScratchDatabase::create_or_skip("postgres_hint_future") else {
+        return;
+    };
+    let node_a = std::sync::Arc::new(pg(&db));
+    let node_b = pg(&db);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        for round in 0..20 {
+            // Callers that poll once and go away.
+            for _ in 0..5 {
+                let pending = node_a
+                    .change_hint_future()
+                    .expect("PostgreSQL hints are awaited");
+                let _ = tokio::time::timeout(Duration::ZERO, pending).await;
+            }
+            node_b
+                .apply(vec![WriteOp::PutKey(key(
+                    &format!("k{round}"),
+                    "Enabled",
+                    None,
+                ))])
+                .unwrap();
+            let head = node_b.changes_since(0).unwrap().latest;
+            let mut waiting = Vec::new();
+            for _ in 0..8 {
+                let pending = node_a.change_hint_future().unwrap();
+                waiting.push(tokio::spawn(pending));
+            }
+            for w in waiting {
+                let seen = tokio::time::timeout(Duration::from_secs(10), w)
+                    .await
+                    .expect("a head read never answered")
+                    .unwrap()
+                    .unwrap();
+                assert!(
+                    seen >= head,
+                    "round {round}: hint {seen} before the write at {head}"
+                );
+            }
+            assert!(node_a.change_hint().unwrap() >= head);
+        }
+    });
+}
+
 #[test]
 fn postgres_nodes_share_the_write_section_and_job_leases() {
     let Some(db) = ScratchDatabase::create_or_skip("postgres_write_section") else {

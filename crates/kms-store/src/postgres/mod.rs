@@ -115,6 +115,14 @@ impl PostgresStore {
         Ok(store)
     }
 
+    /// The head of the change log: one indexed round trip, shared by concurrent callers, that
+    /// starts after the call, so a write acknowledged by any node is seen by the next request
+    /// on every node.
+    fn head_read(&self) -> impl Future<Output = Result<u64, StoreError>> + Send + 'static {
+        self.head
+            .read(&self.handle, &self.pool, self.statement_timeout * 2)
+    }
+
     /// Runs `f` on the store's runtime and waits for its answer (at most the call timeout).
     fn run<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
     where
@@ -447,13 +455,12 @@ impl Store for PostgresStore {
     }
 
     fn change_hint(&self) -> Result<u64, StoreError> {
-        // The head of the change log: one indexed round trip (shared by concurrent callers),
-        // so a write acknowledged by any node is seen by the next request on every node.
-        self.read_head()
+        let read = self.head_read();
+        self.run(move |_| read)
     }
 
-    fn change_hint_is_local(&self) -> bool {
-        false
+    fn change_hint_future(&self) -> Option<kms_core::store::ChangeHintFuture> {
+        Some(Box::pin(self.head_read()))
     }
 
     fn lock_writes(&self) -> Result<StoreGuard, StoreError> {
