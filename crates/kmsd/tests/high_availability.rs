@@ -254,7 +254,7 @@ fn nodes_starting_together_on_an_empty_database_make_one_account_and_one_audit_k
         std::fs::create_dir_all(d).unwrap();
         std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
         let f = d.join("root.key");
-        std::fs::write(&f, &root).unwrap();
+        std::fs::write(&f, root).unwrap();
         std::fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     }
     let url = db.url().to_owned();
