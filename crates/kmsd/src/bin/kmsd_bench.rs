@@ -167,6 +167,12 @@ struct Args {
     /// SigV4 signing region.
     #[arg(long, default_value = "us-east-1")]
     region: String,
+    /// Spread the load uniformly over this many symmetric keys created at setup (`encrypt` and
+    /// `generate-data-key`), one in ten with an alias. Setup reports CreateKey throughput per
+    /// tenth of the keys and the latency of every ListKeys (1000) and ListAliases (100) page,
+    /// so costs that grow with the number of keys show.
+    #[arg(long, default_value_t = 1)]
+    keys: usize,
     /// Key to use; if absent one of the operation's spec is created with CreateKey. For
     /// `xks-encrypt`, the proxy's external key id (required).
     #[arg(long)]
@@ -227,8 +233,8 @@ struct Ctx {
     content_type: &'static str,
     /// `X-Amz-Target` value, if any.
     target: Option<String>,
-    /// The JSON request body (identical for every request).
-    body: Bytes,
+    /// The JSON request bodies (one per key under load; each request takes one at random).
+    bodies: Vec<Bytes>,
     /// The operation under load.
     op: Op,
 }
@@ -359,9 +365,10 @@ async fn run(args: &Args) -> Result<(), BoxError> {
         path: "/".to_owned(),
         content_type: JSON_CT,
         target: None,
-        body: Bytes::new(),
+        bodies: Vec::new(),
         op: args.op,
     };
+    let mut setup = None;
     let key_id = if args.op == Op::XksEncrypt {
         let key = args
             .key_id
@@ -370,12 +377,23 @@ async fn run(args: &Args) -> Result<(), BoxError> {
         ctx.service = "kms-xks-proxy";
         ctx.content_type = "application/json";
         ctx.path = format!("{}/keys/{key}/encrypt", args.xks_path.trim_end_matches('/'));
-        ctx.body = Bytes::from(xks_encrypt_body(args.plaintext_bytes)?);
+        ctx.bodies = vec![Bytes::from(xks_encrypt_body(args.plaintext_bytes)?)];
         key
     } else {
-        let key_id = match &args.key_id {
-            Some(k) => k.clone(),
-            None => {
+        let many = if args.keys > 1 {
+            if !matches!(args.op, Op::Encrypt | Op::GenerateDataKey) {
+                return Err("--keys works with encrypt and generate-data-key".into());
+            }
+            let (keys, report) = many_keys(&ctx, args.keys, args.connections).await?;
+            setup = Some(report);
+            keys
+        } else {
+            Vec::new()
+        };
+        let key_id = match (&args.key_id, many.first()) {
+            (Some(k), _) => k.clone(),
+            (None, Some(first)) => first.clone(),
+            (None, None) => {
                 let v = call(
                     &ctx,
                     "CreateKey",
@@ -406,13 +424,24 @@ async fn run(args: &Args) -> Result<(), BoxError> {
             _ => None,
         };
         ctx.target = Some(format!("TrentService.{}", args.op.api()));
-        ctx.body = Bytes::from(request_body(
-            args.op,
-            &key_id,
-            &message,
-            signature.as_deref(),
-        )?);
-        key_id
+        let under_load = if many.is_empty() {
+            std::slice::from_ref(&key_id)
+        } else {
+            &many[..]
+        };
+        for key in under_load {
+            ctx.bodies.push(Bytes::from(request_body(
+                args.op,
+                key,
+                &message,
+                signature.as_deref(),
+            )?));
+        }
+        if many.len() > 1 {
+            format!("{} keys", many.len())
+        } else {
+            key_id
+        }
     };
     let ctx = Arc::new(ctx);
 
@@ -463,8 +492,153 @@ async fn run(args: &Args) -> Result<(), BoxError> {
         mean_ms,
         cpu,
     };
-    print_summary(&summary, args.json, &key_id);
+    print_summary(&summary, args.json, &key_id, setup.as_ref());
     Ok(())
+}
+
+/// What setup measured while making `--keys` keys.
+struct SetupReport {
+    /// CreateKey requests per second in each tenth of the keys made.
+    create_key_per_sec: Vec<f64>,
+    /// Latency (ms) of each ListKeys page (Limit 1000), in order.
+    list_keys_page_ms: Vec<f64>,
+    /// Latency (ms) of each ListAliases page (Limit 100), in order.
+    list_aliases_page_ms: Vec<f64>,
+}
+
+impl SetupReport {
+    fn json(&self) -> serde_json::Value {
+        fn pages(ms: &[f64]) -> serde_json::Value {
+            let mut sorted = ms.to_vec();
+            sorted.sort_by(f64::total_cmp);
+            serde_json::json!({
+                "pages": ms.len(),
+                "first_ms": ms.first().copied().map(r3),
+                "median_ms": sorted.get(sorted.len() / 2).copied().map(r3),
+                "last_ms": ms.last().copied().map(r3),
+                "max_ms": sorted.last().copied().map(r3),
+            })
+        }
+        serde_json::json!({
+            "create_key_per_sec_by_tenth": self.create_key_per_sec.iter().map(|r| r.round()).collect::<Vec<_>>(),
+            "list_keys": pages(&self.list_keys_page_ms),
+            "list_aliases": pages(&self.list_aliases_page_ms),
+        })
+    }
+}
+
+/// Creates `n` symmetric keys over `connections` keep-alive connections (one in ten gets an
+/// alias `alias/bench-<i>`), timing CreateKey per tenth, then pages through ListKeys and
+/// ListAliases timing each page.
+async fn many_keys(
+    ctx: &Ctx,
+    n: usize,
+    connections: usize,
+) -> Result<(Vec<String>, SetupReport), BoxError> {
+    let tenth = n.div_ceil(10);
+    let mut keys = Vec::with_capacity(n);
+    let mut create_key_per_sec = Vec::new();
+    let run = format!("{:x}", now_secs());
+    while keys.len() < n {
+        let batch = tenth.min(n - keys.len());
+        let started = Instant::now();
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let made = std::sync::Mutex::new(Vec::with_capacity(batch));
+        let base = keys.len();
+        let work = (0..connections.max(1)).map(|_| async {
+            let mut sender = connect(ctx).await?;
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= batch {
+                    return Ok::<_, BoxError>(());
+                }
+                let v = request(ctx, &mut sender, "CreateKey", Bytes::from_static(b"{}")).await?;
+                let id = v["KeyMetadata"]["KeyId"]
+                    .as_str()
+                    .ok_or("CreateKey answer has no KeyId")?
+                    .to_owned();
+                if (base + i) % 10 == 0 {
+                    let body = serde_json::json!({
+                        "AliasName": format!("alias/bench-{run}-{}", base + i), "TargetKeyId": id,
+                    });
+                    request(
+                        ctx,
+                        &mut sender,
+                        "CreateAlias",
+                        Bytes::from(serde_json::to_vec(&body)?),
+                    )
+                    .await?;
+                }
+                made.lock().map_err(|_| "poisoned")?.push(id);
+            }
+        });
+        for r in futures_util::future::join_all(work).await {
+            r?;
+        }
+        create_key_per_sec.push(batch as f64 / started.elapsed().as_secs_f64());
+        keys.extend(made.into_inner().map_err(|_| "poisoned")?);
+    }
+    let mut sender = connect(ctx).await?;
+    let list_keys_page_ms = pages(ctx, &mut sender, "ListKeys", 1000).await?;
+    let list_aliases_page_ms = pages(ctx, &mut sender, "ListAliases", 100).await?;
+    Ok((
+        keys,
+        SetupReport {
+            create_key_per_sec,
+            list_keys_page_ms,
+            list_aliases_page_ms,
+        },
+    ))
+}
+
+/// Pages through `operation` (ListKeys or ListAliases) with `limit`; the latency of each page.
+async fn pages(
+    ctx: &Ctx,
+    sender: &mut SendRequest<Full<Bytes>>,
+    operation: &str,
+    limit: u32,
+) -> Result<Vec<f64>, BoxError> {
+    let mut marker: Option<String> = None;
+    let mut ms = Vec::new();
+    loop {
+        let mut body = serde_json::json!({ "Limit": limit });
+        if let Some(m) = &marker {
+            body["Marker"] = serde_json::Value::from(m.as_str());
+        }
+        let started = Instant::now();
+        let v = request(
+            ctx,
+            sender,
+            operation,
+            Bytes::from(serde_json::to_vec(&body)?),
+        )
+        .await?;
+        ms.push(started.elapsed().as_secs_f64() * 1000.0);
+        match (v["Truncated"].as_bool(), v["NextMarker"].as_str()) {
+            (Some(true), Some(m)) => marker = Some(m.to_owned()),
+            _ => return Ok(ms),
+        }
+    }
+}
+
+/// Sends one signed `TrentService.<operation>` on an open connection; the parsed JSON answer
+/// (an error unless 200).
+async fn request(
+    ctx: &Ctx,
+    sender: &mut SendRequest<Full<Bytes>>,
+    operation: &str,
+    body: Bytes,
+) -> Result<serde_json::Value, BoxError> {
+    let req = signed(ctx, Some(&format!("TrentService.{operation}")), &body)?;
+    let (status, answer) = send(sender, req).await?;
+    if status != StatusCode::OK {
+        return Err(format!(
+            "{operation} failed: {status}: {}",
+            String::from_utf8_lossy(&answer)
+        )
+        .into());
+    }
+    Ok(serde_json::from_slice(&answer)?)
 }
 
 /// Parses `http(s)://host:port`, resolves it and insists every address is loopback; returns
@@ -647,9 +821,23 @@ fn signed(ctx: &Ctx, target: Option<&str>, body: &Bytes) -> Result<Request<Full<
     Ok(builder.body(Full::new(body.clone()))?)
 }
 
-/// Builds a freshly signed request of the operation under load.
-fn signed_request(ctx: &Ctx) -> Result<Request<Full<Bytes>>, BoxError> {
-    signed(ctx, ctx.target.as_deref(), &ctx.body)
+/// Builds a freshly signed request of the operation under load, on the `pick`-th body (modulo
+/// their number).
+fn signed_request(ctx: &Ctx, pick: u64) -> Result<Request<Full<Bytes>>, BoxError> {
+    let n = ctx.bodies.len().max(1) as u64;
+    let body = ctx
+        .bodies
+        .get(usize::try_from(pick % n).unwrap_or(0))
+        .ok_or("no request body")?;
+    signed(ctx, ctx.target.as_deref(), body)
+}
+
+/// xorshift64*: a cheap, well-spread sequence to pick keys (not for anything secret).
+fn next_pick(state: &mut u64) -> u64 {
+    *state ^= *state >> 12;
+    *state ^= *state << 25;
+    *state ^= *state >> 27;
+    state.wrapping_mul(0x2545_F491_4F6C_DD1D)
 }
 
 /// Opens one keep-alive HTTP/1.1 connection (over TLS for `https://`); its driver runs on a
@@ -703,16 +891,7 @@ fn note_first_error(msg: impl FnOnce() -> String) {
 /// returns the parsed JSON answer (an error unless 200).
 async fn call(ctx: &Ctx, operation: &str, body: Bytes) -> Result<serde_json::Value, BoxError> {
     let mut sender = connect(ctx).await?;
-    let req = signed(ctx, Some(&format!("TrentService.{operation}")), &body)?;
-    let (status, answer) = send(&mut sender, req).await?;
-    if status != StatusCode::OK {
-        return Err(format!(
-            "{operation} failed: {status}: {}",
-            String::from_utf8_lossy(&answer)
-        )
-        .into());
-    }
-    Ok(serde_json::from_slice(&answer)?)
+    request(ctx, &mut sender, operation, body).await
 }
 
 /// One connection's closed loop: send, wait for the answer, record, repeat until the deadline.
@@ -720,6 +899,11 @@ async fn call(ctx: &Ctx, operation: &str, body: Bytes) -> Result<serde_json::Val
 async fn worker(ctx: Arc<Ctx>, timing: Timing) -> WorkerResult {
     let mut res = WorkerResult::default();
     let mut validated = false;
+    let mut pick_state = kms_crypto::random_bytes(8)
+        .ok()
+        .and_then(|b| <[u8; 8]>::try_from(&b[..]).ok())
+        .map_or(0x9E37_79B9_7F4A_7C15, u64::from_le_bytes)
+        | 1;
     'connection: while Instant::now() < timing.deadline {
         let mut sender = match connect(&ctx).await {
             Ok(s) => s,
@@ -737,7 +921,7 @@ async fn worker(ctx: Arc<Ctx>, timing: Timing) -> WorkerResult {
             if started >= timing.deadline {
                 break 'connection;
             }
-            let outcome = match signed_request(&ctx) {
+            let outcome = match signed_request(&ctx, next_pick(&mut pick_state)) {
                 Ok(req) => send(&mut sender, req).await,
                 Err(e) => Err(e),
             };
@@ -859,7 +1043,7 @@ fn r3(x: f64) -> f64 {
 }
 
 /// Prints the summary as text, or as one JSON line.
-fn print_summary(s: &Summary, json: bool, key_id: &str) {
+fn print_summary(s: &Summary, json: bool, key_id: &str, setup: Option<&SetupReport>) {
     if json {
         let cpu = s.cpu.as_ref().map(|c| {
             serde_json::json!({
@@ -884,6 +1068,7 @@ fn print_summary(s: &Summary, json: bool, key_id: &str) {
             "mean_ms": r3(s.mean_ms),
             "cpu": cpu,
             "key_id": key_id,
+            "setup": setup.map(SetupReport::json),
             "first_error": FIRST_ERROR.get(),
         });
         println!("{v}");
@@ -913,6 +1098,9 @@ fn print_summary(s: &Summary, json: bool, key_id: &str) {
             servers.join(", "),
             c.other
         );
+    }
+    if let Some(setup) = setup {
+        println!("setup:       {}", setup.json());
     }
     if let Some(e) = FIRST_ERROR.get() {
         println!("first error: {e}");
@@ -974,16 +1162,16 @@ fn raw_sign(args: &Args) -> Result<(), BoxError> {
         path: "/".to_owned(),
         content_type: JSON_CT,
         target: Some("TrentService.Encrypt".to_owned()),
-        body: Bytes::from(request_body(
+        bodies: vec![Bytes::from(request_body(
             Op::Encrypt,
             "00000000-0000-0000-0000-000000000000",
             &message,
             None,
-        )?),
+        )?)],
         op: Op::Encrypt,
     };
     let (n, elapsed) = time_loop(args.duration_secs.max(1), 1024, || {
-        std::hint::black_box(signed_request(&ctx)?);
+        std::hint::black_box(signed_request(&ctx, 0)?);
         Ok(())
     })?;
     report_raw(
@@ -991,7 +1179,7 @@ fn raw_sign(args: &Args) -> Result<(), BoxError> {
         "raw-sigv4-sign-encrypt-request",
         n,
         elapsed,
-        ctx.body.len(),
+        ctx.bodies.iter().map(Bytes::len).sum(),
     );
     Ok(())
 }
