@@ -557,7 +557,7 @@ async fn many_keys(
                     .as_str()
                     .ok_or("CreateKey answer has no KeyId")?
                     .to_owned();
-                if (base + i) % 10 == 0 {
+                if (base + i).is_multiple_of(10) {
                     let body = serde_json::json!({
                         "AliasName": format!("alias/bench-{run}-{}", base + i), "TargetKeyId": id,
                     });
