@@ -46,6 +46,12 @@ CREATE TABLE IF NOT EXISTS meta (
     name TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS key_counts (
+    account TEXT NOT NULL,
+    region TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    PRIMARY KEY (account, region)
+);
 CREATE TABLE IF NOT EXISTS changes (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     body TEXT NOT NULL
@@ -95,6 +101,17 @@ fn add_key_column(c: &Connection, column: &str, ddl: &str) -> Result<(), StoreEr
 
 /// Schema changes after the first release, applied idempotently.
 fn migrate(c: &Connection) -> Result<(), StoreError> {
+    // Keys per account and Region (kept by `apply`); counted once when the table is new.
+    c.execute_batch(
+        "BEGIN IMMEDIATE;
+         INSERT INTO key_counts (account, region, n)
+             SELECT account, region, COUNT(*) FROM keys
+             WHERE NOT EXISTS (SELECT 1 FROM meta WHERE name = 'schema:key_counts')
+             GROUP BY account, region;
+         INSERT OR IGNORE INTO meta (name, value) VALUES ('schema:key_counts', '1');
+         COMMIT;",
+    )
+    .map_err(err)?;
     add_key_column(
         c,
         "custom_key_store_id",
@@ -186,9 +203,13 @@ impl Store for SqliteStore {
     fn count_keys(&self, account: &str, region: &str) -> Result<usize, StoreError> {
         let c = self.reader()?;
         let n: i64 = c
-            .prepare_cached("SELECT COUNT(*) FROM keys WHERE account = ?1 AND region = ?2")
-            .and_then(|mut stmt| stmt.query_row(params![account, region], |r| r.get(0)))
-            .map_err(err)?;
+            .prepare_cached("SELECT n FROM key_counts WHERE account = ?1 AND region = ?2")
+            .and_then(|mut stmt| {
+                stmt.query_row(params![account, region], |r| r.get(0))
+                    .optional()
+            })
+            .map_err(err)?
+            .unwrap_or(0);
         Ok(usize::try_from(n).unwrap_or(usize::MAX))
     }
 
@@ -306,6 +327,14 @@ impl Store for SqliteStore {
         for op in &ops {
             match op {
                 WriteOp::PutKey(k) => {
+                    // A new key counts towards its account's quota.
+                    tx.execute(
+                        "INSERT INTO key_counts (account, region, n)
+                         SELECT ?1, ?2, 1 WHERE NOT EXISTS (SELECT 1 FROM keys WHERE region = ?2 AND key_id = ?3)
+                         ON CONFLICT (account, region) DO UPDATE SET n = n + 1",
+                        params![k.account, k.region, k.key_id],
+                    )
+                    .map_err(err)?;
                     tx.execute(
                         "INSERT OR REPLACE INTO keys (region, key_id, account, state, deletion_ms, custom_key_store_id, rotation_ms, material_expiry_ms, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                         params![k.region, k.key_id, k.account, k.state, k.deletion_date_ms, k.custom_key_store_id, k.rotation.map(|r| r.next_ms), k.material_expiry_ms(), encode(k)?],
@@ -313,6 +342,12 @@ impl Store for SqliteStore {
                     .map_err(err)?;
                 }
                 WriteOp::DeleteKey { region, key_id } => {
+                    tx.execute(
+                        "UPDATE key_counts SET n = n - 1
+                         WHERE (account, region) IN (SELECT account, region FROM keys WHERE region = ?1 AND key_id = ?2)",
+                        params![region, key_id],
+                    )
+                    .map_err(err)?;
                     tx.execute(
                         "DELETE FROM keys WHERE region = ?1 AND key_id = ?2",
                         params![region, key_id],

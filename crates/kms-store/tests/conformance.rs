@@ -223,6 +223,32 @@ fn conformance(s: &dyn Store) {
     .unwrap();
     assert_eq!(s.get_key(REGION, "B").unwrap(), None);
     assert_eq!(s.count_keys(ACCOUNT, REGION).unwrap(), 4);
+    // The count follows additions and removals only: rewriting a key, deleting a key that is
+    // not there, or a key of another account or Region leave it as it is.
+    s.apply(vec![
+        WriteOp::PutKey(key("a", "Enabled", None)),
+        WriteOp::DeleteKey {
+            region: REGION.into(),
+            key_id: "B".into(),
+        },
+        WriteOp::DeleteKey {
+            region: "eu-west-1".into(),
+            key_id: "a".into(),
+        },
+    ])
+    .unwrap();
+    assert_eq!(s.count_keys(ACCOUNT, REGION).unwrap(), 4);
+    let mut elsewhere = key("a", "Enabled", None);
+    elsewhere.region = "eu-west-1".into();
+    s.apply(vec![WriteOp::PutKey(elsewhere)]).unwrap();
+    assert_eq!(s.count_keys(ACCOUNT, "eu-west-1").unwrap(), 1);
+    assert_eq!(s.count_keys(ACCOUNT, REGION).unwrap(), 4);
+    s.apply(vec![WriteOp::DeleteKey {
+        region: "eu-west-1".into(),
+        key_id: "a".into(),
+    }])
+    .unwrap();
+    assert_eq!(s.count_keys(ACCOUNT, "eu-west-1").unwrap(), 0);
     s.ping().unwrap();
 }
 
@@ -315,6 +341,31 @@ fn sqlite_store_conforms() {
     conformance(&SqliteStore::open_in(dir.path()).unwrap());
     let dir = tempfile::tempdir().unwrap();
     change_log(&SqliteStore::open_in(dir.path()).unwrap());
+}
+
+/// A data dir written before keys were counted gets its count made once, at the next open.
+#[test]
+fn sqlite_store_counts_the_keys_of_an_older_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = SqliteStore::open_in(dir.path()).unwrap();
+        s.apply(vec![
+            WriteOp::PutKey(key("a", "Enabled", None)),
+            WriteOp::PutKey(key("b", "Enabled", None)),
+        ])
+        .unwrap();
+    }
+    // What an older kmsd left: no count table, no marker.
+    let c = rusqlite::Connection::open(dir.path().join("kmsd.sqlite3")).unwrap();
+    c.execute_batch("DROP TABLE key_counts; DELETE FROM meta WHERE name = 'schema:key_counts';")
+        .unwrap();
+    drop(c);
+    let s = SqliteStore::open_in(dir.path()).unwrap();
+    assert_eq!(s.count_keys(ACCOUNT, REGION).unwrap(), 2);
+    // Counted once: opening again does not count twice.
+    drop(s);
+    let s = SqliteStore::open_in(dir.path()).unwrap();
+    assert_eq!(s.count_keys(ACCOUNT, REGION).unwrap(), 2);
 }
 
 #[test]

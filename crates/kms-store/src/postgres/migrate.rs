@@ -11,6 +11,10 @@ const MIGRATIONS: &[(i32, &str)] = &[
         2,
         include_str!("../../migrations/postgres/0002_node_leases.sql"),
     ),
+    (
+        3,
+        include_str!("../../migrations/postgres/0003_key_counts.sql"),
+    ),
 ];
 
 /// Applies the migrations this binary knows and the database lacks, under an advisory lock.

@@ -53,8 +53,19 @@ use write::write;
 
 type Param = Box<dyn ToSql + Sync + Send>;
 
-fn err<E: std::fmt::Display>(e: E) -> StoreError {
-    StoreError(format!("PostgreSQL: {e}"))
+fn err<E: std::fmt::Display + 'static>(e: E) -> StoreError {
+    // tokio-postgres shows a server error as "db error"; the server's message says what.
+    let db = (&e as &dyn std::any::Any)
+        .downcast_ref::<tokio_postgres::Error>()
+        .and_then(tokio_postgres::Error::as_db_error);
+    match db {
+        Some(db) => StoreError(format!(
+            "PostgreSQL: {} ({})",
+            db.message(),
+            db.code().code()
+        )),
+        None => StoreError(format!("PostgreSQL: {e}")),
+    }
 }
 
 fn decode<T: serde::de::DeserializeOwned>(body: &str) -> Result<T, StoreError> {
@@ -278,7 +289,7 @@ impl Store for PostgresStore {
 
     fn count_keys(&self, account: &str, region: &str) -> Result<usize, StoreError> {
         let rows = self.rows(
-            "SELECT COUNT(*) FROM keys WHERE account = $1 AND region = $2",
+            "SELECT n FROM key_counts WHERE account = $1 AND region = $2",
             vec![p(account.to_owned()), p(region.to_owned())],
         )?;
         let n: i64 = rows

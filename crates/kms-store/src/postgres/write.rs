@@ -13,6 +13,15 @@ pub(super) async fn write(
     let body = body.unwrap_or("");
     let r = match op {
         WriteOp::PutKey(k) => {
+            // A new key counts towards its account's quota.
+            tx.execute(
+                    "INSERT INTO key_counts (account, region, n)
+                     SELECT $1::text, $2::text, 1 WHERE NOT EXISTS (SELECT 1 FROM keys WHERE region = $2::text AND key_id = $3::text)
+                     ON CONFLICT (account, region) DO UPDATE SET n = key_counts.n + 1",
+                    &[&k.account, &k.region, &k.key_id],
+                )
+                .await
+                .map_err(err)?;
             tx.execute(
                 "INSERT INTO keys (region, key_id, account, state, deletion_ms, custom_key_store_id, rotation_ms, material_expiry_ms, body)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
@@ -35,7 +44,9 @@ pub(super) async fn write(
         }
         WriteOp::DeleteKey { region, key_id } => {
             tx.execute(
-                "DELETE FROM keys WHERE region = $1 AND key_id = $2",
+                "WITH gone AS (DELETE FROM keys WHERE region = $1 AND key_id = $2 RETURNING account, region)
+                 UPDATE key_counts SET n = key_counts.n - 1
+                 FROM gone WHERE key_counts.account = gone.account AND key_counts.region = gone.region",
                 &[region, key_id],
             )
             .await
