@@ -250,7 +250,8 @@ impl Service {
         if let Some(named) = expected_key {
             let id = self.resolve_as(caller, named, true, action)?;
             let k = self
-                .cached_key(&caller.region, &id)?
+                .registry
+                .key(&caller.region, &id)?
                 .ok_or_else(invalid_ciphertext)?;
             if let Some(spec) = rsa_encryption_spec(&k) {
                 return self.open_rsa(k, spec, blob, context, algorithm);
@@ -265,7 +266,7 @@ impl Service {
         let mut key = None;
         for multi_region in [false, true] {
             let id = envelope::key_id_string(&key_id_bytes, multi_region);
-            if let Some(k) = self.cached_key(&caller.region, &id)? {
+            if let Some(k) = self.registry.key(&caller.region, &id)? {
                 key = Some(k);
                 break;
             }
@@ -437,7 +438,8 @@ impl Service {
             "kms:ReEncryptTo",
         )?;
         let dest = self
-            .cached_key(&caller.region, &dest_id)?
+            .registry
+            .key(&caller.region, &dest_id)?
             .ok_or_else(invalid_ciphertext)?;
         let Some(blob) = r.ciphertext_blob.as_ref() else {
             return Err(KmsError::new(
