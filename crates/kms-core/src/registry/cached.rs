@@ -6,12 +6,15 @@ use std::sync::Arc;
 use kms_crypto::{AesGcmKey, RootKey};
 use kms_types::KmsError;
 
+use crate::backends::{self, KeyBackend};
 use crate::error::internal;
 use crate::model::{sealing_aad, KeyRecord};
 
 /// A key as the data plane needs it: its record and its unsealed, prepared material.
 pub(crate) struct CachedKey {
     pub(crate) record: KeyRecord,
+    /// Where the key's symmetric material lives: chosen once, here.
+    pub(crate) backend: &'static dyn KeyBackend,
     /// Symmetric keys: prepared AES keys by 16-byte material id.
     pub(crate) ciphers: HashMap<[u8; 16], Arc<AesGcmKey>>,
     /// Asymmetric keys: the PKCS#8 private key; HMAC keys: the HMAC key.
@@ -30,11 +33,12 @@ impl CachedKey {
         let mut ciphers = HashMap::new();
         let mut secret = None;
         let symmetric = record.key_spec == "SYMMETRIC_DEFAULT";
+        let backend = backends::for_record(&record);
         // Material of keys in CloudHSM key stores stays in the HSMs.
-        let materials = if record.cloud_hsm_cluster_id.is_some() {
-            &[][..]
-        } else {
+        let materials = if backend.holds_material() {
             &record.materials[..]
+        } else {
+            &[][..]
         };
         // Imported material that was deleted or expired has no bytes to unseal.
         for m in materials
@@ -55,6 +59,7 @@ impl CachedKey {
                 secret = Some(material);
             }
         }
+        tracing::debug!(key = %arn, backend = backend.name(), "key loaded into the registry");
         let public_key = record
             .public_key_hex
             .as_deref()
@@ -63,6 +68,7 @@ impl CachedKey {
             .map_err(internal)?;
         Ok(CachedKey {
             record,
+            backend,
             ciphers,
             secret,
             public_key,
