@@ -4,6 +4,7 @@
 //! A request reaches [`Service::dispatch`] with an authenticated [`Caller`], the operation name
 //! and the raw JSON body; it returns the JSON answer or a [`KmsError`].
 
+mod authz;
 mod backends;
 mod context;
 pub mod envelope;

@@ -3,7 +3,6 @@
 mod aliases;
 mod asymmetric;
 mod authz;
-mod conditions;
 mod crypto;
 pub(crate) mod dispatch;
 mod grants;
@@ -57,8 +56,8 @@ pub struct Service {
     pub(crate) registry: KeyRegistry,
     /// Unsealed access-key secrets by access key id, with when they were read.
     secret_cache: RwLock<HashMap<String, (std::time::Instant, Arc<principals::AccessKeySecret>)>>,
-    /// Parsed key policies by document text.
-    pub(crate) policy_cache: RwLock<HashMap<String, Arc<crate::policy::Policy>>>,
+    /// Decides authorisation (key policies, identity policies, grants, conditions).
+    authorizer: crate::authz::Authorizer,
     /// Parsed identity policies by principal ARN, with when they were read.
     pub(crate) identity_cache:
         RwLock<HashMap<String, (std::time::Instant, Arc<crate::iam::IdentityView>)>>,
@@ -102,7 +101,7 @@ impl Service {
             clock,
             secret_cache: RwLock::new(HashMap::new()),
             identity_cache: RwLock::new(HashMap::new()),
-            policy_cache: RwLock::new(HashMap::new()),
+            authorizer: crate::authz::Authorizer::default(),
             write_lock: tokio::sync::Mutex::new(()),
             events: RwLock::new(None),
             hsm: RwLock::new(None),
