@@ -19,6 +19,8 @@
 #             SoftHSM2) at 1 and 8 connections, and the proxy alone (kmsd-bench --op xks-encrypt)
 #   profile   perf record (cpu-clock, DWARF call graphs) of the server during an Encrypt run at
 #             32 connections (sync), then perf report into the output directory
+#   pg        Encrypt at 1, 8 and 32 connections on the default SQLite store and on PostgreSQL
+#             (a fresh database per run on $BENCH_POSTGRES), same binary, alternating, sync audit
 #   all       every section above but raw (asym includes it)
 #
 # Options:
@@ -44,6 +46,8 @@
 #   EXTRA_KMSD_FLAGS  appended to every `kmsd serve` (e.g. "--audit-durability buffered" for the
 #                     cloudhsm, xks and profile sections; the others set that flag themselves)
 #   BENCH_COMMIT      commit recorded with the results (default: this checkout's HEAD)
+#   BENCH_POSTGRES    PostgreSQL server for `pg`, as a URL of a database kmsd may create databases
+#                     from (default postgres://postgres@127.0.0.1:5432/test)
 #   KEEP_PERF=1       keep the profile's perf.data in DIR (hundreds of MB)
 #
 # Output: DIR/results.jsonl (one kmsd-bench JSON line per kept run, tagged with section, variant
@@ -77,7 +81,7 @@ while [ $# -gt 0 ]; do
         --out) OUT=$2; shift 2 ;;
         --no-build) BUILD=0; shift ;;
         -h|--help) sed -n '2,/^$/p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
-        default|acl|asym|raw|cloudhsm|xks|profile) SECTIONS+=("$1"); shift ;;
+        default|acl|asym|raw|cloudhsm|xks|profile|pg) SECTIONS+=("$1"); shift ;;
         all) SECTIONS+=(default acl asym cloudhsm xks profile); shift ;;
         *) echo "bench.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -293,6 +297,22 @@ section_asym() {
         done
     done
     section_raw
+}
+
+section_pg() {
+    local pg=${BENCH_POSTGRES:-postgres://postgres@127.0.0.1:5432/test} run c db
+    for run in $(seq "$RUNS"); do
+        for c in 1 8 32; do
+            fresh_run pg "sqlite/encrypt/$c" "$run" "$KMSD" "--audit-durability sync" \
+                --op encrypt --connections "$c"
+            db=kmsd_bench_$$_${run}_${c}
+            psql "$pg" -qc "DROP DATABASE IF EXISTS $db" >/dev/null
+            psql "$pg" -qc "CREATE DATABASE $db" >/dev/null
+            fresh_run pg "postgres/encrypt/$c" "$run" "$KMSD" \
+                "--audit-durability sync --store ${pg%/*}/$db" --op encrypt --connections "$c"
+            psql "$pg" -qc "DROP DATABASE $db WITH (FORCE)" >/dev/null
+        done
+    done
 }
 
 # The AWS CLI against a kmsd at $KMSD_ADDR with $DATA/admin-credentials (AWS CLI v1 would fetch

@@ -181,6 +181,10 @@ impl StoreGuard {
     }
 }
 
+/// A pending read of a store's change hint (see [`Store::change_hint_future`]).
+pub type ChangeHintFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<u64, StoreError>> + Send>>;
+
 /// Transactional storage of kmsd's records.
 ///
 /// Besides the records, a store keeps a change log: every `apply` appends what it changed,
@@ -242,10 +246,11 @@ pub trait Store: Send + Sync {
     /// grown (written by this or another process or node). Reading it costs no round trip in
     /// the common case.
     fn change_hint(&self) -> Result<u64, StoreError>;
-    /// Whether [`Store::change_hint`] answers without I/O (else callers in async code ask it
-    /// off their workers).
-    fn change_hint_is_local(&self) -> bool {
-        true
+    /// [`Store::change_hint`] for async callers, when it needs I/O: a future that waits without
+    /// holding a thread. `None` (the default) when `change_hint` answers at once, so callers ask
+    /// it inline.
+    fn change_hint_future(&self) -> Option<ChangeHintFuture> {
+        None
     }
     /// Enters the write section shared by every process on this store: blocks until no other
     /// holds it. Stores that one process owns return [`StoreGuard::local`] (the service's own

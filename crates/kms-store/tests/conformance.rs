@@ -355,6 +355,160 @@ fn postgres_store_conforms() {
     change_log(&pg(&db));
 }
 
+/// The awaited change hint (what each signed request asks): it sees every write committed
+/// before it was asked, concurrent callers share queries, and callers that give up mid-query
+/// (a client hanging up) leave the others unharmed.
+#[test]
+fn postgres_change_hint_future_sees_prior_writes_and_survives_abandoned_callers() {
+    let Some(db) = ScratchDatabase::create_or_skip("postgres_hint_future") else {
+        return;
+    };
+    let node_a = std::sync::Arc::new(pg(&db));
+    let node_b = pg(&db);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        for round in 0..20 {
+            // Callers that poll once and go away.
+            for _ in 0..5 {
+                let pending = node_a
+                    .change_hint_future()
+                    .expect("PostgreSQL hints are awaited");
+                let _ = tokio::time::timeout(Duration::ZERO, pending).await;
+            }
+            node_b
+                .apply(vec![WriteOp::PutKey(key(
+                    &format!("k{round}"),
+                    "Enabled",
+                    None,
+                ))])
+                .unwrap();
+            let head = node_b.changes_since(0).unwrap().latest;
+            let mut waiting = Vec::new();
+            for _ in 0..8 {
+                let pending = node_a.change_hint_future().unwrap();
+                waiting.push(tokio::spawn(pending));
+            }
+            for w in waiting {
+                let seen = tokio::time::timeout(Duration::from_secs(10), w)
+                    .await
+                    .expect("a head read never answered")
+                    .unwrap()
+                    .unwrap();
+                assert!(
+                    seen >= head,
+                    "round {round}: hint {seen} before the write at {head}"
+                );
+            }
+            assert!(node_a.change_hint().unwrap() >= head);
+        }
+    });
+}
+
+/// Polls `node`'s change hint (as a serving node does per request) until it trusts the changes
+/// the database pushes, at most 10 s.
+fn until_pushed(rt: &tokio::runtime::Runtime, node: &PostgresStore) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !node.pushed_changes_trusted() {
+        assert!(
+            Instant::now() < deadline,
+            "the change feed never took a lease"
+        );
+        rt.block_on(node.change_hint_future().unwrap()).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The change feed: once a write on node A returns, node B's next hint is past it, without a
+/// query (B trusts the pushed head), also when B's feed connection was just cut (B stops
+/// trusting it, or A waits for B's lease to lapse) and when a leased node never acknowledges
+/// (A waits for its lease to lapse).
+#[test]
+fn postgres_change_feed_is_seen_by_every_node_before_a_write_returns() {
+    let Some(db) = ScratchDatabase::create_or_skip("postgres_change_feed") else {
+        return;
+    };
+    let node_a = pg(&db);
+    let node_b = pg(&db);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    until_pushed(&rt, &node_a);
+    until_pushed(&rt, &node_b);
+    for round in 0..30 {
+        node_a
+            .apply(vec![WriteOp::PutKey(key(
+                &format!("p{round}"),
+                "Enabled",
+                None,
+            ))])
+            .unwrap();
+        let head = node_a.changes_since(0).unwrap().latest;
+        let seen = rt.block_on(node_b.change_hint_future().unwrap()).unwrap();
+        assert!(
+            seen >= head,
+            "round {round}: node B's hint {seen} is behind {head}"
+        );
+    }
+    assert!(
+        node_b.pushed_changes_trusted(),
+        "node B fell back to queries"
+    );
+
+    // Node B's feed connection is cut just before a write: the write still holds on B.
+    for round in 0..5 {
+        until_pushed(&rt, &node_b);
+        run_sql(
+            db.url(),
+            &format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE application_name = 'kmsd-feed-{}'",
+                node_b.feed_node()
+            ),
+        );
+        node_a
+            .apply(vec![WriteOp::PutKey(key(
+                &format!("c{round}"),
+                "Enabled",
+                None,
+            ))])
+            .unwrap();
+        let head = node_a.changes_since(0).unwrap().latest;
+        let seen = rt.block_on(node_b.change_hint_future().unwrap()).unwrap();
+        assert!(
+            seen >= head,
+            "cut {round}: node B's hint {seen} is behind {head}"
+        );
+    }
+
+    // A leased node that never acknowledges: the writer waits for its lease to lapse.
+    run_sql(
+        db.url(),
+        "INSERT INTO kmsd_nodes (node_id, lease_until) \
+         VALUES ('silent', clock_timestamp() + interval '1500 milliseconds')",
+    );
+    let started = Instant::now();
+    node_a
+        .apply(vec![WriteOp::PutKey(key("after-silent", "Enabled", None))])
+        .unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_millis(1000),
+        "the write did not wait for the silent node's lease ({:?})",
+        started.elapsed()
+    );
+    // Once it lapsed, writes are quick again.
+    let started = Instant::now();
+    node_a
+        .apply(vec![WriteOp::PutKey(key("quick", "Enabled", None))])
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_millis(1000));
+}
+
 #[test]
 fn postgres_nodes_share_the_write_section_and_job_leases() {
     let Some(db) = ScratchDatabase::create_or_skip("postgres_write_section") else {

@@ -23,6 +23,13 @@ pub fn load_or_create_signing_key(
     data_dir: &Path,
 ) -> Result<SigningKey, String> {
     let store = service.store();
+    // Nodes starting together on an empty shared database would each make a key: the first
+    // look is outside the store's write section (the common case: the key exists), the making
+    // inside it, after a second look.
+    let _section = match store.get_meta(META_KEY).map_err(|e| e.to_string())? {
+        Some(_) => None,
+        None => Some(store.lock_writes().map_err(|e| e.to_string())?),
+    };
     let key = match store.get_meta(META_KEY).map_err(|e| e.to_string())? {
         Some(sealed_hex) => {
             let sealed = hex::decode(sealed_hex).map_err(|e| e.to_string())?;

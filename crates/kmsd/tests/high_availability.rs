@@ -239,6 +239,50 @@ async fn three_nodes_act_as_one_kms() {
 }
 
 /// Lines of a node's audit trail recording that the sweeper deleted `key`.
+/// Three nodes starting at the same moment on an empty database (the same root key given to
+/// each beforehand) agree on one account with one admin and on one audit signing key.
+#[test]
+fn nodes_starting_together_on_an_empty_database_make_one_account_and_one_audit_key() {
+    let Some(db) = ScratchDatabase::create_or_skip("start_together") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let mut root = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut root).unwrap();
+    let dirs: Vec<PathBuf> = (0..3).map(|i| tmp.path().join(format!("node{i}"))).collect();
+    for d in &dirs {
+        std::fs::create_dir_all(d).unwrap();
+        std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+        let f = d.join("root.key");
+        std::fs::write(&f, root).unwrap();
+        std::fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    }
+    let url = db.url().to_owned();
+    let starting: Vec<_> = dirs
+        .iter()
+        .cloned()
+        .map(|d| {
+            let url = url.clone();
+            std::thread::spawn(move || Server::start_in(&d, &["--store", &url]))
+        })
+        .collect();
+    let nodes: Vec<Server> = starting.into_iter().map(|t| t.join().unwrap()).collect();
+    let audit_keys: Vec<Vec<u8>> = dirs
+        .iter()
+        .map(|d| std::fs::read(d.join("audit-signing-key.pub.der")).unwrap())
+        .collect();
+    assert!(
+        audit_keys.iter().all(|k| *k == audit_keys[0]),
+        "nodes started together made different audit signing keys"
+    );
+    let admins = dirs
+        .iter()
+        .filter(|d| d.join("admin-credentials").exists())
+        .count();
+    assert_eq!(admins, 1, "exactly one node creates the account's admin");
+    drop(nodes);
+}
+
 fn deletions_audited(data_dir: &Path, key: &str) -> usize {
     let Ok(entries) = std::fs::read_dir(data_dir.join("audit")) else {
         return 0;

@@ -48,16 +48,11 @@ impl Service {
     }
 
     /// [`Service::sync_changes`] for async callers: the server calls it before authenticating
-    /// each signed request. A store whose hint needs a round trip is asked off the async
-    /// workers.
+    /// each signed request. A store whose hint needs a round trip is awaited, not blocked on.
     pub async fn sync_changes_async(&self) -> Result<(), KmsError> {
-        let hint = if self.store.change_hint_is_local() {
-            self.store.change_hint()
-        } else {
-            let store = Arc::clone(&self.store);
-            tokio::task::spawn_blocking(move || store.change_hint())
-                .await
-                .map_err(internal)?
+        let hint = match self.store.change_hint_future() {
+            Some(pending) => pending.await,
+            None => self.store.change_hint(),
         }
         .map_err(internal)?;
         self.sync_to(hint)

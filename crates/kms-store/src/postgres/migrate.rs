@@ -5,7 +5,13 @@ use kms_core::StoreError;
 use super::{err, LOCK_NS, MIGRATION_LOCK};
 
 /// Schema migrations, in order: (version, SQL). Append only.
-const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../../migrations/postgres/0001_init.sql"))];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("../../migrations/postgres/0001_init.sql")),
+    (
+        2,
+        include_str!("../../migrations/postgres/0002_node_leases.sql"),
+    ),
+];
 
 /// Applies the migrations this binary knows and the database lacks, under an advisory lock.
 pub(super) async fn migrate(c: &mut deadpool_postgres::Object) -> Result<(), StoreError> {

@@ -28,9 +28,13 @@ const MIGRATION_LOCK: i32 = 1;
 const WRITE_LOCK: i32 = 2;
 /// Held by each commit (transaction-scoped) so change log positions follow commit order.
 const CHANGE_LOG_LOCK: i32 = 3;
+/// Longest a write waits for the change feed to listen before it starts (normally it listens
+/// long before; without it the write waits for other nodes' leases to lapse instead).
+const FEED_READY_WAIT: Duration = Duration::from_secs(2);
 /// Background job leases: in this namespace, keyed by a hash of the job name.
 const JOB_NS: i32 = 0x6b6d_7365;
 
+mod feed;
 mod head;
 mod locks;
 mod migrate;
@@ -40,6 +44,7 @@ mod write;
 
 pub use settings::PostgresSettings;
 
+use feed::ChangeFeed;
 use head::HeadReads;
 use locks::job_key;
 use migrate::migrate;
@@ -71,13 +76,27 @@ pub struct PostgresStore {
     statement_timeout: Duration,
     /// Concurrent reads of the change log head share one query.
     head: HeadReads,
+    /// Changes pushed by the database, and the wait of writers for other nodes.
+    feed: ChangeFeed,
     _runtime: RuntimeThread,
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        // Give the node's lease back, so other nodes' writes do not wait for it to lapse.
+        let feed = self.feed.clone();
+        let _ = self.run_for(Duration::from_secs(1), move |pool| async move {
+            feed.leave(&pool).await;
+            Ok(())
+        });
+    }
 }
 
 impl PostgresStore {
     /// Connects and applies migrations, refusing a schema newer than this binary knows.
     pub fn connect(settings: &PostgresSettings) -> Result<Self, StoreError> {
         let (handle, runtime) = start_runtime()?;
+        let handle_for_feed = handle.clone();
         let manager = Manager::from_config(
             settings.config.clone(),
             NoTls,
@@ -106,6 +125,7 @@ impl PostgresStore {
             lock_timeout,
             statement_timeout: settings.statement_timeout,
             head: HeadReads::default(),
+            feed: ChangeFeed::start(&handle_for_feed, settings.config.clone()),
             _runtime: runtime,
         };
         store.run(move |pool| async move {
@@ -113,6 +133,26 @@ impl PostgresStore {
             migrate(&mut c).await
         })?;
         Ok(store)
+    }
+
+    /// This process's name in the database's node leases (`kmsd_nodes`), and its change feed
+    /// connection's `application_name` (`kmsd-feed-<name>`).
+    pub fn feed_node(&self) -> &str {
+        self.feed.node()
+    }
+
+    /// Whether this process now answers "has anything changed?" from the changes the database
+    /// pushed (its lease is good), rather than with a query per request.
+    pub fn pushed_changes_trusted(&self) -> bool {
+        self.feed.is_trusted()
+    }
+
+    /// The head of the change log: one indexed round trip, shared by concurrent callers, that
+    /// starts after the call, so a write acknowledged by any node is seen by the next request
+    /// on every node.
+    fn head_read(&self) -> impl Future<Output = Result<u64, StoreError>> + Send + 'static {
+        self.head
+            .read(&self.handle, &self.pool, self.statement_timeout * 2)
     }
 
     /// Runs `f` on the store's runtime and waits for its answer (at most the call timeout).
@@ -372,7 +412,10 @@ impl Store for PostgresStore {
             let change = encode(&Change::of(&op))?;
             work.push((op, body, change));
         }
+        let feed = self.feed.clone();
+        let wait_limit = self.statement_timeout;
         self.run(move |pool| async move {
+            feed.ready(FEED_READY_WAIT).await;
             let mut c = pool.get().await.map_err(err)?;
             let tx = c.transaction().await.map_err(err)?;
             tx.execute(
@@ -401,8 +444,22 @@ impl Store for PostgresStore {
                 )
                 .await
                 .map_err(err)?;
+                // Delivered to every listening node when the transaction commits.
+                tx.execute(
+                    "SELECT pg_notify($1, $2)",
+                    &[&feed::CHANGES_CHANNEL, &latest.to_string()],
+                )
+                .await
+                .map_err(err)?;
             }
-            tx.commit().await.map_err(err)
+            tx.commit().await.map_err(err)?;
+            drop(c);
+            if let Ok(seq) = u64::try_from(latest) {
+                if seq > 0 {
+                    feed.wait_for_nodes(&pool, seq, wait_limit).await;
+                }
+            }
+            Ok(())
         })
     }
 
@@ -447,13 +504,16 @@ impl Store for PostgresStore {
     }
 
     fn change_hint(&self) -> Result<u64, StoreError> {
-        // The head of the change log: one indexed round trip (shared by concurrent callers),
-        // so a write acknowledged by any node is seen by the next request on every node.
-        self.read_head()
+        let read = self.head_read();
+        self.run(move |_| read)
     }
 
-    fn change_hint_is_local(&self) -> bool {
-        false
+    fn change_hint_future(&self) -> Option<kms_core::store::ChangeHintFuture> {
+        // Pushed changes, while this node's lease is good; else one coalesced query.
+        Some(match self.feed.trusted_head() {
+            Some(head) => Box::pin(std::future::ready(Ok(head))),
+            None => Box::pin(self.head_read()),
+        })
     }
 
     fn lock_writes(&self) -> Result<StoreGuard, StoreError> {
