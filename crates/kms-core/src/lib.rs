@@ -12,6 +12,7 @@ mod error;
 pub mod hsm;
 pub mod iam;
 mod ids;
+pub mod jobs;
 pub mod model;
 pub mod policy;
 mod registry;

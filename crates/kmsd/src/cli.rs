@@ -612,25 +612,8 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
                 tick.tick().await;
                 // One node of a cluster runs the sweeps at a time (the write section makes
                 // each deletion, rotation and expiry happen once regardless).
-                let _lease = match service.job_lease("sweeper").await {
-                    Ok(Some(lease)) => lease,
-                    Ok(None) => continue,
-                    Err(e) => {
-                        tracing::error!(error = %e, "sweeper lease failed");
-                        continue;
-                    }
-                };
-                if let Err(e) = service.sweep_due_deletions().await {
-                    tracing::error!(error = %e, "deletion sweep failed");
-                }
-                if let Err(e) = service.sweep_due_rotations().await {
-                    tracing::error!(error = %e, "rotation sweep failed");
-                }
-                if let Err(e) = service.sweep_due_backups().await {
-                    tracing::error!(error = %e, "cluster backup sweep failed");
-                }
-                if let Err(e) = service.sweep_expired_key_material().await {
-                    tracing::error!(error = %e, "imported key material expiry sweep failed");
+                if let Err(e) = service.run_cluster_jobs().await {
+                    tracing::error!(error = %e, "sweeper lease failed");
                 }
             }
         })

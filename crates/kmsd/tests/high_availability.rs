@@ -249,7 +249,9 @@ fn nodes_starting_together_on_an_empty_database_make_one_account_and_one_audit_k
     let tmp = tempfile::tempdir().unwrap();
     let mut root = [0u8; 32];
     aws_lc_rs::rand::fill(&mut root).unwrap();
-    let dirs: Vec<PathBuf> = (0..3).map(|i| tmp.path().join(format!("node{i}"))).collect();
+    let dirs: Vec<PathBuf> = (0..3)
+        .map(|i| tmp.path().join(format!("node{i}")))
+        .collect();
     for d in &dirs {
         std::fs::create_dir_all(d).unwrap();
         std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();

@@ -18,7 +18,6 @@ pub mod quota;
 mod root_check;
 mod rotation;
 mod seed;
-mod sweeper;
 mod sync;
 mod tags;
 
@@ -199,7 +198,7 @@ impl Service {
         }
     }
 
-    fn event_sink(&self) -> Option<Arc<dyn crate::context::EventSink>> {
+    pub(crate) fn event_sink(&self) -> Option<Arc<dyn crate::context::EventSink>> {
         self.events.read().ok().and_then(|e| e.clone())
     }
 

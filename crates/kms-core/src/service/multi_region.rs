@@ -254,7 +254,7 @@ impl Service {
 
     /// The writes after replica `deleted` is gone: the related keys forget it, and a primary
     /// waiting for its replicas (`PendingReplicaDeletion`) starts its own waiting period.
-    pub(super) fn forget_replica(&self, deleted: &KeyRecord) -> Result<Vec<WriteOp>, KmsError> {
+    pub(crate) fn forget_replica(&self, deleted: &KeyRecord) -> Result<Vec<WriteOp>, KmsError> {
         let mut ops = Vec::new();
         let now = self.now_ms();
         for mut k in self.related_keys(deleted)? {

@@ -6,7 +6,8 @@ use kms_types::*;
 
 use crate::{Caller, ManualClock, MemStore, Service};
 
-fn setup() -> (Service, Arc<ManualClock>, Caller) {
+/// A service on an in-memory store, its clock, and the account admin.
+pub(crate) fn setup() -> (Service, Arc<ManualClock>, Caller) {
     let clock = Arc::new(ManualClock::default());
     let root = Arc::new(kms_crypto::RootKey::from_bytes(&[9u8; 32]).unwrap());
     let svc = Service::new(Arc::new(MemStore::default()), root, clock.clone());
