@@ -6,6 +6,15 @@ use kms_crypto::SecretBytes;
 use super::{invalid_ciphertext, open_v1, seal_v1, BackendFuture, KeyBackend, Use};
 use crate::error::internal;
 
+/// The key's custom key store (its HSM sessions).
+fn key_store_of<'a>(u: &Use<'a>) -> &'a str {
+    u.key
+        .record
+        .custom_key_store_id
+        .as_deref()
+        .unwrap_or_default()
+}
+
 /// Material inside the HSMs of the key's custom key store.
 pub(crate) struct CloudHsm;
 
@@ -24,12 +33,7 @@ impl KeyBackend for CloudHsm {
         material_id: [u8; 16],
         plaintext: &'a [u8],
     ) -> BackendFuture<'a, Vec<u8>> {
-        let store = u
-            .key
-            .record
-            .custom_key_store_id
-            .as_deref()
-            .unwrap_or_default();
+        let store = key_store_of(&u);
         seal_v1(u.key, material_id, u.context, |aad| {
             let iv: [u8; 12] = kms_crypto::random_array().map_err(internal)?;
             let ct = u
@@ -41,12 +45,7 @@ impl KeyBackend for CloudHsm {
     }
 
     fn open<'a>(&'a self, u: Use<'a>, blob: &'a [u8]) -> BackendFuture<'a, SecretBytes> {
-        let store = u
-            .key
-            .record
-            .custom_key_store_id
-            .as_deref()
-            .unwrap_or_default();
+        let store = key_store_of(&u);
         open_v1(blob, u.context, |env, aad| {
             let iv: [u8; 12] = env.iv.try_into().map_err(|_| invalid_ciphertext())?;
             u.service

@@ -323,4 +323,45 @@ mod tests {
         c.insert("b", 3);
         assert_eq!((c.get("a"), c.get("b"), c.len()), (Some(2), Some(3), 2));
     }
+
+    /// The cost of a hit against the `RwLock<HashMap>` the key cache was before, 10,000 keys,
+    /// keyed as the registry keys them (allocation of the key included, as in both). Run:
+    /// `cargo test --release -p kms-core --lib -- --ignored hit_cost --nocapture`.
+    #[test]
+    #[ignore = "a measurement, run by hand in release"]
+    fn hit_cost_against_a_plain_map() {
+        use std::time::Instant;
+        let ids: Vec<String> = (0..10_000)
+            .map(|i| format!("{i:08x}-1234-1234-1234-123456789abc"))
+            .collect();
+        let plain: RwLock<HashMap<(String, String), std::sync::Arc<u64>>> = Default::default();
+        let bounded = BoundedCache::new(ids.len());
+        for (i, id) in ids.iter().enumerate() {
+            let k = ("us-east-1".to_owned(), id.clone());
+            plain
+                .write()
+                .unwrap()
+                .insert(k.clone(), std::sync::Arc::new(i as u64));
+            bounded.insert(k, std::sync::Arc::new(i as u64));
+        }
+        let gets = 2_000_000;
+        for round in 0..5 {
+            let t = Instant::now();
+            let mut sum = 0;
+            for i in 0..gets {
+                let k = ("us-east-1".to_owned(), ids[(i * 7) % ids.len()].clone());
+                sum += *plain.read().unwrap().get(&k).cloned().unwrap();
+            }
+            let p = t.elapsed().as_nanos() as f64 / gets as f64;
+            let t = Instant::now();
+            for i in 0..gets {
+                let k = ("us-east-1".to_owned(), ids[(i * 7) % ids.len()].clone());
+                sum += *bounded.get(&k).unwrap();
+            }
+            let b = t.elapsed().as_nanos() as f64 / gets as f64;
+            println!(
+                "round {round}: RwLock<HashMap> {p:.0} ns/hit, BoundedCache {b:.0} ns/hit ({sum})"
+            );
+        }
+    }
 }
