@@ -4,13 +4,18 @@
 //! A request reaches [`Service::dispatch`] with an authenticated [`Caller`], the operation name
 //! and the raw JSON body; it returns the JSON answer or a [`KmsError`].
 
+mod authz;
+mod backends;
 mod context;
 pub mod envelope;
+mod error;
 pub mod hsm;
 pub mod iam;
 mod ids;
+pub mod jobs;
 pub mod model;
 pub mod policy;
+mod registry;
 mod service;
 pub mod spec;
 pub mod store;
@@ -18,6 +23,7 @@ pub mod xks;
 
 pub use context::{Caller, Clock, EventSink, HsmAuditSink, ManualClock, SystemClock};
 pub use kms_types::{ErrorCode, KmsError};
+pub use registry::DEFAULT_KEY_CACHE_SIZE;
 pub use service::dispatch::{is_model_operation, SUPPORTED_OPERATIONS};
 pub use service::quota::{QuotaCharge, QuotaClass};
 pub use service::{AccessKeySecret, AdminCredentials, Service};

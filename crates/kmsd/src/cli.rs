@@ -275,6 +275,11 @@ pub struct ServeArgs {
     /// calls the KMS API with the signed-in user's credentials).
     #[arg(long, env = "KMSD_NO_CONSOLE")]
     pub no_console: bool,
+    /// Most keys kept in memory with their unsealed material (and as many alias targets);
+    /// beyond it the least recently used are dropped and read again from the store when next
+    /// used. At least 1.
+    #[arg(long, default_value_t = kms_core::DEFAULT_KEY_CACHE_SIZE, env = "KMSD_KEY_CACHE_SIZE", value_parser = parse_positive)]
+    pub key_cache_size: usize,
     /// This node's name in a cluster, written into every audit record as `kmsdNodeId`
     /// (default: the name kept in DATA_DIR/node-id, made at the first start).
     #[arg(long, env = "KMSD_NODE_ID", value_parser = parse_node_id)]
@@ -450,7 +455,9 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     };
     tracing::info!(store = %store_name, "store open");
     let clock = Arc::new(ManualClock::default());
-    let service = Arc::new(Service::new(store, Arc::new(root), clock.clone()));
+    let service = Arc::new(
+        Service::new(store, Arc::new(root), clock.clone()).with_key_cache_size(args.key_cache_size),
+    );
     service.verify_root_key().await.map_err(|e| e.message)?;
 
     let dir = args.data_dir.clone();
@@ -605,25 +612,8 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
                 tick.tick().await;
                 // One node of a cluster runs the sweeps at a time (the write section makes
                 // each deletion, rotation and expiry happen once regardless).
-                let _lease = match service.job_lease("sweeper").await {
-                    Ok(Some(lease)) => lease,
-                    Ok(None) => continue,
-                    Err(e) => {
-                        tracing::error!(error = %e, "sweeper lease failed");
-                        continue;
-                    }
-                };
-                if let Err(e) = service.sweep_due_deletions().await {
-                    tracing::error!(error = %e, "deletion sweep failed");
-                }
-                if let Err(e) = service.sweep_due_rotations().await {
-                    tracing::error!(error = %e, "rotation sweep failed");
-                }
-                if let Err(e) = service.sweep_due_backups().await {
-                    tracing::error!(error = %e, "cluster backup sweep failed");
-                }
-                if let Err(e) = service.sweep_expired_key_material().await {
-                    tracing::error!(error = %e, "imported key material expiry sweep failed");
+                if let Err(e) = service.run_cluster_jobs().await {
+                    tracing::error!(error = %e, "sweeper lease failed");
                 }
             }
         })

@@ -32,6 +32,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("quotas", "KMSD_QUOTAS"),
     ("no_console", "KMSD_NO_CONSOLE"),
     ("node_id", "KMSD_NODE_ID"),
+    ("key_cache_size", "KMSD_KEY_CACHE_SIZE"),
     ("hsm_config", "KMSD_HSM_CONFIG"),
     ("xks_config", "KMSD_XKS_CONFIG"),
     ("trusted_proxies", "KMSD_TRUSTED_PROXIES"),

@@ -642,7 +642,8 @@ fn sts_error(e: &KmsError, request_id: &str) -> Response {
 }
 
 /// `--dev` only: moves the service clock forward by the number of seconds in the body and runs
-/// the sweepers (deletions, rotations, daily cluster backups, imported-material expiry) at once. Lets tests see scheduled deletions happen.
+/// the cluster jobs (`kms_core::jobs::CLUSTER_JOBS`: deletions, rotations, daily cluster backups,
+/// imported-material expiry) at once. Lets tests see scheduled deletions happen.
 async fn advance_clock(app: &AppState, body: &[u8], request_id: &str) -> Response {
     let secs: Option<i64> = std::str::from_utf8(body)
         .ok()
@@ -655,21 +656,21 @@ async fn advance_clock(app: &AppState, body: &[u8], request_id: &str) -> Respons
         return json_error(&e, request_id);
     };
     app.clock.advance_ms(secs.saturating_mul(1000));
-    let swept = async {
-        let deleted = app.service.sweep_due_deletions().await?;
-        let rotated = app.service.sweep_due_rotations().await?;
-        let backed_up = app.service.sweep_due_backups().await?;
-        let expired = app.service.sweep_expired_key_material().await?;
-        Ok::<_, KmsError>((deleted, rotated, backed_up, expired))
-    };
-    match swept.await {
-        Ok((deleted, rotated, backed_up, expired)) => respond(
-            200,
-            "application/json",
-            request_id,
-            None,
-            format!("{{\"DeletedKeys\":{deleted},\"RotatedKeys\":{rotated},\"BackedUpClusters\":{backed_up},\"ExpiredKeyMaterial\":{expired}}}").into_bytes(),
-        ),
+    match app.service.run_cluster_jobs_now().await {
+        Ok(done) => {
+            // {"DeletedKeys":n,...} in the jobs' order.
+            let counts: Vec<String> = done
+                .iter()
+                .map(|(name, n)| format!("\"{name}\":{n}"))
+                .collect();
+            respond(
+                200,
+                "application/json",
+                request_id,
+                None,
+                format!("{{{}}}", counts.join(",")).into_bytes(),
+            )
+        }
         Err(e) => json_error(&e, request_id),
     }
 }

@@ -56,6 +56,7 @@ impl Service {
     ) -> Result<crate::model::KeyRecord, KmsError> {
         let id = self.resolve(caller, target, false)?;
         let k = self
+            .registry
             .load_key(&caller.region, &id)?
             .ok_or_else(|| super::key_not_found(&caller.region, &caller.account, &id))?;
         if k.state == "PendingDeletion" {
@@ -152,7 +153,10 @@ impl Service {
                 )
             })?;
         let key = self.alias_target_key(caller, r.target_key_id.as_deref().unwrap_or_default())?;
-        if let Some(old) = self.load_key(&caller.region, &alias.target_key_id)? {
+        if let Some(old) = self
+            .registry
+            .load_key(&caller.region, &alias.target_key_id)?
+        {
             self.authorize(caller, "kms:UpdateAlias", Some(&old), &old.arn())?;
             if old.key_usage != key.key_usage
                 || old.key_spec.starts_with("HMAC") != key.key_spec.starts_with("HMAC")
@@ -206,7 +210,10 @@ impl Service {
                     ),
                 )
             })?;
-        if let Some(key) = self.load_key(&caller.region, &alias.target_key_id)? {
+        if let Some(key) = self
+            .registry
+            .load_key(&caller.region, &alias.target_key_id)?
+        {
             self.authorize(caller, "kms:DeleteAlias", Some(&key), &key.arn())?;
         }
         self.commit(vec![WriteOp::DeleteAlias {

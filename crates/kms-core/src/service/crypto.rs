@@ -7,6 +7,7 @@ use kms_types::*;
 
 use super::keys::check_enabled;
 use super::{check_grant_tokens, dry_run_succeeded, internal, CachedKey, Service};
+use crate::backends::{self, invalid_ciphertext};
 use crate::context::Caller;
 use crate::envelope;
 use kms_crypto::asymmetric::{self, AsymmetricSpec, OaepHash};
@@ -52,13 +53,6 @@ pub(super) fn no_recipient(recipient: Option<&RecipientInfo>) -> Result<(), KmsE
         )),
         None => Ok(()),
     }
-}
-
-fn invalid_ciphertext() -> KmsError {
-    KmsError::new(
-        ErrorCode::InvalidCiphertextException,
-        "The ciphertext is invalid, or its encryption context does not match",
-    )
 }
 
 /// What a successful symmetric decryption yields.
@@ -195,41 +189,26 @@ impl Service {
             .ok()
             .and_then(|v| v.try_into().ok())
             .ok_or_else(|| internal("bad material id"))?;
-        if k.record.xks_key_id.is_some() {
-            let blob = self
-                .xks_seal(caller, k, material_id, context, plaintext)
-                .await?;
-            return Ok((blob, m.key_material_id.clone()));
+        let blob = k
+            .backend
+            .seal(self.using(caller, k, context), material_id, plaintext)
+            .await?;
+        Ok((blob, m.key_material_id.clone()))
+    }
+
+    /// What a backend call needs from this request.
+    fn using<'a>(
+        &'a self,
+        caller: &'a Caller,
+        key: &'a CachedKey,
+        context: Option<&'a BTreeMap<String, String>>,
+    ) -> backends::Use<'a> {
+        backends::Use {
+            service: self,
+            caller,
+            key,
+            context,
         }
-        let key_id =
-            envelope::key_id_bytes(&k.record.key_id).ok_or_else(|| internal("bad key id"))?;
-        let header = envelope::header(&key_id, &material_id);
-        let aad = envelope::aad(&header, context);
-        let (iv, ct) = match k
-            .record
-            .custom_key_store_id
-            .as_ref()
-            .filter(|_| k.record.cloud_hsm_cluster_id.is_some())
-        {
-            // Material in an HSM cluster: AES-GCM runs inside the HSM, same envelope.
-            Some(store) => {
-                let iv: [u8; 12] = kms_crypto::random_array().map_err(internal)?;
-                (
-                    iv,
-                    self.hsm_encrypt(store, &material_id, &iv, &aad, plaintext)?,
-                )
-            }
-            None => k
-                .ciphers
-                .get(&material_id)
-                .ok_or_else(|| internal("material not loaded"))?
-                .seal(&aad, plaintext)
-                .map_err(internal)?,
-        };
-        Ok((
-            envelope::assemble(&header, &iv, &ct),
-            m.key_material_id.clone(),
-        ))
     }
 
     /// Opens a symmetric ciphertext blob. `expected_key`: the KeyId the caller named, if any.
@@ -250,7 +229,8 @@ impl Service {
         if let Some(named) = expected_key {
             let id = self.resolve_as(caller, named, true, action)?;
             let k = self
-                .cached_key(&caller.region, &id)?
+                .registry
+                .key(&caller.region, &id)?
                 .ok_or_else(invalid_ciphertext)?;
             if let Some(spec) = rsa_encryption_spec(&k) {
                 return self.open_rsa(k, spec, blob, context, algorithm);
@@ -265,7 +245,7 @@ impl Service {
         let mut key = None;
         for multi_region in [false, true] {
             let id = envelope::key_id_string(&key_id_bytes, multi_region);
-            if let Some(k) = self.cached_key(&caller.region, &id)? {
+            if let Some(k) = self.registry.key(&caller.region, &id)? {
                 key = Some(k);
                 break;
             }
@@ -284,15 +264,12 @@ impl Service {
         self.authorize(caller, action, Some(&key.record), &key.record.arn())?;
         check_usable(&key, &caller.operation)?;
         check_algorithm(&key, algorithm)?;
-        if xks_env.is_some() != key.record.xks_key_id.is_some() {
-            return Err(invalid_ciphertext());
-        }
-        let plaintext = if xks_env.is_some() {
-            self.xks_open(caller, &key, blob, context).await?
-        } else {
-            let env = envelope::parse(blob).ok_or_else(invalid_ciphertext)?;
-            self.open_local_or_hsm(&key, &env, context)?
-        };
+        // The key's backend refuses a blob of another format (a v2 envelope for a key outside
+        // an external key store, or the reverse) as an invalid ciphertext.
+        let plaintext = key
+            .backend
+            .open(self.using(caller, &key, context), blob)
+            .await?;
         let material_hex = hex::encode(material_id);
         let key_material_id = key
             .record
@@ -306,49 +283,6 @@ impl Service {
             key_material_id,
             algorithm: "SYMMETRIC_DEFAULT".into(),
         })
-    }
-
-    /// Opens a v1 envelope with the key's local material or inside its CloudHSM cluster.
-    fn open_local_or_hsm(
-        &self,
-        key: &CachedKey,
-        env: &envelope::Envelope<'_>,
-        context: Option<&BTreeMap<String, String>>,
-    ) -> Result<kms_crypto::SecretBytes, KmsError> {
-        let aad = envelope::aad(env.header, context);
-        let plaintext = match key
-            .record
-            .custom_key_store_id
-            .as_ref()
-            .filter(|_| key.record.cloud_hsm_cluster_id.is_some())
-        {
-            Some(store) => {
-                let iv: [u8; 12] = env.iv.try_into().map_err(|_| invalid_ciphertext())?;
-                self.hsm_decrypt(store, &env.material_id, &iv, &aad, env.ciphertext_and_tag)?
-            }
-            None => match key.ciphers.get(&env.material_id) {
-                Some(cipher) => cipher
-                    .open(env.iv, &aad, env.ciphertext_and_tag)
-                    .map_err(|_| invalid_ciphertext())?,
-                None => {
-                    // Imported material that was deleted or expired: the ciphertext is fine,
-                    // the key cannot open it until the same material is imported again.
-                    let id = hex::encode(env.material_id);
-                    if let Some(m) = key.record.materials.iter().find(|m| m.material_id == id) {
-                        return Err(KmsError::new(
-                            ErrorCode::KMSInvalidStateException,
-                            format!(
-                                "The key material {} of {} is pending import.",
-                                m.key_material_id,
-                                key.record.arn()
-                            ),
-                        ));
-                    }
-                    return Err(invalid_ciphertext());
-                }
-            },
-        };
-        Ok(plaintext)
     }
 
     /// Encrypt.
@@ -437,7 +371,8 @@ impl Service {
             "kms:ReEncryptTo",
         )?;
         let dest = self
-            .cached_key(&caller.region, &dest_id)?
+            .registry
+            .key(&caller.region, &dest_id)?
             .ok_or_else(invalid_ciphertext)?;
         let Some(blob) = r.ciphertext_blob.as_ref() else {
             return Err(KmsError::new(

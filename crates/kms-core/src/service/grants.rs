@@ -11,6 +11,7 @@ use kms_types::*;
 use super::keys::check_enabled;
 use super::paging::{decode_marker, encode_marker, page_limit};
 use super::{dry_run_succeeded, internal, ts, Service};
+use crate::authz::grants;
 use crate::context::Caller;
 use crate::model::KeyRecord;
 use crate::policy::ConditionContext;
@@ -151,18 +152,6 @@ pub(crate) fn check_grant_tokens(tokens: Option<&Vec<String>>) -> Result<(), Kms
     Ok(())
 }
 
-fn grantee_matches(grantee: &str, caller: &Caller) -> bool {
-    if grantee == caller.principal_arn {
-        return true;
-    }
-    // A role ARN as grantee matches the role's sessions.
-    caller
-        .principal_arn
-        .strip_prefix(&format!("arn:aws:sts::{}:assumed-role/", caller.account))
-        .and_then(|r| r.split('/').next())
-        .is_some_and(|role| grantee == format!("arn:aws:iam::{}:role/{role}", caller.account))
-}
-
 impl Service {
     fn grants_of_key(&self, key: &KeyRecord) -> Result<Vec<GrantRecord>, KmsError> {
         let arn = key.arn();
@@ -184,33 +173,20 @@ impl Service {
         key: &KeyRecord,
         context: &ConditionContext,
     ) -> bool {
-        let Some(op) = action.strip_prefix("kms:") else {
-            return false;
-        };
         let Ok(grants) = self.grants_of_key(key) else {
             return false;
         };
-        let request_ctx: BTreeMap<String, String> = context
-            .get("kms:EncryptionContextKeys")
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|k| {
-                context
-                    .get(&format!("kms:EncryptionContext:{k}"))
-                    .and_then(|v| v.first())
-                    .map(|v| (k.clone(), v.clone()))
-            })
-            .collect();
-        grants.iter().any(|g| {
-            grantee_matches(&g.grantee, caller)
-                && g.operations.iter().any(|o| o == op)
-                && g.context_equals
-                    .as_ref()
-                    .is_none_or(|eq| *eq == request_ctx)
-                && g.context_subset
-                    .as_ref()
-                    .is_none_or(|sub| sub.iter().all(|(k, v)| request_ctx.get(k) == Some(v)))
-        })
+        grants::any_allows(
+            grants.iter().map(|g| grants::GrantTerms {
+                grantee: &g.grantee,
+                operations: &g.operations,
+                context_equals: g.context_equals.as_ref(),
+                context_subset: g.context_subset.as_ref(),
+            }),
+            caller,
+            action,
+            context,
+        )
     }
 
     /// CreateGrant.
@@ -497,7 +473,7 @@ impl Service {
         }
         let owner_account = g.key_arn.split(':').nth(4).unwrap_or_default();
         let allowed = g.retiring.as_deref() == Some(caller.principal_arn.as_str())
-            || (grantee_matches(&g.grantee, caller)
+            || (grants::grantee_matches(&g.grantee, caller)
                 && g.operations.iter().any(|o| o == "RetireGrant"))
             || (caller.account == owner_account
                 && self

@@ -322,6 +322,7 @@ impl Service {
         let replica = k.multi_region && !k.is_primary();
         let primary_materials = match (&k.primary_region, replica) {
             (Some(region), true) => self
+                .registry
                 .load_key(region, &k.key_id)?
                 .map(|p| p.materials)
                 .unwrap_or_default(),

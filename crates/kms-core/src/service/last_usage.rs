@@ -145,7 +145,7 @@ impl Service {
     }
 
     /// The write that forgets a deleted key's last use.
-    pub(super) fn forget_key_usage(&self, region: &str, key_id: &str) -> WriteOp {
+    pub(crate) fn forget_key_usage(&self, region: &str, key_id: &str) -> WriteOp {
         WriteOp::DeleteDoc {
             kind: DOC_KIND.into(),
             id: doc_id(region, key_id),

@@ -3,7 +3,6 @@
 mod aliases;
 mod asymmetric;
 mod authz;
-mod conditions;
 mod crypto;
 pub(crate) mod dispatch;
 mod grants;
@@ -19,19 +18,19 @@ pub mod quota;
 mod root_check;
 mod rotation;
 mod seed;
-mod sweeper;
 mod sync;
 mod tags;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use kms_crypto::{AesGcmKey, RootKey};
+use kms_crypto::RootKey;
 use kms_types::{ErrorCode, KmsError};
 
 use crate::context::{Caller, Clock};
 use crate::ids::{parse_key_ref, KeyRef};
-use crate::model::{sealing_aad, KeyRecord};
+use crate::model::KeyRecord;
+use crate::registry::{KeyRegistry, DEFAULT_KEY_CACHE_SIZE};
 use crate::store::{Store, WriteOp};
 
 pub use principals::{AccessKeySecret, AdminCredentials};
@@ -45,45 +44,25 @@ pub(crate) struct HsmEnv {
     pub(crate) driver: Arc<dyn crate::hsm::HsmDriver>,
 }
 
-/// A key as the data plane needs it: its record and its unsealed, prepared material.
-pub(crate) struct CachedKey {
-    pub(crate) record: KeyRecord,
-    /// Symmetric keys: prepared AES keys by 16-byte material id.
-    pub(crate) ciphers: HashMap<[u8; 16], Arc<AesGcmKey>>,
-    /// Asymmetric keys: the PKCS#8 private key; HMAC keys: the HMAC key.
-    pub(crate) secret: Option<kms_crypto::SecretBytes>,
-    /// Asymmetric keys: DER SubjectPublicKeyInfo.
-    pub(crate) public_key: Option<Vec<u8>>,
-    /// Signing keys: the private key parsed at its first Sign (an RSA parse costs as much as a
-    /// signature).
-    pub(crate) signing_key: std::sync::OnceLock<kms_crypto::asymmetric::SigningKey>,
-}
+pub(crate) use crate::registry::CachedKey;
 
 /// The KMS service. Cheap to share behind an `Arc`; every method takes `&self`.
 pub struct Service {
     store: Arc<dyn Store>,
     root: Arc<RootKey>,
     clock: Arc<dyn Clock>,
-    /// Keys by (region, key id). Single-writer cache: every write goes through this service and
-    /// invalidates its entry, so it is exact for one kmsd process per data dir.
-    key_cache: RwLock<HashMap<(String, String), Arc<CachedKey>>>,
-    /// Alias targets by (account, region, alias name), same rule.
-    alias_cache: RwLock<HashMap<(String, String, String), Option<String>>>,
+    /// Keys and aliases, cached and kept exact by the store's change log.
+    pub(crate) registry: KeyRegistry,
     /// Unsealed access-key secrets by access key id, with when they were read.
     secret_cache: RwLock<HashMap<String, (std::time::Instant, Arc<principals::AccessKeySecret>)>>,
-    /// Parsed key policies by document text.
-    pub(crate) policy_cache: RwLock<HashMap<String, Arc<crate::policy::Policy>>>,
+    /// Decides authorisation (key policies, identity policies, grants, conditions).
+    authorizer: crate::authz::Authorizer,
     /// Parsed identity policies by principal ARN, with when they were read.
     pub(crate) identity_cache:
         RwLock<HashMap<String, (std::time::Instant, Arc<crate::iam::IdentityView>)>>,
     /// Serialises read-modify-write operations in this process; [`Service::write_section`]
     /// adds the store's section shared with other processes and nodes.
     pub(crate) write_lock: tokio::sync::Mutex<()>,
-    /// How far this service has read the store's change log.
-    changes_seen: std::sync::Mutex<sync::ChangeCursor>,
-    /// Bumped on every cache invalidation, so a load that raced a write does not cache what it
-    /// read before the write.
-    cache_epoch: std::sync::atomic::AtomicU64,
     /// HSM fleet and driver, when kmsd runs with declared HSMs.
     hsm: RwLock<Option<HsmEnv>>,
     /// Live connections of CloudHSM key stores.
@@ -109,26 +88,20 @@ pub struct Service {
 /// AWS's quota of KMS keys per account and Region.
 pub const DEFAULT_KEY_QUOTA: usize = 100_000;
 
-fn internal<E: std::fmt::Display>(e: E) -> KmsError {
-    tracing::error!(error = %e, "internal error");
-    KmsError::internal("kmsd hit an internal error; the request was not carried out")
-}
+pub(crate) use crate::error::internal;
 
 impl Service {
     /// A service over a store, a root key and a clock.
     pub fn new(store: Arc<dyn Store>, root: Arc<RootKey>, clock: Arc<dyn Clock>) -> Self {
         Service {
+            registry: KeyRegistry::new(store.clone(), root.clone(), DEFAULT_KEY_CACHE_SIZE),
             store,
             root,
             clock,
-            key_cache: RwLock::new(HashMap::new()),
-            alias_cache: RwLock::new(HashMap::new()),
             secret_cache: RwLock::new(HashMap::new()),
             identity_cache: RwLock::new(HashMap::new()),
-            policy_cache: RwLock::new(HashMap::new()),
+            authorizer: crate::authz::Authorizer::default(),
             write_lock: tokio::sync::Mutex::new(()),
-            changes_seen: std::sync::Mutex::new(sync::ChangeCursor::default()),
-            cache_epoch: std::sync::atomic::AtomicU64::new(0),
             events: RwLock::new(None),
             hsm: RwLock::new(None),
             connections: crate::hsm::Connections::default(),
@@ -140,6 +113,18 @@ impl Service {
             key_quota: std::sync::atomic::AtomicUsize::new(DEFAULT_KEY_QUOTA),
             usage: last_usage::KeyUsageTracker::default(),
         }
+    }
+
+    /// The same service keeping at most `keys` keys (and as many alias targets) in memory
+    /// (default [`DEFAULT_KEY_CACHE_SIZE`]). Call before sharing the service.
+    pub fn with_key_cache_size(mut self, keys: usize) -> Self {
+        self.registry = KeyRegistry::new(self.store.clone(), self.root.clone(), keys);
+        self
+    }
+
+    /// The most keys kept in memory with their unsealed material.
+    pub fn key_cache_size(&self) -> usize {
+        self.registry.key_cache_size()
     }
 
     /// Sets how many keys an account may have per Region (default 100,000, AWS's quota).
@@ -213,7 +198,7 @@ impl Service {
         }
     }
 
-    fn event_sink(&self) -> Option<Arc<dyn crate::context::EventSink>> {
+    pub(crate) fn event_sink(&self) -> Option<Arc<dyn crate::context::EventSink>> {
         self.events.read().ok().and_then(|e| e.clone())
     }
 
@@ -233,143 +218,7 @@ impl Service {
 
     /// Commits writes durably off the async workers, then drops cached entries they touch.
     pub(crate) async fn commit(&self, ops: Vec<WriteOp>) -> Result<(), KmsError> {
-        let mut keys = Vec::new();
-        let mut aliases = Vec::new();
-        for op in &ops {
-            match op {
-                WriteOp::PutKey(k) => keys.push((k.region.clone(), k.key_id.clone())),
-                WriteOp::DeleteKey { region, key_id } => {
-                    keys.push((region.clone(), key_id.clone()))
-                }
-                WriteOp::PutAlias(a) => {
-                    aliases.push((a.account.clone(), a.region.clone(), a.name.clone()))
-                }
-                WriteOp::DeleteAlias {
-                    account,
-                    region,
-                    name,
-                } => aliases.push((account.clone(), region.clone(), name.clone())),
-                WriteOp::PutAccessKey(_)
-                | WriteOp::PutMeta { .. }
-                | WriteOp::DeleteAccessKey { .. }
-                | WriteOp::PutDoc { .. }
-                | WriteOp::DeleteDoc { .. } => {}
-            }
-        }
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.apply(ops))
-            .await
-            .map_err(internal)?
-            .map_err(internal)?;
-        self.cache_epoch
-            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-        if let Ok(mut c) = self.key_cache.write() {
-            for k in keys {
-                c.remove(&k);
-            }
-        }
-        if let Ok(mut c) = self.alias_cache.write() {
-            for a in aliases {
-                c.remove(&a);
-            }
-        }
-        Ok(())
-    }
-
-    /// Loads a key record fresh from the store (for read-modify-write paths).
-    fn load_key(&self, region: &str, key_id: &str) -> Result<Option<KeyRecord>, KmsError> {
-        self.store.get_key(region, key_id).map_err(internal)
-    }
-
-    /// A key with its unsealed material, from the cache or the store.
-    fn cached_key(&self, region: &str, key_id: &str) -> Result<Option<Arc<CachedKey>>, KmsError> {
-        let k = (region.to_owned(), key_id.to_owned());
-        if let Some(hit) = self.key_cache.read().ok().and_then(|c| c.get(&k).cloned()) {
-            return Ok(Some(hit));
-        }
-        let epoch = self.cache_epoch.load(std::sync::atomic::Ordering::Acquire);
-        let Some(record) = self.load_key(region, key_id)? else {
-            return Ok(None);
-        };
-        let arn = record.arn();
-        let mut ciphers = HashMap::new();
-        let mut secret = None;
-        let symmetric = record.key_spec == "SYMMETRIC_DEFAULT";
-        // Material of keys in CloudHSM key stores stays in the HSMs.
-        let materials = if record.cloud_hsm_cluster_id.is_some() {
-            &[][..]
-        } else {
-            &record.materials[..]
-        };
-        // Imported material that was deleted or expired has no bytes to unseal.
-        for m in materials
-            .iter()
-            .filter(|m| m.imported.as_ref().is_none_or(|i| i.present))
-        {
-            let id: [u8; 16] = hex::decode(&m.material_id)
-                .ok()
-                .and_then(|v| v.try_into().ok())
-                .ok_or_else(|| internal("bad material id in store"))?;
-            let sealed = hex::decode(&m.sealed_hex).map_err(internal)?;
-            let material = self
-                .root
-                .open(&sealing_aad(&arn, &m.material_id), &sealed)
-                .map_err(internal)?;
-            if symmetric {
-                ciphers.insert(id, Arc::new(AesGcmKey::new(&material).map_err(internal)?));
-            } else {
-                secret = Some(material);
-            }
-        }
-        let public_key = record
-            .public_key_hex
-            .as_deref()
-            .map(hex::decode)
-            .transpose()
-            .map_err(internal)?;
-        let entry = Arc::new(CachedKey {
-            record,
-            ciphers,
-            secret,
-            public_key,
-            signing_key: std::sync::OnceLock::new(),
-        });
-        if let Ok(mut c) = self.key_cache.write() {
-            if self.cache_epoch.load(std::sync::atomic::Ordering::Acquire) == epoch {
-                c.insert(k, entry.clone());
-            }
-        }
-        Ok(Some(entry))
-    }
-
-    /// The target key id of an alias in the caller's account (cached).
-    fn alias_target(
-        &self,
-        account: &str,
-        region: &str,
-        name: &str,
-    ) -> Result<Option<String>, KmsError> {
-        let k = (account.to_owned(), region.to_owned(), name.to_owned());
-        if let Some(hit) = self
-            .alias_cache
-            .read()
-            .ok()
-            .and_then(|c| c.get(&k).cloned())
-        {
-            return Ok(hit);
-        }
-        let epoch = self.cache_epoch.load(std::sync::atomic::Ordering::Acquire);
-        let target = self
-            .store
-            .get_alias(account, region, name)
-            .map_err(internal)?
-            .map(|a| a.target_key_id);
-        if let Ok(mut c) = self.alias_cache.write() {
-            if self.cache_epoch.load(std::sync::atomic::Ordering::Acquire) == epoch {
-                c.insert(k, target.clone());
-            }
-        }
-        Ok(target)
+        self.registry.commit(ops).await
     }
 
     /// Resolves a `KeyId` member to (region, key id) in the caller's Region, checking that the
@@ -412,6 +261,7 @@ impl Service {
             }
             KeyRef::AliasName(name) => {
                 let id = self
+                    .registry
                     .alias_target(&caller.account, &caller.region, &name)?
                     .ok_or_else(|| {
                         KmsError::new(
@@ -439,6 +289,7 @@ impl Service {
                     return Err(missing());
                 }
                 let id = self
+                    .registry
                     .alias_target(&account, &region, &name)?
                     .ok_or_else(missing)?;
                 (account, id)
@@ -446,7 +297,8 @@ impl Service {
         };
         let not_found = || key_not_found(&caller.region, &account, &id);
         let entry = self
-            .cached_key(&caller.region, &id)?
+            .registry
+            .key(&caller.region, &id)?
             .ok_or_else(not_found)?;
         if entry.record.account != account {
             return Err(not_found());
@@ -464,7 +316,8 @@ impl Service {
         allow_alias: bool,
     ) -> Result<Arc<CachedKey>, KmsError> {
         let id = self.resolve(caller, key_id, allow_alias)?;
-        self.cached_key(&caller.region, &id)?
+        self.registry
+            .key(&caller.region, &id)?
             .ok_or_else(|| key_not_found(&caller.region, &caller.account, &id))
     }
 
@@ -482,6 +335,7 @@ impl Service {
         let _guard = self.write_section().await?;
         let id = self.resolve(caller, key_id, false)?;
         let mut record = self
+            .registry
             .load_key(&caller.region, &id)?
             .ok_or_else(|| key_not_found(&caller.region, &caller.account, &id))?;
         let mut ops = f(&mut record)?;
@@ -529,4 +383,4 @@ fn ts(ms: i64) -> kms_types::Timestamp {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

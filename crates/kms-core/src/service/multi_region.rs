@@ -43,7 +43,7 @@ impl Service {
     pub(super) fn related_keys(&self, k: &KeyRecord) -> Result<Vec<KeyRecord>, KmsError> {
         let mut out = Vec::new();
         for region in k.related_regions() {
-            if let Some(r) = self.load_key(&region, &k.key_id)? {
+            if let Some(r) = self.registry.load_key(&region, &k.key_id)? {
                 out.push(r);
             }
         }
@@ -115,6 +115,7 @@ impl Service {
         let _guard = self.write_section().await?;
         let id = self.resolve(caller, r.key_id.as_deref().unwrap_or_default(), false)?;
         let primary = self
+            .registry
             .load_key(&caller.region, &id)?
             .ok_or_else(|| super::key_not_found(&caller.region, &caller.account, &id))?;
         if !primary.multi_region {
@@ -142,7 +143,7 @@ impl Service {
             return Err(invalid_state(&primary, &primary.state));
         }
         if primary.replica_regions.contains(&target)
-            || self.load_key(&target, &primary.key_id)?.is_some()
+            || self.registry.load_key(&target, &primary.key_id)?.is_some()
         {
             return Err(KmsError::new(
                 ErrorCode::AlreadyExistsException,
@@ -211,6 +212,7 @@ impl Service {
         let _guard = self.write_section().await?;
         let id = self.resolve(caller, r.key_id.as_deref().unwrap_or_default(), false)?;
         let primary = self
+            .registry
             .load_key(&caller.region, &id)?
             .ok_or_else(|| super::key_not_found(&caller.region, &caller.account, &id))?;
         if !primary.is_primary() {
@@ -252,7 +254,7 @@ impl Service {
 
     /// The writes after replica `deleted` is gone: the related keys forget it, and a primary
     /// waiting for its replicas (`PendingReplicaDeletion`) starts its own waiting period.
-    pub(super) fn forget_replica(&self, deleted: &KeyRecord) -> Result<Vec<WriteOp>, KmsError> {
+    pub(crate) fn forget_replica(&self, deleted: &KeyRecord) -> Result<Vec<WriteOp>, KmsError> {
         let mut ops = Vec::new();
         let now = self.now_ms();
         for mut k in self.related_keys(deleted)? {

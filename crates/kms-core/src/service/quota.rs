@@ -196,7 +196,8 @@ impl Service {
             KeyRef::KeyArn { region, key_id, .. } => (region, key_id),
             KeyRef::AliasName(name) => (
                 caller.region.clone(),
-                self.alias_target(&caller.account, &caller.region, &name)
+                self.registry
+                    .alias_target(&caller.account, &caller.region, &name)
                     .ok()??,
             ),
             KeyRef::AliasArn {
@@ -204,7 +205,10 @@ impl Service {
                 account,
                 name,
             } => {
-                let id = self.alias_target(&account, &region, &name).ok()??;
+                let id = self
+                    .registry
+                    .alias_target(&account, &region, &name)
+                    .ok()??;
                 (region, id)
             }
         };
@@ -223,7 +227,7 @@ impl Service {
     }
 
     fn quota_view(&self, region: &str, id: &str) -> Option<KeyRecordView> {
-        let entry = self.cached_key(region, id).ok()??;
+        let entry = self.registry.key(region, id).ok()??;
         Some(KeyRecordView::of(&entry.record))
     }
 }

@@ -5,24 +5,13 @@
 //! A request that starts after a write was acknowledged (on any node) sees it: the server calls
 //! [`Service::sync_changes_async`] before authenticating each request.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use kms_types::KmsError;
 
 use super::{internal, Service};
+use crate::registry::Forget;
 use crate::store::{Change, StoreGuard};
-
-/// How far a service has read its store's change log.
-#[derive(Default, Debug, Clone, Copy)]
-pub(crate) struct ChangeCursor {
-    /// The store's change hint when the log was last read.
-    hint: Option<u64>,
-    /// The newest change log position read.
-    seen: u64,
-    /// Whether the cursor was positioned (the first read only positions it).
-    started: bool,
-}
 
 /// The write section: this process's mutex and the store's section shared with other
 /// processes and nodes, released together (the store's first).
@@ -42,7 +31,8 @@ impl Service {
             .await
             .map_err(internal)?
             .map_err(internal)?;
-        self.read_changes(None)?;
+        self.registry
+            .read_changes(None, |f| self.forget_principals(f))?;
         Ok(WriteSection {
             _store: guard,
             _local: local,
@@ -70,99 +60,40 @@ impl Service {
 
     /// Reads the change log if the store's hint moved since the last look.
     fn sync_to(&self, hint: u64) -> Result<(), KmsError> {
-        let unchanged = self
-            .changes_seen
-            .lock()
-            .map(|c| c.hint == Some(hint))
-            .unwrap_or(false);
-        if unchanged {
-            return Ok(());
-        }
-        self.read_changes(Some(hint))
+        self.registry.sync_to(hint, |f| self.forget_principals(f))
     }
 
-    /// Reads the change log after the cursor and drops what it names from the caches.
-    fn read_changes(&self, hint: Option<u64>) -> Result<(), KmsError> {
-        let mut cursor = self
-            .changes_seen
-            .lock()
-            .map_err(|_| internal("change cursor lock poisoned"))?;
-        let batch = self.store.changes_since(cursor.seen).map_err(internal)?;
-        if cursor.started {
-            if batch.complete {
-                self.forget_changed(&batch.changes);
-            } else {
-                self.forget_all();
-            }
-        } else if batch.latest > 0 {
-            // Nothing is cached from before the service first looked at the log, except what
-            // it loaded meanwhile: drop that.
-            self.forget_all();
-        }
-        cursor.started = true;
-        cursor.seen = batch.latest.max(cursor.seen);
-        if hint.is_some() {
-            cursor.hint = hint;
-        }
-        Ok(())
-    }
-
-    /// Drops the cached entries that `changes` name.
-    fn forget_changed(&self, changes: &[Change]) {
-        if changes.is_empty() {
-            return;
-        }
-        self.cache_epoch.fetch_add(1, Ordering::AcqRel);
-        let mut principals_changed = false;
-        if let Ok(mut keys) = self.key_cache.write() {
-            for c in changes {
-                if let Change::Key { region, key_id } = c {
-                    keys.remove(&(region.clone(), key_id.clone()));
+    /// Drops the access-key secrets and identity policies a read of the change log names (the
+    /// registry drops keys and aliases itself).
+    fn forget_principals(&self, forget: Forget<'_>) {
+        match forget {
+            Forget::Changed(changes) => {
+                let mut principals_changed = false;
+                for c in changes {
+                    match c {
+                        Change::AccessKey { access_key_id } => {
+                            self.forget_access_key(access_key_id)
+                        }
+                        Change::Doc { .. } => principals_changed = true,
+                        _ => {}
+                    }
+                }
+                if principals_changed {
+                    // Identity policies, users and roles are documents; they are few and
+                    // cheap to re-read.
+                    if let Ok(mut c) = self.identity_cache.write() {
+                        c.clear();
+                    }
                 }
             }
-        }
-        if let Ok(mut aliases) = self.alias_cache.write() {
-            for c in changes {
-                if let Change::Alias {
-                    account,
-                    region,
-                    name,
-                } = c
-                {
-                    aliases.remove(&(account.clone(), region.clone(), name.clone()));
+            Forget::All => {
+                if let Ok(mut c) = self.secret_cache.write() {
+                    c.clear();
+                }
+                if let Ok(mut c) = self.identity_cache.write() {
+                    c.clear();
                 }
             }
-        }
-        for c in changes {
-            match c {
-                Change::AccessKey { access_key_id } => self.forget_access_key(access_key_id),
-                Change::Doc { .. } => principals_changed = true,
-                _ => {}
-            }
-        }
-        if principals_changed {
-            // Identity policies, users and roles are documents; they are few and cheap to
-            // re-read.
-            if let Ok(mut c) = self.identity_cache.write() {
-                c.clear();
-            }
-        }
-    }
-
-    /// Drops every cached record (the change log no longer reaches back far enough).
-    fn forget_all(&self) {
-        self.cache_epoch.fetch_add(1, Ordering::AcqRel);
-        if let Ok(mut c) = self.key_cache.write() {
-            c.clear();
-        }
-        if let Ok(mut c) = self.alias_cache.write() {
-            c.clear();
-        }
-        if let Ok(mut c) = self.secret_cache.write() {
-            c.clear();
-        }
-        if let Ok(mut c) = self.identity_cache.write() {
-            c.clear();
         }
     }
 

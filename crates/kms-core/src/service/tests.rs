@@ -6,11 +6,17 @@ use kms_types::*;
 
 use crate::{Caller, ManualClock, MemStore, Service};
 
-fn setup() -> (Service, Arc<ManualClock>, Caller) {
+/// A service on an in-memory store, its clock, and the account admin.
+pub(crate) fn setup() -> (Service, Arc<ManualClock>, Caller) {
     let clock = Arc::new(ManualClock::default());
     let root = Arc::new(kms_crypto::RootKey::from_bytes(&[9u8; 32]).unwrap());
     let svc = Service::new(Arc::new(MemStore::default()), root, clock.clone());
-    let caller = Caller {
+    (svc, clock, admin_caller())
+}
+
+/// The account admin in us-east-1, authorisation skipped.
+pub(crate) fn admin_caller() -> Caller {
+    Caller {
         account: "111122223333".into(),
         region: "us-east-1".into(),
         principal_arn: "arn:aws:iam::111122223333:user/admin".into(),
@@ -22,11 +28,11 @@ fn setup() -> (Service, Arc<ManualClock>, Caller) {
         resources: Default::default(),
         skip_authorization: true,
         ..Default::default()
-    };
-    (svc, clock, caller)
+    }
 }
 
-async fn call<T: serde::de::DeserializeOwned>(
+/// Runs `op` with a JSON body and parses its answer.
+pub(crate) async fn call<T: serde::de::DeserializeOwned>(
     svc: &Service,
     c: &Caller,
     op: &str,
@@ -36,14 +42,16 @@ async fn call<T: serde::de::DeserializeOwned>(
     Ok(serde_json::from_slice(&out).unwrap())
 }
 
-async fn new_key(svc: &Service, c: &Caller) -> String {
+/// Creates a symmetric key; returns its id.
+pub(crate) async fn new_key(svc: &Service, c: &Caller) -> String {
     let r: CreateKeyResponse = call(svc, c, "CreateKey", serde_json::json!({}))
         .await
         .unwrap();
     r.key_metadata.unwrap().key_id.unwrap()
 }
 
-fn b64(b: &[u8]) -> String {
+/// Standard base64.
+pub(crate) fn b64(b: &[u8]) -> String {
     base64::Engine::encode(&base64::engine::general_purpose::STANDARD, b)
 }
 

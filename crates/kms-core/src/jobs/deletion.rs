@@ -1,6 +1,7 @@
 //! Deletes keys whose scheduled deletion date has passed, with their aliases.
 
-use super::{internal, Service};
+use crate::error::internal;
+use crate::service::Service;
 use crate::store::WriteOp;
 use kms_types::KmsError;
 
@@ -11,13 +12,13 @@ impl Service {
     pub async fn sweep_due_deletions(&self) -> Result<usize, KmsError> {
         let _guard = self.write_section().await?;
         let due = self
-            .store
+            .store()
             .keys_due_for_deletion(self.now_ms())
             .map_err(internal)?;
         let mut deleted = 0;
         for k in due {
             let aliases = self
-                .store
+                .store()
                 .list_aliases(&k.account, &k.region, Some(&k.key_id), None, usize::MAX)
                 .map_err(internal)?;
             let mut ops = vec![WriteOp::DeleteKey {
