@@ -21,6 +21,10 @@
 #             32 connections (sync), then perf report into the output directory
 #   pg        Encrypt at 1, 8 and 32 connections on the default SQLite store and on PostgreSQL
 #             (a fresh database per run on $BENCH_POSTGRES), same binary, alternating, sync audit
+#   keys      one server (sync audit, --quotas off): Encrypt on one hot key, then on $BENCH_KEYS keys
+#             (default 99999: with the hot key, the 100,000-key quota) made by kmsd-bench --keys (CreateKey per tenth, ListKeys/ListAliases
+#             pages, then Encrypt spread uniformly, cache misses included), then the hot key again;
+#             server RSS before and after; 32 connections
 #   all       every section above but raw (asym includes it)
 #
 # Options:
@@ -81,7 +85,7 @@ while [ $# -gt 0 ]; do
         --out) OUT=$2; shift 2 ;;
         --no-build) BUILD=0; shift ;;
         -h|--help) sed -n '2,/^$/p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
-        default|acl|asym|raw|cloudhsm|xks|profile|pg) SECTIONS+=("$1"); shift ;;
+        default|acl|asym|raw|cloudhsm|xks|profile|pg|keys) SECTIONS+=("$1"); shift ;;
         all) SECTIONS+=(default acl asym cloudhsm xks profile); shift ;;
         *) echo "bench.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -312,6 +316,27 @@ section_pg() {
                 "--audit-durability sync --store ${pg%/*}/$db" --op encrypt --connections "$c"
             psql "$pg" -qc "DROP DATABASE $db WITH (FORCE)" >/dev/null
         done
+    done
+}
+
+rss_kib() { awk '/^VmRSS/{print $2}' "/proc/$1/status"; }
+
+section_keys() {
+    local n=${BENCH_KEYS:-99999} run dir
+    for run in $(seq "$RUNS"); do
+        dir="$WORK/kmsd-keys-$run"
+        start_kmsd "$KMSD" "$dir/data" "$OUT/kmsd-keys.log" --audit-durability sync --quotas off
+        log "keys run $run: server RSS $(rss_kib "$KMSD_PID") KiB at start"
+        bench_run keys "hot/encrypt/32" "$run" "$KMSD_PID" "http://$KMSD_ADDR" \
+            --credentials-file "$dir/data/admin-credentials" --op encrypt --connections 32
+        log "keys run $run: server RSS $(rss_kib "$KMSD_PID") KiB after the hot key"
+        bench_run keys "spread-$n/encrypt/32" "$run" "$KMSD_PID" "http://$KMSD_ADDR" \
+            --credentials-file "$dir/data/admin-credentials" --op encrypt --connections 32 --keys "$n"
+        log "keys run $run: server RSS $(rss_kib "$KMSD_PID") KiB after $n keys"
+        bench_run keys "hot-after-$n/encrypt/32" "$run" "$KMSD_PID" "http://$KMSD_ADDR" \
+            --credentials-file "$dir/data/admin-credentials" --op encrypt --connections 32
+        stop_kmsd
+        rm -rf "$dir"
     done
 }
 
