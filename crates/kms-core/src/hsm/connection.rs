@@ -2,8 +2,9 @@
 //! used round-robin with failover when an HSM stops answering.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use super::driver::{HsmFault, HsmSession};
 
@@ -75,10 +76,30 @@ impl Connection {
     }
 }
 
+/// How long a node waits before trying again to open the sessions of a store the cluster
+/// shows CONNECTED when it could not (an HSM not reachable from this node, a password changed
+/// meanwhile).
+const FOLLOW_RETRY: Duration = Duration::from_secs(5);
+
 /// Connections by key store id.
-#[derive(Default)]
 pub struct Connections {
     by_store: RwLock<HashMap<String, Arc<Connection>>>,
+    /// Whether key store or cluster records may have changed since this node last brought its
+    /// sessions and proxy targets in line with them (set by the store's change log).
+    changed: AtomicBool,
+    /// When this node tries again to follow a store it could not (see [`FOLLOW_RETRY`]).
+    retry_at: Mutex<Option<Instant>>,
+}
+
+impl Default for Connections {
+    fn default() -> Self {
+        Connections {
+            by_store: RwLock::default(),
+            // A new service has not looked at the records yet.
+            changed: AtomicBool::new(true),
+            retry_at: Mutex::new(None),
+        }
+    }
 }
 
 impl Connections {
@@ -128,6 +149,45 @@ impl Connections {
         }
         for (_, s) in dropped {
             s.logout();
+        }
+    }
+
+    /// Ids of the key stores connected on this node.
+    pub(crate) fn store_ids(&self) -> Vec<String> {
+        self.by_store
+            .read()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Notes that key store or cluster records changed (another node connected or
+    /// disconnected a store, changed a cluster's HSMs, ...).
+    pub(crate) fn note_change(&self) {
+        self.changed.store(true, Ordering::Release);
+    }
+
+    /// Asks for another look after [`FOLLOW_RETRY`].
+    pub(crate) fn retry_later(&self) {
+        if let Ok(mut r) = self.retry_at.lock() {
+            *r = Some(Instant::now() + FOLLOW_RETRY);
+        }
+    }
+
+    /// Whether the records must be looked at now (a change was noted, or a retry is due);
+    /// clears the reason. Cheap when neither.
+    pub(crate) fn follow_due(&self) -> bool {
+        if self.changed.swap(false, Ordering::AcqRel) {
+            return true;
+        }
+        let Ok(mut r) = self.retry_at.lock() else {
+            return false;
+        };
+        match *r {
+            Some(at) if at <= Instant::now() => {
+                *r = None;
+                true
+            }
+            _ => false,
         }
     }
 

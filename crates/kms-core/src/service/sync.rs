@@ -70,7 +70,10 @@ impl Service {
                 .map_err(internal)?
         }
         .map_err(internal)?;
-        self.sync_to(hint)
+        self.sync_to(hint)?;
+        // Key store connections made or dropped on other nodes take effect here.
+        self.follow_key_stores().await;
+        Ok(())
     }
 
     /// Reads the change log if the store's hint moved since the last look.
@@ -141,7 +144,12 @@ impl Service {
         for c in changes {
             match c {
                 Change::AccessKey { access_key_id } => self.forget_access_key(access_key_id),
-                Change::Doc { .. } => principals_changed = true,
+                Change::Doc { kind, .. } => {
+                    principals_changed = true;
+                    if kind == crate::hsm::KEY_STORE_DOC || kind == crate::hsm::CLUSTER_DOC {
+                        self.connections().note_change();
+                    }
+                }
                 _ => {}
             }
         }
@@ -157,6 +165,7 @@ impl Service {
     /// Drops every cached record (the change log no longer reaches back far enough).
     fn forget_all(&self) {
         self.cache_epoch.fetch_add(1, Ordering::AcqRel);
+        self.connections().note_change();
         if let Ok(mut c) = self.key_cache.write() {
             c.clear();
         }
