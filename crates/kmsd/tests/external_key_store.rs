@@ -320,18 +320,7 @@ async fn mutual_tls_to_the_proxy() {
         store_state(&kms, &store).await.0,
         ConnectionStateType::Connected
     );
-    let key_id = kms
-        .create_key()
-        .origin(OriginType::ExternalKeyStore)
-        .custom_key_store_id(&store)
-        .xks_key_id("key-1")
-        .send()
-        .await
-        .unwrap()
-        .key_metadata()
-        .unwrap()
-        .key_id()
-        .to_owned();
+    let key_id = xks_lab::create_key(&kms, &store, "key-1").await;
     let blob = kms
         .encrypt()
         .key_id(&key_id)
@@ -536,18 +525,7 @@ async fn health_checks_follow_a_proxy_that_stops_answering() {
         .send()
         .await
         .unwrap();
-    let key_id = kms
-        .create_key()
-        .origin(OriginType::ExternalKeyStore)
-        .custom_key_store_id(&store)
-        .xks_key_id("key-1")
-        .send()
-        .await
-        .unwrap()
-        .key_metadata()
-        .unwrap()
-        .key_id()
-        .to_owned();
+    let key_id = xks_lab::create_key(&kms, &store, "key-1").await;
     let blob = kms
         .encrypt()
         .key_id(&key_id)

@@ -574,17 +574,7 @@ async fn a_cloudhsm_key_store_connected_on_one_node_serves_on_the_other() {
     let (hsm_cluster, anchor) = lab.cluster(&cluster.nodes[0], &["a", "b"], Some("kmsuser"));
     let store = hsm_lab::create_store(&kms[0], "ha", &hsm_cluster, &anchor).await;
     assert_eq!(hsm_lab::connect(&kms[0], &store).await.0, "CONNECTED");
-    let key = kms[0]
-        .create_key()
-        .origin(aws_sdk_kms::types::OriginType::AwsCloudhsm)
-        .custom_key_store_id(&store)
-        .send()
-        .await
-        .unwrap()
-        .key_metadata()
-        .unwrap()
-        .key_id()
-        .to_owned();
+    let key = hsm_lab::create_key(&kms[0], &store).await;
 
     // Node 1 serves the key at once (its own sessions, the password node 0 rotated once).
     let ct = encrypt(&kms[1], &key).await.unwrap();
@@ -656,18 +646,7 @@ async fn an_external_key_store_connected_on_one_node_serves_on_the_other() {
         .send()
         .await
         .unwrap();
-    let key = kms[0]
-        .create_key()
-        .origin(aws_sdk_kms::types::OriginType::ExternalKeyStore)
-        .custom_key_store_id(&store)
-        .xks_key_id("key-1")
-        .send()
-        .await
-        .unwrap()
-        .key_metadata()
-        .unwrap()
-        .key_id()
-        .to_owned();
+    let key = xks_lab::create_key(&kms[0], &store, "key-1").await;
 
     let ct = encrypt(&kms[1], &key).await.unwrap();
     assert_eq!(decrypt(&kms[0], ct).await, b"hello");

@@ -87,8 +87,27 @@ pub struct Connections {
     /// Whether key store or cluster records may have changed since this node last brought its
     /// sessions and proxy targets in line with them (set by the store's change log).
     changed: AtomicBool,
+    /// Whether [`Connections::retry_at`] is set (read without the lock on every request).
+    retry_pending: AtomicBool,
     /// When this node tries again to follow a store it could not (see [`FOLLOW_RETRY`]).
     retry_at: Mutex<Option<Instant>>,
+    /// Held while this node follows the records, so a request that finds the work taken by
+    /// another task (the idle loop) waits for it instead of running without the sessions.
+    follow_lock: tokio::sync::Mutex<()>,
+    /// Whether a task holds [`Connections::follow_lock`] (read without the lock).
+    following: AtomicBool,
+}
+
+/// This node following the records: [`Connections::following`] set while it lives.
+pub(crate) struct Following<'a> {
+    connections: &'a Connections,
+    _lock: tokio::sync::MutexGuard<'a, ()>,
+}
+
+impl Drop for Following<'_> {
+    fn drop(&mut self) {
+        self.connections.following.store(false, Ordering::SeqCst);
+    }
 }
 
 impl Default for Connections {
@@ -97,7 +116,10 @@ impl Default for Connections {
             by_store: RwLock::default(),
             // A new service has not looked at the records yet.
             changed: AtomicBool::new(true),
+            retry_pending: AtomicBool::new(false),
             retry_at: Mutex::new(None),
+            follow_lock: tokio::sync::Mutex::new(()),
+            following: AtomicBool::new(false),
         }
     }
 }
@@ -170,14 +192,38 @@ impl Connections {
     pub(crate) fn retry_later(&self) {
         if let Ok(mut r) = self.retry_at.lock() {
             *r = Some(Instant::now() + FOLLOW_RETRY);
+            self.retry_pending.store(true, Ordering::Release);
+        }
+    }
+
+    /// Whether nothing is to follow and nobody is following: the common case, read without
+    /// writing anything shared.
+    pub(crate) fn follow_idle(&self) -> bool {
+        !self.changed.load(Ordering::SeqCst)
+            && !self.retry_pending.load(Ordering::SeqCst)
+            && !self.following.load(Ordering::SeqCst)
+    }
+
+    /// Waits until no other task follows the records, then holds the right to.
+    pub(crate) async fn start_following(&self) -> Following<'_> {
+        let lock = self.follow_lock.lock().await;
+        // Set before the reason is cleared (in `follow_due`), so whoever sees no reason left
+        // sees this and waits.
+        self.following.store(true, Ordering::SeqCst);
+        Following {
+            connections: self,
+            _lock: lock,
         }
     }
 
     /// Whether the records must be looked at now (a change was noted, or a retry is due);
-    /// clears the reason. Cheap when neither.
+    /// clears the reason. Call holding [`Connections::start_following`].
     pub(crate) fn follow_due(&self) -> bool {
-        if self.changed.swap(false, Ordering::AcqRel) {
+        if self.changed.swap(false, Ordering::SeqCst) {
             return true;
+        }
+        if !self.retry_pending.load(Ordering::Acquire) {
+            return false;
         }
         let Ok(mut r) = self.retry_at.lock() else {
             return false;
@@ -185,6 +231,7 @@ impl Connections {
         match *r {
             Some(at) if at <= Instant::now() => {
                 *r = None;
+                self.retry_pending.store(false, Ordering::Release);
                 true
             }
             _ => false,

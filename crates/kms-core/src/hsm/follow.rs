@@ -30,6 +30,10 @@ impl Service {
     /// records when the change log showed them (or a cluster) changed, or a retry is due.
     /// Cheap otherwise. Called after reading the change log, before each request.
     pub async fn follow_key_stores(&self) {
+        if self.connections().follow_idle() {
+            return;
+        }
+        let _following = self.connections().start_following().await;
         if !self.connections().follow_due() {
             return;
         }
@@ -46,8 +50,11 @@ impl Service {
         let stores = self.all_key_stores()?;
         for store in &stores {
             if let Err(why) = self.follow_key_store(store).await {
-                tracing::warn!(custom_key_store = %store.id, why, "this node could not open the sessions of a CONNECTED key store; trying again shortly");
-                self.connections().retry_later();
+                tracing::warn!(custom_key_store = %store.id, why, "this node could not open the sessions of a CONNECTED key store");
+                // A node without HSMs declared cannot, until it restarts with them.
+                if self.hsm_env().is_some() {
+                    self.connections().retry_later();
+                }
             }
         }
         // Sessions and targets of stores deleted meanwhile.
@@ -106,14 +113,7 @@ impl Service {
             .map_err(|e| e.message)?
             .ok_or_else(|| format!("cluster {cluster_id} does not exist"))?;
         let fleet = env.fleet.load()?;
-        let active: Vec<(String, DeclaredHsm)> = cluster
-            .active_hsms()
-            .filter_map(|h| {
-                fleet
-                    .hsm(&h.token_label)
-                    .map(|d| (h.hsm_id.clone(), d.clone()))
-            })
-            .collect();
+        let active = cluster.declared_active_hsms(&fleet);
         let existing = self.connections().get(&store.id);
         if let Some(conn) = &existing {
             // Sessions of HSMs removed from the cluster go.

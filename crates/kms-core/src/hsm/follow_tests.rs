@@ -27,6 +27,13 @@ async fn second_node(e: &Env) -> Env {
     }
 }
 
+/// ConnectCustomKeyStore or DisconnectCustomKeyStore (`op`) of `store` on a node.
+async fn set_connected(node: &Env, op: &str, store: &str) {
+    kms(node, op, json!({ "CustomKeyStoreId": store }))
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn a_store_connected_on_one_node_serves_on_another_with_one_rotation() {
     let a = env();
@@ -57,24 +64,12 @@ async fn a_store_connected_on_one_node_serves_on_another_with_one_rotation() {
     assert_eq!(back["Plaintext"], "d29ybGQ=");
     // Connecting again on node 2 (as a second ConnectCustomKeyStore racing the first would)
     // finds it CONNECTED: no second rotation.
-    kms(
-        &b,
-        "ConnectCustomKeyStore",
-        json!({"CustomKeyStoreId": store}),
-    )
-    .await
-    .unwrap();
+    set_connected(&b, "ConnectCustomKeyStore", &store).await;
     assert_eq!(a.driver.user_pin("hsm-a").unwrap(), rotated);
     assert_eq!(a.driver.user_pin("hsm-b").unwrap(), rotated);
 
     // A disconnect on node 1 closes node 2's sessions before its next request.
-    kms(
-        &a,
-        "DisconnectCustomKeyStore",
-        json!({"CustomKeyStoreId": store}),
-    )
-    .await
-    .unwrap();
+    set_connected(&a, "DisconnectCustomKeyStore", &store).await;
     b.svc.sync_changes_async().await.unwrap();
     assert!(b.svc.connections().get(&store).is_none());
     let refused = kms(
@@ -87,13 +82,7 @@ async fn a_store_connected_on_one_node_serves_on_another_with_one_rotation() {
     assert_eq!(refused.code, ErrorCode::KMSInvalidStateException);
 
     // A node started while the store is CONNECTED opens its sessions without rotating.
-    kms(
-        &a,
-        "ConnectCustomKeyStore",
-        json!({"CustomKeyStoreId": store}),
-    )
-    .await
-    .unwrap();
+    set_connected(&a, "ConnectCustomKeyStore", &store).await;
     let rotated = a.driver.user_pin("hsm-a").unwrap();
     let c = second_node(&a).await;
     c.svc.restore_key_store_connections().await;
@@ -111,22 +100,10 @@ async fn a_node_reconnects_to_a_store_connected_again_elsewhere_with_the_new_pas
     let store = new_store(&a, &cluster, &anchor, "s").await;
     let b = second_node(&a).await;
     for _ in 0..2 {
-        kms(
-            &a,
-            "ConnectCustomKeyStore",
-            json!({"CustomKeyStoreId": store}),
-        )
-        .await
-        .unwrap();
+        set_connected(&a, "ConnectCustomKeyStore", &store).await;
         b.svc.sync_changes_async().await.unwrap();
         assert_eq!(b.svc.connections().get(&store).unwrap().all().len(), 2);
-        kms(
-            &a,
-            "DisconnectCustomKeyStore",
-            json!({"CustomKeyStoreId": store}),
-        )
-        .await
-        .unwrap();
+        set_connected(&a, "DisconnectCustomKeyStore", &store).await;
         b.svc.sync_changes_async().await.unwrap();
         assert!(b.svc.connections().get(&store).is_none());
     }

@@ -512,14 +512,7 @@ impl Service {
         if c.subnet_mapping.values().any(|s| fleet.subnet(s).is_none()) {
             return Ok(Connect::Failed("SUBNET_NOT_FOUND"));
         }
-        let active: Vec<(String, super::DeclaredHsm)> = c
-            .active_hsms()
-            .filter_map(|h| {
-                fleet
-                    .hsm(&h.token_label)
-                    .map(|d| (h.hsm_id.clone(), d.clone()))
-            })
-            .collect();
+        let active = c.declared_active_hsms(fleet);
         if active.is_empty() {
             return Ok(Connect::Failed("INSUFFICIENT_CLOUDHSM_HSMS"));
         }

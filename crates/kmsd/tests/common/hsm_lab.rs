@@ -318,6 +318,20 @@ pub async fn create_store(
         .to_owned()
 }
 
+/// A new symmetric key in CloudHSM key store `store`: its id.
+pub async fn create_key(kms: &aws_sdk_kms::Client, store: &str) -> String {
+    kms.create_key()
+        .origin(aws_sdk_kms::types::OriginType::AwsCloudhsm)
+        .custom_key_store_id(store)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata()
+        .unwrap()
+        .key_id()
+        .to_owned()
+}
+
 /// UpdateCustomKeyStore with a new KeyStorePassword.
 pub async fn set_store_password(kms: &aws_sdk_kms::Client, store: &str, password: &str) {
     kms.update_custom_key_store()

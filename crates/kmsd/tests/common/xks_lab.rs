@@ -59,6 +59,21 @@ pub async fn create_xks_store(
         .map(|o| o.custom_key_store_id().unwrap().to_owned())
 }
 
+/// A new key in external key store `store` backed by the proxy's key `xks_key_id`: its id.
+pub async fn create_key(kms: &aws_sdk_kms::Client, store: &str, xks_key_id: &str) -> String {
+    kms.create_key()
+        .origin(aws_sdk_kms::types::OriginType::ExternalKeyStore)
+        .custom_key_store_id(store)
+        .xks_key_id(xks_key_id)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata()
+        .unwrap()
+        .key_id()
+        .to_owned()
+}
+
 /// (ConnectionState, ConnectionErrorCode) of a key store.
 pub async fn store_state(
     kms: &aws_sdk_kms::Client,
