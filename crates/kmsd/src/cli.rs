@@ -942,6 +942,67 @@ mod tests {
     }
 
     #[test]
+    fn every_hsm_command_takes_the_store() {
+        let url = "postgres://kmsd@db/kmsd";
+        for argv in [
+            &["hsm", "login", "--cluster-id", "cluster-x"][..],
+            &[
+                "hsm",
+                "list-users",
+                "--hsm-config",
+                "h.toml",
+                "--cluster-id",
+                "c",
+            ],
+            &[
+                "hsm",
+                "delete-user",
+                "--hsm-config",
+                "h",
+                "--cluster-id",
+                "c",
+                "u",
+            ],
+            &[
+                "hsm",
+                "create-user",
+                "--hsm-config",
+                "h",
+                "--cluster-id",
+                "c",
+                "u",
+                "p",
+            ],
+            &[
+                "hsm",
+                "change-password",
+                "--hsm-config",
+                "h",
+                "--cluster-id",
+                "c",
+                "u",
+                "p",
+            ],
+        ] {
+            let mut full = vec!["kmsd"];
+            full.extend_from_slice(argv);
+            full.extend_from_slice(&["--store", url, "--data-dir", "d"]);
+            let Command::Hsm(cmd) = Cli::try_parse_from(&full).unwrap().command else {
+                unreachable!("parsed hsm");
+            };
+            let at = match cmd {
+                HsmCommand::Login { at, .. }
+                | HsmCommand::ListUsers { at, .. }
+                | HsmCommand::DeleteUser { at, .. }
+                | HsmCommand::CreateUser { at, .. }
+                | HsmCommand::ChangePassword { at, .. } => at,
+            };
+            assert_eq!(at.store.as_deref(), Some(url), "{argv:?}");
+            assert_eq!(at.data_dir, PathBuf::from("d"));
+        }
+    }
+
+    #[test]
     fn connection_limits_have_documented_defaults_and_reject_zero() {
         let a = serve_args(&[]).unwrap();
         assert_eq!(
