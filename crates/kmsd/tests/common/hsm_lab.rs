@@ -320,16 +320,11 @@ pub async fn create_store(
 
 /// A new symmetric key in CloudHSM key store `store`: its id.
 pub async fn create_key(kms: &aws_sdk_kms::Client, store: &str) -> String {
-    kms.create_key()
+    let key = kms
+        .create_key()
         .origin(aws_sdk_kms::types::OriginType::AwsCloudhsm)
-        .custom_key_store_id(store)
-        .send()
-        .await
-        .unwrap()
-        .key_metadata()
-        .unwrap()
-        .key_id()
-        .to_owned()
+        .custom_key_store_id(store);
+    crate::common::created_key_id(key.send().await.unwrap())
 }
 
 /// UpdateCustomKeyStore with a new KeyStorePassword.

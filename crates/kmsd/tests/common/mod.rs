@@ -401,12 +401,10 @@ pub fn admin_addr(server: &Server) -> SocketAddr {
 
 /// Creates a default (symmetric) key; returns its key id.
 pub async fn new_key_id(kms: &aws_sdk_kms::Client) -> String {
-    kms.create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata()
-        .unwrap()
-        .key_id()
-        .to_owned()
+    created_key_id(kms.create_key().send().await.unwrap())
+}
+
+/// The key id of a CreateKey answer.
+pub fn created_key_id(out: aws_sdk_kms::operation::create_key::CreateKeyOutput) -> String {
+    out.key_metadata().unwrap().key_id().to_owned()
 }

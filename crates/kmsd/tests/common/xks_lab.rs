@@ -61,17 +61,12 @@ pub async fn create_xks_store(
 
 /// A new key in external key store `store` backed by the proxy's key `xks_key_id`: its id.
 pub async fn create_key(kms: &aws_sdk_kms::Client, store: &str, xks_key_id: &str) -> String {
-    kms.create_key()
+    let key = kms
+        .create_key()
         .origin(aws_sdk_kms::types::OriginType::ExternalKeyStore)
         .custom_key_store_id(store)
-        .xks_key_id(xks_key_id)
-        .send()
-        .await
-        .unwrap()
-        .key_metadata()
-        .unwrap()
-        .key_id()
-        .to_owned()
+        .xks_key_id(xks_key_id);
+    crate::common::created_key_id(key.send().await.unwrap())
 }
 
 /// (ConnectionState, ConnectionErrorCode) of a key store.
