@@ -562,7 +562,7 @@ async fn hsm_events(nodes: &[Server], cluster: &str, event: &str, at_least: usiz
 async fn a_cloudhsm_key_store_connected_on_one_node_serves_on_the_other() {
     let lab = hsm_lab::HsmLab::new(&[("a", "a"), ("b", "b")]);
     let hsm_config = lab.hsm_config.to_str().unwrap().to_owned();
-    let Some(cluster) = two_nodes(
+    let Some(mut cluster) = two_nodes(
         "a_cloudhsm_key_store_connected_on_one_node_serves_on_the_other",
         &lab.data,
         &["--hsm-config", &hsm_config],
@@ -608,6 +608,24 @@ async fn a_cloudhsm_key_store_connected_on_one_node_serves_on_the_other() {
         assert_eq!(decrypt(&kms[0], ct.clone()).await, b"hello");
         assert_eq!(decrypt(&kms[1], ct).await, b"hello");
     }
+
+    // A node restarted while the store is CONNECTED serves its keys from its first request,
+    // without rotating the password again.
+    assert!(cluster.nodes[1].terminate());
+    let dir = cluster.dir(1);
+    cluster.nodes[1] = Server::start_in_env(
+        &dir,
+        &["--store", cluster.db.url(), "--hsm-config", &hsm_config],
+        &[("SOFTHSM2_CONF", &lab.softhsm_conf)],
+    );
+    let restarted = cluster.clients().remove(1);
+    let ct = encrypt(&restarted, &key).await.unwrap();
+    assert_eq!(decrypt(&kms[0], ct).await, b"hello");
+    // (Waits the full 10 s for a third rotation that must not come.)
+    assert_eq!(
+        hsm_events(&cluster.nodes, &hsm_cluster, "ChangePassword", 3).await,
+        2
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
