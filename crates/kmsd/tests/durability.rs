@@ -143,13 +143,8 @@ async fn sigterm_stops_cleanly_and_data_stays_sealed() {
 /// What the database of the server on `dir` holds: its SQLite files, or a `pg_dump` of its
 /// PostgreSQL database (`KMSD_TEST_STORE=postgres`).
 fn database_contents(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
-    if let [_, url] = common::store_args_of(dir).as_slice() {
-        let dump = std::process::Command::new("pg_dump")
-            .args(["--data-only", url])
-            .output()
-            .unwrap();
-        assert!(dump.status.success(), "pg_dump: {dump:?}");
-        return vec![("the PostgreSQL database".into(), dump.stdout)];
+    if let Some(dump) = common::postgres_dump(dir) {
+        return vec![("the PostgreSQL database".into(), dump)];
     }
     let files: Vec<_> = std::fs::read_dir(dir)
         .unwrap()

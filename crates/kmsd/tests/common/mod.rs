@@ -227,6 +227,21 @@ pub fn store_args_of(dir: &Path) -> Vec<String> {
     }
 }
 
+/// With `KMSD_TEST_STORE=postgres`, a `pg_dump --data-only` of the database of the server on
+/// `dir`; `None` on SQLite (its database files are in `dir`).
+pub fn postgres_dump(dir: &Path) -> Option<Vec<u8>> {
+    let args = store_args_of(dir);
+    let [_, url] = args.as_slice() else {
+        return None;
+    };
+    let dump = Command::new("pg_dump")
+        .args(["--data-only", url])
+        .output()
+        .unwrap();
+    assert!(dump.status.success(), "pg_dump: {dump:?}");
+    Some(dump.stdout)
+}
+
 /// Runs `kmsd admin --data-dir DIR STORE_ARGS ARGS...` and returns what it printed; panics
 /// (with its stderr) if it fails.
 pub fn kmsd_admin(data_dir: &Path, store_args: &[String], args: &[&str]) -> String {
