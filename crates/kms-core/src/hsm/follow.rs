@@ -114,7 +114,16 @@ impl Service {
             .ok_or_else(|| format!("cluster {cluster_id} does not exist"))?;
         let fleet = env.fleet.load()?;
         let active = cluster.declared_active_hsms(&fleet);
-        let existing = self.connections().get(&store.id);
+        let mut existing = self.connections().get(&store.id);
+        if existing
+            .as_ref()
+            .is_some_and(|c| c.cluster_id != cluster_id)
+        {
+            // Moved to a related cluster while this node did not look (disconnected, updated,
+            // connected again): start over on the new cluster.
+            self.connections().remove(&store.id);
+            existing = None;
+        }
         if let Some(conn) = &existing {
             // Sessions of HSMs removed from the cluster go.
             let gone: Vec<String> = conn

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use kms_types::ErrorCode;
 use serde_json::json;
 
-use super::tests::{active_cluster, connected_store_with_key, env, kms, new_store, Env};
+use super::tests::{active_cluster, connected_store_with_key, env, hsm, kms, new_store, Env};
 use crate::Service;
 
 /// A second node on `e`'s store, HSMs and root key, having read the change log as the server
@@ -107,4 +107,44 @@ async fn a_node_reconnects_to_a_store_connected_again_elsewhere_with_the_new_pas
         b.svc.sync_changes_async().await.unwrap();
         assert!(b.svc.connections().get(&store).is_none());
     }
+}
+
+#[tokio::test]
+async fn a_node_follows_hsms_added_to_and_deleted_from_the_cluster() {
+    let a = env();
+    let (cluster, anchor) = active_cluster(&a).await;
+    let (store, ct) = connected_store_with_key(&a, &cluster, &anchor).await;
+    let b = second_node(&a).await;
+    let sessions = |n: &Env| n.svc.connections().get(&store).unwrap().all().len();
+    assert_eq!(sessions(&b), 2);
+    let added = hsm(
+        &a,
+        "CreateHsm",
+        json!({"ClusterId": cluster, "AvailabilityZone": "us-east-1c"}),
+    )
+    .await
+    .unwrap()["Hsm"]["HsmId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    b.svc.sync_changes_async().await.unwrap();
+    assert_eq!(sessions(&b), 3);
+    // Node 2 serves from the new HSM alone.
+    a.driver.set_unreachable("hsm-a", true);
+    a.driver.set_unreachable("hsm-b", true);
+    let opened = kms(&b, "Decrypt", json!({"CiphertextBlob": ct}))
+        .await
+        .unwrap();
+    assert_eq!(opened["Plaintext"], "aGVsbG8=");
+    a.driver.set_unreachable("hsm-a", false);
+    a.driver.set_unreachable("hsm-b", false);
+    hsm(
+        &a,
+        "DeleteHsm",
+        json!({"ClusterId": cluster, "HsmId": added}),
+    )
+    .await
+    .unwrap();
+    b.svc.sync_changes_async().await.unwrap();
+    assert_eq!(sessions(&b), 2);
 }
