@@ -84,7 +84,9 @@ pub enum AdminCommand {
     },
 }
 
-async fn open(data_dir: &Path, store: Option<&str>) -> Result<Service, String> {
+/// A service for a command-line tool on `data_dir` (its root key) and `store` (default: the
+/// data dir's SQLite database; or a `postgres://` URL), checked against the store's root key.
+pub(crate) async fn open(data_dir: &Path, store: Option<&str>) -> Result<Service, String> {
     let root = crate::root_key::for_tools(data_dir)?;
     let (spec, dir) = (store.map(str::to_owned), data_dir.to_owned());
     let (store, _) =

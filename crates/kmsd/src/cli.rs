@@ -65,9 +65,9 @@ pub enum HsmCommand {
     /// crypto-user`), which makes an initialised cluster ACTIVE. A key store logs in only as
     /// `kmsuser`. Works on a stopped server's data dir, or through a running server.
     CreateUser {
-        /// The server's data directory.
-        #[arg(long, env = "KMSD_DATA_DIR", default_value = "./kmsd-data")]
-        data_dir: PathBuf,
+        /// Where the command runs.
+        #[command(flatten)]
+        at: HsmTarget,
         /// The HSM declaration (TOML) the server uses.
         #[arg(long, env = "KMSD_HSM_CONFIG")]
         hsm_config: PathBuf,
@@ -85,9 +85,9 @@ pub enum HsmCommand {
     /// List the users of a cluster's HSMs (CloudHSM `user list`), as JSON: the admin and the
     /// crypto user, with whether it is locked out.
     ListUsers {
-        /// The server's data directory.
-        #[arg(long, env = "KMSD_DATA_DIR", default_value = "./kmsd-data")]
-        data_dir: PathBuf,
+        /// Where the command runs.
+        #[command(flatten)]
+        at: HsmTarget,
         /// The HSM declaration (TOML) the server uses.
         #[arg(long, env = "KMSD_HSM_CONFIG")]
         hsm_config: PathBuf,
@@ -99,9 +99,9 @@ pub enum HsmCommand {
     /// change-password`); also unlocks a locked-out user. Refused while a key store of the
     /// cluster is connected. Then give the store the password with UpdateCustomKeyStore.
     ChangePassword {
-        /// The server's data directory.
-        #[arg(long, env = "KMSD_DATA_DIR", default_value = "./kmsd-data")]
-        data_dir: PathBuf,
+        /// Where the command runs.
+        #[command(flatten)]
+        at: HsmTarget,
         /// The HSM declaration (TOML) the server uses.
         #[arg(long, env = "KMSD_HSM_CONFIG")]
         hsm_config: PathBuf,
@@ -116,9 +116,9 @@ pub enum HsmCommand {
     /// Delete the crypto user from every HSM (CloudHSM `user delete`). Refused while it is
     /// logged in (a connected key store, `kmsd hsm login`) and while it owns keys.
     DeleteUser {
-        /// The server's data directory.
-        #[arg(long, env = "KMSD_DATA_DIR", default_value = "./kmsd-data")]
-        data_dir: PathBuf,
+        /// Where the command runs.
+        #[command(flatten)]
+        at: HsmTarget,
         /// The HSM declaration (TOML) the server uses.
         #[arg(long, env = "KMSD_HSM_CONFIG")]
         hsm_config: PathBuf,
@@ -131,13 +131,25 @@ pub enum HsmCommand {
     /// Hold a management session as the crypto user of a cluster until interrupted: while it
     /// runs, key stores of that cluster cannot connect (USER_LOGGED_IN), as in CloudHSM.
     Login {
-        /// The server's data directory.
-        #[arg(long, env = "KMSD_DATA_DIR", default_value = "./kmsd-data")]
-        data_dir: PathBuf,
+        /// Where the command runs.
+        #[command(flatten)]
+        at: HsmTarget,
         /// The cluster (`cluster-...`).
         #[arg(long)]
         cluster_id: String,
     },
+}
+
+/// The data dir and store a `kmsd hsm` command works on (as `kmsd admin`'s).
+#[derive(clap::Args, Debug)]
+pub struct HsmTarget {
+    /// The server's data directory (its root key; the server's HSM administration socket when
+    /// one runs on it).
+    #[arg(long, env = "KMSD_DATA_DIR", default_value = "./kmsd-data")]
+    pub data_dir: PathBuf,
+    /// The server's store: `sqlite` (the data dir's database) or a postgres:// URL.
+    #[arg(long, env = "KMSD_STORE")]
+    pub store: Option<String>,
 }
 
 /// `kmsd config ...`
@@ -548,9 +560,10 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         )?)),
         None => None,
     };
-    // Key stores connected when kmsd stopped are connected again (external ones before kmsd
-    // listens, CloudHSM ones beside serving), then external key stores' proxies are
-    // health-checked periodically.
+    // Key stores CONNECTED (by this node before it stopped, or by another node) get this
+    // node's proxy targets and HSM sessions (external ones before kmsd listens, CloudHSM ones
+    // beside serving), then external key stores' proxies are health-checked periodically.
+    // Connection changes made on other nodes are followed from the store's change log.
     service.restore_external_key_store_targets();
     let key_store_watch = {
         let s = service.clone();
@@ -559,6 +572,10 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
             crate::xks_health::run(s, xks_health_every, xks_unhealthy_after).await;
         })
     };
+    let cluster_follow = tokio::spawn(crate::cluster_follow::run(
+        service.clone(),
+        std::time::Duration::from_secs(1),
+    ));
     service.set_event_sink(Arc::new(crate::audit::AuditEventSink {
         writer: audit.clone(),
     }));
@@ -650,6 +667,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     sweeper.abort();
     usage_flusher.abort();
     key_store_watch.abort();
+    cluster_follow.abort();
     if let Err(e) = service.flush_key_usage().await {
         tracing::error!(error = %e, "writing key last usage at shutdown failed");
     }
@@ -721,16 +739,16 @@ async fn reload_on_sighup(
 /// Runs `kmsd hsm ...`.
 pub async fn hsm_command(cmd: HsmCommand) -> Result<(), String> {
     use crate::hsm_admin::{run, Request};
-    let (data_dir, hsm_config, req) = match cmd {
+    let (at, hsm_config, req) = match cmd {
         HsmCommand::CreateUser {
-            data_dir,
+            at,
             hsm_config,
             cluster_id,
             two_factor,
             user,
             password,
         } => (
-            data_dir,
+            at,
             hsm_config,
             Request::CreateUser {
                 cluster_id,
@@ -740,18 +758,18 @@ pub async fn hsm_command(cmd: HsmCommand) -> Result<(), String> {
             },
         ),
         HsmCommand::ListUsers {
-            data_dir,
+            at,
             hsm_config,
             cluster_id,
-        } => (data_dir, hsm_config, Request::ListUsers { cluster_id }),
+        } => (at, hsm_config, Request::ListUsers { cluster_id }),
         HsmCommand::ChangePassword {
-            data_dir,
+            at,
             hsm_config,
             cluster_id,
             user,
             password,
         } => (
-            data_dir,
+            at,
             hsm_config,
             Request::ChangePassword {
                 cluster_id,
@@ -760,21 +778,14 @@ pub async fn hsm_command(cmd: HsmCommand) -> Result<(), String> {
             },
         ),
         HsmCommand::DeleteUser {
-            data_dir,
+            at,
             hsm_config,
             cluster_id,
             user,
-        } => (
-            data_dir,
-            hsm_config,
-            Request::DeleteUser { cluster_id, user },
-        ),
-        HsmCommand::Login {
-            data_dir,
-            cluster_id,
-        } => return hsm_login(&data_dir, &cluster_id).await,
+        } => (at, hsm_config, Request::DeleteUser { cluster_id, user }),
+        HsmCommand::Login { at, cluster_id } => return hsm_login(&at, &cluster_id).await,
     };
-    let out = run(&data_dir, &hsm_config, req).await?;
+    let out = run(&at.data_dir, at.store.as_deref(), &hsm_config, req).await?;
     match out.get("result").and_then(|r| r.as_str()) {
         Some(text) => println!("{text}"),
         None => println!(
@@ -787,21 +798,13 @@ pub async fn hsm_command(cmd: HsmCommand) -> Result<(), String> {
 
 /// `kmsd hsm login`: holds the cluster's login lock until interrupted. Refuses a cluster that
 /// does not exist or has no crypto user.
-async fn hsm_login(data_dir: &Path, cluster_id: &str) -> Result<(), String> {
-    let user = {
-        let root = crate::root_key::for_tools(data_dir)?;
-        let store = kms_store::SqliteStore::open_in(data_dir).map_err(|e| e.to_string())?;
-        let service = Service::new(
-            Arc::new(store),
-            Arc::new(root),
-            Arc::new(ManualClock::default()),
-        );
-        service
-            .cluster_crypto_user(cluster_id)
-            .map_err(|e| e.message)?
-            .ok_or_else(|| format!("Cluster {cluster_id} has no crypto user to log in as"))?
-    };
-    let fleet = crate::hsm_fleet::FileFleet::new(Path::new("/dev/null"), data_dir);
+async fn hsm_login(at: &HsmTarget, cluster_id: &str) -> Result<(), String> {
+    let user = crate::admin_cli::open(&at.data_dir, at.store.as_deref())
+        .await?
+        .cluster_crypto_user(cluster_id)
+        .map_err(|e| e.message)?
+        .ok_or_else(|| format!("Cluster {cluster_id} has no crypto user to log in as"))?;
+    let fleet = crate::hsm_fleet::FileFleet::new(Path::new("/dev/null"), &at.data_dir);
     let lock = fleet.login_lock(cluster_id);
     if let Some(dir) = lock.parent() {
         std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
@@ -925,6 +928,67 @@ mod tests {
         match Cli::try_parse_from(argv)?.command {
             Command::Serve(a) => Ok(*a),
             _ => unreachable!("parsed serve"),
+        }
+    }
+
+    #[test]
+    fn every_hsm_command_takes_the_store() {
+        let url = "postgres://kmsd@db/kmsd";
+        for argv in [
+            &["hsm", "login", "--cluster-id", "cluster-x"][..],
+            &[
+                "hsm",
+                "list-users",
+                "--hsm-config",
+                "h.toml",
+                "--cluster-id",
+                "c",
+            ],
+            &[
+                "hsm",
+                "delete-user",
+                "--hsm-config",
+                "h",
+                "--cluster-id",
+                "c",
+                "u",
+            ],
+            &[
+                "hsm",
+                "create-user",
+                "--hsm-config",
+                "h",
+                "--cluster-id",
+                "c",
+                "u",
+                "p",
+            ],
+            &[
+                "hsm",
+                "change-password",
+                "--hsm-config",
+                "h",
+                "--cluster-id",
+                "c",
+                "u",
+                "p",
+            ],
+        ] {
+            let mut full = vec!["kmsd"];
+            full.extend_from_slice(argv);
+            full.extend_from_slice(&["--store", url, "--data-dir", "d"]);
+            let Command::Hsm(cmd) = Cli::try_parse_from(&full).unwrap().command else {
+                unreachable!("parsed hsm");
+            };
+            let at = match cmd {
+                HsmCommand::Login { at, .. }
+                | HsmCommand::ListUsers { at, .. }
+                | HsmCommand::DeleteUser { at, .. }
+                | HsmCommand::CreateUser { at, .. }
+                | HsmCommand::ChangePassword { at, .. } => at,
+            };
+            assert_eq!(at.store.as_deref(), Some(url), "{argv:?}");
+            assert_eq!(at.data_dir, PathBuf::from("d"));
         }
     }
 

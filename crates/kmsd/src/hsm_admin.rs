@@ -6,13 +6,13 @@
 //! its PKCS#11 modules then see the new or changed user at once (SoftHSM2 reads a token's PINs
 //! only when the module is initialised, which a server holding sessions cannot redo), and its
 //! write lock orders the change with the control plane. Without a running server the command
-//! takes the data dir's lock and runs in this process, recording in the cluster's audit log
-//! as the server would.
+//! takes the data dir's lock and runs in this process on the server's store (`--store`, as
+//! `kmsd admin`), recording in the cluster's audit log as the server would.
 
 use std::path::Path;
 use std::sync::Arc;
 
-use kms_core::{ManualClock, Service};
+use kms_core::Service;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
@@ -221,9 +221,11 @@ async fn send(data_dir: &Path, req: &Request) -> Result<serde_json::Value, Strin
 }
 
 /// Runs `req` where it belongs: in the running server (over its socket), or here with the data
-/// dir locked when no server holds it.
+/// dir locked when no server holds it, on `store` (default: the data dir's SQLite database; or
+/// a `postgres://` URL, whose cluster-wide write section orders the change with every node).
 pub async fn run(
     data_dir: &Path,
+    store: Option<&str>,
     hsm_config: &Path,
     req: Request,
 ) -> Result<serde_json::Value, String> {
@@ -232,13 +234,7 @@ pub async fn run(
         // A server holds the data dir: it runs the command.
         Err(_) => return send(data_dir, &req).await,
     };
-    let root = crate::root_key::for_tools(data_dir)?;
-    let store = kms_store::SqliteStore::open_in(data_dir).map_err(|e| e.to_string())?;
-    let service = Service::new(
-        Arc::new(store),
-        Arc::new(root),
-        Arc::new(ManualClock::default()),
-    );
+    let service = crate::admin_cli::open(data_dir, store).await?;
     crate::hsm_fleet::read_fleet(hsm_config)?;
     service.enable_hsm(
         Arc::new(crate::hsm_fleet::FileFleet::new(hsm_config, data_dir)),

@@ -13,6 +13,7 @@ pub mod auth;
 pub mod cbor;
 pub mod cli;
 pub mod client_ip;
+pub mod cluster_follow;
 pub mod config;
 pub mod console;
 pub mod dir_lock;

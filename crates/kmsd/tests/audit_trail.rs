@@ -30,6 +30,7 @@ fn records(dir: &Path) -> Vec<Value> {
         .collect()
 }
 
+/// Every file under `dir`, and the server's PostgreSQL database when it has one.
 fn all_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
@@ -43,6 +44,7 @@ fn all_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
             }
         }
     }
+    out.extend(common::postgres_dump(dir).map(|d| ("the PostgreSQL database".to_owned(), d)));
     out
 }
 

@@ -385,6 +385,7 @@ async fn cloudhsm_key_store_with_softhsm() {
             "--cluster-id",
             &cluster,
         ])
+        .args(common::store_args_of(&data))
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();

@@ -9,23 +9,12 @@ mod common;
 mod hsm_lab;
 
 use aws_sdk_kms::primitives::Blob;
-use aws_sdk_kms::types::OriginType;
 use hsm_lab::{connect, create_store, disconnect, HsmLab};
 use serde_json::Value;
 
 /// A new key in the store; returns (key id, ciphertext of "kept secret").
 async fn key_and_ciphertext(kms: &aws_sdk_kms::Client, store: &str) -> (String, Blob) {
-    let key = kms
-        .create_key()
-        .origin(OriginType::AwsCloudhsm)
-        .custom_key_store_id(store)
-        .send()
-        .await
-        .unwrap()
-        .key_metadata()
-        .unwrap()
-        .key_id()
-        .to_owned();
+    let key = hsm_lab::create_key(kms, store).await;
     let ct = kms
         .encrypt()
         .key_id(&key)

@@ -91,6 +91,7 @@ async fn crypto_user_lifecycle() {
     // A management session needs an existing cluster (and does not block then).
     let mut login = std::process::Command::new(env!("CARGO_BIN_EXE_kmsd"))
         .args(["hsm", "login", "--data-dir", lab.data.to_str().unwrap()])
+        .args(common::store_args_of(&lab.data))
         .args(["--cluster-id", "cluster-nope"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

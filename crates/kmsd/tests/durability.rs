@@ -116,26 +116,49 @@ async fn sigterm_stops_cleanly_and_data_stays_sealed() {
         .unwrap();
     assert!(server.terminate(), "kmsd did not exit cleanly on SIGTERM");
 
-    // Neither plaintexts nor the admin secret appear in the database files.
-    let (_, admin_secret) = server.admin_credentials();
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        if !name.starts_with("kmsd.sqlite3") {
-            continue;
-        }
-        let bytes = std::fs::read(&path).unwrap();
+    // Neither plaintexts nor the admin secret appear in the database, raw or in hex.
+    let (admin_akid, admin_secret) = server.admin_credentials();
+    let contents = database_contents(&dir);
+    // (What was read is the database: it names the admin's access key id.)
+    assert!(contents.iter().any(|(_, bytes)| bytes
+        .windows(admin_akid.len())
+        .any(|w| w == admin_akid.as_bytes())));
+    for (name, bytes) in contents {
         for needle in [
             &secret[..],
             dk.plaintext().unwrap().as_ref(),
             admin_secret.as_bytes(),
         ] {
-            assert!(
-                !bytes.windows(needle.len()).any(|w| w == needle),
-                "{name} holds a secret in clear"
-            );
+            let hexed = hex::encode(needle);
+            for n in [needle, hexed.as_bytes()] {
+                assert!(
+                    !bytes.windows(n.len()).any(|w| w == n),
+                    "{name} holds a secret in clear"
+                );
+            }
         }
     }
+}
+
+/// What the database of the server on `dir` holds: its SQLite files, or a `pg_dump` of its
+/// PostgreSQL database (`KMSD_TEST_STORE=postgres`).
+fn database_contents(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    if let Some(dump) = common::postgres_dump(dir) {
+        return vec![("the PostgreSQL database".into(), dump)];
+    }
+    let files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("kmsd.sqlite3")
+        })
+        .map(|p| (p.display().to_string(), std::fs::read(&p).unwrap()))
+        .collect();
+    assert!(!files.is_empty(), "no database file in {}", dir.display());
+    files
 }
 
 /// SIGTERM while a request is in flight (its body half sent): kmsd keeps serving it, answers it

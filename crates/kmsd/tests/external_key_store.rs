@@ -8,23 +8,18 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+#[path = "common/xks_lab.rs"]
+mod xks_lab;
 
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{
     ConnectionStateType, OriginType, XksProxyAuthenticationCredentialType, XksProxyConnectivityType,
 };
 use common::Server;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
+use xks_lab::{create_xks_store, credential, store_state, toml_path, write_xks_config};
 use xks_proxy::testkit::{self, TestProxy, TestProxyOptions};
-
-fn credential(akid: &str, secret: &str) -> XksProxyAuthenticationCredentialType {
-    XksProxyAuthenticationCredentialType::builder()
-        .access_key_id(akid)
-        .raw_secret_access_key(secret)
-        .build()
-        .unwrap()
-}
 
 #[tokio::test]
 async fn external_key_store_against_our_proxy() {
@@ -262,62 +257,6 @@ async fn external_key_store_against_our_proxy() {
     drop(silent);
 }
 
-fn toml_path(p: &Path) -> String {
-    format!("{:?}", p.display().to_string())
-}
-
-/// Writes an xks config with `ca_bundle` plus `body`; returns its path.
-fn write_xks_config(dir: &Path, name: &str, proxy: &TestProxy, body: &str) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(
-        &path,
-        format!("ca_bundle = {}\n{body}", toml_path(&proxy.ca_pem())),
-    )
-    .unwrap();
-    path
-}
-
-async fn create_xks_store(
-    kms: &aws_sdk_kms::Client,
-    proxy: &TestProxy,
-    name: &str,
-    endpoint: &str,
-) -> Result<
-    String,
-    aws_sdk_kms::error::SdkError<
-        aws_sdk_kms::operation::create_custom_key_store::CreateCustomKeyStoreError,
-    >,
-> {
-    let (akid, secret) = proxy.credential();
-    kms.create_custom_key_store()
-        .custom_key_store_name(name)
-        .custom_key_store_type(aws_sdk_kms::types::CustomKeyStoreType::ExternalKeyStore)
-        .xks_proxy_connectivity(XksProxyConnectivityType::PublicEndpoint)
-        .xks_proxy_uri_endpoint(endpoint)
-        .xks_proxy_uri_path(proxy.uri_path())
-        .xks_proxy_authentication_credential(credential(&akid, &secret))
-        .send()
-        .await
-        .map(|o| o.custom_key_store_id().unwrap().to_owned())
-}
-
-async fn store_state(
-    kms: &aws_sdk_kms::Client,
-    store: &str,
-) -> (ConnectionStateType, Option<String>) {
-    let d = kms
-        .describe_custom_key_stores()
-        .custom_key_store_id(store)
-        .send()
-        .await
-        .unwrap();
-    let e = &d.custom_key_stores()[0];
-    (
-        e.connection_state().unwrap().clone(),
-        e.connection_error_code().map(|c| c.as_str().to_owned()),
-    )
-}
-
 /// Polls `/readyz` until the store's proxy health satisfies `want` (at most 30 s); returns it.
 async fn wait_for_proxy_health(
     admin: std::net::SocketAddr,
@@ -381,18 +320,7 @@ async fn mutual_tls_to_the_proxy() {
         store_state(&kms, &store).await.0,
         ConnectionStateType::Connected
     );
-    let key_id = kms
-        .create_key()
-        .origin(OriginType::ExternalKeyStore)
-        .custom_key_store_id(&store)
-        .xks_key_id("key-1")
-        .send()
-        .await
-        .unwrap()
-        .key_metadata()
-        .unwrap()
-        .key_id()
-        .to_owned();
+    let key_id = xks_lab::create_key(&kms, &store, "key-1").await;
     let blob = kms
         .encrypt()
         .key_id(&key_id)
@@ -597,18 +525,7 @@ async fn health_checks_follow_a_proxy_that_stops_answering() {
         .send()
         .await
         .unwrap();
-    let key_id = kms
-        .create_key()
-        .origin(OriginType::ExternalKeyStore)
-        .custom_key_store_id(&store)
-        .xks_key_id("key-1")
-        .send()
-        .await
-        .unwrap()
-        .key_metadata()
-        .unwrap()
-        .key_id()
-        .to_owned();
+    let key_id = xks_lab::create_key(&kms, &store, "key-1").await;
     let blob = kms
         .encrypt()
         .key_id(&key_id)

@@ -1,7 +1,9 @@
 //! Three kmsd nodes on one PostgreSQL database behave as one KMS: keys created on one are used
 //! on the others; disable, alias deletion, key policies and access key revocation are seen by
 //! the others' next request; concurrent writers on different nodes lose no update; sweepers
-//! act once; a node SIGKILLed under round-robin load loses no acknowledged write.
+//! act once; a node SIGKILLed under round-robin load loses no acknowledged write; CloudHSM and
+//! external key stores connected on one node serve on the others at once (one `kmsuser`
+//! password rotation) and a disconnect on one holds on the others.
 //!
 //! Each test gets its own fresh database (`KMSD_TEST_POSTGRES`, default
 //! `postgres://postgres@127.0.0.1:5432/test`); without a server the tests skip, saying so,
@@ -9,6 +11,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+#[path = "common/hsm_lab.rs"]
+mod hsm_lab;
+#[path = "common/xks_lab.rs"]
+mod xks_lab;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -22,28 +28,42 @@ use kms_store::ScratchDatabase;
 struct Cluster {
     nodes: Vec<Server>,
     db: ScratchDatabase,
-    _tmp: tempfile::TempDir,
+    _tmp: Option<tempfile::TempDir>,
 }
 
 impl Cluster {
     fn start(test: &str, n: usize, extra: &[&str]) -> Option<Cluster> {
-        let db = ScratchDatabase::create_or_skip(test)?;
         let tmp = tempfile::tempdir().unwrap();
+        let dirs: Vec<PathBuf> = (0..n)
+            .map(|i| tmp.path().join(format!("node{i}")))
+            .collect();
+        let mut cluster = Cluster::start_on(test, &dirs, extra, &[])?;
+        cluster._tmp = Some(tmp);
+        Some(cluster)
+    }
+
+    /// A node on each of `dirs` (extra flags and environment variables for each).
+    fn start_on(
+        test: &str,
+        dirs: &[PathBuf],
+        extra: &[&str],
+        vars: &[(&str, &Path)],
+    ) -> Option<Cluster> {
+        let db = ScratchDatabase::create_or_skip(test)?;
         let mut nodes: Vec<Server> = Vec::new();
-        for i in 0..n {
-            let dir = tmp.path().join(format!("node{i}"));
+        for dir in dirs {
             if let Some(first) = nodes.first() {
-                std::fs::create_dir_all(&dir).unwrap();
+                std::fs::create_dir_all(dir).unwrap();
                 std::fs::copy(first.data_dir.join("root.key"), dir.join("root.key")).unwrap();
             }
             let mut args = vec!["--store", db.url()];
             args.extend_from_slice(extra);
-            nodes.push(Server::start_in(&dir, &args));
+            nodes.push(Server::start_in_env(dir, &args, vars));
         }
         Some(Cluster {
             nodes,
             db,
-            _tmp: tmp,
+            _tmp: None,
         })
     }
 
@@ -227,7 +247,7 @@ async fn three_nodes_act_as_one_kms() {
             cluster.db.url(),
         ])
         .arg("--data-dir")
-        .arg(cluster._tmp.path().join("stranger"))
+        .arg(cluster.dir(0).with_file_name("stranger"))
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -528,4 +548,185 @@ async fn a_database_outage_fails_requests_for_its_duration_only() {
     }
     assert_eq!(common::get(admin, "/readyz").await.status, 200);
     common::new_key_id(&kms).await;
+}
+
+/// Two nodes on one database, each with `extra` flags and the environment `vars`; node 0 on
+/// `first_dir` (a lab's data dir), node 1 beside it.
+fn two_nodes(
+    test: &str,
+    first_dir: &Path,
+    extra: &[&str],
+    vars: &[(&str, &Path)],
+) -> Option<Cluster> {
+    let dirs = [first_dir.to_path_buf(), first_dir.with_file_name("node1")];
+    Cluster::start_on(test, &dirs, extra, vars)
+}
+
+/// The error code of an Encrypt under `key` on a node, or "" when it succeeds.
+async fn encrypt_error(kms: &aws_sdk_kms::Client, key: &str) -> String {
+    match encrypt(kms, key).await {
+        Ok(_) => String::new(),
+        Err(e) => e.split(':').next().unwrap_or("").to_owned(),
+    }
+}
+
+/// Decrypts on a node; the plaintext.
+async fn decrypt(kms: &aws_sdk_kms::Client, ct: Vec<u8>) -> Vec<u8> {
+    kms.decrypt()
+        .ciphertext_blob(Blob::new(ct))
+        .send()
+        .await
+        .unwrap()
+        .plaintext()
+        .unwrap()
+        .as_ref()
+        .to_vec()
+}
+
+/// How many `event` records the cluster audit logs of `nodes` hold for `cluster` (waiting up
+/// to 10 s for at least `at_least`).
+async fn hsm_events(nodes: &[Server], cluster: &str, event: &str, at_least: usize) -> usize {
+    let needle = format!("\"eventName\":\"{event}\"");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let mut n = 0;
+        for node in nodes {
+            let dir = node.data_dir.join("hsm-audit").join(cluster);
+            for f in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let text = std::fs::read_to_string(f.path()).unwrap_or_default();
+                n += text.matches(&needle).count();
+            }
+        }
+        if n >= at_least || std::time::Instant::now() > deadline {
+            return n;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cloudhsm_key_store_connected_on_one_node_serves_on_the_other() {
+    let lab = hsm_lab::HsmLab::new(&[("a", "a"), ("b", "b")]);
+    let hsm_config = lab.hsm_config.to_str().unwrap().to_owned();
+    let Some(mut cluster) = two_nodes(
+        "a_cloudhsm_key_store_connected_on_one_node_serves_on_the_other",
+        &lab.data,
+        &["--hsm-config", &hsm_config],
+        &[("SOFTHSM2_CONF", &lab.softhsm_conf)],
+    ) else {
+        return;
+    };
+    let kms = cluster.clients();
+    let (hsm_cluster, anchor) = lab.cluster(&cluster.nodes[0], &["a", "b"], Some("kmsuser"));
+    let store = hsm_lab::create_store(&kms[0], "ha", &hsm_cluster, &anchor).await;
+    assert_eq!(hsm_lab::connect(&kms[0], &store).await.0, "CONNECTED");
+    let key = hsm_lab::create_key(&kms[0], &store).await;
+
+    // Node 1 serves the key at once (its own sessions, the password node 0 rotated once).
+    let ct = encrypt(&kms[1], &key).await.unwrap();
+    assert_eq!(decrypt(&kms[0], ct).await, b"hello");
+    assert_eq!(
+        hsm_events(&cluster.nodes, &hsm_cluster, "ChangePassword", 1).await,
+        1
+    );
+    assert!(hsm_events(&cluster.nodes[1..], &hsm_cluster, "Login", 1).await >= 1);
+
+    // A disconnect on node 0 holds on node 1 at once, as AWS answers for a disconnected store.
+    hsm_lab::disconnect(&kms[0], &store).await;
+    assert_eq!(
+        encrypt_error(&kms[1], &key).await,
+        "KMSInvalidStateException"
+    );
+    assert_eq!(hsm_lab::describe(&kms[1], &store).await.0, "DISCONNECTED");
+
+    // Both nodes connecting at once rotate the password once: the second finds it CONNECTED.
+    let (a, b) = tokio::join!(
+        hsm_lab::connect(&kms[0], &store),
+        hsm_lab::connect(&kms[1], &store)
+    );
+    assert_eq!((a.0.as_str(), b.0.as_str()), ("CONNECTED", "CONNECTED"));
+    assert_eq!(
+        hsm_events(&cluster.nodes, &hsm_cluster, "ChangePassword", 2).await,
+        2
+    );
+    for k in &kms {
+        let ct = encrypt(k, &key).await.unwrap();
+        assert_eq!(decrypt(&kms[0], ct.clone()).await, b"hello");
+        assert_eq!(decrypt(&kms[1], ct).await, b"hello");
+    }
+
+    // A node restarted while the store is CONNECTED serves its keys from its first request,
+    // without rotating the password again.
+    assert!(cluster.nodes[1].terminate());
+    let dir = cluster.dir(1);
+    cluster.nodes[1] = Server::start_in_env(
+        &dir,
+        &["--store", cluster.db.url(), "--hsm-config", &hsm_config],
+        &[("SOFTHSM2_CONF", &lab.softhsm_conf)],
+    );
+    let restarted = cluster.clients().remove(1);
+    let ct = encrypt(&restarted, &key).await.unwrap();
+    assert_eq!(decrypt(&kms[0], ct).await, b"hello");
+    // (Waits the full 10 s for a third rotation that must not come.)
+    assert_eq!(
+        hsm_events(&cluster.nodes, &hsm_cluster, "ChangePassword", 3).await,
+        2
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_external_key_store_connected_on_one_node_serves_on_the_other() {
+    let bin = xks_proxy::testkit::ensure_binary().unwrap();
+    let proxy = xks_proxy::testkit::TestProxy::start(
+        &bin,
+        xks_proxy::testkit::TestProxyOptions::new(&["key-1"]),
+    )
+    .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let xks_config = xks_lab::write_xks_config(
+        tmp.path(),
+        "xks.toml",
+        &proxy,
+        &format!(
+            "[[endpoint]]\nhost = \"localhost\"\naddress = \"{}\"\n",
+            proxy.addr()
+        ),
+    );
+    let Some(cluster) = two_nodes(
+        "an_external_key_store_connected_on_one_node_serves_on_the_other",
+        &tmp.path().join("node0"),
+        &["--xks-config", xks_config.to_str().unwrap()],
+        &[],
+    ) else {
+        return;
+    };
+    let kms = cluster.clients();
+    let store = xks_lab::create_xks_store(&kms[0], &proxy, "ha-xks", "https://localhost")
+        .await
+        .unwrap();
+    kms[0]
+        .connect_custom_key_store()
+        .custom_key_store_id(&store)
+        .send()
+        .await
+        .unwrap();
+    let key = xks_lab::create_key(&kms[0], &store, "key-1").await;
+
+    let ct = encrypt(&kms[1], &key).await.unwrap();
+    assert_eq!(decrypt(&kms[0], ct).await, b"hello");
+
+    kms[0]
+        .disconnect_custom_key_store()
+        .custom_key_store_id(&store)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        encrypt_error(&kms[1], &key).await,
+        "KMSInvalidStateException"
+    );
+    assert_eq!(
+        xks_lab::store_state(&kms[1], &store).await.0,
+        aws_sdk_kms::types::ConnectionStateType::Disconnected
+    );
 }

@@ -26,18 +26,11 @@ fn server(dir: &tempfile::TempDir) -> Server {
 
 /// Credentials of a second account, made with `kmsd admin create-account`.
 fn second_account(server: &Server) -> (String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_kmsd"))
-        .args(["admin", "--data-dir"])
-        .arg(&server.data_dir)
-        .args(["create-account", "444455556666"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let text = common::kmsd_admin(
+        &server.data_dir,
+        &server.store_args(),
+        &["create-account", "444455556666"],
     );
-    let text = String::from_utf8(out.stdout).unwrap();
     let get = |k: &str| {
         text.lines()
             .find_map(|l| l.strip_prefix(k))

@@ -596,14 +596,7 @@ impl Service {
             ) else {
                 continue;
             };
-            let hsms: Vec<(String, DeclaredHsm)> = cluster
-                .active_hsms()
-                .filter_map(|h| {
-                    fleet
-                        .hsm(&h.token_label)
-                        .map(|d| (h.hsm_id.clone(), d.clone()))
-                })
-                .collect();
+            let hsms = cluster.declared_active_hsms(&fleet);
             if !hsms.iter().any(|(_, d)| tokens.contains(&d.token_label)) {
                 continue;
             }

@@ -93,6 +93,20 @@ impl ClusterRecord {
         self.hsms.iter().filter(|h| h.state == "ACTIVE")
     }
 
+    /// (hsm id, declaration) of every ACTIVE HSM that `fleet` declares.
+    pub fn declared_active_hsms(
+        &self,
+        fleet: &super::HsmFleet,
+    ) -> Vec<(String, super::DeclaredHsm)> {
+        self.active_hsms()
+            .filter_map(|h| {
+                fleet
+                    .hsm(&h.token_label)
+                    .map(|d| (h.hsm_id.clone(), d.clone()))
+            })
+            .collect()
+    }
+
     /// Number of distinct availability zones with an ACTIVE HSM.
     pub fn active_zones(&self) -> usize {
         let mut zones: Vec<&str> = self

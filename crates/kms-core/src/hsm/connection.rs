@@ -2,8 +2,9 @@
 //! used round-robin with failover when an HSM stops answering.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use super::driver::{HsmFault, HsmSession};
 
@@ -75,10 +76,52 @@ impl Connection {
     }
 }
 
+/// How long a node waits before trying again to open the sessions of a store the cluster
+/// shows CONNECTED when it could not (an HSM not reachable from this node, a password changed
+/// meanwhile).
+const FOLLOW_RETRY: Duration = Duration::from_secs(5);
+
 /// Connections by key store id.
-#[derive(Default)]
 pub struct Connections {
     by_store: RwLock<HashMap<String, Arc<Connection>>>,
+    /// Whether key store or cluster records may have changed since this node last brought its
+    /// sessions and proxy targets in line with them (set by the store's change log).
+    changed: AtomicBool,
+    /// Whether [`Connections::retry_at`] is set (read without the lock on every request).
+    retry_pending: AtomicBool,
+    /// When this node tries again to follow a store it could not (see [`FOLLOW_RETRY`]).
+    retry_at: Mutex<Option<Instant>>,
+    /// Held while this node follows the records, so a request that finds the work taken by
+    /// another task (the idle loop) waits for it instead of running without the sessions.
+    follow_lock: tokio::sync::Mutex<()>,
+    /// Whether a task holds [`Connections::follow_lock`] (read without the lock).
+    following: AtomicBool,
+}
+
+/// This node following the records: [`Connections::following`] set while it lives.
+pub(crate) struct Following<'a> {
+    connections: &'a Connections,
+    _lock: tokio::sync::MutexGuard<'a, ()>,
+}
+
+impl Drop for Following<'_> {
+    fn drop(&mut self) {
+        self.connections.following.store(false, Ordering::SeqCst);
+    }
+}
+
+impl Default for Connections {
+    fn default() -> Self {
+        Connections {
+            by_store: RwLock::default(),
+            // A new service has not looked at the records yet.
+            changed: AtomicBool::new(true),
+            retry_pending: AtomicBool::new(false),
+            retry_at: Mutex::new(None),
+            follow_lock: tokio::sync::Mutex::new(()),
+            following: AtomicBool::new(false),
+        }
+    }
 }
 
 impl Connections {
@@ -128,6 +171,70 @@ impl Connections {
         }
         for (_, s) in dropped {
             s.logout();
+        }
+    }
+
+    /// Ids of the key stores connected on this node.
+    pub(crate) fn store_ids(&self) -> Vec<String> {
+        self.by_store
+            .read()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Notes that key store or cluster records changed (another node connected or
+    /// disconnected a store, changed a cluster's HSMs, ...).
+    pub(crate) fn note_change(&self) {
+        self.changed.store(true, Ordering::Release);
+    }
+
+    /// Asks for another look after [`FOLLOW_RETRY`].
+    pub(crate) fn retry_later(&self) {
+        if let Ok(mut r) = self.retry_at.lock() {
+            *r = Some(Instant::now() + FOLLOW_RETRY);
+            self.retry_pending.store(true, Ordering::Release);
+        }
+    }
+
+    /// Whether nothing is to follow and nobody is following: the common case, read without
+    /// writing anything shared.
+    pub(crate) fn follow_idle(&self) -> bool {
+        !self.changed.load(Ordering::SeqCst)
+            && !self.retry_pending.load(Ordering::SeqCst)
+            && !self.following.load(Ordering::SeqCst)
+    }
+
+    /// Waits until no other task follows the records, then holds the right to.
+    pub(crate) async fn start_following(&self) -> Following<'_> {
+        let lock = self.follow_lock.lock().await;
+        // Set before the reason is cleared (in `follow_due`), so whoever sees no reason left
+        // sees this and waits.
+        self.following.store(true, Ordering::SeqCst);
+        Following {
+            connections: self,
+            _lock: lock,
+        }
+    }
+
+    /// Whether the records must be looked at now (a change was noted, or a retry is due);
+    /// clears the reason. Call holding [`Connections::start_following`].
+    pub(crate) fn follow_due(&self) -> bool {
+        if self.changed.swap(false, Ordering::SeqCst) {
+            return true;
+        }
+        if !self.retry_pending.load(Ordering::Acquire) {
+            return false;
+        }
+        let Ok(mut r) = self.retry_at.lock() else {
+            return false;
+        };
+        match *r {
+            Some(at) if at <= Instant::now() => {
+                *r = None;
+                self.retry_pending.store(false, Ordering::Release);
+                true
+            }
+            _ => false,
         }
     }
 

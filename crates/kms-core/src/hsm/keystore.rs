@@ -416,7 +416,15 @@ impl Service {
         let _guard = self.write_section().await?;
         let store = self.caller_key_store(caller, &id)?;
         match store.connection_state.as_str() {
-            "CONNECTED" => return Ok(()),
+            // Connected by this or another node (which rotated the password once): this node
+            // opens its own sessions if it has none yet.
+            "CONNECTED" => {
+                if let Err(why) = self.follow_key_store(&store).await {
+                    tracing::warn!(custom_key_store = %id, why, "the key store is CONNECTED but this node could not open its sessions");
+                    self.connections().retry_later();
+                }
+                return Ok(());
+            }
             "DISCONNECTING" | "FAILED" => {
                 return Err(err(
                     ErrorCode::CustomKeyStoreInvalidStateException,
@@ -434,8 +442,8 @@ impl Service {
         self.connect_store(store).await
     }
 
-    /// Connects a key store (also used to restore connections at start-up). Must be called with
-    /// the write lock held.
+    /// Connects a key store: logs in and rotates the password. Must be called with the write
+    /// lock held.
     pub(crate) async fn connect_store(&self, mut store: KeyStoreRecord) -> Result<(), KmsError> {
         let env = self.hsm_env().ok_or_else(|| internal("no HSMs declared"))?;
         let cluster_id = store.cluster_id.clone().unwrap_or_default();
@@ -504,14 +512,7 @@ impl Service {
         if c.subnet_mapping.values().any(|s| fleet.subnet(s).is_none()) {
             return Ok(Connect::Failed("SUBNET_NOT_FOUND"));
         }
-        let active: Vec<(String, super::DeclaredHsm)> = c
-            .active_hsms()
-            .filter_map(|h| {
-                fleet
-                    .hsm(&h.token_label)
-                    .map(|d| (h.hsm_id.clone(), d.clone()))
-            })
-            .collect();
+        let active = c.declared_active_hsms(fleet);
         if active.is_empty() {
             return Ok(Connect::Failed("INSUFFICIENT_CLOUDHSM_HSMS"));
         }
@@ -826,8 +827,9 @@ impl Service {
         }
     }
 
-    /// Reconnects, at start-up, the CloudHSM key stores that were CONNECTED when kmsd stopped
-    /// (logging in to the HSMs takes time, so this runs beside serving).
+    /// Opens, at start-up, the sessions of the CloudHSM key stores that are CONNECTED (logging
+    /// in to the HSMs takes time, so this runs beside serving). The password is not rotated
+    /// again: the node that connected the store did, and other nodes may be using it.
     pub async fn restore_key_store_connections(&self) {
         let Ok(stores) = self.all_key_stores() else {
             return;
@@ -858,9 +860,9 @@ impl Service {
                 }
                 continue;
             }
-            let id = store.id.clone();
-            if let Err(e) = self.connect_store(store).await {
-                tracing::error!(custom_key_store = %id, error = %e, "could not restore the key store connection");
+            if let Err(why) = self.follow_key_store(&store).await {
+                tracing::error!(custom_key_store = %store.id, why, "could not open the sessions of the connected key store; trying again shortly");
+                self.connections().retry_later();
             }
         }
     }

@@ -11,6 +11,7 @@ mod connection;
 mod control;
 pub mod driver;
 pub mod fleet;
+mod follow;
 mod keys;
 pub mod keystore;
 pub mod memory;
@@ -47,6 +48,8 @@ pub(crate) fn cloudhsm_id(prefix: &str, len: usize) -> Result<String, kms_types:
     ))
 }
 
+#[cfg(test)]
+mod follow_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

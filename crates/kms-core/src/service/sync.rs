@@ -55,7 +55,10 @@ impl Service {
             None => self.store.change_hint(),
         }
         .map_err(internal)?;
-        self.sync_to(hint)
+        self.sync_to(hint)?;
+        // Key store connections made or dropped on other nodes take effect here.
+        self.follow_key_stores().await;
+        Ok(())
     }
 
     /// Reads the change log if the store's hint moved since the last look.
@@ -74,7 +77,13 @@ impl Service {
                         Change::AccessKey { access_key_id } => {
                             self.forget_access_key(access_key_id)
                         }
-                        Change::Doc { .. } => principals_changed = true,
+                        Change::Doc { kind, .. } => {
+                            principals_changed = true;
+                            if kind == crate::hsm::KEY_STORE_DOC || kind == crate::hsm::CLUSTER_DOC
+                            {
+                                self.connections().note_change();
+                            }
+                        }
                         _ => {}
                     }
                 }
@@ -87,6 +96,7 @@ impl Service {
                 }
             }
             Forget::All => {
+                self.connections().note_change();
                 if let Ok(mut c) = self.secret_cache.write() {
                     c.clear();
                 }

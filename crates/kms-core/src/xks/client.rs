@@ -30,6 +30,21 @@ pub struct XksTarget {
     pub region: String,
 }
 
+impl XksTarget {
+    /// Whether `other` reaches the same proxy the same way (endpoint, path, connectivity and
+    /// credential).
+    pub fn same_proxy(&self, other: &XksTarget) -> bool {
+        self.custom_key_store_id == other.custom_key_store_id
+            && self.uri_endpoint == other.uri_endpoint
+            && self.uri_path == other.uri_path
+            && self.connectivity == other.connectivity
+            && self.vpc_endpoint_service_name == other.vpc_endpoint_service_name
+            && *self.access_key_id == *other.access_key_id
+            && *self.secret == *other.secret
+            && self.region == other.region
+    }
+}
+
 impl std::fmt::Debug for XksTarget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("XksTarget")

@@ -431,6 +431,14 @@ impl Service {
         }
     }
 
+    /// Ids of the external key stores with a target on this node.
+    pub(crate) fn xks_target_ids(&self) -> Vec<String> {
+        self.xks_targets
+            .read()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// The target of a connected external key store, or why its keys are unavailable.
     pub(crate) fn connected_xks_target(&self, store_id: &str) -> Result<Arc<XksTarget>, KmsError> {
         self.xks_targets.read().ok().and_then(|m| m.get(store_id).cloned()).ok_or_else(|| {

@@ -606,3 +606,47 @@ async fn periodic_health_checks_track_connected_proxies() {
     svc.check_xks_proxy(&id, 2).await;
     assert_eq!(proxy.seen.lock().unwrap().len(), calls);
 }
+
+/// A second node on the same store follows the first's connect, proxy path change and
+/// disconnect of an external key store (its own proxy target, built from the record).
+#[tokio::test]
+async fn a_second_node_follows_the_store_record() {
+    let (a, proxy, c) = setup();
+    let root = Arc::new(kms_crypto::RootKey::from_bytes(&[4u8; 32]).unwrap());
+    let b = Service::new(a.store().clone(), root, Arc::new(ManualClock::default()));
+    b.enable_xks(Arc::new(Transport(proxy)));
+    let id = kms(
+        &a,
+        &c,
+        "CreateCustomKeyStore",
+        store_body("xks", "/kms/xks/v1"),
+    )
+    .await
+    .unwrap()["CustomKeyStoreId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let on = |op: &'static str, extra: Value| {
+        let mut body = json!({ "CustomKeyStoreId": id });
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        kms(&a, &c, op, body)
+    };
+    let path_on_b = || async {
+        b.sync_changes_async().await.unwrap();
+        b.connected_xks_target(&id).ok().map(|t| t.uri_path.clone())
+    };
+    assert_eq!(path_on_b().await, None);
+    on("ConnectCustomKeyStore", json!({})).await.unwrap();
+    assert_eq!(path_on_b().await.as_deref(), Some("/kms/xks/v1"));
+    on(
+        "UpdateCustomKeyStore",
+        json!({"XksProxyUriPath": "/p2/kms/xks/v1"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(path_on_b().await.as_deref(), Some("/p2/kms/xks/v1"));
+    on("DisconnectCustomKeyStore", json!({})).await.unwrap();
+    assert_eq!(path_on_b().await, None);
+}

@@ -129,19 +129,18 @@ impl HsmLab {
             .unwrap()
     }
 
-    /// `kmsd hsm <command> --data-dir .. --hsm-config .. --cluster-id <cluster> <rest>`:
-    /// (success, stdout + stderr).
+    /// `kmsd hsm <command> --data-dir .. [--store ..] --hsm-config .. --cluster-id <cluster>
+    /// <rest>`: (success, stdout + stderr).
     pub fn hsm(&self, command: &str, cluster: &str, rest: &[&str]) -> (bool, String) {
-        let mut args = vec![
-            "hsm",
-            command,
-            "--data-dir",
-            self.data.to_str().unwrap(),
+        let store = crate::common::store_args_of(&self.data);
+        let mut args = vec!["hsm", command, "--data-dir", self.data.to_str().unwrap()];
+        args.extend(store.iter().map(String::as_str));
+        args.extend_from_slice(&[
             "--hsm-config",
             self.hsm_config.to_str().unwrap(),
             "--cluster-id",
             cluster,
-        ];
+        ]);
         args.extend_from_slice(rest);
         let o = self.kmsd(&args);
         (
@@ -317,6 +316,15 @@ pub async fn create_store(
         .custom_key_store_id()
         .unwrap()
         .to_owned()
+}
+
+/// A new symmetric key in CloudHSM key store `store`: its id.
+pub async fn create_key(kms: &aws_sdk_kms::Client, store: &str) -> String {
+    let key = kms
+        .create_key()
+        .origin(aws_sdk_kms::types::OriginType::AwsCloudhsm)
+        .custom_key_store_id(store);
+    crate::common::created_key_id(key.send().await.unwrap())
 }
 
 /// UpdateCustomKeyStore with a new KeyStorePassword.

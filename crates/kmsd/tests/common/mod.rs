@@ -190,8 +190,8 @@ impl Drop for Server {
 
 /// With `KMSD_TEST_STORE=postgres`, the `--store` of a server on `dir` that names none: a fresh
 /// PostgreSQL database per data dir (on `KMSD_TEST_POSTGRES`), the same one when a test
-/// restarts a server on the dir. The databases are kept (named `kmsd_t*`) so restarts find
-/// them; drop them after the run.
+/// restarts a server on the dir. The databases are kept so restarts find them, and listed in
+/// [`CREATED_DATABASES`] for `scripts/test.sh` to drop after the run.
 fn test_store(dir: &Path, extra: &[&str]) -> Option<String> {
     if std::env::var("KMSD_TEST_STORE").as_deref() != Ok("postgres") || extra.contains(&"--store") {
         return None;
@@ -204,10 +204,20 @@ fn test_store(dir: &Path, extra: &[&str]) -> Option<String> {
     let db =
         kms_store::ScratchDatabase::create().expect("KMSD_TEST_STORE=postgres needs PostgreSQL");
     let url = db.url().to_owned();
+    let mut list = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(Path::new(env!("CARGO_TARGET_TMPDIR")).join(CREATED_DATABASES))
+        .unwrap();
+    std::io::Write::write_all(&mut list, format!("{}\n", db.name()).as_bytes()).unwrap();
     std::mem::forget(db);
     std::fs::write(&marker, &url).unwrap();
     Some(url)
 }
+
+/// The file in the test binaries' temporary directory (`target/tmp`) naming, one a line, the
+/// PostgreSQL databases [`test_store`] created and kept.
+pub const CREATED_DATABASES: &str = "kmsd-test-databases";
 
 /// [`Server::store_args`] for a data dir.
 pub fn store_args_of(dir: &Path) -> Vec<String> {
@@ -215,6 +225,21 @@ pub fn store_args_of(dir: &Path) -> Vec<String> {
         Ok(url) => vec!["--store".into(), url],
         Err(_) => vec![],
     }
+}
+
+/// With `KMSD_TEST_STORE=postgres`, a `pg_dump --data-only` of the database of the server on
+/// `dir`; `None` on SQLite (its database files are in `dir`).
+pub fn postgres_dump(dir: &Path) -> Option<Vec<u8>> {
+    let args = store_args_of(dir);
+    let [_, url] = args.as_slice() else {
+        return None;
+    };
+    let dump = Command::new("pg_dump")
+        .args(["--data-only", url])
+        .output()
+        .unwrap();
+    assert!(dump.status.success(), "pg_dump: {dump:?}");
+    Some(dump.stdout)
 }
 
 /// Runs `kmsd admin --data-dir DIR STORE_ARGS ARGS...` and returns what it printed; panics
@@ -391,12 +416,10 @@ pub fn admin_addr(server: &Server) -> SocketAddr {
 
 /// Creates a default (symmetric) key; returns its key id.
 pub async fn new_key_id(kms: &aws_sdk_kms::Client) -> String {
-    kms.create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata()
-        .unwrap()
-        .key_id()
-        .to_owned()
+    created_key_id(kms.create_key().send().await.unwrap())
+}
+
+/// The key id of a CreateKey answer.
+pub fn created_key_id(out: aws_sdk_kms::operation::create_key::CreateKeyOutput) -> String {
+    out.key_metadata().unwrap().key_id().to_owned()
 }
