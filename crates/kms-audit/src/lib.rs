@@ -13,6 +13,7 @@
 
 pub mod bound;
 mod chain;
+mod line;
 mod private_fs;
 mod query;
 mod record;
@@ -23,6 +24,7 @@ mod verify;
 mod writer;
 
 pub use chain::AuditFileSet;
+pub use line::AuditLine;
 pub use query::{query, query_newest, NewestRecords, QueryFilter, ANY_ERROR, MAX_LINE_BYTES};
 pub use record::{event_time, redact_request, ApiCallRecord, ServiceEventRecord};
 pub use retention::Retention;

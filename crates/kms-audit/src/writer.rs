@@ -10,10 +10,10 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Value;
 use tokio::sync::oneshot;
 
 use crate::chain::AuditFileSet;
+use crate::line::AuditLine;
 use crate::retention::Retention;
 use crate::signed::SigningKey;
 
@@ -63,7 +63,7 @@ impl WriterConfig {
 }
 
 enum Msg {
-    Record(Value, Option<oneshot::Sender<Result<(), String>>>),
+    Record(AuditLine, Option<oneshot::Sender<Result<(), String>>>),
     Close(oneshot::Sender<()>),
 }
 
@@ -180,11 +180,8 @@ impl Worker {
             let mut next = first;
             while let Some(msg) = next.take() {
                 match msg {
-                    Msg::Record(mut v, ack) => {
-                        if let (Some(id), Some(obj)) = (&self.config.node_id, v.as_object_mut()) {
-                            obj.insert("kmsdNodeId".into(), Value::String(id.clone()));
-                        }
-                        batch.push(v);
+                    Msg::Record(line, ack) => {
+                        batch.push(line);
                         acks.extend(ack);
                     }
                     Msg::Close(done) => close = Some(done),
@@ -195,10 +192,7 @@ impl Worker {
             }
             if !batch.is_empty() {
                 let now = (self.clock)();
-                let result = self
-                    .set
-                    .append(&mut batch, now)
-                    .and_then(|_| self.set.sync());
+                let result = self.set.append(&batch, now).and_then(|_| self.set.sync());
                 if let Err(e) = &result {
                     tracing::error!(error = %e, records = batch.len(), "audit write failed");
                 }
@@ -247,7 +241,8 @@ impl AuditWriter {
         config: WriterConfig,
         clock: Arc<dyn Fn() -> i64 + Send + Sync>,
     ) -> Result<Self, String> {
-        let set = AuditFileSet::open(dir, key, clock())?;
+        let mut set = AuditFileSet::open(dir, key, clock())?;
+        set.set_node_id(config.node_id.as_deref());
         let (tx, rx) = mpsc::channel::<Msg>();
         let pending = Arc::new(AtomicU64::new(0));
         let running = Arc::new(AtomicBool::new(true));
@@ -275,9 +270,11 @@ impl AuditWriter {
         })
     }
 
-    /// Records one event. With [`Durability::Sync`] this returns once the record is on disk;
-    /// an error means it is not, and the request must not be acknowledged as a success.
-    pub async fn record(&self, event: Value) -> Result<(), String> {
+    /// Records one event (an [`AuditLine`], or a `serde_json::Value` made into one). With
+    /// [`Durability::Sync`] this returns once the record is on disk; an error means it is not,
+    /// and the request must not be acknowledged as a success.
+    pub async fn record(&self, event: impl Into<AuditLine>) -> Result<(), String> {
+        let event = event.into();
         self.pending.fetch_add(1, Ordering::SeqCst);
         match self.durability {
             Durability::Buffered => self
@@ -295,9 +292,9 @@ impl AuditWriter {
     }
 
     /// Queues a record without waiting for it to reach the disk (for secondary logs).
-    pub fn record_nowait(&self, event: Value) {
+    pub fn record_nowait(&self, event: impl Into<AuditLine>) {
         self.pending.fetch_add(1, Ordering::SeqCst);
-        let _ = self.tx.send(Msg::Record(event, None));
+        let _ = self.tx.send(Msg::Record(event.into(), None));
     }
 
     /// Whether the writer thread is still running.
