@@ -31,7 +31,9 @@ pub use retention::Retention;
 pub use signed::{SignedKind, SigningKey};
 pub use trails::{node_trails, query_trails};
 pub use verify::{anchor, verify, verify_dir, Anchor, TrustedKey, VerifyOptions, VerifyReport};
-pub use writer::{AuditWriter, Durability, WriterConfig, DEFAULT_CHECKPOINT_INTERVAL_MS};
+pub use writer::{
+    AuditWriter, Durability, WriterConfig, BUFFERED_BATCH_MS, DEFAULT_CHECKPOINT_INTERVAL_MS,
+};
 
 /// Name prefix of audit files: `audit-<sequence>.jsonl`.
 pub const FILE_PREFIX: &str = "audit-";

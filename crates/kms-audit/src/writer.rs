@@ -23,10 +23,15 @@ pub enum Durability {
     /// The response waits until the record is fsynced (group commit). Nothing acknowledged is
     /// missing from the trail, even after a crash.
     Sync,
-    /// The response does not wait; records are fsynced per batch shortly after. A crash can lose
-    /// the records of the last few milliseconds of acknowledged requests.
+    /// The response does not wait; records are written and fsynced in batches, at most every
+    /// [`BUFFERED_BATCH_MS`]. A crash can lose the records of the last few milliseconds of
+    /// acknowledged requests.
     Buffered,
 }
+
+/// With [`Durability::Buffered`], the writer rests this long after each batch, so that records
+/// arriving meanwhile neither wake it one by one nor cost an fsync each.
+pub const BUFFERED_BATCH_MS: u64 = 10;
 
 /// Default time between two checkpoints while records arrive.
 pub const DEFAULT_CHECKPOINT_INTERVAL_MS: u64 = 1000;
@@ -200,6 +205,9 @@ impl Worker {
                 batch.clear();
                 for ack in acks.drain(..) {
                     let _ = ack.send(result.clone());
+                }
+                if self.config.durability == Durability::Buffered && close.is_none() {
+                    std::thread::sleep(Duration::from_millis(BUFFERED_BATCH_MS));
                 }
             }
             if let Some(done) = close {
