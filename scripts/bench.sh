@@ -17,6 +17,9 @@
 #             openssl-signed CSR, kmsd hsm create-user) at 8 and 32 connections
 #   xks       Encrypt on a key in an external key store through xks-proxy (release build, TLS,
 #             SoftHSM2) at 1 and 8 connections, and the proxy alone (kmsd-bench --op xks-encrypt)
+#   xksref    xks-proxy vs AWS's reference XKS proxy (REF_XKS_PROXY_BIN, built by hand from
+#             aws-samples/aws-kms-xks-proxy) on one SoftHSM2 token, TLS, the proxies alone
+#             (kmsd-bench --op xks-encrypt) at 1, 4 and 16 connections, alternating
 #   profile   perf record (cpu-clock, DWARF call graphs) of the server during an Encrypt run at
 #             32 connections (sync), then perf report into the output directory
 #   pg        Encrypt at 1, 8 and 32 connections on the default SQLite store and on PostgreSQL
@@ -39,6 +42,8 @@
 #   --no-build        do not run cargo build (use the binaries as found)
 #
 # Environment:
+#   REF_XKS_PROXY_BIN  AWS's reference proxy, for `xksref` (XKS_PROXY_BEFORE_BIN: an older
+#                     xks-proxy to add to its runs)
 #   KMSD_BIN, KMSD_BENCH_BIN, XKS_PROXY_BIN   binaries (default target/release/{kmsd,kmsd-bench,
 #                                             xks-proxy}, built with cargo build --release)
 #   KMSD_BEFORE_BIN   kmsd of the commit before access control, for `acl`. Default: the parent of
@@ -85,7 +90,7 @@ while [ $# -gt 0 ]; do
         --out) OUT=$2; shift 2 ;;
         --no-build) BUILD=0; shift ;;
         -h|--help) sed -n '2,/^$/p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
-        default|acl|asym|raw|cloudhsm|xks|profile|pg|keys) SECTIONS+=("$1"); shift ;;
+        default|acl|asym|raw|cloudhsm|xks|xksref|profile|pg|keys) SECTIONS+=("$1"); shift ;;
         all) SECTIONS+=(default acl asym cloudhsm xks profile); shift ;;
         *) echo "bench.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -237,7 +242,7 @@ fresh_run() {
 build() {
     [ "$BUILD" = 1 ] || return 0
     local pkgs=(-p kmsd)
-    case " ${SECTIONS[*]} " in *" xks "*) pkgs+=(-p xks-proxy) ;; esac
+    case " ${SECTIONS[*]} " in *" xks "* | *" xksref "*) pkgs+=(-p xks-proxy) ;; esac
     log "cargo build --release ${pkgs[*]}"
     (cd "$ROOT" && cargo build --release "${pkgs[@]}" >&2)
 }
@@ -340,6 +345,102 @@ section_keys() {
     done
 }
 
+# Waits until something accepts TCP connections on 127.0.0.1:$1 (at most 30 s).
+wait_port() {
+    local i
+    for i in $(seq 300); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+        sleep 0.1
+    done
+    echo "bench.sh: nothing listens on port $1" >&2
+    exit 1
+}
+
+# xks-proxy against AWS's reference XKS proxy (aws-samples/aws-kms-xks-proxy, built by hand:
+# REF_XKS_PROXY_BIN) on one SoftHSM2 token and key, both over TLS with SigV4, both logging at
+# warn; kmsd-bench --op xks-encrypt (272-byte plaintext, as kmsd sends) straight to each proxy at
+# 1, 4 and 16 connections, alternating. xks-proxy runs twice: as configured by default (HSM calls
+# on blocking threads with a time limit) and with `hsm.calls = "inline"` (on the async worker,
+# as the reference proxy calls its HSM); XKS_PROXY_BEFORE_BIN (optional) adds an older xks-proxy.
+section_xksref() {
+    local dir="$WORK/xksref" port c run variant addr bin
+    local -A pids=() addrs=()
+    [ -x "${REF_XKS_PROXY_BIN:-}" ] || { echo "bench.sh: xksref needs REF_XKS_PROXY_BIN" >&2; exit 1; }
+    log "xksref: PKI, SoftHSM2 token, xks-proxy and the reference proxy over TLS"
+    xks_setup "$dir"
+    for variant in xks-proxy xks-proxy-inline ${XKS_PROXY_BEFORE_BIN:+xks-proxy-before}; do
+        bin=$XKS_PROXY
+        [ "$variant" = xks-proxy-before ] && bin=$XKS_PROXY_BEFORE_BIN
+        sed "s|$dir/proxy-audit|$dir/audit-$variant|" "$dir/xks-proxy.toml" > "$dir/run-$variant.toml"
+        if [ "$variant" = xks-proxy-inline ]; then
+            sed -i 's|^token_label = .*|&\ncalls = "inline"|' "$dir/run-$variant.toml"
+        fi
+        RUST_LOG=warn "$bin" serve --config "$dir/run-$variant.toml" </dev/null >/dev/null 2>"$OUT/$variant.log" &
+        pids[$variant]=$!
+        PIDS+=("$!")
+        addrs[$variant]=$(wait_line "$OUT/$variant.log" "xks-proxy listening on ")
+    done
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    mkdir -p "$dir/ref"
+    cat > "$dir/ref/settings.toml" <<EOF
+[server]
+ip = "127.0.0.1"
+port = $port
+port_http_ping = $port
+region = "us-east-1"
+service = "kms-xks-proxy"
+[server.tcp_keepalive]
+tcp_keepalive_secs = 60
+[tracing]
+is_stdout_writer_enabled = true
+is_file_writer_enabled = false
+level = "WARN"
+[security]
+is_sigv4_auth_enabled = true
+is_tls_enabled = true
+is_mtls_enabled = false
+[tls]
+tls_cert_pem = "$dir/pki/server.pem"
+tls_key_pem = "$dir/pki/server.key"
+[[external_key_stores]]
+uri_path_prefix = "/example"
+sigv4_access_key_id = "$XKS_AKID"
+sigv4_secret_access_key = "$XKS_SECRET"
+xks_key_id_set = ["bench-key"]
+[pkcs11]
+session_pool_max_size = 30
+session_pool_timeout_milli = 0
+session_eager_close = false
+user_pin = "xks-bench-pin-1"
+PKCS11_HSM_MODULE = "$SOFTHSM_MODULE"
+context_read_timeout_milli = 10
+[limits]
+max_plaintext_in_base64 = 8192
+max_aad_in_base64 = 16384
+[hsm_capabilities]
+can_generate_iv = false
+is_zero_iv_required = false
+EOF
+    (cd "$dir/ref" && XKS_PROXY_SETTINGS_TOML="$dir/ref/settings.toml" exec "$REF_XKS_PROXY_BIN" \
+        </dev/null >"$OUT/reference-proxy.log" 2>&1) &
+    pids[reference]=$!
+    PIDS+=("$!")
+    addrs[reference]="127.0.0.1:$port"
+    wait_port "$port"
+    for run in $(seq "$RUNS"); do
+        for c in 1 4 16; do
+            for variant in xks-proxy xks-proxy-inline reference ${XKS_PROXY_BEFORE_BIN:+xks-proxy-before}; do
+                addr=${addrs[$variant]}
+                bench_run xksref "$variant/$c" "$run" "${pids[$variant]}" "https://$addr" \
+                    --ca-file "$dir/pki/ca.pem" --credentials-file "$dir/proxy-credentials" \
+                    --op xks-encrypt --key-id bench-key --plaintext-bytes 272 --connections "$c"
+            done
+        done
+    done
+    for variant in "${!pids[@]}"; do stop_pid "${pids[$variant]}"; forget_pid "${pids[$variant]}"; done
+    unset SOFTHSM2_CONF
+}
+
 # The AWS CLI against a kmsd at $KMSD_ADDR with $DATA/admin-credentials (AWS CLI v1 would fetch
 # parameters that look like URLs, such as --xks-proxy-uri-endpoint https://...: turned off).
 awsk() {
@@ -413,11 +514,12 @@ wait_connected() {
     return 1
 }
 
-section_xks() {
-    local dir="$WORK/xks" akid secret proxy_pid proxy_addr store key run c from to
-    DATA="$dir/data"
+# xks_setup DIR: a test PKI (DIR/pki), a SoftHSM2 token (SOFTHSM2_CONF exported) with the AES key
+# `bench-key` made by $XKS_PROXY, xks-proxy's config DIR/xks-proxy.toml and the SigV4 credentials
+# (XKS_AKID, XKS_SECRET; DIR/proxy-credentials for kmsd-bench).
+xks_setup() {
+    local dir=$1
     mkdir -p "$dir/pki" "$dir/tokens"
-    log "xks: PKI, SoftHSM2 token, xks-proxy over TLS"
     (cd "$dir/pki" &&
         openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key \
             -out ca.pem -days 2 -subj "/CN=xks bench CA" \
@@ -432,8 +534,8 @@ section_xks() {
     softhsm2-util --init-token --free --label xks-bench --so-pin 1234567890 --pin xks-bench-pin-1 >/dev/null
     printf 'xks-bench-pin-1\n' > "$dir/pin"
     chmod 600 "$dir/pin"
-    akid=AKIAXKSPROXYBENCH222
-    secret=$(openssl rand -base64 33)
+    XKS_AKID=AKIAXKSPROXYBENCH222
+    XKS_SECRET=$(openssl rand -base64 33)
     cat > "$dir/xks-proxy.toml" <<EOF
 listen = "127.0.0.1:0"
 crypto_enabled = true
@@ -454,11 +556,20 @@ uri_path = "/example/kms/xks/v1"
 region = "us-east-1"
 keys = ["bench-key"]
 [[key_store.credentials]]
-access_key_id = "$akid"
-secret_access_key = "$secret"
+access_key_id = "$XKS_AKID"
+secret_access_key = "$XKS_SECRET"
 EOF
-    printf '[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n' "$akid" "$secret" > "$dir/proxy-credentials"
+    printf '[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n' "$XKS_AKID" "$XKS_SECRET" > "$dir/proxy-credentials"
     RUST_LOG=warn "$XKS_PROXY" create-key --config "$dir/xks-proxy.toml" bench-key >/dev/null
+}
+
+section_xks() {
+    local dir="$WORK/xks" akid secret proxy_pid proxy_addr store key run c from to
+    DATA="$dir/data"
+    log "xks: PKI, SoftHSM2 token, xks-proxy over TLS"
+    xks_setup "$dir"
+    akid=$XKS_AKID
+    secret=$XKS_SECRET
     RUST_LOG=info "$XKS_PROXY" serve --config "$dir/xks-proxy.toml" </dev/null >/dev/null 2>"$OUT/xks-proxy.log" &
     proxy_pid=$!
     PIDS+=("$proxy_pid")

@@ -71,17 +71,20 @@ pub(crate) fn bound_strings(record: &mut Value) {
     }
 }
 
-/// The record's JSON line, within [`MAX_RECORD_BYTES`] plus the size of the `extra` members
-/// (added last, never truncated: the chain link).
-pub(crate) fn bounded_line(record: &mut Value, extra: (&str, Value)) -> Result<Vec<u8>, String> {
+/// The record's JSON line, within [`MAX_RECORD_BYTES`] (a non-object record becomes
+/// `{"kmsdNotAnObject":true}`). The writer adds its own members (the chain link) after this.
+pub(crate) fn bounded_line(record: &mut Value) -> Result<Vec<u8>, String> {
+    if !record.is_object() {
+        *record = json!({"kmsdNotAnObject": true});
+    }
     bound_strings(record);
     loop {
         let line = serde_json::to_vec(&*record).map_err(|e| e.to_string())?;
         let Value::Object(m) = record else {
-            break;
+            return Ok(line);
         };
         if line.len() <= MAX_RECORD_BYTES {
-            break;
+            return Ok(line);
         }
         // Replace the largest member not yet replaced.
         let largest = m
@@ -93,15 +96,9 @@ pub(crate) fn bounded_line(record: &mut Value, extra: (&str, Value)) -> Result<V
             Some((k, n)) if n > 64 => {
                 m.insert(k, json!({"kmsdTruncated": true, "length": n}));
             }
-            _ => break,
+            _ => return Ok(line),
         }
     }
-    if let Value::Object(m) = record {
-        m.insert(extra.0.to_owned(), extra.1);
-    } else {
-        *record = json!({"kmsdNotAnObject": true, extra.0: extra.1});
-    }
-    serde_json::to_vec(&*record).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -148,11 +145,10 @@ mod tests {
             "eventName": "Encrypt",
             "requestParameters": {"encryptionContext": context},
         });
-        let line = bounded_line(&mut r, ("kmsdChain", json!({"seq": 1}))).unwrap();
+        let line = bounded_line(&mut r).unwrap();
         assert!(line.len() <= MAX_RECORD_BYTES, "{}", line.len());
         assert_eq!(r["eventName"], "Encrypt");
         assert_eq!(r["requestParameters"]["kmsdTruncated"], true);
         assert!(r["requestParameters"]["length"].as_u64().unwrap() > 200_000);
-        assert_eq!(r["kmsdChain"]["seq"], 1);
     }
 }

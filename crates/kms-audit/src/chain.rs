@@ -5,7 +5,9 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
-use serde_json::{json, Value};
+use serde_json::Value;
+
+use crate::line::AuditLine;
 
 use crate::private_fs;
 use crate::retention::{self, Retention};
@@ -25,6 +27,8 @@ pub struct AuditFileSet {
     next_seq: u64,
     last_hash: String,
     last_checkpoint_ms: i64,
+    /// `"kmsdNodeId":"..."`, spliced into every record, if set.
+    node_member: Option<Vec<u8>>,
 }
 
 struct OpenFile {
@@ -96,6 +100,7 @@ impl AuditFileSet {
             next_seq: 1,
             last_hash: GENESIS.to_owned(),
             last_checkpoint_ms: i64::MIN,
+            node_member: None,
         };
         let Some(last) = files.last() else {
             return Ok(set);
@@ -157,10 +162,18 @@ impl AuditFileSet {
         Ok(())
     }
 
-    /// Appends records (each a JSON object, which gets its `kmsdChain` member here, in place,
-    /// and is bounded in size: see [`crate::bound`]) to the current file; call [`Self::sync`]
-    /// to make them durable.
-    pub fn append(&mut self, records: &mut [Value], now_ms: i64) -> Result<(), String> {
+    /// Writes `kmsdNodeId: id` into every record appended from now on.
+    pub fn set_node_id(&mut self, id: Option<&str>) {
+        self.node_member = id.map(|id| {
+            let mut m = br#""kmsdNodeId":"#.to_vec();
+            m.extend_from_slice(&serde_json::to_vec(id).unwrap_or_else(|_| b"\"\"".to_vec()));
+            m
+        });
+    }
+
+    /// Appends records to the current file, each with its `kmsdChain` member (and the node id)
+    /// spliced in; call [`Self::sync`] to make them durable.
+    pub fn append(&mut self, records: &[AuditLine], now_ms: i64) -> Result<(), String> {
         if records.is_empty() {
             return Ok(());
         }
@@ -170,18 +183,27 @@ impl AuditFileSet {
         let Some(f) = self.file.as_mut() else {
             return Err("no audit file".into());
         };
-        let mut buf = Vec::with_capacity(records.len() * 1024);
-        for r in records.iter_mut() {
-            let link = json!({"seq": self.next_seq, "prev": self.last_hash});
-            let line = crate::bound::bounded_line(r, ("kmsdChain", link))?;
-            self.last_hash = hex::encode(kms_crypto::sha256(&line));
+        let mut buf = Vec::with_capacity(records.iter().map(|r| r.as_bytes().len() + 160).sum());
+        let mut link = Vec::with_capacity(128);
+        for r in records {
+            link.clear();
+            link.extend_from_slice(br#""kmsdChain":{"seq":"#);
+            link.extend_from_slice(self.next_seq.to_string().as_bytes());
+            link.extend_from_slice(br#","prev":""#);
+            link.extend_from_slice(self.last_hash.as_bytes());
+            link.extend_from_slice(b"\"}");
+            let start = buf.len();
+            match &self.node_member {
+                Some(node) => r.write_with(&[node, &link], &mut buf),
+                None => r.write_with(&[&link], &mut buf),
+            }
+            self.last_hash = hex::encode(kms_crypto::sha256(&buf[start..]));
             self.next_seq += 1;
             f.records += 1;
             f.unsigned += 1;
-            if r.get("kmsdRetention").is_none() {
+            if !r.retention {
                 f.rollable += 1;
             }
-            buf.extend_from_slice(&line);
             buf.push(b'\n');
         }
         write(f, &buf)
@@ -309,8 +331,8 @@ impl AuditFileSet {
             return Ok(None);
         }
         let details = retention::details(policy, &removable);
-        let mut record = [retention::record(&details, now_ms)];
-        self.append(&mut record, now_ms)?;
+        let record = [AuditLine::from_value(retention::record(&details, now_ms))];
+        self.append(&record, now_ms)?;
         self.checkpoint(now_ms)?;
         for f in &removable {
             if let Err(e) = std::fs::remove_file(&f.path) {

@@ -13,6 +13,7 @@
 
 pub mod bound;
 mod chain;
+mod line;
 mod private_fs;
 mod query;
 mod record;
@@ -23,13 +24,16 @@ mod verify;
 mod writer;
 
 pub use chain::AuditFileSet;
+pub use line::AuditLine;
 pub use query::{query, query_newest, NewestRecords, QueryFilter, ANY_ERROR, MAX_LINE_BYTES};
 pub use record::{event_time, redact_request, ApiCallRecord, ServiceEventRecord};
 pub use retention::Retention;
 pub use signed::{SignedKind, SigningKey};
 pub use trails::{node_trails, query_trails};
 pub use verify::{anchor, verify, verify_dir, Anchor, TrustedKey, VerifyOptions, VerifyReport};
-pub use writer::{AuditWriter, Durability, WriterConfig, DEFAULT_CHECKPOINT_INTERVAL_MS};
+pub use writer::{
+    AuditWriter, Durability, WriterConfig, BUFFERED_BATCH_MS, DEFAULT_CHECKPOINT_INTERVAL_MS,
+};
 
 /// Name prefix of audit files: `audit-<sequence>.jsonl`.
 pub const FILE_PREFIX: &str = "audit-";

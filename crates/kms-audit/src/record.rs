@@ -1,5 +1,6 @@
 //! Building CloudTrail-shaped records.
 
+use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{json, Map, Value};
 
 /// ISO-8601 UTC time with seconds, as CloudTrail writes `eventTime`.
@@ -21,28 +22,29 @@ fn lower_camel(name: &str) -> String {
 
 /// Turns a request (or response) body into CloudTrail's `requestParameters`: member names in
 /// lowerCamelCase, members in `redacted` (blobs, secrets, grant tokens) removed, map members
-/// (encryption contexts) kept verbatim.
-pub fn redact_request(body: &Value, redacted: &[&str]) -> Value {
+/// (encryption contexts) kept verbatim. Consumes the body (its strings are moved, not copied).
+pub fn redact_request(body: Value, redacted: &[&str]) -> Value {
     match body {
-        Value::Object(m) => {
-            let mut out = Map::new();
-            for (k, v) in m {
-                if redacted.contains(&k.as_str()) {
-                    continue;
-                }
-                let v = if k.contains("EncryptionContext") {
-                    v.clone()
-                } else {
-                    redact_request(v, redacted)
-                };
-                out.insert(lower_camel(k), v);
-            }
-            Value::Object(out)
-        }
-        Value::Array(items) => {
-            Value::Array(items.iter().map(|i| redact_request(i, redacted)).collect())
-        }
-        other => other.clone(),
+        Value::Object(m) => Value::Object(
+            m.into_iter()
+                .filter(|(k, _)| !redacted.contains(&k.as_str()))
+                .map(|(k, v)| {
+                    let v = if k.contains("EncryptionContext") {
+                        v
+                    } else {
+                        redact_request(v, redacted)
+                    };
+                    (lower_camel(&k), v)
+                })
+                .collect::<Map<String, Value>>(),
+        ),
+        Value::Array(items) => Value::Array(
+            items
+                .into_iter()
+                .map(|i| redact_request(i, redacted))
+                .collect(),
+        ),
+        other => other,
     }
 }
 
@@ -90,65 +92,125 @@ pub struct ApiCallRecord {
 }
 
 impl ApiCallRecord {
-    /// The CloudTrail JSON.
+    /// The CloudTrail JSON as a [`Value`] (the trail itself is written from the
+    /// [`Serialize`] form, see [`crate::AuditLine::from_serialize`]).
     pub fn to_json(&self) -> Value {
-        let user_identity = match (&self.principal_arn, &self.account) {
-            (Some(arn), Some(account)) => {
-                let kind = if arn.contains(":assumed-role/") {
-                    "AssumedRole"
-                } else if arn.ends_with(":root") {
-                    "Root"
-                } else {
-                    "IAMUser"
-                };
-                let mut u = json!({
-                    "type": kind,
-                    "principalId": self.principal_id,
-                    "arn": arn,
-                    "accountId": account,
-                    "accessKeyId": self.access_key_id,
-                });
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+
+    fn identity_kind(&self) -> Option<(&str, &str, &'static str)> {
+        let (Some(arn), Some(account)) = (&self.principal_arn, &self.account) else {
+            return None;
+        };
+        let kind = if arn.contains(":assumed-role/") {
+            "AssumedRole"
+        } else if arn.ends_with(":root") {
+            "Root"
+        } else {
+            "IAMUser"
+        };
+        Some((arn, account, kind))
+    }
+}
+
+/// `userIdentity` of an [`ApiCallRecord`].
+struct UserIdentity<'a>(&'a ApiCallRecord);
+
+impl Serialize for UserIdentity<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let r = self.0;
+        let mut m = s.serialize_map(None)?;
+        match r.identity_kind() {
+            Some((arn, account, kind)) => {
+                m.serialize_entry("type", kind)?;
+                m.serialize_entry("principalId", &r.principal_id)?;
+                m.serialize_entry("arn", arn)?;
+                m.serialize_entry("accountId", account)?;
+                m.serialize_entry("accessKeyId", &r.access_key_id)?;
                 if kind == "IAMUser" {
                     if let Some(name) = arn.rsplit('/').next() {
-                        u["userName"] = json!(name);
+                        m.serialize_entry("userName", name)?;
                     }
                 }
-                u
             }
-            _ => json!({"type": "Unknown", "accessKeyId": self.access_key_id}),
-        };
-        let mut v = json!({
-            "eventVersion": "1.08",
-            "userIdentity": user_identity,
-            "eventTime": event_time(self.time_ms),
-            "eventSource": self.event_source,
-            "eventName": self.event_name,
-            "awsRegion": self.region,
-            "sourceIPAddress": self.source_ip,
-            "userAgent": self.user_agent,
-            "requestParameters": self.request_parameters,
-            "responseElements": self.response_elements,
-            "requestID": self.request_id,
-            "eventID": self.event_id,
-            "readOnly": self.read_only,
-            "resources": self.resources.iter().map(|arn| json!({
-                "accountId": arn.split(':').nth(4).unwrap_or_default(),
-                "type": "AWS::KMS::Key",
-                "ARN": arn,
-            })).collect::<Vec<_>>(),
-            "eventType": "AwsApiCall",
-            "managementEvent": true,
-            "recipientAccountId": self.resources.first().and_then(|a| a.split(':').nth(4)).map(str::to_owned).or_else(|| self.account.clone()),
-            "eventCategory": "Management",
-        });
+            None => {
+                m.serialize_entry("type", "Unknown")?;
+                m.serialize_entry("accessKeyId", &r.access_key_id)?;
+            }
+        }
+        m.end()
+    }
+}
+
+/// One entry of `resources`: a KMS key.
+struct Resource<'a>(&'a str);
+
+impl Serialize for Resource<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(3))?;
+        m.serialize_entry("accountId", self.0.split(':').nth(4).unwrap_or_default())?;
+        m.serialize_entry("type", "AWS::KMS::Key")?;
+        m.serialize_entry("ARN", self.0)?;
+        m.end()
+    }
+}
+
+/// `tlsDetails`.
+struct TlsDetails<'a>(&'a (String, String, String));
+
+impl Serialize for TlsDetails<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let (version, suite, host) = self.0;
+        let mut m = s.serialize_map(Some(3))?;
+        m.serialize_entry("tlsVersion", version)?;
+        m.serialize_entry("cipherSuite", suite)?;
+        m.serialize_entry("clientProvidedHostHeader", host)?;
+        m.end()
+    }
+}
+
+/// The CloudTrail record, member by member (no intermediate [`Value`]).
+impl Serialize for ApiCallRecord {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("eventVersion", "1.08")?;
+        m.serialize_entry("userIdentity", &UserIdentity(self))?;
+        m.serialize_entry("eventTime", &event_time(self.time_ms))?;
+        m.serialize_entry("eventSource", &self.event_source)?;
+        m.serialize_entry("eventName", &self.event_name)?;
+        m.serialize_entry("awsRegion", &self.region)?;
+        m.serialize_entry("sourceIPAddress", &self.source_ip)?;
+        m.serialize_entry("userAgent", &self.user_agent)?;
         if let Some(code) = &self.error_code {
-            v["errorCode"] = json!(code);
-            v["errorMessage"] = json!(self.error_message);
+            m.serialize_entry("errorCode", code)?;
+            m.serialize_entry("errorMessage", &self.error_message)?;
         }
-        if let Some((version, suite, host)) = &self.tls {
-            v["tlsDetails"] = json!({"tlsVersion": version, "cipherSuite": suite, "clientProvidedHostHeader": host});
+        m.serialize_entry("requestParameters", &self.request_parameters)?;
+        m.serialize_entry("responseElements", &self.response_elements)?;
+        m.serialize_entry("requestID", &self.request_id)?;
+        m.serialize_entry("eventID", &self.event_id)?;
+        m.serialize_entry("readOnly", &self.read_only)?;
+        m.serialize_entry(
+            "resources",
+            &self
+                .resources
+                .iter()
+                .map(|arn| Resource(arn))
+                .collect::<Vec<_>>(),
+        )?;
+        m.serialize_entry("eventType", "AwsApiCall")?;
+        m.serialize_entry("managementEvent", &true)?;
+        let recipient = self
+            .resources
+            .first()
+            .and_then(|a| a.split(':').nth(4))
+            .or(self.account.as_deref());
+        m.serialize_entry("recipientAccountId", &recipient)?;
+        m.serialize_entry("eventCategory", "Management")?;
+        if let Some(tls) = &self.tls {
+            m.serialize_entry("tlsDetails", &TlsDetails(tls))?;
         }
-        v
+        m.end()
     }
 }
 
@@ -208,7 +270,7 @@ mod tests {
             "EncryptionContext": {"Tenant": "A", "Plaintext": "kept: a context key, not the member"},
             "Recipient": {"AttestationDocument": "AAAA", "KeyEncryptionAlgorithm": "RSAES_OAEP_SHA_256"},
         });
-        let r = redact_request(&body, &["Plaintext", "GrantTokens", "AttestationDocument"]);
+        let r = redact_request(body, &["Plaintext", "GrantTokens", "AttestationDocument"]);
         assert_eq!(
             r,
             json!({
@@ -217,6 +279,61 @@ mod tests {
                 "recipient": {"keyEncryptionAlgorithm": "RSAES_OAEP_SHA_256"},
             })
         );
+    }
+
+    /// Every member, as CloudTrail names them (the form written before records were
+    /// serialised without a `Value`).
+    #[test]
+    fn full_record_members() {
+        let r = ApiCallRecord {
+            time_ms: 1_700_000_000_000,
+            event_name: "Decrypt".into(),
+            event_source: "kms.amazonaws.com".into(),
+            region: "eu-west-1".into(),
+            access_key_id: Some("AKIDX".into()),
+            source_ip: "10.0.0.1".into(),
+            user_agent: "ua".into(),
+            request_parameters: json!({"keyId": "k"}),
+            error_code: Some("InvalidSignatureException".into()),
+            error_message: Some("bad".into()),
+            request_id: "rid".into(),
+            event_id: "eid".into(),
+            tls: Some((
+                "TLSv1.3".into(),
+                "TLS_AES_128_GCM_SHA256".into(),
+                "h".into(),
+            )),
+            ..Default::default()
+        };
+        let line = crate::AuditLine::from_serialize(&r).unwrap();
+        let v: Value = serde_json::from_slice(line.as_bytes()).unwrap();
+        assert_eq!(
+            v,
+            json!({
+                "eventVersion": "1.08",
+                "userIdentity": {"type": "Unknown", "accessKeyId": "AKIDX"},
+                "eventTime": "2023-11-14T22:13:20Z",
+                "eventSource": "kms.amazonaws.com",
+                "eventName": "Decrypt",
+                "awsRegion": "eu-west-1",
+                "sourceIPAddress": "10.0.0.1",
+                "userAgent": "ua",
+                "requestParameters": {"keyId": "k"},
+                "responseElements": null,
+                "requestID": "rid",
+                "eventID": "eid",
+                "readOnly": false,
+                "resources": [],
+                "eventType": "AwsApiCall",
+                "managementEvent": true,
+                "recipientAccountId": null,
+                "eventCategory": "Management",
+                "errorCode": "InvalidSignatureException",
+                "errorMessage": "bad",
+                "tlsDetails": {"tlsVersion": "TLSv1.3", "cipherSuite": "TLS_AES_128_GCM_SHA256", "clientProvidedHostHeader": "h"},
+            })
+        );
+        assert_eq!(r.to_json(), v);
     }
 
     #[test]

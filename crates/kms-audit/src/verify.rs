@@ -505,7 +505,7 @@ mod tests {
         let key = SigningKey::generate().unwrap();
         let mut set = AuditFileSet::open(dir, key_copy(&key), 0).unwrap();
         for i in 0..5 {
-            set.append(&mut [json!({"eventName": "Encrypt", "eventTime": format!("2026-01-01T00:00:0{i}Z"), "resources": [{"ARN": "arn:aws:kms:us-east-1:111122223333:key/k1"}]})], 0).unwrap();
+            set.append(&[json!({"eventName": "Encrypt", "eventTime": format!("2026-01-01T00:00:0{i}Z"), "resources": [{"ARN": "arn:aws:kms:us-east-1:111122223333:key/k1"}]}).into()], 0).unwrap();
             if i == 2 {
                 set.close_current(1).unwrap();
             }
@@ -539,7 +539,7 @@ mod tests {
         let key = write_sample(dir.path());
         let mut set = AuditFileSet::open(dir.path(), key_copy(&key), 5).unwrap();
         assert_eq!(set.next_seq(), 6);
-        set.append(&mut [json!({"eventName": "Decrypt"})], 6)
+        set.append(&[json!({"eventName": "Decrypt"}).into()], 6)
             .unwrap();
         set.close_current(7).unwrap();
         let r = verify_dir(dir.path(), Some(&key.spki)).unwrap();

@@ -10,10 +10,10 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Value;
 use tokio::sync::oneshot;
 
 use crate::chain::AuditFileSet;
+use crate::line::AuditLine;
 use crate::retention::Retention;
 use crate::signed::SigningKey;
 
@@ -23,10 +23,15 @@ pub enum Durability {
     /// The response waits until the record is fsynced (group commit). Nothing acknowledged is
     /// missing from the trail, even after a crash.
     Sync,
-    /// The response does not wait; records are fsynced per batch shortly after. A crash can lose
-    /// the records of the last few milliseconds of acknowledged requests.
+    /// The response does not wait; records are written and fsynced in batches, at most every
+    /// [`BUFFERED_BATCH_MS`]. A crash can lose the records of the last few milliseconds of
+    /// acknowledged requests.
     Buffered,
 }
+
+/// With [`Durability::Buffered`], the writer rests this long after each batch, so that records
+/// arriving meanwhile neither wake it one by one nor cost an fsync each.
+pub const BUFFERED_BATCH_MS: u64 = 10;
 
 /// Default time between two checkpoints while records arrive.
 pub const DEFAULT_CHECKPOINT_INTERVAL_MS: u64 = 1000;
@@ -63,7 +68,7 @@ impl WriterConfig {
 }
 
 enum Msg {
-    Record(Value, Option<oneshot::Sender<Result<(), String>>>),
+    Record(AuditLine, Option<oneshot::Sender<Result<(), String>>>),
     Close(oneshot::Sender<()>),
 }
 
@@ -180,11 +185,8 @@ impl Worker {
             let mut next = first;
             while let Some(msg) = next.take() {
                 match msg {
-                    Msg::Record(mut v, ack) => {
-                        if let (Some(id), Some(obj)) = (&self.config.node_id, v.as_object_mut()) {
-                            obj.insert("kmsdNodeId".into(), Value::String(id.clone()));
-                        }
-                        batch.push(v);
+                    Msg::Record(line, ack) => {
+                        batch.push(line);
                         acks.extend(ack);
                     }
                     Msg::Close(done) => close = Some(done),
@@ -195,10 +197,7 @@ impl Worker {
             }
             if !batch.is_empty() {
                 let now = (self.clock)();
-                let result = self
-                    .set
-                    .append(&mut batch, now)
-                    .and_then(|_| self.set.sync());
+                let result = self.set.append(&batch, now).and_then(|_| self.set.sync());
                 if let Err(e) = &result {
                     tracing::error!(error = %e, records = batch.len(), "audit write failed");
                 }
@@ -206,6 +205,9 @@ impl Worker {
                 batch.clear();
                 for ack in acks.drain(..) {
                     let _ = ack.send(result.clone());
+                }
+                if self.config.durability == Durability::Buffered && close.is_none() {
+                    std::thread::sleep(Duration::from_millis(BUFFERED_BATCH_MS));
                 }
             }
             if let Some(done) = close {
@@ -247,7 +249,8 @@ impl AuditWriter {
         config: WriterConfig,
         clock: Arc<dyn Fn() -> i64 + Send + Sync>,
     ) -> Result<Self, String> {
-        let set = AuditFileSet::open(dir, key, clock())?;
+        let mut set = AuditFileSet::open(dir, key, clock())?;
+        set.set_node_id(config.node_id.as_deref());
         let (tx, rx) = mpsc::channel::<Msg>();
         let pending = Arc::new(AtomicU64::new(0));
         let running = Arc::new(AtomicBool::new(true));
@@ -275,9 +278,11 @@ impl AuditWriter {
         })
     }
 
-    /// Records one event. With [`Durability::Sync`] this returns once the record is on disk;
-    /// an error means it is not, and the request must not be acknowledged as a success.
-    pub async fn record(&self, event: Value) -> Result<(), String> {
+    /// Records one event (an [`AuditLine`], or a `serde_json::Value` made into one). With
+    /// [`Durability::Sync`] this returns once the record is on disk; an error means it is not,
+    /// and the request must not be acknowledged as a success.
+    pub async fn record(&self, event: impl Into<AuditLine>) -> Result<(), String> {
+        let event = event.into();
         self.pending.fetch_add(1, Ordering::SeqCst);
         match self.durability {
             Durability::Buffered => self
@@ -295,9 +300,9 @@ impl AuditWriter {
     }
 
     /// Queues a record without waiting for it to reach the disk (for secondary logs).
-    pub fn record_nowait(&self, event: Value) {
+    pub fn record_nowait(&self, event: impl Into<AuditLine>) {
         self.pending.fetch_add(1, Ordering::SeqCst);
-        let _ = self.tx.send(Msg::Record(event, None));
+        let _ = self.tx.send(Msg::Record(event.into(), None));
     }
 
     /// Whether the writer thread is still running.

@@ -6,14 +6,15 @@
 use std::path::{Path, PathBuf};
 
 use kms_audit::{
-    anchor, verify, Anchor, AuditFileSet, Retention, SigningKey, TrustedKey, VerifyOptions,
+    anchor, verify, Anchor, AuditFileSet, AuditLine, Retention, SigningKey, TrustedKey,
+    VerifyOptions,
 };
 use serde_json::{json, Value};
 
 /// 2026-01-01T00:00:00Z.
 const T0: i64 = 1_767_225_600_000;
 
-fn event(i: u64, name: &str, principal: &str, error: Option<&str>) -> Value {
+fn event(i: u64, name: &str, principal: &str, error: Option<&str>) -> AuditLine {
     let mut v = json!({
         "eventName": name,
         "eventTime": kms_audit::event_time(T0 + i as i64 * 1000),
@@ -22,7 +23,7 @@ fn event(i: u64, name: &str, principal: &str, error: Option<&str>) -> Value {
     if let Some(e) = error {
         v["errorCode"] = json!(e);
     }
-    v
+    v.into()
 }
 
 /// A trail: file 1 (records 1-3, closed), file 2 (records 4-6, open): record 4 is mallory's
@@ -31,12 +32,12 @@ fn trail(dir: &Path) -> SigningKey {
     let key = SigningKey::generate().unwrap();
     let mut set = AuditFileSet::open(dir, key.duplicate(), T0).unwrap();
     for i in 1..=3 {
-        set.append(&mut [event(i, "ListKeys", "admin", None)], T0)
+        set.append(&[event(i, "ListKeys", "admin", None)], T0)
             .unwrap();
     }
     set.close_current(T0 + 3000).unwrap();
     set.append(
-        &mut [event(
+        &[event(
             4,
             "Encrypt",
             "mallory",
@@ -45,10 +46,10 @@ fn trail(dir: &Path) -> SigningKey {
         T0 + 4000,
     )
     .unwrap();
-    set.append(&mut [event(5, "ListKeys", "admin", None)], T0 + 5000)
+    set.append(&[event(5, "ListKeys", "admin", None)], T0 + 5000)
         .unwrap();
     set.checkpoint(T0 + 5000).unwrap();
-    set.append(&mut [event(6, "ListKeys", "admin", None)], T0 + 6000)
+    set.append(&[event(6, "ListKeys", "admin", None)], T0 + 6000)
         .unwrap();
     set.sync().unwrap();
     key
@@ -68,16 +69,29 @@ fn lines(path: &Path) -> Vec<Value> {
 
 /// What an attacker without the key does after editing records: recompute every `prev` so
 /// the chain fits again (signed lines are kept or dropped as given), and write the file back.
+/// A line left unchanged keeps its bytes (the writer's member order is not serde_json's).
 fn rechain(path: &Path, mut prev: String, lines: Vec<Value>) {
+    let original: std::collections::HashMap<String, String> = std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            (serde_json::to_string(&v).unwrap(), l.to_owned())
+        })
+        .collect();
+    let as_written = |v: &Value| {
+        let canonical = serde_json::to_string(v).unwrap();
+        original.get(&canonical).cloned().unwrap_or(canonical)
+    };
     let mut out = String::new();
     for mut v in lines {
         if v.get("kmsdChain").is_some() {
             v["kmsdChain"]["prev"] = json!(prev);
-            let line = serde_json::to_string(&v).unwrap();
+            let line = as_written(&v);
             prev = hex::encode(kms_crypto::sha256(line.as_bytes()));
             out.push_str(&line);
         } else {
-            out.push_str(&serde_json::to_string(&v).unwrap());
+            out.push_str(&as_written(&v));
         }
         out.push('\n');
     }
@@ -205,13 +219,13 @@ fn an_anchor_pins_history_even_against_the_signing_key() {
     {
         let mut set = AuditFileSet::open(forged.path(), key.duplicate(), T0).unwrap();
         for i in 1..=3 {
-            set.append(&mut [event(i, "ListKeys", "admin", None)], T0)
+            set.append(&[event(i, "ListKeys", "admin", None)], T0)
                 .unwrap();
         }
         set.close_current(T0 + 3000).unwrap();
-        set.append(&mut [event(4, "Encrypt", "admin", None)], T0 + 4000)
+        set.append(&[event(4, "Encrypt", "admin", None)], T0 + 4000)
             .unwrap();
-        set.append(&mut [event(5, "ListKeys", "admin", None)], T0 + 5000)
+        set.append(&[event(5, "ListKeys", "admin", None)], T0 + 5000)
             .unwrap();
         set.close_current(T0 + 5000).unwrap();
     }
@@ -259,7 +273,7 @@ fn aged_trail(dir: &Path) -> (SigningKey, AuditFileSet) {
     for f in 0..5u64 {
         let closed = if f < 3 { T0 } else { T0 + 40 * 86_400_000 };
         for i in 0..2 {
-            set.append(&mut [event(f * 2 + i, "ListKeys", "admin", None)], closed)
+            set.append(&[event(f * 2 + i, "ListKeys", "admin", None)], closed)
                 .unwrap();
         }
         set.close_current(closed).unwrap();

@@ -397,7 +397,11 @@ async fn handle_read(
             .get::<crate::tls::TlsDetails>()
             .map(|t| (t.version.clone(), t.cipher_suite.clone(), host)),
     };
-    let audited = app.audit.record(record.to_json()).await;
+    // Serialised once, here; the writer thread only splices in the chain link.
+    let audited = match kms_audit::AuditLine::from_serialize(&record) {
+        Ok(line) => app.audit.record(line).await,
+        Err(e) => Err(e),
+    };
     if record.error_code.is_none() && audited.is_ok() {
         // GetKeyLastUsage: in memory now, written to the store in batches.
         for arn in &record.resources {
@@ -538,7 +542,7 @@ async fn kms_call(
     request_id: &str,
 ) -> (Response, CallInfo) {
     let request_parameters = serde_json::from_slice::<serde_json::Value>(body)
-        .map(|v| kms_audit::redact_request(&v, kms_types::REDACTED_MEMBERS))
+        .map(|v| kms_audit::redact_request(v, kms_types::REDACTED_MEMBERS))
         .unwrap_or(serde_json::Value::Null);
     let mut info = CallInfo {
         event_name: op.to_owned(),
@@ -610,7 +614,7 @@ async fn kms_call(
             );
             if !crate::audit::is_read_only(op) {
                 info.response_elements = serde_json::from_slice::<serde_json::Value>(&out)
-                    .map(|v| kms_audit::redact_request(&v, kms_types::REDACTED_MEMBERS))
+                    .map(|v| kms_audit::redact_request(v, kms_types::REDACTED_MEMBERS))
                     .unwrap_or(serde_json::Value::Null);
             }
             (respond(200, JSON_CT, request_id, None, out), info)

@@ -373,7 +373,7 @@ pub async fn handle(
     }
     rec.latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
     log_request(&rec);
-    app.audit.record_nowait(rec.to_json());
+    app.audit.record_nowait(rec.to_line());
     response
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use kms_hsm::{Hsm, HsmError};
 use zeroize::Zeroizing;
 
-use crate::config::HsmSettings;
+use crate::config::{HsmCalls, HsmSettings};
 
 /// Why a backend call failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,24 +81,18 @@ impl Backend {
         }
     }
 
-    /// Runs `op` on the token in a blocking thread, within the configured time limit.
+    /// Runs `op` on the token: in a blocking thread within the configured time limit, or, with
+    /// `hsm.calls = "inline"`, right here on the async worker (see [`HsmCalls`]).
     pub async fn run<T, F>(self: &Arc<Self>, op: F) -> Result<T, BackendError>
     where
         T: Send + 'static,
         F: FnOnce(&Hsm) -> Result<T, HsmError> + Send + 'static,
     {
+        if self.settings.calls == HsmCalls::Inline {
+            return self.call(op).map_err(BackendError::Hsm);
+        }
         let me = self.clone();
-        let task = tokio::task::spawn_blocking(move || {
-            let hsm = me.current()?;
-            let r = op(&hsm);
-            if let Err(e) = &r {
-                if matches!(e, HsmError::NotLoggedIn) || e.is_device() {
-                    tracing::warn!(token = %me.settings.token.label, error = %e, "HSM session lost; will log in again");
-                    me.forget(&hsm);
-                }
-            }
-            r
-        });
+        let task = tokio::task::spawn_blocking(move || me.call(op));
         match tokio::time::timeout(Duration::from_millis(self.settings.timeout_ms), task).await {
             Err(_) => Err(BackendError::Timeout),
             Ok(Err(join)) => Err(BackendError::Hsm(HsmError::Other(format!(
@@ -106,5 +100,18 @@ impl Backend {
             )))),
             Ok(Ok(r)) => r.map_err(BackendError::Hsm),
         }
+    }
+
+    /// Runs `op` on the current session, forgetting the login when the token says it is gone.
+    fn call<T>(&self, op: impl FnOnce(&Hsm) -> Result<T, HsmError>) -> Result<T, HsmError> {
+        let hsm = self.current()?;
+        let r = op(&hsm);
+        if let Err(e) = &r {
+            if matches!(e, HsmError::NotLoggedIn) || e.is_device() {
+                tracing::warn!(token = %self.settings.token.label, error = %e, "HSM session lost; will log in again");
+                self.forget(&hsm);
+            }
+        }
+        r
     }
 }

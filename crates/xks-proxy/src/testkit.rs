@@ -270,6 +270,8 @@ pub struct TestProxyOptions {
     pub health_cache_secs: u64,
     /// Keys of the `[limits]` table (TOML lines), if any.
     pub limits_toml: String,
+    /// More keys of the `[hsm]` table (TOML lines), if any.
+    pub hsm_toml: String,
 }
 
 impl TestProxyOptions {
@@ -282,6 +284,7 @@ impl TestProxyOptions {
             client_cns: None,
             health_cache_secs: 5,
             limits_toml: String::new(),
+            hsm_toml: String::new(),
         }
     }
 }
@@ -321,8 +324,9 @@ pub fn config_toml(
     t.push_str(&format!("module = {}\n", toml_str(SOFTHSM_MODULE)));
     t.push_str(&format!("token_label = {}\n", toml_str(&hsm.label)));
     t.push_str(&format!(
-        "pin_file = {}\n\n",
-        toml_str(&dir.join("pin").display().to_string())
+        "pin_file = {}\n{}\n",
+        toml_str(&dir.join("pin").display().to_string()),
+        opts.hsm_toml
     ));
     t.push_str(&format!(
         "[health]\ncache_secs = {}\n\n",

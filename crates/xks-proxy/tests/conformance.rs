@@ -775,3 +775,21 @@ async fn restricted_key_usage() {
     .await;
     assert_eq!(b64(&r.json(), "plaintext"), pt);
 }
+
+/// `hsm.calls = "inline"`: the same answers with the HSM called on the request's worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inline_hsm_calls() {
+    let mut opts = TestProxyOptions::new(&["foo"]);
+    opts.hsm_toml = "calls = \"inline\"\n".into();
+    let proxy = TestProxy::start(Path::new(BIN), opts).unwrap();
+    let c = Client::new(&proxy, None);
+    let aad: &[u8] = b"project=nile";
+    for _ in 0..20 {
+        let enc = encrypt(&c, "foo", b"inline plaintext", Some(aad), true).await;
+        let r = decrypt(&c, "foo", &decrypt_body(&enc, Some(aad))).await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        assert_eq!(b64(&r.json(), "plaintext"), b"inline plaintext");
+    }
+    assert_eq!(key_metadata(&c, "foo").await.status, 200);
+    assert_error(&key_metadata(&c, "nope").await, 404, "KeyNotFoundException");
+}
