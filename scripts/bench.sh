@@ -27,7 +27,8 @@
 #   keys      one server (sync audit, --quotas off): Encrypt on one hot key, then on $BENCH_KEYS keys
 #             (default 99999: with the hot key, the 100,000-key quota) made by kmsd-bench --keys (CreateKey per tenth, ListKeys/ListAliases
 #             pages, then Encrypt spread uniformly, cache misses included), then the hot key again;
-#             server RSS before and after; 32 connections
+#             server RSS before and after; 32 connections (KEYS_KMSD_FLAGS: extra kmsd flags,
+#             e.g. "--key-cache-size 100000")
 #   all       every section above but raw (asym includes it)
 #
 # Options:
@@ -327,10 +328,12 @@ section_pg() {
 rss_kib() { awk '/^VmRSS/{print $2}' "/proc/$1/status"; }
 
 section_keys() {
-    local n=${BENCH_KEYS:-99999} run dir
+    local n=${BENCH_KEYS:-99999} run dir hot_key
     for run in $(seq "$RUNS"); do
         dir="$WORK/kmsd-keys-$run"
-        start_kmsd "$KMSD" "$dir/data" "$OUT/kmsd-keys.log" --audit-durability sync --quotas off
+        # shellcheck disable=SC2086
+        start_kmsd "$KMSD" "$dir/data" "$OUT/kmsd-keys.log" --audit-durability sync --quotas off \
+            ${KEYS_KMSD_FLAGS:-}
         log "keys run $run: server RSS $(rss_kib "$KMSD_PID") KiB at start"
         bench_run keys "hot/encrypt/32" "$run" "$KMSD_PID" "http://$KMSD_ADDR" \
             --credentials-file "$dir/data/admin-credentials" --op encrypt --connections 32
@@ -338,8 +341,11 @@ section_keys() {
         bench_run keys "spread-$n/encrypt/32" "$run" "$KMSD_PID" "http://$KMSD_ADDR" \
             --credentials-file "$dir/data/admin-credentials" --op encrypt --connections 32 --keys "$n"
         log "keys run $run: server RSS $(rss_kib "$KMSD_PID") KiB after $n keys"
+        hot_key=$(grep '"variant":"hot/encrypt/32"' "$OUT/results.jsonl" | tail -1 |
+            python3 -c 'import json,sys; print(json.load(sys.stdin)["key_id"])')
         bench_run keys "hot-after-$n/encrypt/32" "$run" "$KMSD_PID" "http://$KMSD_ADDR" \
-            --credentials-file "$dir/data/admin-credentials" --op encrypt --connections 32
+            --credentials-file "$dir/data/admin-credentials" --op encrypt --connections 32 \
+            --key-id "$hot_key"
         stop_kmsd
         rm -rf "$dir"
     done
