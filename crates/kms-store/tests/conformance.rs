@@ -473,6 +473,24 @@ fn until_pushed(rt: &tokio::runtime::Runtime, node: &PostgresStore) {
     }
 }
 
+/// Writes key `id` on `writer`, then asserts `reader`'s next hint is at or past that write.
+fn write_then_hint(
+    rt: &tokio::runtime::Runtime,
+    writer: &PostgresStore,
+    reader: &PostgresStore,
+    id: &str,
+) {
+    writer
+        .apply(vec![WriteOp::PutKey(key(id, "Enabled", None))])
+        .unwrap();
+    let head = writer.changes_since(0).unwrap().latest;
+    let seen = rt.block_on(reader.change_hint_future().unwrap()).unwrap();
+    assert!(
+        seen >= head,
+        "{id}: the reader's hint {seen} is behind {head}"
+    );
+}
+
 /// The change feed: once a write on node A returns, node B's next hint is past it, without a
 /// query (B trusts the pushed head), also when B's feed connection was just cut (B stops
 /// trusting it, or A waits for B's lease to lapse) and when a leased node never acknowledges
@@ -492,19 +510,7 @@ fn postgres_change_feed_is_seen_by_every_node_before_a_write_returns() {
     until_pushed(&rt, &node_a);
     until_pushed(&rt, &node_b);
     for round in 0..30 {
-        node_a
-            .apply(vec![WriteOp::PutKey(key(
-                &format!("p{round}"),
-                "Enabled",
-                None,
-            ))])
-            .unwrap();
-        let head = node_a.changes_since(0).unwrap().latest;
-        let seen = rt.block_on(node_b.change_hint_future().unwrap()).unwrap();
-        assert!(
-            seen >= head,
-            "round {round}: node B's hint {seen} is behind {head}"
-        );
+        write_then_hint(&rt, &node_a, &node_b, &format!("p{round}"));
     }
     assert!(
         node_b.pushed_changes_trusted(),
@@ -522,19 +528,7 @@ fn postgres_change_feed_is_seen_by_every_node_before_a_write_returns() {
                 node_b.feed_node()
             ),
         );
-        node_a
-            .apply(vec![WriteOp::PutKey(key(
-                &format!("c{round}"),
-                "Enabled",
-                None,
-            ))])
-            .unwrap();
-        let head = node_a.changes_since(0).unwrap().latest;
-        let seen = rt.block_on(node_b.change_hint_future().unwrap()).unwrap();
-        assert!(
-            seen >= head,
-            "cut {round}: node B's hint {seen} is behind {head}"
-        );
+        write_then_hint(&rt, &node_a, &node_b, &format!("c{round}"));
     }
 
     // A leased node that never acknowledges: the writer waits for its lease to lapse.
