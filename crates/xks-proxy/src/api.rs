@@ -20,6 +20,7 @@ use crate::backend::{Backend, BackendError};
 use crate::cipher::{self, METADATA_V1};
 use crate::config::{Config, HealthFile, KeyStore};
 use crate::key_state::{self, Need, Refusal};
+use crate::key_state_cache::KeyStateCache;
 use crate::tls::ConnInfo;
 
 /// Largest request body read (bytes); larger bodies get 501 UnsupportedOperationException.
@@ -666,25 +667,23 @@ fn key_error<T>(k: KeyCheck<T>) -> Result<T, XksError> {
     })
 }
 
-/// Reads the key's attributes and judges them for `need`.
-fn usable(hsm: &kms_hsm::Hsm, label: &str, need: Need) -> Result<KeyCheck<()>, HsmError> {
-    let info = hsm.xks_key_info(label)?;
-    Ok(key_state::check(info.as_ref(), need))
-}
-
 /// After a failed operation on a key that looked usable: if it was disabled or restricted
-/// meanwhile (e.g. `CKR_KEY_FUNCTION_NOT_PERMITTED`), say so.
+/// meanwhile (e.g. `CKR_KEY_FUNCTION_NOT_PERMITTED`), say so (the state is read from the token
+/// again, not taken from memory).
 fn recheck<T>(
+    states: &KeyStateCache,
     hsm: &kms_hsm::Hsm,
     label: &str,
     need: Need,
     e: HsmError,
 ) -> Result<KeyCheck<T>, HsmError> {
     if matches!(e, HsmError::Other(_)) {
-        if let Ok(Err(refusal @ (Refusal::Disabled | Refusal::NotAllowed(_)))) =
-            usable(hsm, label, need)
-        {
-            return Ok(Err(refusal));
+        if let Ok(info) = states.read(hsm, label) {
+            if let Err(refusal @ (Refusal::Disabled | Refusal::NotAllowed(_))) =
+                key_state::check(info.as_ref(), need)
+            {
+                return Ok(Err(refusal));
+            }
         }
     }
     Err(e)
@@ -693,9 +692,10 @@ fn recheck<T>(
 /// GetKeyMetadata: `keyUsage` is what the token key allows, `keyStatus` whether it is
 /// disabled (see [`key_state`]).
 async fn metadata_op(app: &Arc<App>, label: String) -> Result<Value, XksError> {
+    let states = app.backend.key_states().clone();
     let info = app
         .backend
-        .run(move |hsm| hsm.xks_key_info(&label))
+        .run(move |hsm| states.read(hsm, &label))
         .await
         .map_err(XksError::from_backend)?;
     let info = key_error(match info {
@@ -754,10 +754,11 @@ async fn encrypt_op(
     let need = Need::Encrypt {
         trial_decrypt: want_cdiv,
     };
+    let states = app.backend.key_states().clone();
     let sealed = app
         .backend
         .run(move |hsm| -> Result<KeyCheck<Sealed>, HsmError> {
-            if let Err(refusal) = usable(hsm, &label, need)? {
+            if let Err(refusal) = states.check(hsm, &label, need)? {
                 return Ok(Err(refusal));
             }
             // Two attempts: a trial decrypt that fails (CDIV requested) leads to one retry
@@ -768,7 +769,7 @@ async fn encrypt_op(
                     .map_err(|e| HsmError::Other(format!("random IV: {e}")))?;
                 let out = match hsm.xks_aes_gcm_encrypt(&label, &iv, &gcm_aad, &plaintext) {
                     Ok(o) => o,
-                    Err(e) => return recheck(hsm, &label, need, e),
+                    Err(e) => return recheck(&states, hsm, &label, need, e),
                 };
                 if out.len() < kms_hsm::GCM_TAG_LEN {
                     return Err(HsmError::Other("HSM returned a short ciphertext".into()));
@@ -796,7 +797,8 @@ async fn encrypt_op(
                     }
                 }
             }
-            Err(last)
+            // A trial decryption the token refused (usage taken away meanwhile) is reported as such.
+            recheck(&states, hsm, &label, need, last)
         })
         .await
         .map_err(XksError::from_backend)?;
@@ -885,17 +887,18 @@ async fn decrypt_op(
     let mut ct_tag = Zeroizing::new(Vec::with_capacity(ciphertext.len() + tag.len()));
     ct_tag.extend_from_slice(&ciphertext);
     ct_tag.extend_from_slice(&tag);
+    let states = app.backend.key_states().clone();
     let plain = app
         .backend
         .run(
             move |hsm| -> Result<KeyCheck<Zeroizing<Vec<u8>>>, HsmError> {
-                if let Err(refusal) = usable(hsm, &label, Need::Decrypt)? {
+                if let Err(refusal) = states.check(hsm, &label, Need::Decrypt)? {
                     return Ok(Err(refusal));
                 }
                 match hsm.xks_aes_gcm_decrypt(&label, &iv, &gcm_aad, &ct_tag) {
                     Ok(p) => Ok(Ok(p)),
                     Err(HsmError::Decrypt) => Err(HsmError::Decrypt),
-                    Err(e) => recheck(hsm, &label, Need::Decrypt, e),
+                    Err(e) => recheck(&states, hsm, &label, Need::Decrypt, e),
                 }
             },
         )

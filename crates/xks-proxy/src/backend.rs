@@ -9,6 +9,7 @@ use kms_hsm::{Hsm, HsmError};
 use zeroize::Zeroizing;
 
 use crate::config::{HsmCalls, HsmSettings};
+use crate::key_state_cache::KeyStateCache;
 
 /// Why a backend call failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +34,7 @@ pub struct Backend {
     settings: HsmSettings,
     pin: Zeroizing<String>,
     hsm: Mutex<Option<Arc<Hsm>>>,
+    key_states: Arc<KeyStateCache>,
 }
 
 impl std::fmt::Debug for Backend {
@@ -47,11 +49,20 @@ impl Backend {
     /// Logs in to the token (fails if the module, token or PIN is wrong).
     pub fn open(settings: HsmSettings, pin: Zeroizing<String>) -> Result<Backend, HsmError> {
         let hsm = Hsm::login_with_pool_size(&settings.token, &pin, settings.sessions)?;
+        let key_states = Arc::new(KeyStateCache::new(Duration::from_millis(
+            settings.key_state_max_age_ms,
+        )));
         Ok(Backend {
+            key_states,
             settings,
             pin,
             hsm: Mutex::new(Some(Arc::new(hsm))),
         })
+    }
+
+    /// The key states remembered between calls (see [`crate::key_state_cache`]).
+    pub fn key_states(&self) -> &Arc<KeyStateCache> {
+        &self.key_states
     }
 
     /// The token label.

@@ -39,6 +39,10 @@ fn default_hsm_timeout() -> u64 {
     5000
 }
 
+fn default_key_state_max_age() -> u64 {
+    1000
+}
+
 fn default_pool() -> usize {
     kms_hsm::DEFAULT_POOL_SIZE
 }
@@ -108,6 +112,10 @@ pub struct HsmFile {
     /// Where HSM calls run (see [`HsmCalls`]).
     #[serde(default)]
     pub calls: HsmCalls,
+    /// How long (ms) a key state read from the token may allow Encrypt and Decrypt before it is
+    /// read again (see `key_state_cache`); 0 reads it at every call.
+    #[serde(default = "default_key_state_max_age")]
+    pub key_state_max_age_ms: u64,
 }
 
 /// Where the proxy runs its PKCS#11 calls (`hsm.calls`).
@@ -409,6 +417,8 @@ pub struct HsmSettings {
     pub timeout_ms: u64,
     /// Where calls run.
     pub calls: HsmCalls,
+    /// How long a key state read from the token may allow operations.
+    pub key_state_max_age_ms: u64,
 }
 
 impl HsmSettings {
@@ -555,7 +565,11 @@ impl Config {
             sessions: f.hsm.sessions.max(1),
             timeout_ms: f.hsm.timeout_ms.max(1),
             calls: f.hsm.calls,
+            key_state_max_age_ms: f.hsm.key_state_max_age_ms,
         };
+        if hsm.key_state_max_age_ms > 60_000 {
+            return Err("hsm.key_state_max_age_ms must be at most 60000".into());
+        }
         if f.health.cache_secs > 60 {
             return Err("health.cache_secs must be at most 60 (the spec's limit)".into());
         }

@@ -4,7 +4,7 @@
 //! See the crate README for the configuration reference and the API behaviour. Modules:
 //! [`config`] (TOML), [`api`] (the four operations), [`auth`] (SigV4 and authorisation
 //! rules), [`cipher`] (AAD construction and CDIV), [`key_state`] (key usage and disabled
-//! keys), [`backend`] (the token), [`tls`], [`audit`], [`server`] and [`cli`]; [`testkit`]
+//! keys), [`key_state_cache`] (key states remembered between calls), [`backend`] (the token), [`tls`], [`audit`], [`server`] and [`cli`]; [`testkit`]
 //! starts the binary for integration tests.
 
 pub mod api;
@@ -15,6 +15,7 @@ pub mod cipher;
 pub mod cli;
 pub mod config;
 pub mod key_state;
+pub mod key_state_cache;
 pub mod server;
 pub mod testkit;
 pub mod tls;

@@ -793,3 +793,76 @@ async fn inline_hsm_calls() {
     assert_eq!(key_metadata(&c, "foo").await.status, 200);
     assert_error(&key_metadata(&c, "nope").await, 404, "KeyNotFoundException");
 }
+
+/// Key states are remembered for `hsm.key_state_max_age_ms`: a disable made by another process
+/// is not seen by Encrypt while the remembered state is young, GetKeyMetadata reads the token
+/// and refreshes it, and a refusal is never decided on a remembered state (an enable is seen
+/// at the next call).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_states_are_remembered_for_their_maximum_age() {
+    let mut opts = TestProxyOptions::new(&["kept", "fresh"]);
+    opts.hsm_toml = "key_state_max_age_ms = 60000\n".into();
+    let proxy = TestProxy::start(Path::new(BIN), opts).unwrap();
+    let c = Client::new(&proxy, None);
+    let pt: &[u8] = b"remembered";
+    let sealed = encrypt(&c, "kept", pt, None, true).await;
+
+    // Disabled by another process: the state read by the Encrypt above still allows.
+    proxy.key_command("disable-key", "kept").unwrap();
+    encrypt(&c, "kept", pt, None, true).await;
+    let r = decrypt(&c, "kept", &decrypt_body(&sealed, None)).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+
+    // GetKeyMetadata reads the token; the calls after it are judged on what it read.
+    assert_eq!(
+        key_metadata(&c, "kept").await.json()["keyStatus"],
+        "DISABLED"
+    );
+    assert_error(
+        &encrypt_response(&c, "kept", pt, None, true).await,
+        400,
+        "InvalidStateException",
+    );
+    assert_error(
+        &decrypt(&c, "kept", &decrypt_body(&sealed, None)).await,
+        400,
+        "InvalidStateException",
+    );
+
+    // Enabled by another process: the remembered refusal is checked against the token at once.
+    proxy.key_command("enable-key", "kept").unwrap();
+    encrypt(&c, "kept", pt, None, true).await;
+
+    // A usage taken away is refused by the token itself, and reported as the usage, at once.
+    encrypt(&c, "fresh", pt, None, true).await;
+    proxy.set_key_usage("fresh", "decrypt").unwrap();
+    assert_error(
+        &encrypt_response(&c, "fresh", pt, None, false).await,
+        400,
+        "InvalidKeyUsageException",
+    );
+    proxy.set_key_usage("fresh", "encrypt").unwrap();
+    encrypt(&c, "fresh", pt, None, false).await;
+    let sealed = encrypt(&c, "fresh", pt, None, false).await;
+    proxy.set_key_usage("fresh", "encrypt,decrypt").unwrap();
+    // (the remembered encrypt-only state refuses Decrypt, so the token is asked again)
+    let r = decrypt(&c, "fresh", &decrypt_body(&sealed, None)).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+}
+
+/// `hsm.key_state_max_age_ms = 0`: every call reads the key's state from the token, so a
+/// disable by another process is seen at the next call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_states_read_at_every_call_with_a_zero_maximum_age() {
+    let mut opts = TestProxyOptions::new(&["k"]);
+    opts.hsm_toml = "key_state_max_age_ms = 0\n".into();
+    let proxy = TestProxy::start(Path::new(BIN), opts).unwrap();
+    let c = Client::new(&proxy, None);
+    encrypt(&c, "k", b"x", None, true).await;
+    proxy.key_command("disable-key", "k").unwrap();
+    assert_error(
+        &encrypt_response(&c, "k", b"x", None, true).await,
+        400,
+        "InvalidStateException",
+    );
+}
