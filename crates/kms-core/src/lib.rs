@@ -29,4 +29,5 @@ pub use service::quota::{QuotaCharge, QuotaClass};
 pub use service::{AccessKeySecret, AdminCredentials, Service};
 pub use store::{
     Change, ChangeBatch, MemStore, Store, StoreError, StoreGuard, WriteOp, CHANGE_LOG_RETAINED,
+    KEY_LAST_USAGE_DOC,
 };

@@ -109,10 +109,17 @@ pub enum Change {
     },
 }
 
+/// Document kind of a key's last use (GetKeyLastUsage). No cache holds these documents
+/// (GetKeyLastUsage reads the store), so their writes are not logged as changes: a flush of
+/// many keys' last uses would otherwise push everything else out of the change log and make
+/// every node drop all its cached keys (see [`Change::of`]).
+pub const KEY_LAST_USAGE_DOC: &str = "key-last-usage";
+
 impl Change {
-    /// The change a write makes.
-    pub fn of(op: &WriteOp) -> Change {
-        match op {
+    /// The change a write makes, for the change log; `None` for writes that no cache depends
+    /// on (documents of kind [`KEY_LAST_USAGE_DOC`]), which are not logged.
+    pub fn of(op: &WriteOp) -> Option<Change> {
+        Some(match op {
             WriteOp::PutKey(k) => Change::Key {
                 region: k.region.clone(),
                 key_id: k.key_id.clone(),
@@ -141,12 +148,17 @@ impl Change {
             WriteOp::DeleteAccessKey { access_key_id } => Change::AccessKey {
                 access_key_id: access_key_id.clone(),
             },
+            WriteOp::PutDoc { kind, .. } | WriteOp::DeleteDoc { kind, .. }
+                if kind == KEY_LAST_USAGE_DOC =>
+            {
+                return None
+            }
             WriteOp::PutDoc { kind, id, .. } | WriteOp::DeleteDoc { kind, id } => Change::Doc {
                 kind: kind.clone(),
                 id: id.clone(),
             },
             WriteOp::PutMeta { name, .. } => Change::Meta { name: name.clone() },
-        }
+        })
     }
 }
 
@@ -436,10 +448,10 @@ impl Store for MemStore {
         // Works on a copy, swapped in only when every write succeeded.
         let mut guard = self.lock()?;
         let mut next = guard.clone();
-        for op in &ops {
+        for change in ops.iter().filter_map(Change::of) {
             next.latest += 1;
             let seq = next.latest;
-            next.changes.push_back((seq, Change::of(op)));
+            next.changes.push_back((seq, change));
         }
         while next.changes.len() as u64 > CHANGE_LOG_RETAINED {
             next.changes.pop_front();

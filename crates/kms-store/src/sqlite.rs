@@ -172,9 +172,12 @@ impl SqliteStore {
         sql: &str,
         p: &[&dyn rusqlite::ToSql],
     ) -> Result<Option<T>, StoreError> {
-        let c = self.reader()?;
-        let mut stmt = c.prepare_cached(sql).map_err(err)?;
-        let body: Option<String> = stmt.query_row(p, |r| r.get(0)).optional().map_err(err)?;
+        let body: Option<String> = {
+            let c = self.reader()?;
+            let mut stmt = c.prepare_cached(sql).map_err(err)?;
+            stmt.query_row(p, |r| r.get(0)).optional().map_err(err)?
+        };
+        // Decoded after the reader is free for other requests.
         body.map(decode).transpose()
     }
 }
@@ -324,6 +327,7 @@ impl Store for SqliteStore {
             .lock()
             .map_err(|_| StoreError("writer lock poisoned".into()))?;
         let tx = c.transaction().map_err(err)?;
+        let mut latest_change = None;
         for op in &ops {
             match op {
                 WriteOp::PutKey(k) => {
@@ -408,17 +412,24 @@ impl Store for SqliteStore {
                     .map_err(err)?;
                 }
             }
+            if let Some(change) = Change::of(op) {
+                tx.execute(
+                    "INSERT INTO changes (body) VALUES (?1)",
+                    params![encode(&change)?],
+                )
+                .map_err(err)?;
+                latest_change = Some(tx.last_insert_rowid());
+            }
+        }
+        // Only when this commit logged a change: `last_insert_rowid()` may name another table's
+        // row otherwise.
+        if let Some(latest) = latest_change {
             tx.execute(
-                "INSERT INTO changes (body) VALUES (?1)",
-                params![encode(&Change::of(op))?],
+                "DELETE FROM changes WHERE seq <= ?1 - ?2",
+                params![latest, CHANGE_LOG_RETAINED as i64],
             )
             .map_err(err)?;
         }
-        tx.execute(
-            "DELETE FROM changes WHERE seq <= last_insert_rowid() - ?1",
-            params![CHANGE_LOG_RETAINED as i64],
-        )
-        .map_err(err)?;
         tx.commit().map_err(err)
     }
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use kms_core::model::{
     AccessKeyRecord, AliasRecord, ImportedMaterial, KeyRecord, MaterialRecord, RotationSchedule,
 };
-use kms_core::{Change, MemStore, Store, WriteOp};
+use kms_core::{Change, MemStore, Store, WriteOp, CHANGE_LOG_RETAINED, KEY_LAST_USAGE_DOC};
 use kms_store::{PostgresSettings, PostgresStore, ScratchDatabase, SqliteStore};
 
 const ACCOUNT: &str = "111122223333";
@@ -324,6 +324,36 @@ fn change_log(s: &dyn Store) {
         assert!(Instant::now() < deadline, "change hint never moved");
         std::thread::sleep(Duration::from_millis(10));
     }
+    // Key last-usage documents are written but not logged: a batch of more of them than the
+    // log retains leaves the log (and what it says of other writes) as it was.
+    let usage = |i: usize| WriteOp::PutDoc {
+        kind: KEY_LAST_USAGE_DOC.into(),
+        id: format!("{REGION}/k{i}"),
+        body: "{}".into(),
+    };
+    let many: Vec<WriteOp> = (0..CHANGE_LOG_RETAINED as usize + 10).map(usage).collect();
+    s.apply(many).unwrap();
+    s.apply(vec![
+        usage(0),
+        WriteOp::PutKey(key("k3", "Enabled", None)),
+        usage(1),
+    ])
+    .unwrap();
+    assert!(s
+        .get_doc(KEY_LAST_USAGE_DOC, &format!("{REGION}/k7"))
+        .unwrap()
+        .is_some());
+    let logged = s.changes_since(start.latest).unwrap();
+    assert!(logged.complete, "the log still reaches back to the start");
+    assert!(logged.latest > batch.latest);
+    assert_eq!(&logged.changes[..batch.changes.len()], &batch.changes[..]);
+    assert_eq!(
+        logged.changes[batch.changes.len()..],
+        [Change::Key {
+            region: REGION.into(),
+            key_id: "k3".into()
+        }]
+    );
     // The write section and job leases are granted.
     drop(s.lock_writes().unwrap());
     assert!(s.try_job_lease("sweeper").unwrap().is_some());

@@ -16,8 +16,8 @@ use super::{internal, ts, Service};
 use crate::context::Caller;
 use crate::store::WriteOp;
 
-/// Store document kind of a key's last use (id `<region>/<key id>`).
-const DOC_KIND: &str = "key-last-usage";
+/// Store document kind of a key's last use (id `<region>/<key id>`); not logged as a change.
+const DOC_KIND: &str = crate::store::KEY_LAST_USAGE_DOC;
 /// Store meta value: when this store started tracking key use (ms).
 const TRACKING_START: &str = "key_last_usage_tracking_start_ms";
 

@@ -420,7 +420,7 @@ impl Store for PostgresStore {
                 WriteOp::PutAccessKey(a) => Some(encode(a)?),
                 _ => None,
             };
-            let change = encode(&Change::of(&op))?;
+            let change = Change::of(&op).map(|c| encode(&c)).transpose()?;
             work.push((op, body, change));
         }
         let feed = self.feed.clone();
@@ -438,6 +438,7 @@ impl Store for PostgresStore {
             let mut latest: i64 = 0;
             for (op, body, change) in &work {
                 write(&tx, op, body.as_deref()).await?;
+                let Some(change) = change else { continue };
                 latest = tx
                     .query_one(
                         "INSERT INTO changes (body) VALUES ($1) RETURNING seq",
