@@ -8,6 +8,9 @@
 #
 #   default   Encrypt and GenerateDataKey at 1/8/32 connections on the default store, full SigV4
 #             verification (admin credentials, no --dev), --audit-durability sync and buffered
+#   ops       Encrypt, Decrypt and GenerateDataKey at 1 and 32 connections, sync audit, full SigV4
+#             (issue 16 §1: Decrypt and GenerateDataKey against Encrypt, p50 at one connection);
+#             with KMSD_BEFORE_BIN set, that kmsd too, alternating
 #   acl       Encrypt at 8 and 32 connections: kmsd of the commit before access control landed
 #             vs this build, same flags (sync), alternating before/after
 #   asym      Sign (RSA_2048 PSS, ECC_NIST_P256 ECDSA), Verify (both) and GenerateMac (HMAC_256)
@@ -91,7 +94,7 @@ while [ $# -gt 0 ]; do
         --out) OUT=$2; shift 2 ;;
         --no-build) BUILD=0; shift ;;
         -h|--help) sed -n '2,/^$/p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
-        default|acl|asym|raw|cloudhsm|xks|xksref|profile|pg|keys) SECTIONS+=("$1"); shift ;;
+        default|ops|acl|asym|raw|cloudhsm|xks|xksref|profile|pg|keys) SECTIONS+=("$1"); shift ;;
         all) SECTIONS+=(default acl asym cloudhsm xks profile); shift ;;
         *) echo "bench.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -271,6 +274,22 @@ section_default() {
             for op in encrypt generate-data-key; do
                 for c in 1 8 32; do
                     fresh_run default "$op/$c/$dur" "$run" "$KMSD" "--audit-durability $dur" \
+                        --op "$op" --connections "$c"
+                done
+            done
+        done
+    done
+}
+
+section_ops() {
+    local run op c bin variant
+    for run in $(seq "$RUNS"); do
+        for op in encrypt decrypt generate-data-key; do
+            for c in 1 32; do
+                for variant in ${KMSD_BEFORE_BIN:+before} after; do
+                    bin=$KMSD
+                    [ "$variant" = before ] && bin=$KMSD_BEFORE_BIN
+                    fresh_run ops "$variant/$op/$c" "$run" "$bin" "--audit-durability sync" \
                         --op "$op" --connections "$c"
                 done
             done

@@ -58,6 +58,10 @@ CREATE TABLE IF NOT EXISTS changes (
 );
 ";
 
+/// Page cache of the reader connection in KiB: a bound on its memory, filled as pages are
+/// read.
+const READER_CACHE_KIB: i64 = 64 * 1024;
+
 /// SQLite-backed [`Store`]. One writer connection and one reader connection (WAL lets readers
 /// run while a write commits).
 pub struct SqliteStore {
@@ -140,6 +144,12 @@ impl SqliteStore {
         writer.execute_batch(SCHEMA).map_err(err)?;
         migrate(&writer)?;
         let reader = open(&path)?;
+        // Key records read on cache misses: SQLite's default page cache (2 MiB) holds a small
+        // part of an account's keys (100,000 keys are ~200 MB of pages), so nearly every miss
+        // read its pages from the OS again.
+        reader
+            .pragma_update(None, "cache_size", -READER_CACHE_KIB)
+            .map_err(err)?;
         Ok(SqliteStore {
             writer: Mutex::new(writer),
             reader: Mutex::new(reader),

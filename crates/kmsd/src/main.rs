@@ -3,11 +3,11 @@
 use clap::Parser;
 use kmsd::cli::{audit_command, config_command, hsm_command, serve, Cli, Command};
 
-/// mimalloc instead of glibc's malloc: the request path allocates and frees many small
-/// buffers on two or more threads, where glibc's arenas spent about a fifth of the worker
-/// threads' CPU (BENCHMARKS.md, issue 16).
+/// jemalloc instead of glibc's malloc: the request path allocates and frees many small
+/// buffers on several threads, where glibc's arenas spent about a fifth of the worker threads'
+/// CPU (BENCHMARKS.md, issue 16).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> std::process::ExitCode {
     // The config file becomes KMSD_* variables before anything else runs (no threads yet).

@@ -2,7 +2,8 @@
 //!
 //! It opens `--connections` keep-alive HTTP/1.1 connections to a loopback kmsd endpoint and, on
 //! each, sends SigV4-signed requests of one operation back to back (every request is freshly
-//! signed, as a real SDK client would): `Encrypt`, `GenerateDataKey`, `Sign` (RSA_2048 with
+//! signed, as a real SDK client would): `Encrypt`, `GenerateDataKey`, `Decrypt` (of a
+//! ciphertext made once at setup), `Sign` (RSA_2048 with
 //! RSASSA_PSS_SHA_256, or ECC_NIST_P256 with ECDSA_SHA_256), `Verify` (of a signature made once
 //! at setup), or `GenerateMac` (HMAC_256, HMAC_SHA_256). Setup creates a key of the right spec
 //! unless `--key-id` names one (e.g. a key in a custom key store). `--op xks-encrypt` instead
@@ -48,6 +49,9 @@ enum Op {
     Encrypt,
     /// `TrentService.GenerateDataKey` with `KeySpec` `AES_256` (symmetric key).
     GenerateDataKey,
+    /// `TrentService.Decrypt` of a ciphertext of `--plaintext-bytes` made by Encrypt at setup
+    /// (symmetric key).
+    Decrypt,
     /// `TrentService.Sign` of a `--plaintext-bytes` message, RSA_2048 key, RSASSA_PSS_SHA_256.
     SignRsa,
     /// `TrentService.Sign` of a `--plaintext-bytes` message, ECC_NIST_P256 key, ECDSA_SHA_256.
@@ -69,6 +73,7 @@ impl Op {
         match self {
             Op::Encrypt => "Encrypt",
             Op::GenerateDataKey => "GenerateDataKey",
+            Op::Decrypt => "Decrypt",
             Op::SignRsa | Op::SignEcc => "Sign",
             Op::VerifyRsa | Op::VerifyEcc => "Verify",
             Op::GenerateMac => "GenerateMac",
@@ -81,6 +86,7 @@ impl Op {
         match self {
             Op::Encrypt => "Encrypt",
             Op::GenerateDataKey => "GenerateDataKey",
+            Op::Decrypt => "Decrypt",
             Op::SignRsa => "Sign RSA_2048 RSASSA_PSS_SHA_256",
             Op::SignEcc => "Sign ECC_NIST_P256 ECDSA_SHA_256",
             Op::VerifyRsa => "Verify RSA_2048 RSASSA_PSS_SHA_256",
@@ -93,7 +99,7 @@ impl Op {
     /// The CreateKey body for this operation's key.
     fn create_key_body(self) -> &'static [u8] {
         match self {
-            Op::Encrypt | Op::GenerateDataKey | Op::XksEncrypt => b"{}",
+            Op::Encrypt | Op::GenerateDataKey | Op::Decrypt | Op::XksEncrypt => b"{}",
             Op::SignRsa | Op::VerifyRsa => br#"{"KeySpec":"RSA_2048","KeyUsage":"SIGN_VERIFY"}"#,
             Op::SignEcc | Op::VerifyEcc => {
                 br#"{"KeySpec":"ECC_NIST_P256","KeyUsage":"SIGN_VERIFY"}"#
@@ -124,6 +130,7 @@ impl Op {
         match self {
             Op::Encrypt => non_empty("CiphertextBlob"),
             Op::GenerateDataKey => non_empty("Plaintext") && non_empty("CiphertextBlob"),
+            Op::Decrypt => non_empty("Plaintext"),
             Op::SignRsa | Op::SignEcc => non_empty("Signature"),
             Op::VerifyRsa | Op::VerifyEcc => {
                 v.get("SignatureValid") == Some(&serde_json::Value::Bool(true))
@@ -407,7 +414,18 @@ async fn run(args: &Args) -> Result<(), BoxError> {
             }
         };
         let message = kms_crypto::random_bytes(args.plaintext_bytes)?;
-        let signature = match (args.op, args.op.signing_algorithm()) {
+        // What Verify and Decrypt work on: a signature or a ciphertext made now.
+        let made_at_setup = match (args.op, args.op.signing_algorithm()) {
+            (Op::Decrypt, _) => {
+                let body = serde_json::json!({ "KeyId": key_id, "Plaintext": b64(&message) });
+                let v = call(&ctx, "Encrypt", Bytes::from(serde_json::to_vec(&body)?)).await?;
+                Some(
+                    v["CiphertextBlob"]
+                        .as_str()
+                        .map(str::to_owned)
+                        .ok_or_else(|| format!("Encrypt answer has no CiphertextBlob: {v}"))?,
+                )
+            }
             (Op::VerifyRsa | Op::VerifyEcc, Some(alg)) => {
                 let body = serde_json::json!({
                     "KeyId": key_id, "Message": b64(&message), "MessageType": "RAW",
@@ -434,7 +452,7 @@ async fn run(args: &Args) -> Result<(), BoxError> {
                 args.op,
                 key,
                 &message,
-                signature.as_deref(),
+                made_at_setup.as_deref(),
             )?));
         }
         if many.len() > 1 {
@@ -734,17 +752,21 @@ fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-/// The JSON body sent for a kmsd `op` (the same for every request).
+/// The JSON body sent for a kmsd `op` (the same for every request); `made_at_setup` is the
+/// signature Verify checks or the ciphertext Decrypt opens.
 fn request_body(
     op: Op,
     key_id: &str,
     message: &[u8],
-    signature: Option<&str>,
+    made_at_setup: Option<&str>,
 ) -> Result<Vec<u8>, BoxError> {
     let key = serde_json::Value::from(key_id);
     let body = match op {
         Op::Encrypt => serde_json::json!({ "KeyId": key, "Plaintext": b64(message) }),
         Op::GenerateDataKey => serde_json::json!({ "KeyId": key, "KeySpec": "AES_256" }),
+        Op::Decrypt => serde_json::json!({
+            "KeyId": key, "CiphertextBlob": made_at_setup.ok_or("Decrypt needs a ciphertext")?,
+        }),
         Op::SignRsa | Op::SignEcc => serde_json::json!({
             "KeyId": key, "Message": b64(message), "MessageType": "RAW",
             "SigningAlgorithm": op.signing_algorithm(),
@@ -752,7 +774,7 @@ fn request_body(
         Op::VerifyRsa | Op::VerifyEcc => serde_json::json!({
             "KeyId": key, "Message": b64(message), "MessageType": "RAW",
             "SigningAlgorithm": op.signing_algorithm(),
-            "Signature": signature.ok_or("Verify needs a signature")?,
+            "Signature": made_at_setup.ok_or("Verify needs a signature")?,
         }),
         Op::GenerateMac => serde_json::json!({
             "KeyId": key, "Message": b64(message), "MacAlgorithm": "HMAC_SHA_256",
