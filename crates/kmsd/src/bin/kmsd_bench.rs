@@ -418,26 +418,14 @@ async fn run(args: &Args) -> Result<(), BoxError> {
         let made_at_setup = match (args.op, args.op.signing_algorithm()) {
             (Op::Decrypt, _) => {
                 let body = serde_json::json!({ "KeyId": key_id, "Plaintext": b64(&message) });
-                let v = call(&ctx, "Encrypt", Bytes::from(serde_json::to_vec(&body)?)).await?;
-                Some(
-                    v["CiphertextBlob"]
-                        .as_str()
-                        .map(str::to_owned)
-                        .ok_or_else(|| format!("Encrypt answer has no CiphertextBlob: {v}"))?,
-                )
+                Some(call_for(&ctx, "Encrypt", &body, "CiphertextBlob").await?)
             }
             (Op::VerifyRsa | Op::VerifyEcc, Some(alg)) => {
                 let body = serde_json::json!({
                     "KeyId": key_id, "Message": b64(&message), "MessageType": "RAW",
                     "SigningAlgorithm": alg,
                 });
-                let v = call(&ctx, "Sign", Bytes::from(serde_json::to_vec(&body)?)).await?;
-                Some(
-                    v["Signature"]
-                        .as_str()
-                        .map(str::to_owned)
-                        .ok_or_else(|| format!("Sign answer has no Signature: {v}"))?,
-                )
+                Some(call_for(&ctx, "Sign", &body, "Signature").await?)
             }
             _ => None,
         };
@@ -914,6 +902,20 @@ fn note_first_error(msg: impl FnOnce() -> String) {
 async fn call(ctx: &Ctx, operation: &str, body: Bytes) -> Result<serde_json::Value, BoxError> {
     let mut sender = connect(ctx).await?;
     request(ctx, &mut sender, operation, body).await
+}
+
+/// Calls `operation` with `body` and returns the answer's string member `field`.
+async fn call_for(
+    ctx: &Ctx,
+    operation: &str,
+    body: &serde_json::Value,
+    field: &str,
+) -> Result<String, BoxError> {
+    let v = call(ctx, operation, Bytes::from(serde_json::to_vec(body)?)).await?;
+    v[field]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| format!("{operation} answer has no {field}: {v}").into())
 }
 
 /// One connection's closed loop: send, wait for the answer, record, repeat until the deadline.
