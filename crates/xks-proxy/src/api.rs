@@ -678,12 +678,10 @@ fn recheck<T>(
     e: HsmError,
 ) -> Result<KeyCheck<T>, HsmError> {
     if matches!(e, HsmError::Other(_)) {
-        if let Ok(info) = states.read(hsm, label) {
-            if let Err(refusal @ (Refusal::Disabled | Refusal::NotAllowed(_))) =
-                key_state::check(info.as_ref(), need)
-            {
-                return Ok(Err(refusal));
-            }
+        if let Ok(Err(refusal @ (Refusal::Disabled | Refusal::NotAllowed(_)))) =
+            states.check_fresh(hsm, label, need)
+        {
+            return Ok(Err(refusal));
         }
     }
     Err(e)

@@ -864,6 +864,24 @@ operations = ["Encrypt"]
     }
 
     #[test]
+    fn key_state_max_age_defaults_to_a_second_and_is_bounded() {
+        let with = |v: &str| {
+            BASE.replace(
+                "token_label = \"xks\"\n",
+                &format!("token_label = \"xks\"\nkey_state_max_age_ms = {v}\n"),
+            )
+        };
+        let c = Config::parse(BASE, Path::new("/")).unwrap();
+        assert_eq!(c.hsm.key_state_max_age_ms, 1000);
+        for ok in ["0", "60000"] {
+            let c = Config::parse(&with(ok), Path::new("/")).unwrap();
+            assert_eq!(c.hsm.key_state_max_age_ms.to_string(), ok);
+        }
+        assert!(Config::parse(&with("60001"), Path::new("/")).is_err());
+        assert!(Config::parse(&with("-1"), Path::new("/")).is_err());
+    }
+
+    #[test]
     fn key_map_form() {
         let text = BASE.replace("keys = [\"foo\", \"bar\"]\n", "").replace(
             "[[key_store.credentials]]",

@@ -93,6 +93,16 @@ impl KeyStateCache {
                 return Ok(Ok(()));
             }
         }
+        self.check_fresh(hsm, label, need)
+    }
+
+    /// Whether the key `label` can serve `need`, judged on its state read from the token now.
+    pub fn check_fresh(
+        &self,
+        hsm: &Hsm,
+        label: &str,
+        need: Need,
+    ) -> Result<Result<(), Refusal>, HsmError> {
         let info = self.read(hsm, label)?;
         Ok(key_state::check(info.as_ref(), need))
     }

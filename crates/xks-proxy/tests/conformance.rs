@@ -800,7 +800,7 @@ async fn inline_hsm_calls() {
 /// at the next call).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn key_states_are_remembered_for_their_maximum_age() {
-    let mut opts = TestProxyOptions::new(&["kept", "fresh"]);
+    let mut opts = TestProxyOptions::new(&["kept", "fresh", "cdiv"]);
     opts.hsm_toml = "key_state_max_age_ms = 60000\n".into();
     let proxy = TestProxy::start(Path::new(BIN), opts).unwrap();
     let c = Client::new(&proxy, None);
@@ -848,6 +848,17 @@ async fn key_states_are_remembered_for_their_maximum_age() {
     // (the remembered encrypt-only state refuses Decrypt, so the token is asked again)
     let r = decrypt(&c, "fresh", &decrypt_body(&sealed, None)).await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+
+    // Decrypt taken away while the remembered state allows both: an Encrypt asking for the
+    // integrity value encrypts, its trial decryption is refused by the token, and that is
+    // reported as the missing usage (not as a key manager failure).
+    encrypt(&c, "cdiv", pt, None, true).await;
+    proxy.set_key_usage("cdiv", "encrypt").unwrap();
+    assert_error(
+        &encrypt_response(&c, "cdiv", pt, None, true).await,
+        400,
+        "InvalidKeyUsageException",
+    );
 }
 
 /// `hsm.key_state_max_age_ms = 0`: every call reads the key's state from the token, so a
