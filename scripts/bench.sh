@@ -29,7 +29,8 @@
 #             (a fresh database per run on $BENCH_POSTGRES), same binary, alternating, sync audit
 #   keys      one server (sync audit, --quotas off): Encrypt on one hot key, then on $BENCH_KEYS keys
 #             (default 99999: with the hot key, the 100,000-key quota) made by kmsd-bench --keys (CreateKey per tenth, ListKeys/ListAliases
-#             pages, then Encrypt spread uniformly, cache misses included), then the hot key again;
+#             pages, then Encrypt spread uniformly, cache misses included), then the hot key again,
+#             then the server restarted (empty cache) and Encrypt spread over every key again;
 #             server RSS before and after; 32 connections (KEYS_KMSD_FLAGS: extra kmsd flags,
 #             e.g. "--key-cache-size 100000")
 #   all       every section above but raw (asym includes it)
@@ -365,6 +366,15 @@ section_keys() {
         bench_run keys "hot-after-$n/encrypt/32" "$run" "$KMSD_PID" "http://$KMSD_ADDR" \
             --credentials-file "$dir/data/admin-credentials" --op encrypt --connections 32 \
             --key-id "$hot_key"
+        # A restarted server starts with an empty key cache: every key's first use is a miss.
+        stop_kmsd
+        # shellcheck disable=SC2086
+        start_kmsd "$KMSD" "$dir/data" "$OUT/kmsd-keys.log" --audit-durability sync --quotas off \
+            ${KEYS_KMSD_FLAGS:-}
+        bench_run keys "spread-$n-restarted/encrypt/32" "$run" "$KMSD_PID" "http://$KMSD_ADDR" \
+            --credentials-file "$dir/data/admin-credentials" --op encrypt --connections 32 \
+            --existing-keys
+        log "keys run $run: server RSS $(rss_kib "$KMSD_PID") KiB after $n keys, restarted"
         stop_kmsd
         rm -rf "$dir"
     done

@@ -169,6 +169,8 @@ pub struct ChangeBatch {
     pub latest: u64,
     /// Changes after the asked position, oldest first.
     pub changes: Vec<Change>,
+    /// The log position of each of `changes`, in the same order.
+    pub positions: Vec<u64>,
     /// False when entries after the asked position were pruned: the reader must drop
     /// everything it caches.
     pub complete: bool,
@@ -251,7 +253,13 @@ pub trait Store: Send + Sync {
         custom_key_store_id: &str,
     ) -> Result<Vec<KeyRecord>, StoreError>;
     /// Commits all writes atomically and durably, with their change log entries.
-    fn apply(&self, ops: Vec<WriteOp>) -> Result<(), StoreError>;
+    fn apply(&self, ops: Vec<WriteOp>) -> Result<(), StoreError> {
+        self.apply_logged(ops).map(drop)
+    }
+    /// [`Store::apply`], answering the change log positions of the entries this commit wrote,
+    /// in order (empty when it logged nothing), so the writer can tell its own entries from
+    /// other processes' when it reads the log.
+    fn apply_logged(&self, ops: Vec<WriteOp>) -> Result<Vec<u64>, StoreError>;
     /// Changes committed after position `after` of the change log.
     fn changes_since(&self, after: u64) -> Result<ChangeBatch, StoreError>;
     /// A cheap token that differs from its previous value whenever the change log may have
@@ -444,14 +452,16 @@ impl Store for MemStore {
             .collect())
     }
 
-    fn apply(&self, ops: Vec<WriteOp>) -> Result<(), StoreError> {
+    fn apply_logged(&self, ops: Vec<WriteOp>) -> Result<Vec<u64>, StoreError> {
         // Works on a copy, swapped in only when every write succeeded.
         let mut guard = self.lock()?;
         let mut next = guard.clone();
+        let mut positions = Vec::new();
         for change in ops.iter().filter_map(Change::of) {
             next.latest += 1;
             let seq = next.latest;
             next.changes.push_back((seq, change));
+            positions.push(seq);
         }
         while next.changes.len() as u64 > CHANGE_LOG_RETAINED {
             next.changes.pop_front();
@@ -497,20 +507,22 @@ impl Store for MemStore {
             }
         }
         *guard = next;
-        Ok(())
+        Ok(positions)
     }
 
     fn changes_since(&self, after: u64) -> Result<ChangeBatch, StoreError> {
         let g = self.lock()?;
         let oldest = g.changes.front().map_or(g.latest + 1, |(s, _)| *s);
+        let (positions, changes) = g
+            .changes
+            .iter()
+            .filter(|(s, _)| *s > after)
+            .map(|(s, c)| (*s, c.clone()))
+            .unzip();
         Ok(ChangeBatch {
             latest: g.latest,
-            changes: g
-                .changes
-                .iter()
-                .filter(|(s, _)| *s > after)
-                .map(|(_, c)| c.clone())
-                .collect(),
+            changes,
+            positions,
             complete: after + 1 >= oldest || after >= g.latest,
         })
     }

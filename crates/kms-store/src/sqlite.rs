@@ -331,13 +331,13 @@ impl Store for SqliteStore {
         )
     }
 
-    fn apply(&self, ops: Vec<WriteOp>) -> Result<(), StoreError> {
+    fn apply_logged(&self, ops: Vec<WriteOp>) -> Result<Vec<u64>, StoreError> {
         let mut c = self
             .writer
             .lock()
             .map_err(|_| StoreError("writer lock poisoned".into()))?;
         let tx = c.transaction().map_err(err)?;
-        let mut latest_change = None;
+        let mut positions = Vec::new();
         for op in &ops {
             match op {
                 WriteOp::PutKey(k) => {
@@ -428,19 +428,23 @@ impl Store for SqliteStore {
                     params![encode(&change)?],
                 )
                 .map_err(err)?;
-                latest_change = Some(tx.last_insert_rowid());
+                positions.push(tx.last_insert_rowid());
             }
         }
         // Only when this commit logged a change: `last_insert_rowid()` may name another table's
         // row otherwise.
-        if let Some(latest) = latest_change {
+        if let Some(latest) = positions.last() {
             tx.execute(
                 "DELETE FROM changes WHERE seq <= ?1 - ?2",
                 params![latest, CHANGE_LOG_RETAINED as i64],
             )
             .map_err(err)?;
         }
-        tx.commit().map_err(err)
+        tx.commit().map_err(err)?;
+        positions
+            .into_iter()
+            .map(|p| u64::try_from(p).map_err(err))
+            .collect()
     }
 
     fn changes_since(&self, after: u64) -> Result<ChangeBatch, StoreError> {
@@ -464,19 +468,25 @@ impl Store for SqliteStore {
                 .map_err(err)?,
             );
             let mut stmt = c
-                .prepare_cached("SELECT body FROM changes WHERE seq > ?1 ORDER BY seq")
+                .prepare_cached("SELECT seq, body FROM changes WHERE seq > ?1 ORDER BY seq")
                 .map_err(err)?;
             let rows = stmt
-                .query_map(params![after], |r| r.get::<_, String>(0))
+                .query_map(params![after], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+                })
                 .map_err(err)?;
             let mut changes = Vec::new();
+            let mut positions = Vec::new();
             for r in rows {
-                changes.push(decode(r.map_err(err)?)?);
+                let (seq, body) = r.map_err(err)?;
+                positions.push(u64::try_from(seq).map_err(err)?);
+                changes.push(decode(body)?);
             }
             let complete = after >= latest || oldest.is_some_and(|o| after + 1 >= o);
             Ok(ChangeBatch {
                 latest: u64::try_from(latest).unwrap_or(0),
                 changes,
+                positions,
                 complete,
             })
         })();

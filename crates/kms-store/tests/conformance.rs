@@ -257,28 +257,33 @@ fn change_log(s: &dyn Store) {
     let start = s.changes_since(0).unwrap();
     assert!(start.complete);
     let hint = s.change_hint().unwrap();
-    s.apply(vec![
-        WriteOp::PutKey(key("k1", "Enabled", None)),
-        WriteOp::PutAlias(alias("alias/k1", "k1")),
-    ])
-    .unwrap();
-    s.apply(vec![
-        WriteOp::DeleteAccessKey {
-            access_key_id: "AKIAX".into(),
-        },
-        WriteOp::PutDoc {
-            kind: "principal".into(),
-            id: "p".into(),
-            body: "{}".into(),
-        },
-        WriteOp::PutMeta {
-            name: "n".into(),
-            value: "v".into(),
-        },
-    ])
-    .unwrap();
-    s.apply(vec![WriteOp::PutAccessKey(access_key("AKIAD"))])
+    let mut written = s
+        .apply_logged(vec![
+            WriteOp::PutKey(key("k1", "Enabled", None)),
+            WriteOp::PutAlias(alias("alias/k1", "k1")),
+        ])
         .unwrap();
+    written.extend(
+        s.apply_logged(vec![
+            WriteOp::DeleteAccessKey {
+                access_key_id: "AKIAX".into(),
+            },
+            WriteOp::PutDoc {
+                kind: "principal".into(),
+                id: "p".into(),
+                body: "{}".into(),
+            },
+            WriteOp::PutMeta {
+                name: "n".into(),
+                value: "v".into(),
+            },
+        ])
+        .unwrap(),
+    );
+    written.extend(
+        s.apply_logged(vec![WriteOp::PutAccessKey(access_key("AKIAD"))])
+            .unwrap(),
+    );
     let after_ok = s.changes_since(start.latest).unwrap();
     // A failed batch reports nothing.
     assert!(s
@@ -315,6 +320,10 @@ fn change_log(s: &dyn Store) {
             },
         ]
     );
+    // Each commit answered the positions its entries have in the log, in order.
+    assert_eq!(batch.positions, written);
+    assert!(written.windows(2).all(|w| w[0] < w[1]));
+    assert_eq!(written.last(), Some(&batch.latest));
     let tail = s.changes_since(batch.latest).unwrap();
     assert!(tail.changes.is_empty() && tail.complete);
     assert_eq!(tail.latest, batch.latest);
@@ -332,13 +341,14 @@ fn change_log(s: &dyn Store) {
         body: "{}".into(),
     };
     let many: Vec<WriteOp> = (0..CHANGE_LOG_RETAINED as usize + 10).map(usage).collect();
-    s.apply(many).unwrap();
-    s.apply(vec![
-        usage(0),
-        WriteOp::PutKey(key("k3", "Enabled", None)),
-        usage(1),
-    ])
-    .unwrap();
+    assert_eq!(s.apply_logged(many).unwrap(), Vec::<u64>::new());
+    let k3 = s
+        .apply_logged(vec![
+            usage(0),
+            WriteOp::PutKey(key("k3", "Enabled", None)),
+            usage(1),
+        ])
+        .unwrap();
     assert!(s
         .get_doc(KEY_LAST_USAGE_DOC, &format!("{REGION}/k7"))
         .unwrap()
@@ -354,6 +364,7 @@ fn change_log(s: &dyn Store) {
             key_id: "k3".into()
         }]
     );
+    assert_eq!(logged.positions[batch.changes.len()..], k3[..]);
     // The write section and job leases are granted.
     drop(s.lock_writes().unwrap());
     assert!(s.try_job_lease("sweeper").unwrap().is_some());

@@ -124,6 +124,32 @@ impl KeyRegistry {
 
     /// Commits writes durably off the async workers, then drops cached entries they touch.
     pub(crate) async fn commit(&self, ops: Vec<WriteOp>) -> Result<(), KmsError> {
+        self.commit_at_epoch(ops).await.map(drop)
+    }
+
+    /// [`KeyRegistry::commit`] of writes that include the new `record`, which is then cached
+    /// (unsealed) as written, so a key is not read back from the store at its first use. Not
+    /// cached when anything was invalidated after the commit (the record may be outdated then).
+    pub(crate) async fn commit_and_cache(
+        &self,
+        ops: Vec<WriteOp>,
+        record: &KeyRecord,
+    ) -> Result<(), KmsError> {
+        let epoch = self.commit_at_epoch(ops).await?;
+        match CachedKey::load(record.clone(), &self.root) {
+            Ok(entry) => self.keys.insert_if(
+                (record.region.clone(), record.key_id.clone()),
+                Arc::new(entry),
+                || self.is_current(epoch),
+            ),
+            // Committed all the same: the key loads from the store at its first use instead.
+            Err(e) => tracing::warn!(key = %record.arn(), error = %e.message, "new key not cached"),
+        }
+        Ok(())
+    }
+
+    /// Commits, drops what the writes touch, and answers the epoch after that invalidation.
+    async fn commit_at_epoch(&self, ops: Vec<WriteOp>) -> Result<u64, KmsError> {
         let mut keys = Vec::new();
         let mut aliases = Vec::new();
         for op in &ops {
@@ -148,18 +174,22 @@ impl KeyRegistry {
             }
         }
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.apply(ops))
+        let positions = tokio::task::spawn_blocking(move || store.apply_logged(ops))
             .await
             .map_err(internal)?
             .map_err(internal)?;
-        self.epoch.fetch_add(1, Ordering::AcqRel);
+        let epoch = self.epoch.fetch_add(1, Ordering::AcqRel) + 1;
         for k in &keys {
             self.keys.remove(k);
         }
         for a in &aliases {
             self.aliases.remove(a);
         }
-        Ok(())
+        // Its own entries need not drop anything when the log is read: the removals above did.
+        if let Ok(mut cursor) = self.cursor.lock() {
+            cursor.note_own(&positions);
+        }
+        Ok(epoch)
     }
 }
 

@@ -141,3 +141,69 @@ async fn another_nodes_write_reaches_this_nodes_cache_through_the_change_log() {
     let gone = encrypt(&b, "alias/shared", b"x").await.unwrap_err();
     assert_eq!(gone.code, ErrorCode::NotFoundException);
 }
+
+fn is_cached(svc: &Service, key_id: &str) -> bool {
+    svc.registry
+        .keys
+        .get(&("us-east-1".to_owned(), key_id.to_owned()))
+        .is_some()
+}
+
+#[tokio::test]
+async fn a_new_key_is_cached_and_this_nodes_own_log_entries_do_not_drop_it() {
+    let svc = service_on(Arc::new(MemStore::default()), 100);
+    let c = admin_caller();
+    svc.sync_changes().unwrap();
+    let id = new_key(&svc, &c).await;
+    // CreateKey cached what it wrote: the first Encrypt reads nothing from the store.
+    assert!(is_cached(&svc, &id));
+    // Reading the log, which now names the key, keeps it: the entry is this node's own write.
+    svc.sync_changes().unwrap();
+    assert!(is_cached(&svc, &id));
+    encrypt(&svc, &id, b"x").await.unwrap();
+
+    // An own write drops the key when it commits; the reload after it is current and survives
+    // the log read that follows.
+    let _: serde_json::Value = call(
+        &svc,
+        &c,
+        "UpdateKeyDescription",
+        serde_json::json!({"KeyId": id, "Description": "d"}),
+    )
+    .await
+    .unwrap();
+    assert!(!is_cached(&svc, &id));
+    encrypt(&svc, &id, b"x").await.unwrap();
+    assert!(is_cached(&svc, &id));
+    svc.sync_changes().unwrap();
+    assert!(is_cached(&svc, &id));
+}
+
+#[tokio::test]
+async fn another_nodes_write_still_drops_a_key_after_this_nodes_own_write() {
+    let store: Arc<dyn Store> = Arc::new(MemStore::default());
+    let a = service_on(store.clone(), 100);
+    let b = service_on(store.clone(), 100);
+    let c = admin_caller();
+    a.sync_changes().unwrap();
+    b.sync_changes().unwrap();
+    let id = new_key(&a, &c).await;
+    // a's own write, then (unread by a) b's: only b's entry drops the key on a.
+    let _: serde_json::Value = call(
+        &a,
+        &c,
+        "UpdateKeyDescription",
+        serde_json::json!({"KeyId": id, "Description": "d"}),
+    )
+    .await
+    .unwrap();
+    encrypt(&a, &id, b"cached again on a").await.unwrap();
+    b.sync_changes().unwrap();
+    let _: serde_json::Value = call(&b, &c, "DisableKey", serde_json::json!({"KeyId": id}))
+        .await
+        .unwrap();
+    a.sync_changes().unwrap();
+    assert!(!is_cached(&a, &id));
+    let refused = encrypt(&a, &id, b"x").await.unwrap_err();
+    assert_eq!(refused.code, ErrorCode::DisabledException);
+}

@@ -353,7 +353,9 @@ impl Service {
             // Count and insert under the write lock, so concurrent creates cannot overshoot.
             let _guard = self.write_section().await?;
             self.check_key_quota(caller)?;
-            self.commit(vec![WriteOp::PutKey(record.clone())]).await?;
+            self.registry
+                .commit_and_cache(vec![WriteOp::PutKey(record.clone())], &record)
+                .await?;
         }
         caller.touch(record.arn());
         Ok(CreateKeyResponse {

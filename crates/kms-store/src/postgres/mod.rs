@@ -410,7 +410,7 @@ impl Store for PostgresStore {
         )
     }
 
-    fn apply(&self, ops: Vec<WriteOp>) -> Result<(), StoreError> {
+    fn apply_logged(&self, ops: Vec<WriteOp>) -> Result<Vec<u64>, StoreError> {
         // Encode before leaving the caller's thread.
         let mut work = Vec::with_capacity(ops.len());
         for op in ops {
@@ -436,6 +436,7 @@ impl Store for PostgresStore {
             .await
             .map_err(err)?;
             let mut latest: i64 = 0;
+            let mut positions = Vec::new();
             for (op, body, change) in &work {
                 write(&tx, op, body.as_deref()).await?;
                 let Some(change) = change else { continue };
@@ -447,6 +448,7 @@ impl Store for PostgresStore {
                     .await
                     .and_then(|r| r.try_get(0))
                     .map_err(err)?;
+                positions.push(u64::try_from(latest).map_err(err)?);
             }
             if latest > 0 {
                 let retained = i64::try_from(CHANGE_LOG_RETAINED).unwrap_or(i64::MAX);
@@ -471,7 +473,7 @@ impl Store for PostgresStore {
                     feed.wait_for_nodes(&pool, seq, wait_limit).await;
                 }
             }
-            Ok(())
+            Ok(positions)
         })
     }
 
@@ -497,19 +499,23 @@ impl Store for PostgresStore {
             let latest: i64 = bounds.try_get(1).map_err(err)?;
             let rows = tx
                 .query(
-                    "SELECT body FROM changes WHERE seq > $1 ORDER BY seq",
+                    "SELECT seq, body FROM changes WHERE seq > $1 ORDER BY seq",
                     &[&after],
                 )
                 .await
                 .map_err(err)?;
             tx.commit().await.map_err(err)?;
             let mut changes = Vec::with_capacity(rows.len());
+            let mut positions = Vec::with_capacity(rows.len());
             for r in &rows {
-                changes.push(decode(&r.try_get::<_, String>(0).map_err(err)?)?);
+                let seq: i64 = r.try_get(0).map_err(err)?;
+                positions.push(u64::try_from(seq).map_err(err)?);
+                changes.push(decode(&r.try_get::<_, String>(1).map_err(err)?)?);
             }
             Ok(ChangeBatch {
                 latest: u64::try_from(latest.max(after)).unwrap_or(0),
                 changes,
+                positions,
                 complete: after >= latest || after + 1 >= oldest,
             })
         })

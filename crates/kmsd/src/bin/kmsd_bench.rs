@@ -180,6 +180,10 @@ struct Args {
     /// so costs that grow with the number of keys show.
     #[arg(long, default_value_t = 1)]
     keys: usize,
+    /// Spread the load uniformly over every key ListKeys shows (made earlier, e.g. by a run
+    /// with `--keys` before the server restarted); each must accept the operation.
+    #[arg(long, conflicts_with = "keys")]
+    existing_keys: bool,
     /// Key to use; if absent one of the operation's spec is created with CreateKey. For
     /// `xks-encrypt`, the proxy's external key id (required).
     #[arg(long)]
@@ -387,12 +391,33 @@ async fn run(args: &Args) -> Result<(), BoxError> {
         ctx.bodies = vec![Bytes::from(xks_encrypt_body(args.plaintext_bytes)?)];
         key
     } else {
+        if (args.keys > 1 || args.existing_keys)
+            && !matches!(args.op, Op::Encrypt | Op::GenerateDataKey)
+        {
+            return Err(
+                "--keys and --existing-keys work with encrypt and generate-data-key".into(),
+            );
+        }
         let many = if args.keys > 1 {
-            if !matches!(args.op, Op::Encrypt | Op::GenerateDataKey) {
-                return Err("--keys works with encrypt and generate-data-key".into());
-            }
             let (keys, report) = many_keys(&ctx, args.keys, args.connections).await?;
             setup = Some(report);
+            keys
+        } else if args.existing_keys {
+            let mut sender = connect(&ctx).await?;
+            let mut keys = Vec::new();
+            pages(&ctx, &mut sender, "ListKeys", 1000, |page| {
+                keys.extend(
+                    page["Keys"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|k| k["KeyId"].as_str().map(str::to_owned)),
+                );
+            })
+            .await?;
+            if keys.is_empty() {
+                return Err("--existing-keys: ListKeys shows no key".into());
+            }
             keys
         } else {
             Vec::new()
@@ -585,8 +610,8 @@ async fn many_keys(
         keys.extend(made.into_inner().map_err(|_| "poisoned")?);
     }
     let mut sender = connect(ctx).await?;
-    let list_keys_page_ms = pages(ctx, &mut sender, "ListKeys", 1000).await?;
-    let list_aliases_page_ms = pages(ctx, &mut sender, "ListAliases", 100).await?;
+    let list_keys_page_ms = pages(ctx, &mut sender, "ListKeys", 1000, |_| {}).await?;
+    let list_aliases_page_ms = pages(ctx, &mut sender, "ListAliases", 100, |_| {}).await?;
     Ok((
         keys,
         SetupReport {
@@ -597,12 +622,14 @@ async fn many_keys(
     ))
 }
 
-/// Pages through `operation` (ListKeys or ListAliases) with `limit`; the latency of each page.
+/// Pages through `operation` (ListKeys or ListAliases) with `limit`, handing each page to
+/// `on_page`; the latency of each page.
 async fn pages(
     ctx: &Ctx,
     sender: &mut SendRequest<Full<Bytes>>,
     operation: &str,
     limit: u32,
+    mut on_page: impl FnMut(&serde_json::Value),
 ) -> Result<Vec<f64>, BoxError> {
     let mut marker: Option<String> = None;
     let mut ms = Vec::new();
@@ -620,6 +647,7 @@ async fn pages(
         )
         .await?;
         ms.push(started.elapsed().as_secs_f64() * 1000.0);
+        on_page(&v);
         match (v["Truncated"].as_bool(), v["NextMarker"].as_str()) {
             (Some(true), Some(m)) => marker = Some(m.to_owned()),
             _ => return Ok(ms),
