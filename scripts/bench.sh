@@ -347,13 +347,18 @@ section_pg() {
 
 rss_kib() { awk '/^VmRSS/{print $2}' "/proc/$1/status"; }
 
+# The keys section's server on the data dir under $1 (kept across a restart).
+start_keys_kmsd() {
+    # shellcheck disable=SC2086
+    start_kmsd "$KMSD" "$1/data" "$OUT/kmsd-keys.log" --audit-durability sync --quotas off \
+        ${KEYS_KMSD_FLAGS:-}
+}
+
 section_keys() {
     local n=${BENCH_KEYS:-99999} run dir hot_key
     for run in $(seq "$RUNS"); do
         dir="$WORK/kmsd-keys-$run"
-        # shellcheck disable=SC2086
-        start_kmsd "$KMSD" "$dir/data" "$OUT/kmsd-keys.log" --audit-durability sync --quotas off \
-            ${KEYS_KMSD_FLAGS:-}
+        start_keys_kmsd "$dir"
         log "keys run $run: server RSS $(rss_kib "$KMSD_PID") KiB at start"
         bench_run keys "hot/encrypt/32" "$run" "$KMSD_PID" "http://$KMSD_ADDR" \
             --credentials-file "$dir/data/admin-credentials" --op encrypt --connections 32
@@ -368,9 +373,7 @@ section_keys() {
             --key-id "$hot_key"
         # A restarted server starts with an empty key cache: every key's first use is a miss.
         stop_kmsd
-        # shellcheck disable=SC2086
-        start_kmsd "$KMSD" "$dir/data" "$OUT/kmsd-keys.log" --audit-durability sync --quotas off \
-            ${KEYS_KMSD_FLAGS:-}
+        start_keys_kmsd "$dir"
         bench_run keys "spread-$n-restarted/encrypt/32" "$run" "$KMSD_PID" "http://$KMSD_ADDR" \
             --credentials-file "$dir/data/admin-credentials" --op encrypt --connections 32 \
             --existing-keys

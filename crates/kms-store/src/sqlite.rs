@@ -431,8 +431,7 @@ impl Store for SqliteStore {
                 positions.push(tx.last_insert_rowid());
             }
         }
-        // Only when this commit logged a change: `last_insert_rowid()` may name another table's
-        // row otherwise.
+        // Pruned relative to this commit's own last entry, when it logged one.
         if let Some(latest) = positions.last() {
             tx.execute(
                 "DELETE FROM changes WHERE seq <= ?1 - ?2",

@@ -435,12 +435,11 @@ impl Store for PostgresStore {
             )
             .await
             .map_err(err)?;
-            let mut latest: i64 = 0;
-            let mut positions = Vec::new();
+            let mut positions: Vec<u64> = Vec::new();
             for (op, body, change) in &work {
                 write(&tx, op, body.as_deref()).await?;
                 let Some(change) = change else { continue };
-                latest = tx
+                let seq: i64 = tx
                     .query_one(
                         "INSERT INTO changes (body) VALUES ($1) RETURNING seq",
                         &[change],
@@ -448,9 +447,12 @@ impl Store for PostgresStore {
                     .await
                     .and_then(|r| r.try_get(0))
                     .map_err(err)?;
-                positions.push(u64::try_from(latest).map_err(err)?);
+                positions.push(u64::try_from(seq).map_err(err)?);
             }
-            if latest > 0 {
+            // This commit's last entry, when it logged one.
+            let latest = positions.last().copied();
+            if let Some(latest) = latest {
+                let latest = i64::try_from(latest).map_err(err)?;
                 let retained = i64::try_from(CHANGE_LOG_RETAINED).unwrap_or(i64::MAX);
                 tx.execute(
                     "DELETE FROM changes WHERE seq <= $1",
@@ -468,10 +470,8 @@ impl Store for PostgresStore {
             }
             tx.commit().await.map_err(err)?;
             drop(c);
-            if let Ok(seq) = u64::try_from(latest) {
-                if seq > 0 {
-                    feed.wait_for_nodes(&pool, seq, wait_limit).await;
-                }
+            if let Some(seq) = latest {
+                feed.wait_for_nodes(&pool, seq, wait_limit).await;
             }
             Ok(positions)
         })

@@ -403,22 +403,7 @@ async fn run(args: &Args) -> Result<(), BoxError> {
             setup = Some(report);
             keys
         } else if args.existing_keys {
-            let mut sender = connect(&ctx).await?;
-            let mut keys = Vec::new();
-            pages(&ctx, &mut sender, "ListKeys", 1000, |page| {
-                keys.extend(
-                    page["Keys"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|k| k["KeyId"].as_str().map(str::to_owned)),
-                );
-            })
-            .await?;
-            if keys.is_empty() {
-                return Err("--existing-keys: ListKeys shows no key".into());
-            }
-            keys
+            existing_keys(&ctx).await?
         } else {
             Vec::new()
         };
@@ -620,6 +605,26 @@ async fn many_keys(
             list_aliases_page_ms,
         },
     ))
+}
+
+/// Every key ListKeys shows (`--existing-keys`); an error when there is none.
+async fn existing_keys(ctx: &Ctx) -> Result<Vec<String>, BoxError> {
+    let mut sender = connect(ctx).await?;
+    let mut keys = Vec::new();
+    pages(ctx, &mut sender, "ListKeys", 1000, |page| {
+        keys.extend(
+            page["Keys"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|k| k["KeyId"].as_str().map(str::to_owned)),
+        );
+    })
+    .await?;
+    if keys.is_empty() {
+        return Err("--existing-keys: ListKeys shows no key".into());
+    }
+    Ok(keys)
 }
 
 /// Pages through `operation` (ListKeys or ListAliases) with `limit`, handing each page to
